@@ -1,0 +1,27 @@
+"""skfingerprint: audit generative models of medical images for training-data leaks.
+
+Given the images a GAN or diffusion model generated, decide which real images were in its
+training set, with scikit-learn estimators that compose in a ``Pipeline``.
+"""
+
+from .imageclef import load_imageclef_gans, read_submission, write_submission
+from .images import ImageLoadError, ImageSet, as_image_set
+from .metrics import format_reports, kappa_scorer, membership_report
+from .pairs import PairedImages, make_pairs
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "ImageLoadError",
+    "ImageSet",
+    "PairedImages",
+    "__version__",
+    "as_image_set",
+    "format_reports",
+    "kappa_scorer",
+    "load_imageclef_gans",
+    "make_pairs",
+    "membership_report",
+    "read_submission",
+    "write_submission",
+]

@@ -1,0 +1,232 @@
+"""ImageCLEFmed GANs ("Detect Training Data Usage") folders in, submission files out.
+
+Layouts::
+
+    <train>/generated/*.png   <train>/real_used/*.png   <train>/real_not_used/*.png
+    <test>/generated/*.png    <test>/real_unknown/*.png
+
+A submission is one line per test real image, ``<image id>,<0|1>`` (id = file stem, 1 = used).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from sklearn.utils import Bunch
+
+from .images import ImageSet, list_image_files
+from .metrics import check_binary_labels
+from .pairs import PairedImages
+
+__all__ = ["load_imageclef_gans", "read_submission", "write_submission"]
+
+TRAIN_FOLDERS = ("generated", "real_used", "real_not_used")
+TEST_FOLDERS = ("generated", "real_unknown")
+
+
+def _images_in(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Missing folder '{folder}'")
+    return list_image_files(folder)
+
+
+def _check_unique_stems(paths: list[Path], what: str) -> None:
+    counts = Counter(p.stem for p in paths)
+    dups = sorted(stem for stem, c in counts.items() if c > 1)
+    if dups:
+        clash = [str(p) for p in paths if p.stem == dups[0]]
+        raise ValueError(
+            f"Duplicate image ids among the {what} images: {len(dups)} ids occur more than once "
+            f"(first: '{dups[0]}' in {clash}). Each id (file name without extension) must be "
+            "unique."
+        )
+
+
+def _check_one_size(paths: list[Path], root: Path) -> None:
+    sizes = ImageSet(paths=paths).sizes()
+    first = sizes[0]
+    for path, size in zip(paths, sizes, strict=True):
+        if size != first:
+            raise ValueError(
+                f"Images in '{root}' have mixed sizes: '{paths[0]}' is {first[1]}x{first[0]} but "
+                f"'{path}' is {size[1]}x{size[0]} (width x height). ImageCLEF images share one "
+                "size."
+            )
+
+
+def load_imageclef_gans(path: str | os.PathLike, *, check_sizes: bool = True) -> Bunch:
+    """Read an ImageCLEFmed GANs training or test folder.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder with ``generated/``, ``real_used/`` and ``real_not_used/`` (training split) or
+        ``generated/`` and ``real_unknown/`` (test split).
+    check_sizes : bool, default=True
+        Check that every image has the same size (reads each file's header).
+
+    Returns
+    -------
+    Bunch
+        ``X_pairs`` (:class:`PairedImages`, one row per real image, sorted by id), ``y`` (0/1
+        array, or None for the test split), ``ids`` (real images' file stems), ``split``
+        (``"train"`` or ``"test"``), ``real_paths`` and ``generated_paths``.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder or one of the layout's sub-folders is missing.
+    ValueError
+        An empty sub-folder, duplicate ids, a real image in both ``real_used`` and
+        ``real_not_used``, or mixed image sizes.
+
+    Examples
+    --------
+    >>> from skfingerprint import load_imageclef_gans  # doctest: +SKIP
+    >>> train = load_imageclef_gans("ImageCLEF2025/train")  # doctest: +SKIP
+    >>> pipe.fit(train.X_pairs, train.y)  # doctest: +SKIP
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"No such ImageCLEF folder: '{root}'")
+    present = {p.name for p in root.iterdir() if p.is_dir()}
+    if "real_unknown" in present:
+        split = "test"
+        if {"real_used", "real_not_used"} & present:
+            raise ValueError(
+                f"'{root}' mixes the test layout (real_unknown/) with the training layout "
+                "(real_used/, real_not_used/); keep the splits in separate folders"
+            )
+    elif {"real_used", "real_not_used"} & present:
+        split = "train"
+    else:
+        raise FileNotFoundError(
+            f"'{root}' is not an ImageCLEF GANs folder: expected sub-folders "
+            f"{'/, '.join(TRAIN_FOLDERS)}/ (training) or {'/, '.join(TEST_FOLDERS)}/ (test); "
+            f"found {sorted(present) or 'no sub-folders'}"
+        )
+    for name in TRAIN_FOLDERS if split == "train" else TEST_FOLDERS:
+        if name not in present:
+            raise FileNotFoundError(f"Missing folder '{root / name}' ({split} layout)")
+
+    generated = _images_in(root / "generated")
+    _check_unique_stems(generated, "generated")
+    if split == "train":
+        used, not_used = _images_in(root / "real_used"), _images_in(root / "real_not_used")
+        both = sorted({p.stem for p in used} & {p.stem for p in not_used})
+        if both:
+            raise ValueError(
+                f"{len(both)} real image ids are both in real_used/ and real_not_used/ of "
+                f"'{root}' (first: '{both[0]}'); each real image has one label"
+            )
+        real = used + not_used
+        labels = np.r_[np.ones(len(used), np.int64), np.zeros(len(not_used), np.int64)]
+    else:
+        real = _images_in(root / "real_unknown")
+        labels = None
+    _check_unique_stems(real, "real")
+    order = np.argsort([p.stem for p in real], kind="stable")
+    real = [real[i] for i in order]
+    if check_sizes:
+        _check_one_size(real + generated, root)
+    real_set, library = ImageSet(paths=real), ImageSet(paths=generated)
+    return Bunch(
+        X_pairs=PairedImages(real_set, library),
+        y=None if labels is None else labels[order],
+        ids=real_set.ids,
+        split=split,
+        real_paths=real,
+        generated_paths=generated,
+    )
+
+
+def _check_ids(ids: Sequence[str]) -> list[str]:
+    ids = [str(i) for i in ids]
+    for i in ids:
+        if not i or i != i.strip() or any(c in i for c in ',\n\r\t"'):
+            raise ValueError(
+                f"Invalid image id {i!r} for a submission: ids must be non-empty, without commas, "
+                "quotes, tabs, line breaks or surrounding spaces"
+            )
+    counts = Counter(ids)
+    dups = [i for i, c in counts.items() if c > 1]
+    if dups:
+        raise ValueError(f"Each id must appear once in a submission; duplicated: {dups[:5]}")
+    return ids
+
+
+def write_submission(ids: Sequence[str], labels, path: str | os.PathLike) -> Path:
+    """Write an ImageCLEFmed GANs submission: ``<id>,<0|1>`` per line, no header.
+
+    The file is written atomically: an existing file is replaced only by a complete one.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        Real test image ids (file stems), each once.
+    labels : array-like of 0/1
+        One prediction per id (1 = used in training).
+    path : str or Path
+        Where to write.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Empty input, lengths that differ, duplicate or malformed ids, labels other than 0/1.
+
+    Examples
+    --------
+    >>> from skfingerprint import write_submission
+    >>> write_submission(["img_001", "img_002"], [1, 0], "submission.csv")  # doctest: +SKIP
+    """
+    ids = _check_ids(ids)
+    labels = check_binary_labels(labels, "labels")
+    if len(ids) != len(labels):
+        raise ValueError(f"{len(ids)} ids but {len(labels)} labels; give one label per id")
+    path = Path(path)
+    text = "".join(f"{i},{int(v)}\n" for i, v in zip(ids, labels, strict=True))
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".sub-")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_submission(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
+    """Read and check a submission file written by :func:`write_submission`.
+
+    Returns
+    -------
+    ids : list of str
+    labels : ndarray of int64
+
+    Raises
+    ------
+    ValueError
+        A malformed line (named by its number), a duplicate id, or an empty file.
+    """
+    path = Path(path)
+    ids, labels = [], []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            parts = line.rstrip("\n").split(",")
+            if len(parts) != 2 or parts[1] not in ("0", "1"):
+                raise ValueError(f"{path}:{n}: expected '<id>,<0|1>', got {line.rstrip()!r}")
+            ids.append(parts[0])
+            labels.append(int(parts[1]))
+    if not ids:
+        raise ValueError(f"Submission file '{path}' is empty")
+    return _check_ids(ids), np.asarray(labels, dtype=np.int64)

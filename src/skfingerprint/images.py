@@ -1,0 +1,376 @@
+"""One loader for every kind of image input a user has.
+
+Files are read lazily, one batch at a time, so a folder of any size never sits in memory whole.
+Every image comes out as float32 intensities in [0, 1], shape ``(H, W, C)`` with ``C`` 1 (gray)
+or 3 (colour); :func:`to_model_input` turns a batch into the normalised tensor a ViT expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "ImageSet", "as_image_set", "to_model_input"]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+class ImageLoadError(ValueError):
+    """An image file could not be read; the message names the file and the reason."""
+
+
+def _read_file(path: Path) -> np.ndarray:
+    """Decode one file into float32 ``(H, W, C)`` in [0, 1], with the file named on failure."""
+    if not path.is_file():
+        raise FileNotFoundError(f"Image file not found: '{path}'")
+    if path.stat().st_size == 0:
+        raise ImageLoadError(f"Cannot read image '{path}': the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # PIL's DecompressionBombWarning etc. should not leak; errors still raise.
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                img.load()
+                return _pil_to_float(img)
+    except UnidentifiedImageError:
+        raise ImageLoadError(
+            f"Cannot read image '{path}': not an image file Pillow recognises"
+        ) from None
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt data
+        raise ImageLoadError(f"Cannot read image '{path}': {exc}") from exc
+
+
+def _pil_to_float(img: Image.Image) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img, dtype=np.float32) / 65535.0
+    elif mode == "I":  # 16-bit PNGs open as 32-bit ints in some Pillow versions
+        arr = np.asarray(img, dtype=np.float32)
+        arr = arr / (65535.0 if arr.max(initial=0) > 255 else 255.0)
+    elif mode == "F":
+        arr = np.asarray(img, dtype=np.float32)
+    elif mode in ("L", "RGB"):
+        arr = np.asarray(img, dtype=np.float32) / 255.0
+    elif mode == "LA":
+        arr = np.asarray(img.getchannel("L"), dtype=np.float32) / 255.0
+    elif mode == "RGBA":  # the alpha channel carries no anatomy
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    elif mode == "1":
+        arr = np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+    else:  # P, CMYK, YCbCr, ...
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return np.clip(arr, 0.0, 1.0)
+
+
+def _array_to_float(arr: np.ndarray) -> np.ndarray:
+    """One validated array image to float32 ``(H, W, C)`` in [0, 1]."""
+    if arr.dtype == np.uint8:
+        out = arr.astype(np.float32) / 255.0
+    elif arr.dtype == np.uint16:
+        out = arr.astype(np.float32) / 65535.0
+    else:
+        out = arr.astype(np.float32, copy=False)
+    if out.ndim == 2:
+        out = out[:, :, None]
+    elif out.shape[2] == 4:
+        out = out[:, :, :3]
+    return out
+
+
+def _validate_array(arr: np.ndarray, name: str) -> np.ndarray:
+    if arr.ndim not in (3, 4):
+        raise ValueError(
+            f"{name}: an image array must have shape (n, H, W) or (n, H, W, C); got shape "
+            f"{arr.shape}"
+        )
+    if arr.ndim == 4 and arr.shape[3] not in (1, 3, 4):
+        raise ValueError(
+            f"{name}: the last axis of an (n, H, W, C) array must be 1, 3 or 4 channels; got "
+            f"shape {arr.shape}"
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: the image array is empty (0 images)")
+    if min(arr.shape[1:3]) < 2:
+        raise ValueError(f"{name}: images must be at least 2x2 pixels; got shape {arr.shape}")
+    if arr.dtype in (np.uint8, np.uint16):
+        return arr
+    if arr.dtype.kind == "b" or arr.dtype.kind in "iu":
+        raise ValueError(
+            f"{name}: integer image arrays must be uint8 or uint16; got {arr.dtype}. Convert with "
+            "arr.astype(np.uint8) (0-255) or arr.astype(np.float32) / max_value (0-1)."
+        )
+    if arr.dtype.kind != "f":
+        raise ValueError(f"{name}: unsupported image array dtype {arr.dtype}")
+    finite = np.isfinite(arr).reshape(arr.shape[0], -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"{name}: images contain NaN or infinite values (image indices {bad[:10].tolist()}"
+            f"{'...' if bad.size > 10 else ''})"
+        )
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(
+            f"{name}: float images must hold intensities in [0, 1]; got values in "
+            f"[{lo:g}, {hi:g}]. Divide by the maximum intensity (for example arr / 255.0) first."
+        )
+    return arr
+
+
+def list_image_files(folder: Path) -> list[Path]:
+    files = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+    if not files:
+        raise ValueError(
+            f"Folder '{folder}' holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    return files
+
+
+class ImageSet(Sequence):
+    """An ordered collection of images, read lazily from files or held as an array.
+
+    Use :func:`as_image_set` to build one from anything a user has. Indexing with an integer
+    gives the underlying item (a path or an array image); indexing with a slice, an index array
+    or a boolean mask gives a new ``ImageSet`` of those images, so sklearn's ``_safe_indexing``
+    works on it.
+
+    Parameters
+    ----------
+    paths : list of Path, optional
+        Image files, read when needed. Exactly one of ``paths`` and ``array`` is given.
+    array : ndarray, optional
+        Validated image array ``(n, H, W)`` or ``(n, H, W, C)``.
+    ids : list of str, optional
+        One identifier per image; file stems by default, ``"0"``, ``"1"``, ... for arrays.
+    """
+
+    def __init__(
+        self,
+        paths: Sequence[Path] | None = None,
+        array: np.ndarray | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> None:
+        if (paths is None) == (array is None):
+            raise ValueError("ImageSet needs exactly one of paths= and array=")
+        self.paths = None if paths is None else [Path(p) for p in paths]
+        self.array = array
+        n = len(self.paths) if self.paths is not None else len(array)
+        self.ids = (
+            [str(i) for i in ids]
+            if ids is not None
+            else [p.stem for p in self.paths]
+            if self.paths is not None
+            else [str(i) for i in range(n)]
+        )
+        if len(self.ids) != n:
+            raise ValueError(f"ImageSet: {len(self.ids)} ids for {n} images")
+
+    # --- sequence protocol -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def shape(self) -> tuple[int]:
+        """``(n_images,)``, so sklearn counts samples without loading anything."""
+        return (len(self),)
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, tuple):  # sklearn's _array_indexing passes (key, Ellipsis)
+            if len(key) == 2 and key[1] is Ellipsis:
+                key = key[0]
+            else:
+                raise IndexError(f"ImageSet supports 1-d indexing only; got {key!r}")
+        if isinstance(key, (int, np.integer)):
+            return self.paths[key] if self.paths is not None else self.array[key]
+        idx = np.arange(len(self))[key]
+        if idx.ndim != 1:
+            raise IndexError(f"ImageSet supports 1-d indexing only; got {key!r}")
+        ids = [self.ids[i] for i in idx]
+        if self.paths is not None:
+            return ImageSet(paths=[self.paths[i] for i in idx], ids=ids)
+        return ImageSet(array=self.array[idx], ids=ids)
+
+    def __iter__(self) -> Iterator[Any]:
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self) -> str:
+        if self.paths is not None:
+            return f"ImageSet({len(self)} image files)"
+        return f"ImageSet({len(self)} images in a {self.array.dtype} array {self.array.shape})"
+
+    # --- reading -----------------------------------------------------------------------------
+    def read(self, i: int) -> np.ndarray:
+        """Image ``i`` as float32 ``(H, W, C)`` in [0, 1], ``C`` 1 or 3."""
+        if self.paths is not None:
+            return _read_file(self.paths[i])
+        return _array_to_float(self.array[i])
+
+    def iter_batches(
+        self, batch_size: int = 32, indices: Sequence[int] | None = None
+    ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """Yield ``(indices, images)`` batches, reading only one batch at a time."""
+        order = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            yield chunk, [self.read(int(i)) for i in chunk]
+
+    def content_key(self, i: int) -> str:
+        """A digest of image ``i``'s content: equal images get equal keys, wherever they live."""
+        h = hashlib.blake2b(digest_size=16)
+        if self.paths is not None:
+            path = self.paths[i]
+            if not path.is_file():
+                raise FileNotFoundError(f"Image file not found: '{path}'")
+            h.update(b"file")
+            h.update(path.read_bytes())
+        else:
+            img = np.ascontiguousarray(self.array[i])
+            h.update(f"array{img.dtype.str}{img.shape}".encode())
+            h.update(img.tobytes())
+        return h.hexdigest()
+
+    def check_files(self) -> None:
+        """Check every file exists and has a readable image header, before any long work.
+
+        Raises
+        ------
+        FileNotFoundError, ImageLoadError
+            Naming the first bad file. Corruption past the header shows only on full decode.
+        """
+        if self.paths is None:
+            return
+        for path in self.paths:
+            if not path.is_file():
+                raise FileNotFoundError(f"Image file not found: '{path}'")
+            if path.stat().st_size == 0:
+                raise ImageLoadError(f"Cannot read image '{path}': the file is empty (0 bytes)")
+            try:
+                with Image.open(path) as img:
+                    img.size  # noqa: B018 -- parse the header only
+            except UnidentifiedImageError:
+                raise ImageLoadError(
+                    f"Cannot read image '{path}': not an image file Pillow recognises"
+                ) from None
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageLoadError(f"Cannot read image '{path}': {exc}") from exc
+
+    def sizes(self) -> list[tuple[int, int]]:
+        """``(height, width)`` of every image, from file headers or the array's shape."""
+        if self.paths is None:
+            return [tuple(self.array.shape[1:3])] * len(self)
+        out = []
+        for path in self.paths:
+            try:
+                with Image.open(path) as img:
+                    out.append((img.height, img.width))
+            except (OSError, SyntaxError, ValueError) as exc:
+                raise ImageLoadError(f"Cannot read image '{path}': {exc}") from exc
+        return out
+
+
+def as_image_set(images: Any, *, name: str = "images") -> ImageSet:
+    """Turn a folder, a list of image paths or an image array into an :class:`ImageSet`.
+
+    Parameters
+    ----------
+    images : str, Path, list of str or Path, ndarray or ImageSet
+        A folder (its image files, sorted by name), a list of image files, or an array
+        ``(n, H, W)`` / ``(n, H, W, C)`` of dtype uint8, uint16 or float in [0, 1].
+    name : str, default="images"
+        What the input is called in error messages.
+
+    Returns
+    -------
+    ImageSet
+
+    Raises
+    ------
+    ValueError
+        Empty input, a folder with no images, a bad array (shape, dtype, NaN, range).
+    FileNotFoundError
+        A path that does not exist.
+    TypeError
+        Anything else.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfingerprint.images import as_image_set
+    >>> as_image_set(np.zeros((3, 32, 32), dtype=np.uint8))
+    ImageSet(3 images in a uint8 array (3, 32, 32))
+    """
+    if isinstance(images, ImageSet):
+        return images
+    if isinstance(images, (str, os.PathLike)):
+        path = Path(images)
+        if path.is_dir():
+            return ImageSet(paths=list_image_files(path))
+        if path.is_file():
+            return ImageSet(paths=[path])
+        raise FileNotFoundError(f"{name}: no such file or folder: '{path}'")
+    if isinstance(images, np.ndarray):
+        return ImageSet(array=_validate_array(images, name))
+    if isinstance(images, (list, tuple)):
+        if len(images) == 0:
+            raise ValueError(f"{name}: the list of images is empty")
+        bad = [type(p).__name__ for p in images if not isinstance(p, (str, os.PathLike))]
+        if bad:
+            raise TypeError(
+                f"{name}: a list of images must hold file paths (str or Path); found {bad[0]}. "
+                "Stack in-memory images into one array of shape (n, H, W) instead."
+            )
+        paths = [Path(p) for p in images]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise FileNotFoundError(
+                f"{name}: image file not found: '{missing[0]}'"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+            )
+        return ImageSet(paths=paths)
+    raise TypeError(
+        f"{name}: expected a folder, a list of image paths or an array of shape (n, H, W[, C]); "
+        f"got {type(images).__name__}"
+    )
+
+
+def to_model_input(
+    images: Sequence[np.ndarray],
+    size: int | tuple[int, int],
+    mean: Sequence[float],
+    std: Sequence[float],
+):
+    """Stack float ``(H, W, C)`` images into a normalised ``(B, 3, h, w)`` torch tensor.
+
+    Grayscale is repeated to 3 channels; every image is resized (bilinear, antialiased) to
+    ``size``, then normalised with the model's ``mean`` and ``std``.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    h, w = (size, size) if isinstance(size, int) else size
+    out = torch.empty((len(images), 3, h, w), dtype=torch.float32)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    for j, img in enumerate(images):
+        t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        if t.shape[0] == 1:
+            t = t.expand(3, -1, -1)
+        if t.shape[1:] != (h, w):
+            t = F.interpolate(
+                t[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True
+            )[0]
+        out[j] = (t - mean_t) / std_t
+    return out

@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def write_png(path, array):
+    """Write a uint8/uint16 (H, W[, C]) array as a PNG and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def png_folder(tmp_path, rng):
+    """A folder of five 8-bit grayscale 32x32 PNGs and their arrays."""
+    arrays = rng.integers(0, 256, size=(5, 32, 32), dtype=np.uint8)
+    for i, a in enumerate(arrays):
+        write_png(tmp_path / "imgs" / f"img_{i}.png", a)
+    return tmp_path / "imgs", arrays

@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+
+from skfingerprint import load_imageclef_gans, read_submission, write_submission
+
+from .conftest import write_png
+
+
+def make_layout(root, rng, split="train", n_gen=4, n_used=3, n_not=2, size=16):
+    folders = (
+        {"generated": n_gen, "real_used": n_used, "real_not_used": n_not}
+        if split == "train"
+        else {"generated": n_gen, "real_unknown": n_used}
+    )
+    prefix = {"generated": "gen", "real_used": "u", "real_not_used": "n", "real_unknown": "t"}
+    for folder, n in folders.items():
+        for i in range(n):
+            img = rng.integers(0, 256, size=(size, size), dtype=np.uint8)
+            write_png(root / folder / f"{prefix[folder]}_{i:03d}.png", img)
+    return root
+
+
+def test_train_layout(tmp_path, rng):
+    data = load_imageclef_gans(make_layout(tmp_path, rng))
+    assert data.split == "train"
+    assert len(data.X_pairs) == 5 and len(data.X_pairs.library) == 4
+    assert data.ids == sorted(data.ids)
+    assert dict(zip(data.ids, data.y.tolist(), strict=True)) == {
+        "n_000": 0,
+        "n_001": 0,
+        "u_000": 1,
+        "u_001": 1,
+        "u_002": 1,
+    }
+    # every real path's folder agrees with its label
+    for path, label in zip(data.real_paths, data.y, strict=True):
+        assert path.parent.name == ("real_used" if label else "real_not_used")
+
+
+def test_test_layout(tmp_path, rng):
+    data = load_imageclef_gans(make_layout(tmp_path, rng, split="test"))
+    assert data.split == "test" and data.y is None
+    assert data.ids == ["t_000", "t_001", "t_002"]
+
+
+def test_missing_folder(tmp_path, rng):
+    make_layout(tmp_path, rng)
+    for p in (tmp_path / "real_not_used").iterdir():
+        p.unlink()
+    (tmp_path / "real_not_used").rmdir()
+    with pytest.raises(FileNotFoundError, match="real_not_used"):
+        load_imageclef_gans(tmp_path)
+    with pytest.raises(FileNotFoundError, match="No such ImageCLEF folder"):
+        load_imageclef_gans(tmp_path / "nowhere")
+
+
+def test_not_a_layout(tmp_path):
+    (tmp_path / "pictures").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"expected sub-folders.*pictures"):
+        load_imageclef_gans(tmp_path)
+
+
+def test_empty_folder(tmp_path, rng):
+    make_layout(tmp_path, rng)
+    (tmp_path / "generated_extra").mkdir()
+    for p in (tmp_path / "generated").iterdir():
+        p.unlink()
+    with pytest.raises(ValueError, match=r"generated.*no image files"):
+        load_imageclef_gans(tmp_path)
+
+
+def test_duplicate_ids(tmp_path, rng):
+    make_layout(tmp_path, rng)
+    write_png(tmp_path / "real_used" / "u_000.jpg", np.zeros((16, 16), np.uint8))
+    with pytest.raises(ValueError, match="Duplicate image ids.*u_000"):
+        load_imageclef_gans(tmp_path)
+
+
+def test_same_image_in_both_label_folders(tmp_path, rng):
+    make_layout(tmp_path, rng)
+    write_png(tmp_path / "real_not_used" / "u_001.png", np.zeros((16, 16), np.uint8))
+    with pytest.raises(ValueError, match="both in real_used/ and real_not_used/"):
+        load_imageclef_gans(tmp_path)
+
+
+def test_mixed_sizes(tmp_path, rng):
+    make_layout(tmp_path, rng)
+    write_png(tmp_path / "generated" / "odd.png", np.zeros((20, 16), np.uint8))
+    with pytest.raises(ValueError, match=r"mixed sizes.*odd\.png.*16x20"):
+        load_imageclef_gans(tmp_path)
+    assert len(load_imageclef_gans(tmp_path, check_sizes=False).X_pairs.library) == 5
+
+
+def test_mixed_layouts(tmp_path, rng):
+    make_layout(tmp_path, rng)
+    (tmp_path / "real_unknown").mkdir()
+    with pytest.raises(ValueError, match="mixes the test layout"):
+        load_imageclef_gans(tmp_path)
+
+
+def test_submission_round_trip(tmp_path):
+    path = write_submission(["b", "a", "c d"], np.array([1, 0, 1]), tmp_path / "sub.csv")
+    assert path.read_text() == "b,1\na,0\nc d,1\n"
+    ids, labels = read_submission(path)
+    assert ids == ["b", "a", "c d"] and labels.tolist() == [1, 0, 1]
+    write_submission(["x"], [True], path)  # bools are labels too; replaces the file
+    assert path.read_text() == "x,1\n"
+
+
+@pytest.mark.parametrize(
+    ("ids", "labels", "match"),
+    [
+        (["a", "a"], [0, 1], "once"),
+        (["a", "b"], [0, 2], "only 0"),
+        (["a", "b"], [0.5, 1], "only 0"),
+        (["a"], [0, 1], "1 ids but 2 labels"),
+        ([], [], "empty"),
+        (["a,b"], [1], "commas"),
+        ([""], [1], "non-empty"),
+        (["a\n"], [1], "line breaks"),
+    ],
+)
+def test_submission_refuses_bad_content(tmp_path, ids, labels, match):
+    path = tmp_path / "sub.csv"
+    path.write_text("previous,1\n")
+    with pytest.raises(ValueError, match=match):
+        write_submission(ids, labels, path)
+    assert path.read_text() == "previous,1\n"  # never left half-written
+    assert [p.name for p in tmp_path.iterdir()] == ["sub.csv"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [("a,1\nb,2\n", ":2:"), ("a;1\n", ":1:"), ("", "empty"), ("a,1\na,0\n", "once")],
+)
+def test_read_submission_refuses_malformed_files(tmp_path, text, match):
+    path = tmp_path / "s.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        read_submission(path)

@@ -1,0 +1,156 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.utils import _safe_indexing
+
+from skfingerprint.images import ImageLoadError, ImageSet, as_image_set, to_model_input
+
+from .conftest import write_png
+
+
+def test_folder_is_sorted_and_read_lazily(png_folder):
+    folder, arrays = png_folder
+    (folder / "notes.txt").write_text("not an image")
+    (folder / ".hidden.png").write_bytes(b"")
+    images = as_image_set(folder)
+    assert images.ids == [f"img_{i}" for i in range(5)]
+    np.testing.assert_allclose(images.read(3)[:, :, 0], arrays[3] / 255.0, atol=1e-6)
+    assert images.read(0).dtype == np.float32
+
+
+def test_list_of_paths_and_array_give_the_same_pixels(png_folder):
+    folder, arrays = png_folder
+    from_paths = as_image_set(sorted(str(p) for p in folder.glob("*.png")))
+    from_array = as_image_set(arrays)
+    for i in range(5):
+        np.testing.assert_allclose(from_paths.read(i), from_array.read(i), atol=1e-6)
+
+
+def test_16bit_rgb_rgba_and_channels_last(tmp_path, rng):
+    a16 = rng.integers(0, 65536, size=(16, 16), dtype=np.uint16)
+    rgb = rng.integers(0, 256, size=(16, 16, 3), dtype=np.uint8)
+    rgba = np.dstack([rgb, np.full((16, 16), 7, np.uint8)])
+    paths = [
+        write_png(tmp_path / "a16.png", a16),
+        write_png(tmp_path / "rgb.png", rgb),
+        write_png(tmp_path / "rgba.png", rgba),
+    ]
+    images = as_image_set(paths)
+    np.testing.assert_allclose(images.read(0)[:, :, 0], a16 / 65535.0, atol=1e-6)
+    np.testing.assert_allclose(images.read(1), rgb / 255.0, atol=1e-6)
+    np.testing.assert_allclose(images.read(2), rgb / 255.0, atol=1e-6)  # alpha dropped
+    arr = as_image_set(rng.integers(0, 65536, size=(2, 8, 8, 4), dtype=np.uint16))
+    assert arr.read(1).shape == (8, 8, 3)
+    assert as_image_set(np.zeros((2, 8, 8, 1), np.float32)).read(0).shape == (8, 8, 1)
+
+
+def test_iter_batches_streams_in_order(png_folder):
+    images = as_image_set(png_folder[0])
+    batches = list(images.iter_batches(batch_size=2))
+    assert [b[0].tolist() for b in batches] == [[0, 1], [2, 3], [4]]
+    assert all(len(idx) == len(imgs) for idx, imgs in batches)
+
+
+def test_slicing_and_safe_indexing(png_folder):
+    images = as_image_set(png_folder[0])
+    sub = _safe_indexing(images, np.array([4, 1]))
+    assert isinstance(sub, ImageSet) and sub.ids == ["img_4", "img_1"]
+    assert images[[True, False, True, False, False]].ids == ["img_0", "img_2"]
+    assert images[1:3].ids == ["img_1", "img_2"]
+    assert images[0] == png_folder[0] / "img_0.png"
+    with pytest.raises(IndexError, match="1-d"):
+        images[np.zeros((2, 2), int)]
+
+
+def test_content_key_follows_content_not_location(tmp_path, png_folder):
+    folder, arrays = png_folder
+    copy = write_png(tmp_path / "elsewhere" / "copy.png", arrays[2])
+    a, b = as_image_set(folder), as_image_set([copy])
+    assert a.content_key(2) == b.content_key(0)
+    assert a.content_key(2) != a.content_key(3)
+    arr = as_image_set(arrays)
+    assert arr.content_key(0) == as_image_set(arrays[:1].copy()).content_key(0)
+    assert arr.content_key(0) != as_image_set(arrays[:1].astype(np.uint16)).content_key(0)
+
+
+def test_to_model_input_repeats_gray_resizes_and_normalises():
+    gray = np.full((10, 12, 1), 0.5, np.float32)
+    rgb = np.zeros((20, 20, 3), np.float32)
+    x = to_model_input([gray, rgb], 16, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25))
+    assert x.shape == (2, 3, 16, 16) and x.dtype == torch.float32
+    torch.testing.assert_close(x[0], torch.zeros(3, 16, 16))
+    torch.testing.assert_close(x[1], torch.full((3, 16, 16), -2.0))
+
+
+def test_pickle_of_a_file_set_holds_paths_not_pixels(png_folder):
+    images = as_image_set(png_folder[0])
+    assert len(pickle.dumps(images)) < 2000
+    assert pickle.loads(pickle.dumps(images)).ids == images.ids
+
+
+# --- bad input: each with a clear error that names the problem (and the file) -------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ([], ValueError, "empty"),
+        (np.zeros((0, 8, 8), np.uint8), ValueError, "empty"),
+        (np.zeros((8, 8), np.uint8), ValueError, r"shape \(n, H, W\)"),
+        (np.zeros((2, 8, 8, 2), np.uint8), ValueError, "1, 3 or 4 channels"),
+        (np.zeros((2, 8, 8), np.int32), ValueError, "uint8 or uint16"),
+        (np.full((2, 8, 8), 255.0), ValueError, r"\[0, 1\]"),
+        (np.array([np.zeros((4, 4)), np.full((4, 4), np.nan)]), ValueError, r"NaN.*\[1\]"),
+        (np.array([np.zeros((4, 4)), np.full((4, 4), np.inf)]), ValueError, "infinite"),
+        ([np.zeros((4, 4))], TypeError, "file paths"),
+        (42, TypeError, "expected a folder"),
+    ],
+)
+def test_bad_inputs_get_clear_errors(value, error, match):
+    with pytest.raises(error, match=match):
+        as_image_set(value, name="real")
+
+
+def test_missing_paths_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.png"):
+        as_image_set([tmp_path / "nope.png"])
+    with pytest.raises(FileNotFoundError, match="no such file or folder"):
+        as_image_set(tmp_path / "missing_dir")
+
+
+def test_empty_folder_is_an_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        as_image_set(tmp_path / "empty")
+
+
+def test_file_errors_name_the_file(tmp_path, png_folder):
+    good = png_folder[0] / "img_0.png"
+    data = good.read_bytes()
+    (tmp_path / "zero.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello, I am not a PNG")
+    (tmp_path / "trunc.png").write_bytes(data[: len(data) // 2])
+    images = as_image_set([tmp_path / "zero.png", tmp_path / "text.png", tmp_path / "trunc.png"])
+    with pytest.raises(ImageLoadError, match=r"zero\.png.*empty"):
+        images.read(0)
+    with pytest.raises(ImageLoadError, match=r"text\.png.*not an image"):
+        images.read(1)
+    with pytest.raises(ImageLoadError, match=r"trunc\.png"):
+        images.read(2)
+    with pytest.raises(ImageLoadError, match=r"zero\.png"):
+        images.check_files()
+    with pytest.raises(ImageLoadError, match=r"text\.png"):
+        images[1:].check_files()
+    (tmp_path / "text.png").unlink()
+    with pytest.raises(FileNotFoundError, match=r"text\.png"):
+        images.read(1)
+
+
+def test_unicode_and_spaces_in_paths(tmp_path, rng):
+    a = rng.integers(0, 256, size=(8, 8), dtype=np.uint8)
+    path = write_png(tmp_path / "dossier é 中" / "scan 01 ü.png", a)
+    images = as_image_set(path.parent)
+    assert images.ids == ["scan 01 ü"]
+    np.testing.assert_allclose(images.read(0)[:, :, 0], a / 255.0, atol=1e-6)

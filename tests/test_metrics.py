@@ -1,0 +1,64 @@
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+
+from skfingerprint import format_reports, kappa_scorer, membership_report
+
+
+def test_report_values_match_hand_computation():
+    y_true = [1, 1, 1, 1, 0, 0, 0, 0]
+    y_pred = [1, 1, 1, 0, 1, 0, 0, 0]
+    r = membership_report(y_true, y_pred, output_dict=True)
+    # TP=3 FP=1 FN=1 TN=3: P=R=0.75, F1=0.75 (standard 2PR/(P+R)), acc=0.75, kappa=0.5
+    assert r == pytest.approx(
+        {"kappa": 0.5, "accuracy": 0.75, "precision": 0.75, "recall": 0.75, "f1": 0.75, "n": 8}
+    )
+
+
+def test_f1_is_the_standard_one_not_the_papers():
+    r = membership_report([1, 1, 0, 0], [1, 0, 0, 0], output_dict=True)
+    assert r["precision"] == 1.0 and r["recall"] == 0.5
+    assert r["f1"] == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+
+
+def test_table_lists_every_metric():
+    table = membership_report([1, 0, 1, 0], [1, 0, 0, 0])
+    assert [line.split()[0] for line in table.splitlines()[1:]] == [
+        "kappa",
+        "accuracy",
+        "precision",
+        "recall",
+        "f1",
+    ]
+    both = format_reports({"CANet": {"kappa": 0.2}, "MaxSimilarity": {"kappa": 0.1}})
+    assert both.splitlines()[0].split() == ["metric", "CANet", "MaxSimilarity"]
+    assert both.splitlines()[1].split() == ["kappa", "0.200", "0.100"]
+
+
+def test_constant_predictions_give_zero_kappa_not_nan():
+    assert membership_report([0, 0, 0], [0, 0, 0], output_dict=True)["kappa"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("y_true", "y_pred", "match"),
+    [
+        ([0, 2], [0, 1], r"only 0 .* found \[2\]"),
+        ([0, 1], [0, np.nan], "only 0"),
+        (["a", "b"], [0, 1], "dtype"),
+        ([], [], "empty"),
+        ([0, 1, 1], [0, 1], "differ in length"),
+        ([[0, 1]], [[0, 1]], "1-d"),
+    ],
+)
+def test_bad_labels_are_refused(y_true, y_pred, match):
+    with pytest.raises(ValueError, match=match):
+        membership_report(y_true, y_pred)
+
+
+def test_kappa_scorer_works_as_scoring():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 2))
+    y = (X[:, 0] > 0).astype(int)
+    scores = cross_val_score(LogisticRegression(), X, y, scoring=kappa_scorer, cv=3)
+    assert scores.mean() > 0.8
