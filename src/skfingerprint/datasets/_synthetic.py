@@ -31,7 +31,7 @@ _SLICES_PER_PATIENT = 4
 
 
 # --------------------------------------------------------------------------------------------
-# Smooth random fields (sums of plane waves, evaluated as outer products: cheap and separable)
+# Smooth random fields (sums of plane waves, evaluated as one small matrix product)
 # --------------------------------------------------------------------------------------------
 
 
@@ -53,28 +53,23 @@ class _Waves:
         freq = rng.uniform(fmin, fmax, n) * np.pi
         angle = rng.uniform(0.0, 2.0 * np.pi, n)
         amp = rng.normal(size=n)
-        amp /= np.sqrt(np.sum(amp**2)) + 1e-12  # unit RMS * sqrt(2) overall
+        amp /= np.sqrt(np.sum(amp**2)) + 1e-12
         return cls(
             fx=freq * np.cos(angle),
             fy=freq * np.sin(angle),
             phase=rng.uniform(0.0, 2.0 * np.pi, n),
-            amp=amp * np.sqrt(2.0),
+            amp=amp * np.sqrt(2.0),  # sum of a_k^2 = 2: the field has unit RMS
             omega=rng.normal(0.0, drift, n),
         )
 
     def field(self, u: np.ndarray, v: np.ndarray, z: float = 0.0) -> np.ndarray:
         """Evaluate on the grid given by the 1-D coordinates ``u`` (columns) and ``v`` (rows)."""
-        out = np.zeros((v.size, u.size), dtype=np.float32)
-        for fx, fy, ph, a, om in zip(
-            self.fx, self.fy, self.phase, self.amp, self.omega, strict=True
-        ):
-            au = fx * u + ph + om * z
-            bv = fy * v
-            # sin(a + b) = sin a cos b + cos a sin b
-            out += a * (np.outer(np.cos(bv), np.sin(au)) + np.outer(np.sin(bv), np.cos(au))).astype(
-                np.float32
-            )
-        return out
+        au = np.outer(u, self.fx) + (self.phase + self.omega * z)  # (n_u, n_waves)
+        bv = np.outer(v, self.fy)  # (n_v, n_waves)
+        # sum_k a_k sin(a + b) = sum_k a_k (cos b sin a + sin b cos a): one matrix product
+        left = np.concatenate([np.cos(bv) * self.amp, np.sin(bv) * self.amp], axis=1)
+        right = np.concatenate([np.sin(au), np.cos(au)], axis=1)
+        return (left.astype(np.float32) @ right.astype(np.float32).T).astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -82,9 +77,8 @@ class _Waves:
 # --------------------------------------------------------------------------------------------
 
 
-def _shape_mask(
+def _shape_masks(
     u: np.ndarray,
-    v: np.ndarray,
     cx: float,
     cy: float,
     ax: float,
@@ -92,26 +86,29 @@ def _shape_mask(
     harm_c: np.ndarray,
     harm_s: np.ndarray,
     edge_px: float,
-) -> np.ndarray:
-    """Soft (anti-aliased) mask of a star-shaped blob: an ellipse with a Fourier-perturbed rim.
+    scales: tuple[float, ...] = (1.0,),
+) -> list[np.ndarray]:
+    """Soft (anti-aliased) masks of a star-shaped blob: an ellipse with a Fourier-perturbed rim.
 
-    ``u``/``v`` are the 1-D normalised coordinates of the columns/rows (range [-1, 1]); only the
-    bounding box of the shape is evaluated.
+    ``u`` holds the normalised coordinates (range [-1, 1]) of the pixel centres along both axes.
+    One mask per entry of ``scales`` (concentric copies shrunk by that factor); only the bounding
+    box of the shape is evaluated.
     """
-    size_v, size_u = v.size, u.size
-    mask = np.zeros((size_v, size_u), dtype=np.float32)
-    rmax = 1.0 + float(np.sum(np.abs(harm_c)) + np.sum(np.abs(harm_s)))
-    half = 0.5 * size_u  # pixels per normalised unit
+    size = u.size
+    masks = [np.zeros((size, size), dtype=np.float32) for _ in scales]
+    harm_c, harm_s = np.asarray(harm_c).tolist(), np.asarray(harm_s).tolist()
+    rmax = 1.0 + sum(map(abs, harm_c)) + sum(map(abs, harm_s))
+    half = 0.5 * size  # pixels per normalised unit
     edge = edge_px / (half * min(ax, ay))
     pad = (rmax + edge) * 1.05
     c0 = max(int(np.floor((cx - ax * pad + 1.0) * half)), 0)
-    c1 = min(int(np.ceil((cx + ax * pad + 1.0) * half)) + 1, size_u)
+    c1 = min(int(np.ceil((cx + ax * pad + 1.0) * half)) + 1, size)
     r0 = max(int(np.floor((cy - ay * pad + 1.0) * half)), 0)
-    r1 = min(int(np.ceil((cy + ay * pad + 1.0) * half)) + 1, size_v)
+    r1 = min(int(np.ceil((cy + ay * pad + 1.0) * half)) + 1, size)
     if c0 >= c1 or r0 >= r1:
-        return mask
+        return masks
     dx = ((u[c0:c1] - cx) / ax)[None, :].astype(np.float32)
-    dy = ((v[r0:r1] - cy) / ay)[:, None].astype(np.float32)
+    dy = ((u[r0:r1] - cy) / ay)[:, None].astype(np.float32)
     r = np.sqrt(dx * dx + dy * dy)
     rs = np.maximum(r, 1e-6)
     cos1 = dx / rs
@@ -121,33 +118,56 @@ def _shape_mask(
     for a, b in zip(harm_c, harm_s, strict=True):
         rim += a * ck + b * sk
         ck, sk = ck * cos1 - sk * sin1, sk * cos1 + ck * sin1
-    mask[r0:r1, c0:c1] = np.clip((rim - r) / edge + 0.5, 0.0, 1.0)
-    return mask
+    for mask, scale in zip(masks, scales, strict=True):
+        mask[r0:r1, c0:c1] = np.clip((rim * scale - r) / (edge * scale) + 0.5, 0.0, 1.0)
+    return masks
 
 
-def _add_blob(
-    img: np.ndarray, cx: float, cy: float, radius: float, amp: float, gaussian: bool
+def _add_blobs(
+    img: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+    radius: np.ndarray,
+    amp: np.ndarray,
+    gaussian: bool,
 ) -> None:
-    """Add a Gaussian blob or a soft disc (centre/radius in pixels) to ``img`` in place."""
-    if amp == 0.0 or radius <= 0.0:
+    """Add Gaussian blobs or soft discs (centres/radii in pixels) to ``img`` in place.
+
+    All profiles are evaluated at once on windows of one size; blobs partly outside the image are
+    clipped, blobs wholly outside are dropped.
+    """
+    cx, cy = np.asarray(cx, np.float64).ravel(), np.asarray(cy, np.float64).ravel()
+    radius = np.broadcast_to(np.asarray(radius, np.float64), cx.shape)
+    amp = np.broadcast_to(np.asarray(amp, np.float64), cx.shape)
+    if cx.size == 0:
         return
     size_v, size_u = img.shape
-    ext = 3.0 * radius + 1.0 if gaussian else radius + 2.0
-    c0, c1 = max(int(cx - ext), 0), min(int(cx + ext) + 2, size_u)
-    r0, r1 = max(int(cy - ext), 0), min(int(cy + ext) + 2, size_v)
-    if c0 >= c1 or r0 >= r1:
+    ext = int(np.ceil((3.0 * radius.max() + 1.0) if gaussian else (radius.max() + 1.5)))
+    win = 2 * ext + 1
+    x0 = np.floor(cx).astype(np.int64) - ext
+    y0 = np.floor(cy).astype(np.int64) - ext
+    inside = (x0 < size_u) & (x0 + win > 0) & (y0 < size_v) & (y0 + win > 0) & (amp != 0)
+    if not inside.any():
         return
-    xx = np.arange(c0, c1, dtype=np.float32) + 0.5 - cx
-    yy = np.arange(r0, r1, dtype=np.float32) + 0.5 - cy
-    d2 = yy[:, None] ** 2 + xx[None, :] ** 2
+    cx, cy, radius, amp, x0, y0 = (a[inside] for a in (cx, cy, radius, amp, x0, y0))
+    offs = np.arange(win, dtype=np.float32) + 0.5
+    xx = (x0[:, None] + offs[None, :] - cx[:, None]).astype(np.float32)  # (n, win)
+    yy = (y0[:, None] + offs[None, :] - cy[:, None]).astype(np.float32)
+    d2 = yy[:, :, None] ** 2 + xx[:, None, :] ** 2  # (n, win, win)
+    r = radius.astype(np.float32)[:, None, None]
     if gaussian:
-        prof = np.exp(-d2 / (2.0 * radius * radius))
+        prof = np.exp(-d2 / (2.0 * r * r))
     else:
-        prof = np.clip(radius - np.sqrt(d2) + 0.5, 0.0, 1.0)
-    img[r0:r1, c0:c1] += amp * prof
+        prof = np.clip(r - np.sqrt(d2) + 0.5, 0.0, 1.0)
+    prof *= amp.astype(np.float32)[:, None, None]
+    # paste through a padded canvas, so windows at the border need no special case
+    canvas = np.zeros((size_v + 2 * win, size_u + 2 * win), dtype=np.float32)
+    for patch, xi, yi in zip(prof, x0 + win, y0 + win, strict=True):
+        canvas[yi : yi + win, xi : xi + win] += patch
+    img += canvas[win:-win, win:-win]
 
 
-def _to_px(w: float, size: int) -> float:
+def _to_px(w: float | np.ndarray, size: int) -> float | np.ndarray:
     """Normalised coordinate in [-1, 1] to continuous pixel coordinate in [0, size]."""
     return (w + 1.0) * 0.5 * size
 
@@ -300,7 +320,7 @@ def _sample_patient(rng: np.random.Generator) -> _Patient:
         ),
         spine=(
             cx + rng.normal(0.0, 0.015),
-            cy + ay * rng.uniform(0.6, 0.7),
+            cy + ay * rng.uniform(0.42, 0.52),
             ay * rng.uniform(0.16, 0.2),
             rng.uniform(200.0, 240.0),
         ),
@@ -325,11 +345,9 @@ def _render_slice(p: _Patient, z: float, u: np.ndarray, rng: np.random.Generator
     cx, cy, ax, ay = p.body
     # the body narrows a little towards the apex
     bscale = 0.95 + 0.05 * z
-    body = _shape_mask(u, u, cx, cy, ax * bscale, ay * bscale, p.body_hc, p.body_hs, 1.0)
-    inner = _shape_mask(
-        u, u, cx, cy, ax * bscale * (1 - p.fat_thick), ay * bscale * (1 - p.fat_thick),
-        p.body_hc, p.body_hs, 1.5,
-    )  # fmt: skip
+    body, inner = _shape_masks(
+        u, cx, cy, ax * bscale, ay * bscale, p.body_hc, p.body_hs, 1.0, (1.0, 1.0 - p.fat_thick)
+    )
     tex = p.texture.field(u, u, z)
     img = p.bg + body * (p.fat - p.bg + inner * (p.tissue - p.fat + p.tex_amp * tex))
 
@@ -338,47 +356,54 @@ def _render_slice(p: _Patient, z: float, u: np.ndarray, rng: np.random.Generator
     lung_mask = np.zeros_like(img)
     vessel_layer = np.zeros_like(img)
     lung_geom = []
+    vx, vy, vr, va = [], [], [], []
     for lung, ves in zip(p.lungs, p.vessels, strict=True):
         lx, ly = lung["ax"] * grow, lung["ay"] * (0.8 + 0.2 * grow)
         lcy = lung["cy"] + 0.1 * ay * (z - 0.5)
         hc = lung["hc"] + lung["dhc"] * (z - 0.5)
         hs = lung["hs"] + lung["dhs"] * (z - 0.5)
-        lung_mask = np.maximum(lung_mask, _shape_mask(u, u, lung["cx"], lcy, lx, ly, hc, hs, 1.2))
+        (mask,) = _shape_masks(u, lung["cx"], lcy, lx, ly, hc, hs, 1.2)
+        np.maximum(lung_mask, mask, out=lung_mask)
         lung_geom.append((lung["cx"], lcy, lx, ly))
         # vessels: move with z and fade in and out of the slice
         env = np.exp(-(((z - ves[:, 4]) / ves[:, 5]) ** 2))
         px = ves[:, 0] + ves[:, 2] * (z - 0.5)
         py = ves[:, 1] + ves[:, 3] * (z - 0.5)
         keep = (env > 0.05) & (px * px + py * py < 1.0)
-        for i in np.flatnonzero(keep):
-            _add_blob(
-                vessel_layer,
-                _to_px(lung["cx"] + px[i] * lx, size),
-                _to_px(lcy + py[i] * ly, size),
-                max(ves[i, 6] * half * (0.6 + 0.4 * env[i]), 0.6),
-                float(ves[i, 7] * env[i]),
-                gaussian=True,
-            )
+        vx.append(_to_px(lung["cx"] + px[keep] * lx, size))
+        vy.append(_to_px(lcy + py[keep] * ly, size))
+        vr.append(np.maximum(ves[keep, 6] * half * (0.6 + 0.4 * env[keep]), 0.6))
+        va.append(ves[keep, 7] * env[keep])
+    _add_blobs(
+        vessel_layer, np.concatenate(vx), np.concatenate(vy), np.concatenate(vr),
+        np.concatenate(va), gaussian=True,
+    )  # fmt: skip
+    nodules = []
     for side, lpx, lpy, zc, zw, rad, amp in p.lesions:
         t = (z - zc) / zw
         if abs(t) < 1.0:
             lcx, lcy, lx, ly = lung_geom[side]
-            _add_blob(
-                vessel_layer,
-                _to_px(lcx + lpx * lx, size),
-                _to_px(lcy + lpy * ly, size),
-                max(rad * half * math.sqrt(1.0 - t * t), 0.7),
-                amp,
-                gaussian=False,
+            nodules.append(
+                (
+                    _to_px(lcx + lpx * lx, size),
+                    _to_px(lcy + lpy * ly, size),
+                    max(rad * half * math.sqrt(1.0 - t * t), 0.7),
+                    amp,
+                )
             )
-    lung_val = p.lung_int + p.lung_tex_amp * p.lung_texture.field(u, u, z) + vessel_layer
+    if nodules:
+        _add_blobs(vessel_layer, *np.array(nodules).T, gaussian=False)
+    lung_val = p.lung_texture.field(u, u, z)
+    lung_val *= p.lung_tex_amp
+    lung_val += vessel_layer
+    lung_val += p.lung_int
 
     # heart (lower slices) pushes into the left lung
     hcx, hcy, hax, hay, hdelta, onset = p.heart
     hsize = min(max((z - onset) / 0.3, 0.0), 1.0)
     if hsize > 0.05:
         zeros = np.zeros(1)
-        heart = _shape_mask(u, u, hcx, hcy, hax * hsize, hay * hsize, zeros, zeros, 1.5)
+        (heart,) = _shape_masks(u, hcx, hcy, hax * hsize, hay * hsize, zeros, zeros, 1.5)
         lung_mask *= 1.0 - heart
         img += heart * hdelta
     img += lung_mask * (lung_val - img)
@@ -387,34 +412,40 @@ def _render_slice(p: _Patient, z: float, u: np.ndarray, rng: np.random.Generator
     scx, scy, srad, sint = p.spine
     sx, sy = _to_px(scx, size), _to_px(scy, size)
     spx = srad * half
-    _add_blob(img, sx, sy, spx, sint - p.tissue, gaussian=False)
-    _add_blob(img, sx, sy, 0.65 * spx, -0.25 * (sint - p.tissue), gaussian=False)
-    _add_blob(img, sx, sy + 1.45 * spx, 0.45 * spx, p.fat - sint, gaussian=False)  # canal
-    _add_blob(img, sx, sy + 2.3 * spx, 0.35 * spx, 0.8 * (sint - p.tissue), gaussian=False)
+    bone = sint - p.tissue
     adx, ady, arad, aint = p.aorta
-    _add_blob(
-        img, _to_px(scx + adx, size), _to_px(scy + ady, size), arad * half, aint - p.tissue,
-        gaussian=False,
-    )  # fmt: skip
-    for ang, drift, rrad, ramp in p.ribs:
-        a = ang + drift * (z - 0.5)
-        r = 0.9 * bscale * (1 - p.fat_thick)
-        _add_blob(
-            img,
-            _to_px(cx + r * ax * math.cos(a), size),
-            _to_px(cy + r * ay * math.sin(a), size),
-            max(rrad * half, 0.7),
-            ramp,
-            gaussian=False,
-        )
+    ang = p.ribs[:, 0] + p.ribs[:, 1] * (z - 0.5)
+    rr = 0.9 * bscale * (1 - p.fat_thick)
+    blobs = np.array(
+        [
+            (sx, sy, spx, bone),  # vertebral body
+            (sx, sy, 0.65 * spx, -0.25 * bone),  # its softer core
+            (sx, sy + 1.45 * spx, 0.75 * spx, 0.7 * bone),  # vertebral arch
+            (sx, sy + 1.45 * spx, 0.42 * spx, -0.7 * bone - 15.0),  # spinal canal
+            (sx, sy + 2.35 * spx, 0.35 * spx, 0.8 * bone),  # spinous process
+            (_to_px(scx + adx, size), _to_px(scy + ady, size), arad * half, aint - p.tissue),
+        ]
+    )
+    ribs = np.column_stack(
+        [
+            _to_px(cx + rr * ax * np.cos(ang), size),
+            _to_px(cy + rr * ay * np.sin(ang), size),
+            np.maximum(p.ribs[:, 2] * half, 0.7),
+            p.ribs[:, 3],
+        ]
+    )
+    _add_blobs(img, *np.concatenate([blobs, ribs]).T, gaussian=False)
 
     if p.table is not None:
         tv, thick, curv, tint = p.table
-        rows = tv + curv * u[None, :] ** 2  # (1, size)
-        band = np.clip((thick - np.abs(u[:, None] - rows)) * half + 0.5, 0.0, 1.0)
-        img += band * (1.0 - body) * (tint - img)
+        centre = tv + curv * u[None, :] ** 2  # (1, size): a slightly curved band
+        lo = max(int((min(tv, tv + curv) - thick + 1.0) * half) - 2, 0)
+        hi = min(int((max(tv, tv + curv) + thick + 1.0) * half) + 3, size)
+        if lo < hi:
+            band = np.clip((thick - np.abs(u[lo:hi, None] - centre)) * half + 0.5, 0.0, 1.0)
+            img[lo:hi] += band * (1.0 - body[lo:hi]) * (tint - img[lo:hi])
 
-    img += rng.normal(0.0, p.noise, img.shape).astype(np.float32)
+    img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(p.noise)
     return ndimage.gaussian_filter(img, p.blur, truncate=3.0)
 
 
@@ -428,9 +459,9 @@ def _draw_patients(
         k = int(k)
         dz = rng.uniform(0.03, 0.06)
         if k > 1:
-            dz = min(dz, 0.8 / (k - 1))
-        z0 = rng.uniform(0.1, 0.9 - (k - 1) * dz)
-        zs = z0 + dz * np.arange(k) + rng.normal(0.0, 0.15 * dz, k)
+            dz = min(dz, 0.75 / (k - 1))
+        z0 = rng.uniform(0.1, max(0.9 - (k - 1) * dz, 0.1))
+        zs = np.clip(z0 + dz * np.arange(k) + rng.normal(0.0, 0.15 * dz, k), 0.0, 1.0)
         out.append([_render_slice(p, float(z), u, rng) for z in zs])
     return out
 
@@ -491,7 +522,8 @@ def _leak_copy(
 def _generator_finish(img: np.ndarray, distortion: float, rng: np.random.Generator) -> np.ndarray:
     """The generator's own noise, applied alike to copies and to novel images."""
     sigma = 1.0 + 5.0 * distortion
-    return _to_uint8(img + rng.normal(0.0, sigma, img.shape).astype(np.float32))
+    noise = rng.standard_normal(img.shape, dtype=np.float32) * np.float32(sigma)
+    return _to_uint8(img + noise)
 
 
 def _make_rng(random_state: Any) -> np.random.Generator:
