@@ -4,6 +4,9 @@ Given the images a GAN or diffusion model generated, decide which real images we
 training set, with scikit-learn estimators that compose in a ``Pipeline``.
 """
 
+from ._cache import clear_memory_cache
+from ._vit import WeightsUnavailableError
+from .embedding import ViTLayerFusionEmbedder
 from .imageclef import load_imageclef_gans, read_submission, write_submission
 from .images import ImageLoadError, ImageSet, as_image_set
 from .metrics import format_reports, kappa_scorer, membership_report
@@ -15,8 +18,11 @@ __all__ = [
     "ImageLoadError",
     "ImageSet",
     "PairedImages",
+    "ViTLayerFusionEmbedder",
+    "WeightsUnavailableError",
     "__version__",
     "as_image_set",
+    "clear_memory_cache",
     "format_reports",
     "kappa_scorer",
     "load_imageclef_gans",

@@ -22,6 +22,10 @@ __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "ImageSet", "as_image_set", "to
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
+# File digests by (path, size, mtime): re-hashing a large library on every transform is wasted I/O.
+_FILE_KEYS: dict[tuple[str, int, int], str] = {}
+
+
 class ImageLoadError(ValueError):
     """An image file could not be read; the message names the file and the reason."""
 
@@ -232,14 +236,19 @@ class ImageSet(Sequence):
         h = hashlib.blake2b(digest_size=16)
         if self.paths is not None:
             path = self.paths[i]
-            if not path.is_file():
-                raise FileNotFoundError(f"Image file not found: '{path}'")
-            h.update(b"file")
-            h.update(path.read_bytes())
-        else:
-            img = np.ascontiguousarray(self.array[i])
-            h.update(f"array{img.dtype.str}{img.shape}".encode())
-            h.update(img.tobytes())
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"Image file not found: '{path}'") from None
+            memo = (str(path), st.st_size, st.st_mtime_ns)
+            if memo not in _FILE_KEYS:
+                h.update(b"file")
+                h.update(path.read_bytes())
+                _FILE_KEYS[memo] = h.hexdigest()
+            return _FILE_KEYS[memo]
+        img = np.ascontiguousarray(self.array[i])
+        h.update(f"array{img.dtype.str}{img.shape}".encode())
+        h.update(img.tobytes())
         return h.hexdigest()
 
     def check_files(self) -> None:
@@ -349,21 +358,22 @@ def as_image_set(images: Any, *, name: str = "images") -> ImageSet:
 def to_model_input(
     images: Sequence[np.ndarray],
     size: int | tuple[int, int],
-    mean: Sequence[float],
-    std: Sequence[float],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ):
-    """Stack float ``(H, W, C)`` images into a normalised ``(B, 3, h, w)`` torch tensor.
+    """Stack float ``(H, W, C)`` images into a ``(B, 3, h, w)`` float32 torch tensor.
 
     Grayscale is repeated to 3 channels; every image is resized (bilinear, antialiased) to
-    ``size``, then normalised with the model's ``mean`` and ``std``.
+    ``size``, then normalised with the model's ``mean`` and ``std`` (left in [0, 1] when they
+    are None, for augmentation before normalising).
     """
     import torch
     import torch.nn.functional as F
 
     h, w = (size, size) if isinstance(size, int) else size
     out = torch.empty((len(images), 3, h, w), dtype=torch.float32)
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(3, 1, 1)
+    mean_t = torch.tensor(mean or (0.0,) * 3, dtype=torch.float32).view(3, 1, 1)
+    std_t = torch.tensor(std or (1.0,) * 3, dtype=torch.float32).view(3, 1, 1)
     for j, img in enumerate(images):
         t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
         if t.shape[0] == 1:

@@ -6,13 +6,14 @@ the real images while every fold keeps the whole library, and a pickle holds the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .images import ImageSet, as_image_set
 
-__all__ = ["PairedImages", "make_pairs"]
+__all__ = ["PairEmbeddings", "PairedImages", "make_pairs"]
 
 
 class PairedImages:
@@ -71,7 +72,13 @@ class PairedImages:
         return f"PairedImages(n_rows={len(self)}, library={len(self.library)} generated images)"
 
 
-def make_pairs(real: Any, generated: Any) -> PairedImages:
+def make_pairs(
+    real: Any,
+    generated: Any,
+    *,
+    real_ids: Sequence[str] | None = None,
+    generated_ids: Sequence[str] | None = None,
+) -> PairedImages:
     """Build ``X_pairs``: every real image paired with the shared library of generated images.
 
     Parameters
@@ -80,6 +87,9 @@ def make_pairs(real: Any, generated: Any) -> PairedImages:
         The real images to audit, one row each.
     generated : folder, list of paths, or array (m, H, W[, C])
         The images the generative model produced (the library).
+    real_ids, generated_ids : sequence of str, optional
+        Identifiers of the images (file stems by default for files, ``"0"``, ``"1"``, ... for
+        arrays); they name the rows of a submission.
 
     Returns
     -------
@@ -101,7 +111,63 @@ def make_pairs(real: Any, generated: Any) -> PairedImages:
     >>> X[[0, 2]].library is X.library
     True
     """
-    return PairedImages(as_image_set(real, name="real"), as_image_set(generated, name="generated"))
+    real_set = as_image_set(real, name="real")
+    library = as_image_set(generated, name="generated")
+    if real_ids is not None:
+        real_set = ImageSet(paths=real_set.paths, array=real_set.array, ids=real_ids)
+    if generated_ids is not None:
+        library = ImageSet(paths=library.paths, array=library.array, ids=generated_ids)
+    return PairedImages(real_set, library)
+
+
+class PairEmbeddings:
+    """What the embedder hands the candidate selector for ``X_pairs``.
+
+    Parameters
+    ----------
+    real : ndarray of shape (n, D)
+        One embedding per row (real image).
+    library : ndarray of shape (m, D)
+        The shared library's embeddings, held once.
+    library_key : str
+        Identifies the library's content and the embedding that produced ``library``, so the
+        selector builds one index per distinct library and reuses it.
+    ids : list of str, optional
+        The real images' ids.
+    """
+
+    def __init__(self, real, library, library_key: str, ids=None) -> None:
+        self.real = np.asarray(real, dtype=np.float32)
+        self.library = np.asarray(library, dtype=np.float32)
+        if self.real.ndim != 2 or self.library.ndim != 2:
+            raise ValueError("PairEmbeddings needs 2-d real and library embeddings")
+        if self.real.shape[1] != self.library.shape[1]:
+            raise ValueError(
+                f"real and library embeddings differ in size: {self.real.shape[1]} != "
+                f"{self.library.shape[1]}"
+            )
+        self.library_key = library_key
+        self.ids = ids
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.real.shape
+
+    def __len__(self) -> int:
+        return len(self.real)
+
+    def __getitem__(self, key: Any) -> PairEmbeddings:
+        if isinstance(key, tuple) and len(key) == 2 and key[1] is Ellipsis:
+            key = key[0]
+        idx = np.arange(len(self))[key]
+        ids = None if self.ids is None else [self.ids[i] for i in np.atleast_1d(idx)]
+        return PairEmbeddings(self.real[np.atleast_1d(idx)], self.library, self.library_key, ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"PairEmbeddings(n_rows={len(self)}, library={len(self.library)}, "
+            f"dim={self.real.shape[1]})"
+        )
 
 
 def check_pairs(X: Any, *, name: str = "X") -> PairedImages:

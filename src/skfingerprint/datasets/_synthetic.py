@@ -700,13 +700,16 @@ def make_synthetic_leak(
     generated_images = np.stack(generated)[gorder]
     generated_source = generated_source[gorder]
 
+    ids, generated_ids = _ids("real", n_used + n_not_used), _ids("gen", n_generated)
     return Bunch(
-        X_pairs=make_pairs(real_images, generated_images),
+        X_pairs=make_pairs(
+            real_images, generated_images, real_ids=ids, generated_ids=generated_ids
+        ),
         y=y,
-        ids=_ids("real", n_used + n_not_used),
+        ids=ids,
         real_images=real_images,
         generated_images=generated_images,
-        generated_ids=_ids("gen", n_generated),
+        generated_ids=generated_ids,
         generated_source=generated_source,
         patient=patient,
         DESCR=_DESCR.format(

@@ -1,0 +1,313 @@
+"""timm ViT backbones: loading (pretrained, checkpoint or random), weights digests, and one pass
+that returns the CLS token of every block."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import socket
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = [
+    "Backbone",
+    "WeightsUnavailableError",
+    "load_backbone",
+    "resolve_device",
+    "resolve_dtype",
+]
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights are neither cached locally nor downloadable right now."""
+
+
+class NormalisedPositionCode(nn.Module):
+    """The paper's hybrid position code: ``(x/W, y/H)`` of each patch, projected to the token
+    width and added to the absolute position embedding. Zero-initialised: a no-op until trained."""
+
+    def __init__(self, grid_size: tuple[int, int], dim: int) -> None:
+        super().__init__()
+        gh, gw = grid_size
+        ys, xs = torch.meshgrid(
+            (torch.arange(gh) + 0.5) / gh, (torch.arange(gw) + 0.5) / gw, indexing="ij"
+        )
+        self.register_buffer("coords", torch.stack([xs, ys], -1).reshape(-1, 2), persistent=False)
+        self.proj = nn.Linear(2, dim)
+        nn.init.zeros_(self.proj.weight)
+        nn.init.zeros_(self.proj.bias)
+
+    def forward(self, tokens: torch.Tensor, n_prefix: int) -> torch.Tensor:
+        code = self.proj(self.coords.to(tokens.dtype))
+        return torch.cat([tokens[:, :n_prefix], tokens[:, n_prefix:] + code], dim=1)
+
+
+class FingerprintViT(nn.Module):
+    """A timm ViT (head removed) whose forward returns every block's CLS token ``(B, depth, D)``."""
+
+    def __init__(self, vit: nn.Module, position_code: bool) -> None:
+        super().__init__()
+        self.vit = vit
+        self.position_code = (
+            NormalisedPositionCode(vit.patch_embed.grid_size, vit.embed_dim)
+            if position_code
+            else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.vit
+        x = m.patch_embed(x)
+        x = m._pos_embed(x)
+        if self.position_code is not None:
+            x = self.position_code(x, m.num_prefix_tokens)
+        x = m.patch_drop(x)
+        x = m.norm_pre(x)
+        cls = []
+        for block in m.blocks:
+            x = block(x)
+            cls.append(x[:, 0])
+        return torch.stack(cls, dim=1)
+
+
+@dataclass
+class Backbone:
+    """A loaded backbone: the fp32 CPU master module, its weights digest and input geometry."""
+
+    module: FingerprintViT
+    digest: str
+    depth: int
+    embed_dim: int
+    img_size: tuple[int, int]
+    patch_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    _runtime: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def runtime(self, device: torch.device) -> FingerprintViT:
+        """An inference copy on ``device`` (made once, shared). Weights stay fp32: bf16 runs
+        through autocast, so the residual stream keeps full precision (see ``embed_batch``)."""
+        key = str(device)
+        if key not in self._runtime:
+            mod = self.module if device.type == "cpu" else _copy_module(self.module).to(device)
+            self._runtime[key] = mod.eval().requires_grad_(False)
+        return self._runtime[key]
+
+    def embed_batch(self, x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> np.ndarray:
+        """Every block's CLS token ``(B, depth, D)`` for a normalised input batch."""
+        module = self.runtime(device)
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
+        ):
+            return module(x.to(device)).float().cpu().numpy()
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_runtime"] = {}  # device copies are rebuilt where the model is loaded
+        return state
+
+
+def _copy_module(module: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(module)
+
+
+def weights_digest(module: nn.Module) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for name, tensor in module.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use device='auto'")
+    return dev
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+
+
+# Loaded backbones, shared by every clone of an estimator in this process (GridSearchCV clones
+# many): loading a ViT-B and hashing its weights costs seconds, so it happens once.
+_BACKBONES: OrderedDict[tuple, Backbone] = OrderedDict()
+_MAX_BACKBONES = 2
+
+
+def _check_model_name(name: str) -> None:
+    import timm
+
+    arch = name.split(".")[0]
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise ValueError(f"Unknown timm model {name!r}.{hint}")
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_pretrained_available(name: str) -> None:
+    """Fail at once, with a fix, when pretrained weights are not cached and cannot be fetched."""
+    import timm
+    from huggingface_hub import try_to_load_from_cache
+
+    cfg = timm.models.get_pretrained_cfg(name)
+    if cfg is None:
+        raise ValueError(f"timm has no pretrained weights for {name!r}; use pretrained=False")
+    if cfg.hf_hub_id:
+        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            if isinstance(try_to_load_from_cache(cfg.hf_hub_id, filename), str):
+                return
+    elif cfg.url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
+        if cached.is_file():
+            return
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if offline or not _hub_reachable():
+        why = "HF_HUB_OFFLINE is set" if offline else "huggingface.co cannot be reached"
+        cache = os.environ.get("HF_HOME", "~/.cache/huggingface")
+        raise WeightsUnavailableError(
+            f"Pretrained weights for {name!r} are not in the local cache and {why}. Fix: run once "
+            f"with a network (timm caches them under {cache}),"
+            " copy that cache from a machine that has them, or pass checkpoint='path/to/weights'"
+            " (a .safetensors/.pth file) or pretrained=False."
+        )
+
+
+def _load_checkpoint(vit: nn.Module, checkpoint: str | os.PathLike) -> None:
+    from timm.models import load_state_dict
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint file not found: '{path}'")
+    try:
+        state = load_state_dict(str(path), weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"Cannot read checkpoint '{path}': {exc}") from exc
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {
+        k: v for k, v in state.items() if not k.startswith(("head.", "fc_norm.", "head_drop."))
+    }
+    try:
+        result = vit.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"checkpoint '{path}' does not fit this model: {exc}") from None
+    missing = [k for k in result.missing_keys if not k.startswith(("head.", "fc_norm."))]
+    if missing or result.unexpected_keys:
+        raise ValueError(
+            f"checkpoint '{path}' does not fit this model: missing {missing[:5]}, unexpected "
+            f"{result.unexpected_keys[:5]}"
+        )
+
+
+def load_backbone(
+    name: str,
+    *,
+    pretrained: bool,
+    checkpoint: str | os.PathLike | None,
+    model_kwargs: dict | None,
+    seed: int,
+    position_code: bool,
+) -> Backbone:
+    """Load (or reuse) a timm ViT without its head, as a :class:`Backbone`."""
+    import timm
+
+    kwargs = dict(model_kwargs or {})
+    ckpt_id = None
+    if checkpoint is not None:
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint file not found: '{path}'")
+        st = path.stat()
+        ckpt_id = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    key = (name, bool(pretrained), ckpt_id, repr(sorted(kwargs.items())), seed, position_code)
+    if key in _BACKBONES:
+        _BACKBONES.move_to_end(key)
+        return _BACKBONES[key]
+
+    _check_model_name(name)
+    use_hub = pretrained and checkpoint is None
+    if use_hub:
+        check_pretrained_available(name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        try:
+            vit = timm.create_model(name, pretrained=use_hub, num_classes=0, **kwargs)
+        except TypeError as exc:
+            raise ValueError(
+                f"model_kwargs {kwargs} do not fit timm model {name!r}: {exc}"
+            ) from exc
+        if checkpoint is not None:
+            _load_checkpoint(vit, checkpoint)
+        if not hasattr(vit, "blocks") or not hasattr(vit, "patch_embed"):
+            raise ValueError(f"timm model {name!r} is not a Vision Transformer (no blocks)")
+        if getattr(vit, "cls_token", None) is None:
+            raise ValueError(
+                f"timm model {name!r} has no CLS token; the embedder fuses CLS tokens, so pick "
+                "a ViT with one (for example vit_base_patch16_224)"
+            )
+        module = FingerprintViT(vit, position_code).eval()
+    cfg = getattr(vit, "pretrained_cfg", {}) or {}
+    patch = vit.patch_embed.patch_size
+    backbone = Backbone(
+        module=module,
+        digest=weights_digest(module),
+        depth=len(vit.blocks),
+        embed_dim=int(vit.embed_dim),
+        img_size=tuple(int(s) for s in vit.patch_embed.img_size),
+        patch_size=int(patch[0] if isinstance(patch, (tuple, list)) else patch),
+        mean=tuple(cfg.get("mean", (0.5, 0.5, 0.5))),
+        std=tuple(cfg.get("std", (0.5, 0.5, 0.5))),
+    )
+    _BACKBONES[key] = backbone
+    while len(_BACKBONES) > _MAX_BACKBONES:
+        _BACKBONES.popitem(last=False)
+    return backbone
+
+
+def with_new_weights(backbone: Backbone, module: FingerprintViT) -> Backbone:
+    """A copy of ``backbone`` around fine-tuned weights (new digest, so new cache entries)."""
+    module = module.to("cpu", torch.float32).eval()
+    return Backbone(
+        module=module,
+        digest=weights_digest(module),
+        depth=backbone.depth,
+        embed_dim=backbone.embed_dim,
+        img_size=backbone.img_size,
+        patch_size=backbone.patch_size,
+        mean=backbone.mean,
+        std=backbone.std,
+    )

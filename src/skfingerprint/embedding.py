@@ -1,0 +1,479 @@
+"""``ViTLayerFusionEmbedder``: CLS tokens of several ViT blocks, fused by a learned gate.
+
+The paper (section 3.2) fuses the CLS tokens of blocks 6/12/18 with
+``LayerNorm(sum_i a_i * GELU(cls_i))``, the weights ``a`` from a small gate net. Here the gate is
+trained in ``fit`` on cached tokens: with labels, so that used real images sit closer to their
+nearest generated image than unused ones; without, so that two augmented views of an image agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from . import _vit
+from ._cache import TokenCache
+from .augment import augment_batch
+from .images import ImageSet, as_image_set, to_model_input
+from .metrics import check_binary_labels
+from .pairs import PairedImages, PairEmbeddings
+
+__all__ = ["GatedFusion", "ViTLayerFusionEmbedder", "parse_layers"]
+
+# How many images went through the ViT in this process (tests and benchmarks read it).
+VIT_STATS = {"images": 0, "batches": 0}
+
+
+def parse_layers(layers, depth: int) -> tuple[int, ...]:
+    """Validate 1-based block numbers against the model's depth.
+
+    Accepts a sequence of ints or the paper's notation ``"L6+12+18"``; ``None`` gives the paper's
+    best relative depths ``depth/4, depth/2, 3*depth/4``.
+    """
+    if layers is None:
+        return tuple(sorted({max(1, round(depth * f)) for f in (0.25, 0.5, 0.75)}))
+    if isinstance(layers, str):
+        if not re.fullmatch(r"\s*L?\s*\d+(\s*\+\s*\d+)*\s*", layers):
+            raise ValueError(
+                f"layers={layers!r} is not of the form 'L6+12+18' or a sequence of block numbers"
+            )
+        layers = [int(v) for v in re.findall(r"\d+", layers)]
+    try:
+        values = [int(v) for v in layers]
+    except (TypeError, ValueError):
+        raise ValueError(f"layers must be block numbers (ints); got {layers!r}") from None
+    if any(isinstance(v, (bool, np.bool_)) or int(v) != v for v in layers):
+        raise ValueError(f"layers must be whole block numbers; got {layers!r}")
+    if not values:
+        raise ValueError("layers is empty; give at least one block number")
+    bad = [v for v in values if not 1 <= v <= depth]
+    if bad:
+        raise ValueError(
+            f"layers {bad} out of range: this model has {depth} blocks, numbered 1..{depth} "
+            f"(the paper's 6/12/18 assume a deeper ViT; for depth {depth} try "
+            f"{parse_layers(None, depth)})"
+        )
+    if len(set(values)) != len(values):
+        raise ValueError(f"layers {values} repeat a block")
+    return tuple(values)
+
+
+class GatedFusion(nn.Module):
+    """``LayerNorm(sum_i a_i GELU(cls_i))`` with ``a = softmax_i(gate(cls_i) + b_i)``.
+
+    The gate maps each CLS token through ``D -> 256 -> GELU -> 1``; ``b`` is a learned per-block
+    preference. ``mode="mean"`` fixes ``a_i = 1/L``; ``mode="concat"`` concatenates the
+    per-block ``LayerNorm(GELU(cls_i))`` instead.
+    """
+
+    def __init__(self, n_layers: int, dim: int, mode: str = "gated", hidden: int = 256) -> None:
+        super().__init__()
+        self.mode = mode
+        self.gate = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.layer_bias = nn.Parameter(torch.zeros(n_layers))
+        nn.init.zeros_(self.gate[2].weight)  # start as the mean; training moves it
+        nn.init.zeros_(self.gate[2].bias)
+
+    def weights(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Fusion weights ``(n, L)`` for tokens ``(n, L, D)``."""
+        n, n_layers, _ = tokens.shape
+        if self.mode != "gated":
+            return tokens.new_full((n, n_layers), 1.0 / n_layers)
+        scores = self.gate(tokens).squeeze(-1) + self.layer_bias
+        return scores.softmax(dim=-1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        act = F.gelu(tokens)
+        if self.mode == "concat":
+            return F.layer_norm(act, act.shape[-1:]).flatten(1)
+        fused = (self.weights(tokens).unsqueeze(-1) * act).sum(dim=1)
+        return F.layer_norm(fused, fused.shape[-1:])
+
+
+def _standardise(tokens: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    return (tokens - mu) / sigma
+
+
+class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
+    """Embed images with the fused CLS tokens of several blocks of a timm Vision Transformer.
+
+    On ``X_pairs`` (from :func:`~skfingerprint.make_pairs`) ``transform`` returns a
+    :class:`~skfingerprint.pairs.PairEmbeddings` (real and library embeddings) for
+    :class:`~skfingerprint.FaissCandidateSelector`; on a plain image collection, an ``(n, D)``
+    float32 array.
+
+    One ViT pass caches the CLS token of every block, keyed by image content and model, so
+    changing ``layers``, ``fusion`` or anything downstream never runs the ViT again.
+
+    Parameters
+    ----------
+    model : str, default="vit_base_patch16_224"
+        Any timm ViT with a CLS token; its classification head is removed.
+    pretrained : bool, default=True
+        Load timm's pretrained weights (downloaded once into timm's hub cache). With no
+        network and no cached weights this fails at once with an error that says how to fix it.
+    checkpoint : str or Path, default=None
+        A local weights file (``.safetensors``, ``.pth``) loaded instead of downloading.
+    model_kwargs : dict, default=None
+        Extra arguments for ``timm.create_model`` (``depth``, ``embed_dim``, ``img_size``, ...).
+    layers : sequence of int or str, default=None
+        1-based block numbers whose CLS tokens are fused, or ``"L3+6+9"``; None gives
+        ``depth/4, depth/2, 3*depth/4`` (the paper's best relative depths).
+    fusion : {"gated", "mean", "concat"}, default="gated"
+        The learned gate of the paper, equal weights (nothing learned), or concatenation.
+    gate_epochs : int, default=200
+        Full-batch optimisation steps of the gate in ``fit`` (on cached tokens: cheap).
+    gate_lr : float, default=1e-2
+    gate_temperature : float, default=0.05
+        Softness of the nearest-neighbour maximum in the supervised gate objective.
+    finetune : {"none", "last", "all"}, default="none"
+        Fine-tune the ViT contrastively on augmented views of the real and library images
+        before embedding: its last quarter of blocks, or all of it.
+    finetune_epochs : int, default=2
+    finetune_lr : float, default=1e-4
+        AdamW learning rate, annealed (cosine) to 5e-6; weight decay 1e-4.
+    augment_p : float, default=0.6
+        Probability of the warp/brightness augmentation; 20% patch masking and Gabor noise are
+        applied too (paper section 3.2). Used by fine-tuning and the self-supervised gate.
+    position_code : bool, default=False
+        Add the paper's normalised ``(x/W, y/H)`` position code, zero-initialised (a no-op until
+        fine-tuned).
+    batch_size : int, default=32
+    device : str, default="auto"
+        ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+    dtype : {"auto", "float32", "bfloat16"}, default="auto"
+        ``"auto"`` runs the ViT in bf16 where the CPU (AMX, AVX512-BF16) or GPU has fast bf16.
+    cache_dir : str, Path or joblib.Memory, default=None
+        Also keep the token cache on disk there (shared by processes, survives restarts).
+    random_state : int, RandomState instance or None, default=None
+        Seeds random weights (``pretrained=False``), augmentations and training.
+    verbose : int, default=0
+        Show progress bars when > 0.
+
+    Attributes
+    ----------
+    layers_ : tuple of int
+        The validated block numbers.
+    depth_ : int
+        Number of blocks of the ViT.
+    n_features_out_ : int
+        Size of one embedding.
+    fusion_weights_ : ndarray of shape (len(layers_),)
+        Mean fusion weight of each block over the images seen in ``fit``.
+    backbone_ : Backbone
+        The ViT (CPU, fp32 master copy) and its weights digest.
+    fusion_ : GatedFusion
+        The fitted fusion module.
+
+    Examples
+    --------
+    >>> from skfingerprint import ViTLayerFusionEmbedder
+    >>> from skfingerprint.datasets import make_synthetic_leak
+    >>> task = make_synthetic_leak(20, 20, 40, image_size=64, random_state=0)
+    >>> tiny = dict(img_size=64, patch_size=16, embed_dim=64, depth=4, num_heads=2)
+    >>> emb = ViTLayerFusionEmbedder("vit_tiny_patch16_224", pretrained=False,
+    ...                              model_kwargs=tiny, random_state=0)
+    >>> emb.fit_transform(task.X_pairs, task.y)
+    PairEmbeddings(n_rows=40, library=40, dim=64)
+    """
+
+    _parameter_constraints: dict = {
+        "model": [str],
+        "pretrained": ["boolean"],
+        "checkpoint": [str, os.PathLike, None],
+        "model_kwargs": [dict, None],
+        "layers": ["array-like", str, None],
+        "fusion": [StrOptions({"gated", "mean", "concat"})],
+        "gate_epochs": [Interval(Integral, 0, None, closed="left")],
+        "gate_lr": [Interval(Real, 0, None, closed="neither")],
+        "gate_temperature": [Interval(Real, 0, None, closed="neither")],
+        "finetune": [StrOptions({"none", "last", "all"})],
+        "finetune_epochs": [Interval(Integral, 1, None, closed="left")],
+        "finetune_lr": [Interval(Real, 0, None, closed="neither")],
+        "augment_p": [Interval(Real, 0, 1, closed="both")],
+        "position_code": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": [str],
+        "dtype": [StrOptions({"auto", "float32", "bfloat16"})],
+        "cache_dir": [str, os.PathLike, None, HasMethods(["cache"])],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        model: str = "vit_base_patch16_224",
+        *,
+        pretrained: bool = True,
+        checkpoint=None,
+        model_kwargs=None,
+        layers=None,
+        fusion: str = "gated",
+        gate_epochs: int = 200,
+        gate_lr: float = 1e-2,
+        gate_temperature: float = 0.05,
+        finetune: str = "none",
+        finetune_epochs: int = 2,
+        finetune_lr: float = 1e-4,
+        augment_p: float = 0.6,
+        position_code: bool = False,
+        batch_size: int = 32,
+        device: str = "auto",
+        dtype: str = "auto",
+        cache_dir=None,
+        random_state=None,
+        verbose: int = 0,
+    ) -> None:
+        self.model = model
+        self.pretrained = pretrained
+        self.checkpoint = checkpoint
+        self.model_kwargs = model_kwargs
+        self.layers = layers
+        self.fusion = fusion
+        self.gate_epochs = gate_epochs
+        self.gate_lr = gate_lr
+        self.gate_temperature = gate_temperature
+        self.finetune = finetune
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+        self.augment_p = augment_p
+        self.position_code = position_code
+        self.batch_size = batch_size
+        self.device = device
+        self.dtype = dtype
+        self.cache_dir = cache_dir
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # --- plumbing ----------------------------------------------------------------------------
+    def _cache_folder(self):
+        cache_dir = self.cache_dir
+        if cache_dir is not None and hasattr(cache_dir, "location"):  # joblib.Memory
+            cache_dir = cache_dir.location
+        if cache_dir is not None and not isinstance(cache_dir, (str, os.PathLike)):
+            raise TypeError(
+                "cache_dir must be a folder path or a joblib.Memory; got "
+                f"{type(cache_dir).__name__}"
+            )
+        return cache_dir
+
+    def _runtime(self):
+        device = _vit.resolve_device(self.device)
+        return device, _vit.resolve_dtype(self.dtype, device)
+
+    def _token_cache(self, backbone, dtype, tag: str = "") -> TokenCache:
+        key = hashlib.blake2b(
+            f"cls-v1|{self.model}|{backbone.digest}|{backbone.img_size}|{dtype}|{tag}".encode(),
+            digest_size=12,
+        ).hexdigest()
+        return TokenCache(key, self._cache_folder())
+
+    def _vit_tokens(self, images: ImageSet, backbone, *, augment_seed: int | None = None):
+        """Every block's CLS token ``(n, depth, D)`` float16, from the cache or one ViT pass."""
+        device, dtype = self._runtime()
+        tag = "" if augment_seed is None else f"aug{augment_seed}|{self.augment_p}"
+        cache = self._token_cache(backbone, dtype, tag)
+        keys = [images.content_key(i) for i in range(len(images))]
+        first_index = {}
+        for i, k in enumerate(keys):
+            if cache.get(k) is None:
+                first_index.setdefault(k, i)
+        todo = list(first_index.values())
+        if todo:
+            images.check_files()  # fail on a bad file before the long pass, not in the middle
+            self._run_vit(images, todo, keys, cache, backbone, device, dtype, augment_seed)
+        return np.stack([cache.get(k) for k in keys])
+
+    def _run_vit(self, images, todo, keys, cache, backbone, device, dtype, augment_seed):
+        mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
+        std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+        gen = None
+        if augment_seed is not None:
+            gen = torch.Generator().manual_seed(augment_seed)
+        progress = _progress(len(todo), self.verbose, "ViT embedding")
+        try:
+            for idx, batch in images.iter_batches(self.batch_size, indices=todo):
+                x = to_model_input(batch, backbone.img_size)
+                if gen is not None:
+                    x = augment_batch(x, gen, p=self.augment_p, patch_size=backbone.patch_size)
+                out = backbone.embed_batch((x - mean) / std, device, dtype)
+                for j, i in enumerate(idx):
+                    cache.put(keys[i], out[j])
+                VIT_STATS["images"] += len(idx)
+                VIT_STATS["batches"] += 1
+                progress.update(len(idx))
+        finally:
+            progress.close()
+
+    @staticmethod
+    def _split_input(X):
+        """``(real ImageSet, library ImageSet or None)`` from X_pairs or plain images."""
+        if isinstance(X, PairedImages):
+            return X.real, X.library
+        if isinstance(X, PairEmbeddings):
+            raise TypeError("X is already embedded (PairEmbeddings); pass images or X_pairs")
+        return as_image_set(X, name="X"), None
+
+    def _layer_tokens(self, tokens: np.ndarray) -> torch.Tensor:
+        sel = torch.from_numpy(tokens[:, [v - 1 for v in self.layers_]].astype(np.float32))
+        return _standardise(sel, self.token_mean_, self.token_std_)
+
+    # --- sklearn API -------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Load the ViT, fine-tune it if asked, cache every block's tokens, learn the fusion.
+
+        Parameters
+        ----------
+        X : X_pairs or images
+            ``X_pairs`` from :func:`~skfingerprint.make_pairs`, or a folder, a list of image
+            paths or an image array ``(n, H, W[, C])``.
+        y : array-like of 0/1, default=None
+            Membership labels of the real images (1 = used); trains the gate to separate them.
+            Without ``y`` the gate learns that augmented views agree.
+
+        Returns
+        -------
+        self
+        """
+        real, library = self._split_input(X)
+        if y is not None:
+            y = check_binary_labels(y, "y")
+            if len(y) != len(real):
+                raise ValueError(f"y has {len(y)} labels for {len(real)} real images")
+            if library is None:
+                y = None  # labels are about membership in a library; plain images have none
+        rng = check_random_state(self.random_state)
+        seed = int(rng.randint(np.iinfo(np.int32).max))
+        backbone = _vit.load_backbone(
+            self.model,
+            pretrained=self.pretrained,
+            checkpoint=self.checkpoint,
+            model_kwargs=self.model_kwargs,
+            seed=0 if self.pretrained or self.checkpoint is not None else seed,
+            position_code=self.position_code,
+        )
+        self.layers_ = parse_layers(self.layers, backbone.depth)
+        self.depth_ = backbone.depth
+        if self.finetune != "none":
+            from ._finetune import finetune_backbone
+
+            sets = [real] if library is None else [real, library]
+            backbone = finetune_backbone(self, backbone, sets, seed)
+        self.backbone_ = backbone
+
+        real_tokens = self._vit_tokens(real, backbone)
+        lib_tokens = None if library is None else self._vit_tokens(library, backbone)
+        every = real_tokens if lib_tokens is None else np.concatenate([real_tokens, lib_tokens])
+        sel = every[:, [v - 1 for v in self.layers_]].astype(np.float32)
+        # Centre each block (raw CLS tokens share a large common component) and bring the blocks
+        # to one scale. One scale per block, not per feature: per-feature scaling would blow up
+        # near-constant features, and with them bf16 rounding noise.
+        self.token_mean_ = torch.from_numpy(sel.mean(axis=0))
+        rms = np.sqrt(((sel - sel.mean(axis=0)) ** 2).mean(axis=(0, 2)))
+        self.token_std_ = torch.from_numpy(rms.astype(np.float32) + 1e-6)[:, None]
+
+        torch.manual_seed(seed)
+        fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
+        if self.fusion == "gated" and self.gate_epochs > 0:
+            if y is not None:
+                self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
+            else:
+                aug_tokens = self._vit_tokens(real, backbone, augment_seed=seed)
+                self._train_gate_views(fusion, real_tokens, aug_tokens)
+        self.fusion_ = fusion.eval()
+        with torch.no_grad():
+            w = fusion.weights(self._layer_tokens(every))
+        self.fusion_weights_ = w.mean(dim=0).numpy()
+        self.n_features_out_ = backbone.embed_dim * (
+            len(self.layers_) if self.fusion == "concat" else 1
+        )
+        return self
+
+    def _train_gate_supervised(self, fusion, real_tokens, lib_tokens, y):
+        """Make used reals closer to their nearest library image than unused ones (BCE on a
+        soft nearest-neighbour similarity with a learned scale and offset)."""
+        real_t, lib_t = self._layer_tokens(real_tokens), self._layer_tokens(lib_tokens)
+        target = torch.from_numpy(y.astype(np.float32))
+        scale = nn.Parameter(torch.tensor(10.0))
+        offset = nn.Parameter(torch.tensor(0.0))
+        opt = torch.optim.Adam([*fusion.parameters(), scale, offset], lr=self.gate_lr)
+        tau = self.gate_temperature
+        for _ in range(self.gate_epochs):
+            r = F.normalize(fusion(real_t), dim=-1)
+            g = F.normalize(fusion(lib_t), dim=-1)
+            nearest = tau * torch.logsumexp((r @ g.T) / tau, dim=1)
+            centred = nearest - nearest.mean().detach()
+            loss = F.binary_cross_entropy_with_logits(scale * centred + offset, target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def _train_gate_views(self, fusion, tokens, aug_tokens):
+        """InfoNCE: an image's fused embedding should match that of its augmented view."""
+        a, b = self._layer_tokens(tokens), self._layer_tokens(aug_tokens)
+        opt = torch.optim.Adam(fusion.parameters(), lr=self.gate_lr)
+        labels = torch.arange(len(a))
+        for _ in range(self.gate_epochs):
+            za = F.normalize(fusion(a), dim=-1)
+            zb = F.normalize(fusion(b), dim=-1)
+            logits = za @ zb.T / 0.07
+            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def _embed(self, images: ImageSet) -> np.ndarray:
+        tokens = self._vit_tokens(images, self.backbone_)
+        with torch.no_grad():
+            return self.fusion_(self._layer_tokens(tokens)).numpy().astype(np.float32)
+
+    def transform(self, X):
+        """Fused embeddings.
+
+        Parameters
+        ----------
+        X : X_pairs or images
+
+        Returns
+        -------
+        PairEmbeddings or ndarray of shape (n, n_features_out_)
+            For ``X_pairs``, the real rows' and the library's embeddings; else ``(n, D)``.
+        """
+        check_is_fitted(self, "fusion_")
+        real, library = self._split_input(X)
+        if library is None:
+            return self._embed(real)
+        lib = self._embed(library)
+        key = hashlib.blake2b(digest_size=16)
+        key.update(repr((self.backbone_.digest, self.layers_, self.fusion)).encode())
+        key.update(lib.tobytes())
+        return PairEmbeddings(self._embed(real), lib, key.hexdigest(), ids=real.ids)
+
+    def get_feature_names_out(self, input_features=None):
+        check_is_fitted(self, "n_features_out_")
+        return np.asarray([f"vitfusion{i}" for i in range(self.n_features_out_)], dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.requires_fit = True
+        tags.non_deterministic = self.random_state is None and not self.pretrained
+        return tags
+
+
+def _progress(total: int, verbose: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=not verbose, leave=False)

@@ -1,0 +1,378 @@
+import os
+import subprocess
+import sys
+import time
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from skfingerprint import (
+    ImageLoadError,
+    ViTLayerFusionEmbedder,
+    WeightsUnavailableError,
+    clear_memory_cache,
+    make_pairs,
+)
+from skfingerprint.datasets import make_synthetic_leak
+from skfingerprint.embedding import VIT_STATS, parse_layers
+from skfingerprint.pairs import PairEmbeddings
+
+from .conftest import write_png
+
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2)
+
+
+def tiny_embedder(**params):
+    params = {"gate_epochs": 20, "random_state": 0, **params}
+    return ViTLayerFusionEmbedder(
+        "vit_tiny_patch16_224", pretrained=False, model_kwargs=TINY, **params
+    )
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_synthetic_leak(12, 12, 24, image_size=48, random_state=0)
+
+
+def vit_runs():
+    return VIT_STATS["images"]
+
+
+def test_outputs_on_pairs_and_plain_images(task):
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    out = emb.transform(task.X_pairs)
+    assert isinstance(out, PairEmbeddings)
+    assert out.real.shape == (24, 32) and out.library.shape == (24, 32)
+    assert out.real.dtype == np.float32 and out.ids == task.ids
+    plain = emb.transform(task.real_images)
+    np.testing.assert_allclose(plain, out.real, atol=1e-6)
+    assert emb.layers_ == (1, 2, 3) and emb.depth_ == 4 and emb.n_features_out_ == 32
+    concat = tiny_embedder(fusion="concat").fit(task.X_pairs, task.y)
+    assert concat.transform(task.real_images).shape == (24, 3 * 32)
+    assert concat.get_feature_names_out().shape == (96,)
+
+
+def test_same_library_key_for_same_library_and_model(task):
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    a, b = emb.transform(task.X_pairs[:5]), emb.transform(task.X_pairs[5:])
+    assert a.library_key == b.library_key
+    other = make_pairs(task.real_images, task.generated_images[:10])
+    assert emb.transform(other).library_key != a.library_key
+
+
+@pytest.mark.parametrize(
+    ("layers", "depth", "expected"),
+    [
+        (None, 12, (3, 6, 9)),
+        (None, 4, (1, 2, 3)),
+        ("L6+12", 12, (6, 12)),
+        ("3 + 9", 12, (3, 9)),
+        ([2, 4], 4, (2, 4)),
+        (np.array([1, 3]), 4, (1, 3)),
+    ],
+)
+def test_parse_layers(layers, depth, expected):
+    assert parse_layers(layers, depth) == expected
+
+
+@pytest.mark.parametrize(
+    ("layers", "match"),
+    [
+        ("L6+12+18", r"layers \[18\] out of range: this model has 12 blocks"),
+        ([0, 3], r"out of range"),
+        ([3, 3], "repeat"),
+        ([], "empty"),
+        ("six", "not of the form"),
+        ([1.5], "whole block numbers"),
+        (["a"], "block numbers"),
+    ],
+)
+def test_bad_layers(layers, match):
+    with pytest.raises(ValueError, match=match):
+        parse_layers(layers, 12)
+
+
+def test_layers_out_of_range_at_fit_names_the_depth(task):
+    with pytest.raises(ValueError, match="this model has 4 blocks"):
+        tiny_embedder(layers="L6+12+18").fit(task.X_pairs, task.y)
+
+
+def test_changing_layers_fusion_or_cloning_never_reruns_the_vit(task):
+    clear_memory_cache()
+    before = vit_runs()
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    assert vit_runs() - before == 48  # 24 reals + 24 library images, once each
+    before = vit_runs()
+    for params in ({"layers": (2, 4)}, {"fusion": "mean"}, {"fusion": "concat"}):
+        clone(emb).set_params(**params).fit(task.X_pairs, task.y).transform(task.X_pairs)
+    assert vit_runs() == before
+
+
+def test_duplicate_images_are_embedded_once():
+    clear_memory_cache()
+    rng = np.random.default_rng(1)
+    imgs = rng.integers(0, 256, size=(3, 32, 32), dtype=np.uint8)
+    before = vit_runs()
+    out = tiny_embedder(fusion="mean").fit_transform(np.concatenate([imgs, imgs]))
+    assert vit_runs() - before == 3
+    np.testing.assert_allclose(out[:3], out[3:])
+
+
+def test_grid_search_runs_the_vit_once_per_unique_image():
+    clear_memory_cache()
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(30, 32, 32), dtype=np.uint8)
+    y = np.arange(30) % 2
+    X[y == 1, :8] = 255  # a learnable difference
+    pipe = Pipeline([("embed", tiny_embedder(fusion="mean")), ("clf", LogisticRegression())])
+    grid = GridSearchCV(
+        pipe,
+        {"embed__layers": [(1,), (2,), (1, 3), (2, 4)], "clf__C": [0.1, 1.0, 10.0]},
+        cv=3,
+    )
+    before = vit_runs()
+    grid.fit(X, y)
+    assert vit_runs() - before == 30
+    assert grid.best_score_ > 0.6
+
+
+def test_disk_cache_survives_the_process_and_writes_atomically(task, tmp_path):
+    clear_memory_cache()
+    tiny_embedder(cache_dir=tmp_path).fit(task.X_pairs, task.y)
+    files = list(tmp_path.rglob("*"))
+    assert sum(f.suffix == ".npy" for f in files) == 48
+    assert not [f for f in files if f.name.endswith(".tmp")]
+    clear_memory_cache()  # as in a new process
+    before = vit_runs()
+    emb = tiny_embedder(cache_dir=joblib.Memory(tmp_path, verbose=0)).fit(task.X_pairs, task.y)
+    assert vit_runs() == before
+    assert emb.transform(task.real_images).shape == (24, 32)
+
+
+def test_corrupt_cache_entry_is_recomputed_with_a_warning(task, tmp_path):
+    clear_memory_cache()
+    emb = tiny_embedder(cache_dir=tmp_path, fusion="mean").fit(task.X_pairs, task.y)
+    ref = emb.transform(task.real_images)
+    entry = sorted(tmp_path.rglob("*.npy"))[0]
+    entry.write_bytes(b"garbage")
+    clear_memory_cache()
+    before = vit_runs()
+    with pytest.warns(RuntimeWarning, match="unreadable cache entry"):
+        again = tiny_embedder(cache_dir=tmp_path, fusion="mean").fit(task.X_pairs, task.y)
+    assert vit_runs() - before == 1
+    np.testing.assert_allclose(again.transform(task.real_images), ref, atol=1e-6)
+
+
+def _tokens_with_signal_in_block(n_real, n_lib, depth, dim, signal_block, rng):
+    """Every block random, except that used reals have a near-copy in the library at one block."""
+    real = rng.normal(size=(n_real, depth, dim)).astype(np.float32)
+    lib = rng.normal(size=(n_lib, depth, dim)).astype(np.float32)
+    y = np.arange(n_real) % 2
+    for i in np.flatnonzero(y):
+        j = rng.integers(n_lib)
+        lib[j, signal_block] = real[i, signal_block] + 0.6 * rng.normal(size=dim)
+    return real, lib, y
+
+
+def test_learned_gate_finds_the_block_that_carries_the_signal(monkeypatch):
+    rng = np.random.default_rng(0)
+    real, lib, y = _tokens_with_signal_in_block(80, 200, 4, 32, signal_block=2, rng=rng)
+    X = make_pairs(np.zeros((80, 8, 8), np.uint8), np.ones((200, 8, 8), np.uint8))
+
+    def fake_tokens(self, images, backbone, augment_seed=None):
+        return real if len(images) == 80 else lib
+
+    monkeypatch.setattr(ViTLayerFusionEmbedder, "_vit_tokens", fake_tokens)
+
+    def auc(fusion):
+        emb = tiny_embedder(fusion=fusion, layers=(1, 2, 3), gate_epochs=200)
+        out = emb.fit(X, y).transform(X)
+        r = out.real / np.linalg.norm(out.real, axis=1, keepdims=True)
+        g = out.library / np.linalg.norm(out.library, axis=1, keepdims=True)
+        return roc_auc_score(y, (r @ g.T).max(axis=1)), emb.fusion_weights_
+
+    auc_gated, weights = auc("gated")
+    auc_mean, _ = auc("mean")
+    # block 3 is index 2 of layers (1, 2, 3); the gate's weights are per image, these are means
+    assert np.argmax(weights) == 2 and weights[2] > max(weights[:2]) + 0.03
+    assert auc_gated > auc_mean + 0.2
+
+
+def test_self_supervised_gate_moves_off_the_mean(task):
+    emb = tiny_embedder(gate_epochs=30).fit(task.real_images)
+    assert not np.allclose(emb.fusion_weights_, 1 / 3, atol=1e-3)
+    assert np.isclose(emb.fusion_weights_.sum(), 1.0)
+
+
+def test_bf16_agrees_with_fp32(task):
+    a = tiny_embedder(fusion="mean", dtype="float32").fit(task.X_pairs, task.y)
+    b = tiny_embedder(fusion="mean", dtype="bfloat16").fit(task.X_pairs, task.y)
+    ea, eb = a.transform(task.real_images), b.transform(task.real_images)
+    cos = (ea * eb).sum(1) / np.linalg.norm(ea, axis=1) / np.linalg.norm(eb, axis=1)
+    # A random tiny ViT is the worst case: its CLS tokens are nearly the same for every image
+    # (cosine ~0.999), so after centring only rounding-sized differences remain. The 0.99
+    # target is measured on ViT-B in benchmarks/bench_embed.py.
+    assert cos.min() > 0.98
+
+
+def test_position_code_is_a_no_op_until_trained(task):
+    a = tiny_embedder(fusion="mean").fit(task.real_images)
+    b = tiny_embedder(fusion="mean", position_code=True).fit(task.real_images)
+    assert a.backbone_.digest != b.backbone_.digest  # a different model, really recomputed
+    np.testing.assert_allclose(
+        a.transform(task.real_images), b.transform(task.real_images), atol=1e-5
+    )
+
+
+def test_finetune_last_blocks_changes_only_those(task):
+    base = tiny_embedder(fusion="mean").fit(task.X_pairs, task.y)
+    tuned = tiny_embedder(fusion="mean", finetune="last", finetune_epochs=1, batch_size=16)
+    tuned.fit(task.X_pairs, task.y)
+    old, new = base.backbone_.module.vit, tuned.backbone_.module.vit
+    assert tuned.layers_ == (1, 2, 3)  # so the last block that matters is blocks[2]
+    assert torch.equal(old.blocks[0].mlp.fc1.weight, new.blocks[0].mlp.fc1.weight)
+    assert not torch.equal(old.blocks[2].mlp.fc1.weight, new.blocks[2].mlp.fc1.weight)
+    assert tuned.backbone_.digest != base.backbone_.digest
+    assert not np.allclose(base.transform(task.real_images), tuned.transform(task.real_images))
+
+
+def test_finetune_all_with_position_code_trains_the_code(task):
+    tuned = tiny_embedder(finetune="all", position_code=True, finetune_epochs=1, batch_size=16)
+    tuned.fit(task.real_images)
+    assert tuned.backbone_.module.position_code.proj.weight.abs().sum() > 0
+
+
+def test_checkpoint_loads_local_weights(task, tmp_path):
+    src = tiny_embedder(fusion="mean").fit(task.real_images)
+    path = tmp_path / "tiny.pth"
+    torch.save(src.backbone_.module.vit.state_dict(), path)
+    other = tiny_embedder(fusion="mean", checkpoint=path, random_state=123).fit(task.real_images)
+    assert other.backbone_.digest == src.backbone_.digest
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"blocks.0.attn.qkv.weight": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(ValueError, match="does not fit this model"):
+        tiny_embedder(checkpoint=wrong).fit(task.real_images)
+    with pytest.raises(FileNotFoundError, match="checkpoint file not found"):
+        tiny_embedder(checkpoint=tmp_path / "none.pth").fit(task.real_images)
+
+
+def test_offline_pretrained_fails_fast_with_a_fix(task, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    emb = ViTLayerFusionEmbedder("vit_tiny_patch16_224.augreg_in21k", pretrained=True)
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError, match="checkpoint=.*pretrained=False"):
+        emb.fit(task.real_images)
+    assert time.perf_counter() - start < 5
+
+
+def test_unreachable_hub_fails_fast(task, monkeypatch):
+    from skfingerprint import _vit
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(_vit, "_hub_reachable", lambda *a, **k: False)
+    with pytest.raises(WeightsUnavailableError, match="cannot be reached"):
+        ViTLayerFusionEmbedder("vit_small_patch16_224").fit(task.real_images)
+
+
+@pytest.mark.parametrize(
+    ("model", "kwargs", "error", "match"),
+    [
+        ("vit_tiny_patch16_22", None, ValueError, "Unknown timm model.*vit_tiny_patch16_224"),
+        (
+            "vit_tiny_patch16_224",
+            {**TINY, "class_token": False, "global_pool": "avg"},
+            ValueError,
+            "no CLS token",
+        ),
+        ("resnet18", {}, ValueError, "not a Vision Transformer"),
+        ("vit_tiny_patch16_224", {"no_such_arg": 1}, ValueError, "model_kwargs"),
+    ],
+)
+def test_bad_models(task, model, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ViTLayerFusionEmbedder(model, pretrained=False, model_kwargs=kwargs).fit(task.real_images)
+
+
+def test_corrupt_image_fails_before_the_vit_runs(tmp_path, rng):
+    clear_memory_cache()
+    for i in range(3):
+        write_png(tmp_path / f"ok_{i}.png", rng.integers(0, 256, (32, 32), dtype=np.uint8))
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    before = vit_runs()
+    with pytest.raises(ImageLoadError, match=r"bad\.png"):
+        tiny_embedder().fit(tmp_path)
+    assert vit_runs() == before
+
+
+@pytest.mark.parametrize(
+    ("X", "error", "match"),
+    [
+        (np.zeros((0, 32, 32), np.uint8), ValueError, "empty"),
+        (42, TypeError, "expected a folder"),
+        (PairEmbeddings(np.zeros((2, 3)), np.zeros((2, 3)), "k"), TypeError, "already embedded"),
+    ],
+)
+def test_bad_inputs(X, error, match):
+    with pytest.raises(error, match=match):
+        tiny_embedder().fit(X)
+
+
+def test_bad_labels(task):
+    with pytest.raises(ValueError, match="only 0"):
+        tiny_embedder().fit(task.X_pairs, task.y * 2)
+    with pytest.raises(ValueError, match="labels for 24 real images"):
+        tiny_embedder().fit(task.X_pairs, task.y[:5])
+
+
+def test_bad_params_are_named():
+    with pytest.raises(ValueError, match="fusion"):
+        tiny_embedder(fusion="max").fit(np.zeros((2, 8, 8), np.uint8))
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        tiny_embedder(device="cuda").fit(np.zeros((2, 8, 8), np.uint8))
+
+
+def test_transform_before_fit():
+    with pytest.raises(NotFittedError):
+        tiny_embedder().transform(np.zeros((2, 8, 8), np.uint8))
+
+
+def test_repeatable_with_random_state(task):
+    a = tiny_embedder().fit(task.X_pairs, task.y).transform(task.real_images)
+    clear_memory_cache()
+    b = tiny_embedder().fit(task.X_pairs, task.y).transform(task.real_images)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_joblib_round_trip_in_a_fresh_process(task, tmp_path):
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    joblib.dump(emb, tmp_path / "emb.joblib")
+    np.save(tmp_path / "imgs.npy", task.real_images)
+    np.save(tmp_path / "expected.npy", emb.transform(task.real_images))
+    code = (
+        "import joblib, numpy as np, sys;"
+        f"emb = joblib.load(r'{tmp_path / 'emb.joblib'}');"
+        f"out = emb.transform(np.load(r'{tmp_path / 'imgs.npy'}'));"
+        f"np.testing.assert_array_equal(out, np.load(r'{tmp_path / 'expected.npy'}'));"
+        "print('same')"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "same"
+
+
+def test_verbose_shows_progress(task, capsys):
+    clear_memory_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tiny_embedder(verbose=1, fusion="mean").fit(task.real_images)
+    assert "ViT embedding" in capsys.readouterr().err
