@@ -6,18 +6,27 @@ training set, with scikit-learn estimators that compose in a ``Pipeline``.
 
 from ._cache import clear_memory_cache
 from ._vit import WeightsUnavailableError
+from .baselines import MaxSimilarityClassifier, PixelNearestNeighbor
+from .canet import CANetClassifier
 from .embedding import ViTLayerFusionEmbedder
 from .imageclef import load_imageclef_gans, read_submission, write_submission
 from .images import ImageLoadError, ImageSet, as_image_set
 from .metrics import format_reports, kappa_scorer, membership_report
-from .pairs import PairedImages, make_pairs
+from .pairs import PairedImages, PairEmbeddings, make_pairs
+from .selection import MASKED_COSINE, FaissCandidateSelector
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "MASKED_COSINE",
+    "CANetClassifier",
+    "FaissCandidateSelector",
     "ImageLoadError",
     "ImageSet",
+    "MaxSimilarityClassifier",
+    "PairEmbeddings",
     "PairedImages",
+    "PixelNearestNeighbor",
     "ViTLayerFusionEmbedder",
     "WeightsUnavailableError",
     "__version__",

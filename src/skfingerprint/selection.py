@@ -1,0 +1,521 @@
+"""FAISS candidate selection: the top-k library images of each real image, by cosine similarity.
+
+The selector sits between the embedder and the classifier of the pipeline::
+
+    X_pairs -> ViTLayerFusionEmbedder -> PairEmbeddings
+            -> FaissCandidateSelector -> (n, k, 2D+1) candidates -> classifier
+
+It builds one FAISS index per distinct library (``PairEmbeddings.library_key``) and reuses it for
+every later ``transform`` on that library, so cross-validation folds that share the library pay
+for the index once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections import OrderedDict
+from numbers import Integral, Real
+from typing import Any
+
+import faiss
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .pairs import PairEmbeddings
+
+__all__ = ["MASKED_COSINE", "FaissCandidateSelector"]
+
+#: Cosine written in the last column of a masked candidate. It lies outside ``[-1, 1]``, so
+#: ``X[..., -1] < -1`` is the mask of a selector's output.
+MASKED_COSINE = -2.0
+
+# Libraries whose index is kept besides the fit-time one (least recently used dropped first).
+_MAX_CACHED_INDEXES = 4
+
+
+def _check_embeddings(X: Any, name: str = "X") -> PairEmbeddings:
+    """Check that ``X`` is a valid :class:`PairEmbeddings` (type, sizes, finite values)."""
+    if not isinstance(X, PairEmbeddings):
+        raise TypeError(
+            f"{name} must be a PairEmbeddings: the output of ViTLayerFusionEmbedder.transform on "
+            "X_pairs (from make_pairs or load_imageclef_gans), or one built by hand as "
+            f"PairEmbeddings(real, library, library_key); got {type(X).__name__}"
+        )
+    n, d = X.real.shape
+    if d == 0:
+        raise ValueError(f"{name}: embeddings have 0 features (D must be > 0)")
+    if n == 0:
+        raise ValueError(f"{name}: there are no real rows (0 real embeddings)")
+    if len(X.library) == 0:
+        raise ValueError(f"{name}: the library is empty (0 generated embeddings)")
+    if not isinstance(X.library_key, str):
+        raise TypeError(f"{name}.library_key must be a str; got {type(X.library_key).__name__}")
+    for part in ("real", "library"):
+        arr = getattr(X, part)
+        finite = np.isfinite(arr).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            raise ValueError(
+                f"{name}.{part} contains NaN or infinite values (rows {bad[:10].tolist()}"
+                f"{'...' if bad.size > 10 else ''})"
+            )
+    return X
+
+
+def _l2_normalize(a: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` scaled to unit L2 norm (zero rows stay zero), float32, a new array."""
+    a = np.asarray(a, dtype=np.float32)
+    norms = np.linalg.norm(a, axis=-1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
+
+
+@contextlib.contextmanager
+def _faiss_threads(n_jobs: int | None):
+    """Run FAISS with ``n_jobs`` OpenMP threads (joblib convention), then restore the setting."""
+    if n_jobs is None:
+        yield
+        return
+    from joblib import effective_n_jobs
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, int(effective_n_jobs(n_jobs))))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def _ivf_nlist(m: int) -> int:
+    """Inverted lists of the ``"ivf"`` index: about ``4 sqrt(m)``, >= 39 training points each."""
+    return int(max(1, min(round(4 * np.sqrt(m)), m // 39)))
+
+
+def _build_index(
+    library: np.ndarray, index: str, hnsw_m: int, ef_construction: int, seed: int
+) -> faiss.Index:
+    """A FAISS inner-product index holding the L2-normalised ``library`` (row order kept)."""
+    m, d = library.shape
+    vectors = np.ascontiguousarray(_l2_normalize(library))
+    if index == "flat":
+        idx = faiss.IndexFlatIP(d)
+    elif index == "hnsw":
+        idx = faiss.IndexHNSWFlat(d, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        idx.hnsw.efConstruction = ef_construction
+    elif index == "ivf":
+        nlist = _ivf_nlist(m)
+        idx = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        idx.cp.seed = seed
+        idx.cp.spherical = True
+    else:
+        try:
+            idx = faiss.index_factory(d, index, faiss.METRIC_INNER_PRODUCT)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"index={index!r} is neither 'flat', 'hnsw', 'ivf' nor a FAISS factory string "
+                f"FAISS understands for dimension {d}: {str(exc).strip().splitlines()[-1]}"
+            ) from None
+        with contextlib.suppress(AttributeError, RuntimeError):
+            faiss.extract_index_ivf(idx).cp.seed = seed
+    if not idx.is_trained:
+        try:
+            idx.train(vectors)
+        except RuntimeError as exc:
+            raise ValueError(
+                f"Cannot train the FAISS index {index!r} on a library of {m} vectors: "
+                f"{str(exc).strip().splitlines()[-1]}"
+            ) from None
+    idx.add(vectors)
+    return idx
+
+
+def _set_search_params(idx: faiss.Index, k: int, ef_search: int, nprobe: int) -> None:
+    """Set efSearch / nprobe on ``idx`` (or the HNSW / IVF index inside it) when it has them."""
+    if isinstance(idx, faiss.IndexHNSW):
+        idx.hnsw.efSearch = max(ef_search, k)
+        return
+    if isinstance(idx, faiss.IndexIVF):
+        idx.nprobe = min(nprobe, idx.nlist)
+        return
+    space = faiss.ParameterSpace()
+    for name, value in (("efSearch", max(ef_search, k)), ("nprobe", nprobe)):
+        with contextlib.suppress(RuntimeError):
+            space.set_index_parameter(idx, name, value)
+
+
+def _spectral_keep(cands: np.ndarray, seed: int) -> np.ndarray:
+    """Which of the candidates (rows of ``cands``, best first) stay after spectral refinement.
+
+    Affinity ``A_ij = max(cos(c_i, c_j), 0)`` (diagonal 1); sklearn ``SpectralClustering`` with 2
+    clusters on it (labels assigned by ``cluster_qr``: deterministic and ~25x faster than k-means
+    here); the cluster holding the best candidate (row 0) is kept.
+    """
+    from sklearn.cluster import SpectralClustering
+
+    keep = np.ones(len(cands), dtype=bool)
+    if len(cands) < 3:
+        return keep
+    affinity = np.clip(cands @ cands.T, 0.0, 1.0).astype(np.float64)
+    np.fill_diagonal(affinity, 1.0)
+    if affinity.min() >= 1.0 - 1e-6:  # all candidates the same direction: nothing to split
+        return keep
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "Graph is not fully connected"
+        labels = SpectralClustering(
+            n_clusters=2, affinity="precomputed", assign_labels="cluster_qr", random_state=seed
+        ).fit_predict(affinity)
+    return labels == labels[0]
+
+
+class FaissCandidateSelector(TransformerMixin, BaseEstimator):
+    """The top-k library candidates of each real image by cosine similarity, found with FAISS.
+
+    Both the real and the library embeddings are L2-normalised; the cosine is their inner
+    product. For each real row the ``k`` most similar library rows are returned, best first, each
+    as ``[real vector, candidate vector, cosine]``, ready for a classifier that compares a real
+    image with its whole neighbourhood in the library.
+
+    **Mask convention.** A candidate whose cosine is below ``min_similarity`` (or that the
+    spectral refinement drops, or that an approximate index failed to return) is *masked*: its
+    candidate vector is zeroed and its cosine set to :data:`MASKED_COSINE` ``= -2.0``, outside
+    ``[-1, 1]``, so ``X[..., -1] < -1`` is the mask. Its real vector stays. The best candidate is
+    never masked, so every row has at least one candidate.
+
+    **Spectral refinement** (``refine="spectral"``, the paper's outlier removal). For each real
+    row, take its unmasked candidates among the best ``refine_top``; build their affinity matrix
+    ``A_ij = max(cos(c_i, c_j), 0)`` (diagonal 1); split them in two with scikit-learn's
+    ``SpectralClustering(n_clusters=2, affinity="precomputed", assign_labels="cluster_qr")``;
+    keep the cluster that holds the
+    best candidate and mask the other. Candidates ranked below ``refine_top`` are masked too, so
+    the pool of each image is sized by its kept cluster (at most ``refine_top``). Rows with fewer
+    than 3 unmasked candidates, or whose candidates all point the same way, are not split. Since
+    the split is always in two, a homogeneous neighbourhood loses part of its pool: refinement is
+    an option (the paper's), not the default.
+
+    Parameters
+    ----------
+    k : int, default=100
+        Candidates per real image. Larger than a library, it is cut to the library's size (with
+        a warning).
+    min_similarity : float in [-1, 1] or None, default=0.6
+        Candidates with a lower cosine are masked (the paper's threshold). None masks nothing.
+    index : str, default="flat"
+        ``"flat"`` (exact search), ``"hnsw"`` (``IndexHNSWFlat`` with ``hnsw_m`` links),
+        ``"ivf"`` (``IndexIVFFlat`` with about ``4 sqrt(m)`` spherical k-means lists), or any
+        FAISS ``index_factory`` string such as ``"IVF256,PQ32"``; always with the inner-product
+        metric.
+    hnsw_m : int, default=32
+        Links per node of the HNSW graph.
+    ef_construction : int, default=100
+        HNSW build depth. Above FAISS's default of 40 because recall@100 depends on it: on
+        ``benchmarks/bench_select.py`` (100,000 vectors) 100 rather than 40 lifts recall at
+        ``ef_search=128`` from about 0.95 to 0.97 for about twice the build time.
+    ef_search : int, default=128
+        HNSW search depth (raised to ``k`` when smaller).
+    nprobe : int, default=16
+        Inverted lists an IVF index visits per query.
+    refine : {"spectral"} or None, default=None
+        Drop outlier candidates by spectral clustering (see above).
+    refine_top : int, default=50
+        How many of the best candidates the spectral refinement clusters (the paper's top-50).
+    n_jobs : int or None, default=None
+        Threads for FAISS and processes for the spectral refinement (joblib convention). None
+        leaves FAISS's OpenMP setting alone and refines in one process.
+    random_state : int, RandomState instance or None, default=None
+        Seeds IVF k-means and the spectral clustering.
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Size ``D`` of one embedding.
+    k_ : int
+        Candidates per row for the fit-time library: ``min(k, library size)``.
+    n_library_ : int
+        Size of the fit-time library.
+    library_key_ : str
+        ``library_key`` of the fit-time library.
+    index_ : faiss.Index
+        The FAISS index of the fit-time library (serialised with ``faiss.serialize_index`` when
+        pickled).
+
+    See Also
+    --------
+    skfingerprint.ViTLayerFusionEmbedder : Produces the ``PairEmbeddings`` this selector takes.
+    skfingerprint.MaxSimilarityClassifier : Scores real images from this selector's output.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfingerprint.pairs import PairEmbeddings
+    >>> from skfingerprint.selection import FaissCandidateSelector
+    >>> rng = np.random.default_rng(0)
+    >>> library = rng.normal(size=(50, 8)).astype(np.float32)
+    >>> E = PairEmbeddings(library[:3] + 0.01, library, library_key="demo")
+    >>> sel = FaissCandidateSelector(k=5, min_similarity=0.6).fit(E)
+    >>> X = sel.transform(E)
+    >>> X.shape  # (rows, k, 2 * D + 1)
+    (3, 5, 17)
+    >>> sim, idx = sel.kneighbors(E, k=1)
+    >>> idx.ravel().tolist()
+    [0, 1, 2]
+    >>> bool((X[:, 0, -1] > 0.99).all())
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "min_similarity": [Interval(Real, -1, 1, closed="both"), None],
+        "index": [str],
+        "hnsw_m": [Interval(Integral, 2, None, closed="left")],
+        "ef_construction": [Interval(Integral, 1, None, closed="left")],
+        "ef_search": [Interval(Integral, 1, None, closed="left")],
+        "nprobe": [Interval(Integral, 1, None, closed="left")],
+        "refine": [StrOptions({"spectral"}), None],
+        "refine_top": [Interval(Integral, 2, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        k: int = 100,
+        *,
+        min_similarity: float | None = 0.6,
+        index: str = "flat",
+        hnsw_m: int = 32,
+        ef_construction: int = 100,
+        ef_search: int = 128,
+        nprobe: int = 16,
+        refine: str | None = None,
+        refine_top: int = 50,
+        n_jobs: int | None = None,
+        random_state=None,
+    ) -> None:
+        self.k = k
+        self.min_similarity = min_similarity
+        self.index = index
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        self.nprobe = nprobe
+        self.refine = refine
+        self.refine_top = refine_top
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    # --- index management ----------------------------------------------------------------------
+    def _seed(self) -> int:
+        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+
+    def _effective_k(self, k: int, m: int) -> int:
+        if k > m:
+            warnings.warn(
+                f"k={k} is larger than the library ({m} generated embeddings); using k={m}",
+                UserWarning,
+                stacklevel=3,
+            )
+        return min(k, m)
+
+    def _new_index(self, library: np.ndarray) -> faiss.Index:
+        return _build_index(library, self.index, self.hnsw_m, self.ef_construction, self._seed())
+
+    def _index_for(self, E: PairEmbeddings) -> faiss.Index:
+        """The index of ``E``'s library: the fit-time one, a cached one, or a new one."""
+        m, d = E.library.shape
+        fitted = getattr(self, "index_", None)
+        if (
+            fitted is not None
+            and E.library_key == getattr(self, "library_key_", None)
+            and fitted.ntotal == m
+            and fitted.d == d
+        ):
+            return fitted
+        cache = self.__dict__.setdefault("_index_cache", OrderedDict())
+        key = (E.library_key, self.index, self.hnsw_m, self.ef_construction)
+        idx = cache.get(key)
+        if idx is None or idx.ntotal != m or idx.d != d:
+            with _faiss_threads(self.n_jobs):
+                idx = self._new_index(E.library)
+            cache[key] = idx
+            while len(cache) > _MAX_CACHED_INDEXES:
+                cache.popitem(last=False)
+        cache.move_to_end(key)
+        return idx
+
+    def _search(self, E: PairEmbeddings, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Cosines and library indices ``(n, k)`` of each real row's top-k, best first.
+
+        Missing results of an approximate index are index -1 with cosine ``MASKED_COSINE``; a row
+        whose best result is missing is searched exactly.
+        """
+        idx = self._index_for(E)
+        queries = np.ascontiguousarray(_l2_normalize(E.real))
+        _set_search_params(idx, k, self.ef_search, self.nprobe)
+        with _faiss_threads(self.n_jobs):
+            sims, ids = idx.search(queries, k)
+        missing = ids[:, 0] < 0
+        if missing.any():  # e.g. an IVF query whose probed lists are all empty
+            full = queries[missing] @ _l2_normalize(E.library).T
+            top = np.argsort(-full, axis=1, kind="stable")[:, :k]
+            ids[missing] = top
+            sims[missing] = np.take_along_axis(full, top, axis=1)
+        sims = np.where(ids < 0, MASKED_COSINE, np.clip(sims, -1.0, 1.0)).astype(np.float32)
+        order = np.argsort(-sims, axis=1, kind="stable")  # approximate indexes: make sure
+        return np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
+
+    # --- sklearn API ---------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: PairEmbeddings, y=None) -> FaissCandidateSelector:
+        """Build the FAISS index of ``X``'s library.
+
+        Parameters
+        ----------
+        X : PairEmbeddings
+            Output of :class:`~skfingerprint.ViTLayerFusionEmbedder` on ``X_pairs``.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : FaissCandidateSelector
+        """
+        E = _check_embeddings(X)
+        m, d = E.library.shape
+        self.__dict__.pop("_index_cache", None)
+        self.n_features_in_ = d
+        self.n_library_ = m
+        self.k_ = self._effective_k(self.k, m)
+        self.library_key_ = E.library_key
+        with _faiss_threads(self.n_jobs):
+            self.index_ = self._new_index(E.library)
+        return self
+
+    def _check_fitted_input(self, X: Any) -> PairEmbeddings:
+        check_is_fitted(self, "index_")
+        E = _check_embeddings(X)
+        if E.real.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has embeddings of size {E.real.shape[1]}, but FaissCandidateSelector was "
+                f"fitted on embeddings of size {self.n_features_in_}"
+            )
+        return E
+
+    def kneighbors(self, X: PairEmbeddings, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Raw top-k cosines and library indices of each real row (no threshold, no refinement).
+
+        Works before ``fit`` too (it builds, and keeps, the index of ``X``'s library).
+
+        Parameters
+        ----------
+        X : PairEmbeddings
+        k : int, default=None
+            Neighbours per row; ``self.k`` when None. Cut to the library's size (with a warning).
+
+        Returns
+        -------
+        similarities : ndarray of shape (n, k_eff), float32
+            Cosines, best first. A neighbour an approximate index failed to return has cosine
+            :data:`MASKED_COSINE`.
+        indices : ndarray of shape (n, k_eff), int64
+            Rows of ``X.library`` (-1 for a missing neighbour).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skfingerprint.pairs import PairEmbeddings
+        >>> from skfingerprint.selection import FaissCandidateSelector
+        >>> lib = np.eye(4, dtype=np.float32)
+        >>> E = PairEmbeddings([[0.0, 2.0, 0.1, 0.0]], lib, library_key="eye")
+        >>> sim, idx = FaissCandidateSelector(k=2).kneighbors(E)
+        >>> idx.tolist()
+        [[1, 2]]
+        """
+        if hasattr(self, "index_"):
+            E = self._check_fitted_input(X)
+        else:
+            self._validate_params()
+            E = _check_embeddings(X)
+        k = self.k if k is None else k
+        if not isinstance(k, (Integral, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer; got {k!r}")
+        return self._search(E, self._effective_k(int(k), len(E.library)))
+
+    def transform(self, X: PairEmbeddings) -> np.ndarray:
+        """The top-k candidates of each real row as ``[real, candidate, cosine]``.
+
+        Parameters
+        ----------
+        X : PairEmbeddings
+            Real rows and their library; the library may differ from the fit-time one (its
+            index is built once and kept).
+
+        Returns
+        -------
+        X_candidates : ndarray of shape (n, k_eff, 2 * D + 1), float32
+            For row ``i`` and rank ``j`` (best first): ``[:D]`` the normalised real vector,
+            ``[D:2D]`` the normalised candidate vector (zero if masked), ``[-1]`` the cosine
+            (:data:`MASKED_COSINE` if masked). ``k_eff = min(k, library size)``.
+        """
+        E = self._check_fitted_input(X)
+        m, d = E.library.shape
+        sims, ids = self._search(E, self._effective_k(self.k, m))
+        n, k = sims.shape
+        cands = _l2_normalize(E.library[np.where(ids < 0, 0, ids)])  # (n, k, D)
+        mask = ids < 0
+        if self.min_similarity is not None:
+            mask |= sims < self.min_similarity
+        mask[:, 0] = False  # the best candidate always stays (never missing, see _search)
+        if self.refine == "spectral":
+            mask |= self._spectral_mask(cands, mask)
+
+        out = np.empty((n, k, 2 * d + 1), dtype=np.float32)
+        out[:, :, :d] = _l2_normalize(E.real)[:, None, :]
+        out[:, :, d : 2 * d] = cands
+        out[:, :, -1] = sims
+        out[mask, d:] = 0.0
+        out[mask, -1] = MASKED_COSINE
+        return out
+
+    def _spectral_mask(self, cands: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Extra mask of the spectral refinement, ``(n, k)``."""
+        from joblib import Parallel, delayed
+
+        n, k = mask.shape
+        top = min(self.refine_top, k)
+        rng = check_random_state(self.random_state)
+        seeds = rng.randint(np.iinfo(np.int32).max, size=n)
+        rows = [np.flatnonzero(~mask[i, :top]) for i in range(n)]
+        keeps = Parallel(n_jobs=self.n_jobs)(
+            delayed(_spectral_keep)(cands[i, r], int(s))
+            for i, (r, s) in enumerate(zip(rows, seeds, strict=True))
+        )
+        extra = np.ones((n, k), dtype=bool)
+        for i, (r, keep) in enumerate(zip(rows, keeps, strict=True)):
+            extra[i, r[keep]] = False
+        return extra
+
+    # --- pickling: FAISS indexes are not picklable; serialise the fit-time one ----------------
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        state = dict(state)
+        state.pop("_index_cache", None)
+        if "index_" in state:
+            state["_index_bytes"] = faiss.serialize_index(state.pop("index_"))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        raw = state.pop("_index_bytes", None)
+        super().__setstate__(state)
+        if raw is not None:
+            self.index_ = faiss.deserialize_index(raw)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.requires_fit = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags

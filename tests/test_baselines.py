@@ -1,0 +1,330 @@
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import cohen_kappa_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from skfingerprint import baselines, kappa_scorer
+from skfingerprint.baselines import (
+    MaxSimilarityClassifier,
+    PixelNearestNeighbor,
+    learn_kappa_threshold,
+)
+from skfingerprint.datasets import make_synthetic_leak
+from skfingerprint.pairs import PairEmbeddings
+from skfingerprint.selection import MASKED_COSINE, FaissCandidateSelector
+
+
+def candidates(cosines):
+    """A (n, k, 3) candidate array (D = 1) with the given cosines in the last column."""
+    cos = np.asarray(cosines, dtype=np.float32)
+    X = np.zeros((*cos.shape, 3), dtype=np.float32)
+    X[..., 0] = 1.0
+    X[..., 1] = np.where(cos < -1, 0.0, 1.0)
+    X[..., -1] = cos
+    return X
+
+
+def planted_embeddings(n_used=40, n_not=40, m=300, d=24, noise=0.3, seed=0):
+    """Used real rows have a noisy copy in the library; not-used rows have none."""
+    rng = np.random.default_rng(seed)
+    real = rng.normal(size=(n_used + n_not, d))
+    library = rng.normal(size=(m, d))
+    library[:n_used] = real[:n_used] + noise * rng.normal(size=(n_used, d))
+    y = np.r_[np.ones(n_used, int), np.zeros(n_not, int)]
+    order = rng.permutation(n_used + n_not)
+    return PairEmbeddings(real[order], library, "planted"), y[order]
+
+
+@pytest.fixture(scope="module")
+def easy_task():
+    return make_synthetic_leak(
+        30, 30, 120, image_size=64, leak_fraction=0.75, distortion=0.0, random_state=0
+    )
+
+
+# --- the shared threshold search ------------------------------------------------------------
+
+
+def brute_force_best_kappa(scores, y):
+    uniq = np.unique(scores)
+    best = 0.0
+    for t in (uniq[:-1] + uniq[1:]) / 2:
+        pred = (scores > t).astype(int)
+        best = max(best, cohen_kappa_score(y, pred))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_threshold_maximises_kappa(seed):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 60)
+    if y.min() == y.max():
+        y[0] = 1 - y[0]
+    scores = np.round(y * rng.uniform(0, 1) + rng.normal(size=60), 1)  # ties included
+    t, kappa = learn_kappa_threshold(scores, y)
+    assert kappa == pytest.approx(cohen_kappa_score(y, (scores > t).astype(int)))
+    assert kappa == pytest.approx(brute_force_best_kappa(scores, y))
+    assert t not in set(scores)  # a midpoint, never a score itself
+
+
+def test_threshold_toy_cases():
+    assert learn_kappa_threshold([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == (0.5, 1.0)
+    t, kappa = learn_kappa_threshold([0.1, 0.7, 0.3, 0.9, 0.5], [0, 1, 0, 1, 1])
+    assert 0.3 < t < 0.5 and kappa == pytest.approx(1.0)
+    t, kappa = learn_kappa_threshold([0.4, 0.4, 0.4], [0, 1, 1])
+    assert (t, kappa) == (0.4, 0.0)
+    with pytest.raises(ValueError, match="differ in length"):
+        learn_kappa_threshold([0.1, 0.2], [0, 1, 1])
+
+
+def test_both_baselines_use_the_one_threshold_helper(monkeypatch):
+    calls = []
+    original = baselines.learn_kappa_threshold
+
+    def spy(scores, y):
+        calls.append(len(scores))
+        return original(scores, y)
+
+    monkeypatch.setattr(baselines, "learn_kappa_threshold", spy)
+    MaxSimilarityClassifier().fit(candidates([[0.9], [0.1]]), [1, 0])
+    task = make_synthetic_leak(6, 6, 12, image_size=32, distortion=0.0, random_state=0)
+    PixelNearestNeighbor(image_size=16).fit(task.X_pairs, task.y)
+    assert calls == [2, 12]
+
+
+# --- MaxSimilarityClassifier ---------------------------------------------------------------
+
+
+def test_max_similarity_scores_and_threshold():
+    X = candidates([[0.9, 0.5], [0.95, 0.2], [0.3, 0.1], [0.4, MASKED_COSINE]])
+    clf = MaxSimilarityClassifier().fit(X, [1, 1, 0, 0])
+    np.testing.assert_allclose(clf.score_samples(X), [0.9, 0.95, 0.3, 0.4], rtol=1e-6)
+    assert clf.threshold_ == pytest.approx(0.65)
+    assert clf.train_kappa_ == pytest.approx(1.0)
+    np.testing.assert_array_equal(clf.classes_, [0, 1])
+    np.testing.assert_allclose(clf.decision_function(X), clf.score_samples(X) - 0.65, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(X), [1, 1, 0, 0])
+
+
+def test_top_m_averages_unmasked_candidates_only():
+    X = candidates([[0.9, 0.7, 0.5], [0.8, MASKED_COSINE, MASKED_COSINE], [0.6, 0.6, 0.0]])
+    scores = MaxSimilarityClassifier(top_m=2).fit(X, [1, 0, 0]).score_samples(X)
+    np.testing.assert_allclose(scores, [0.8, 0.8, 0.6], rtol=1e-6)
+    # candidates need not be sorted
+    Xs = candidates([[0.5, 0.9, 0.7]])
+    assert MaxSimilarityClassifier(top_m=2).fit(X, [1, 0, 0]).score_samples(Xs)[0] == (
+        pytest.approx(0.8)
+    )
+    all_masked = candidates([[MASKED_COSINE, MASKED_COSINE]])
+    assert MaxSimilarityClassifier().fit(X, [1, 0, 0]).score_samples(all_masked)[0] == -1.0
+
+
+def test_fixed_threshold_is_used_as_given():
+    X = candidates([[0.9], [0.7], [0.3]])
+    clf = MaxSimilarityClassifier(threshold=0.8).fit(X, [1, 1, 0])
+    assert clf.threshold_ == 0.8
+    np.testing.assert_array_equal(clf.predict(X), [1, 0, 0])
+    assert clf.train_kappa_ == pytest.approx(cohen_kappa_score([1, 1, 0], [1, 0, 0]))
+
+
+def test_predict_proba_is_monotone_and_agrees_with_predict():
+    rng = np.random.default_rng(0)
+    cos = np.sort(rng.uniform(-1, 1, size=(50, 5)), axis=1)[:, ::-1]
+    y = (cos[:, 0] + 0.2 * rng.normal(size=50) > 0.5).astype(int)
+    X = candidates(cos)
+    clf = MaxSimilarityClassifier().fit(X, y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (50, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    order = np.argsort(clf.score_samples(X))
+    assert (np.diff(proba[order, 1]) >= 0).all()
+    np.testing.assert_array_equal(proba[:, 1] > 0.5, clf.predict(X) == 1)
+    assert proba[:, 1].max() - proba[:, 1].min() > 0.5, "spread, not all ~0.5"
+
+
+@pytest.mark.parametrize(
+    ("y", "match"),
+    [
+        ([1, 1, 1, 1], "only one class"),
+        ([0, 0, 0, 0], "only one class"),
+        ([1, 2, 1, 2], r"only 0 .* and 1"),
+        (["a", "b", "a", "b"], r"only 0 .* and 1"),
+        ([1, 0, 1], "3 labels for 4"),
+    ],
+)
+def test_bad_labels(y, match):
+    with pytest.raises(ValueError, match=match):
+        MaxSimilarityClassifier().fit(candidates([[0.9], [0.1], [0.8], [0.2]]), y)
+
+
+def test_boolean_and_float_labels_are_accepted():
+    X = candidates([[0.9], [0.1], [0.8], [0.2]])
+    a = MaxSimilarityClassifier().fit(X, [True, False, True, False]).predict(X)
+    b = MaxSimilarityClassifier().fit(X, [1.0, 0.0, 1.0, 0.0]).predict(X)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_max_similarity_input_errors():
+    E, y = planted_embeddings()
+    with pytest.raises(TypeError, match="FaissCandidateSelector"):
+        MaxSimilarityClassifier().fit(E, y)
+    with pytest.raises(ValueError, match=r"\(n, k, 2D\+1\)"):
+        MaxSimilarityClassifier().fit(np.zeros((80, 5)), y)
+    with pytest.raises(ValueError, match=r"\(n, k, 2D\+1\)"):
+        MaxSimilarityClassifier().fit(np.zeros((80, 5, 4)), y)  # even last axis
+    bad = candidates([[0.9], [np.nan]])
+    with pytest.raises(ValueError, match="NaN"):
+        MaxSimilarityClassifier().fit(bad, [1, 0])
+    with pytest.raises(TypeError, match="candidate array"):
+        MaxSimilarityClassifier().fit("not an array", [1, 0])
+    clf = MaxSimilarityClassifier().fit(candidates([[0.9], [0.1]]), [1, 0])
+    with pytest.raises(ValueError, match="size 5.*size 3"):
+        clf.predict(np.zeros((2, 1, 5), np.float32))
+    with pytest.raises(NotFittedError):
+        MaxSimilarityClassifier().predict(candidates([[0.9]]))
+
+
+def test_max_similarity_ends_a_pipeline_in_cross_validation():
+    E, y = planted_embeddings()
+    pipe = Pipeline(
+        [("select", FaissCandidateSelector(k=20)), ("clf", MaxSimilarityClassifier(top_m=1))]
+    )
+    cv = StratifiedKFold(4, shuffle=True, random_state=0)
+    scores = cross_val_score(pipe, E, y, cv=cv, scoring=kappa_scorer)
+    assert scores.mean() >= 0.9, scores
+    pipe.fit(E, y)
+    assert pipe.predict_proba(E[:5]).shape == (5, 2)
+    restored = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(restored.predict(E), pipe.predict(E))
+
+
+def test_sklearn_api_checks():
+    from sklearn.utils import estimator_checks as ec
+
+    names = [
+        "check_no_attributes_set_in_init",
+        "check_parameters_default_constructible",
+        "check_get_params_invariance",
+        "check_set_params",
+        "check_estimator_repr",
+        "check_estimator_cloneable",
+        "check_valid_tag_types",
+        "check_mixin_order",
+    ]
+    ran = 0
+    for est in (MaxSimilarityClassifier(), PixelNearestNeighbor()):
+        for name in names:
+            check = getattr(ec, name, None)
+            if check is None:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                check(type(est).__name__, est)
+            ran += 1
+    assert ran >= 8
+
+
+# --- PixelNearestNeighbor ------------------------------------------------------------------
+
+
+def test_pixel_nn_on_an_easy_leak(easy_task):
+    clf = PixelNearestNeighbor().fit(easy_task.X_pairs, easy_task.y)
+    assert clf.train_kappa_ >= 0.9
+    pred = clf.predict(easy_task.X_pairs)
+    assert cohen_kappa_score(easy_task.y, pred) >= 0.9
+    sims, idx = clf.kneighbors(easy_task.X_pairs)
+    copies = easy_task.generated_source[idx]
+    found = copies == np.arange(len(idx))  # nearest library image is a copy of this real one
+    assert found[easy_task.y == 1].mean() >= 0.9
+    assert not found[easy_task.y == 0].any()
+    assert (sims[found] > 0.98).all()
+
+
+def test_pixel_nn_cross_validation(easy_task):
+    cv = StratifiedKFold(3, shuffle=True, random_state=0)
+    scores = cross_val_score(
+        PixelNearestNeighbor(), easy_task.X_pairs, easy_task.y, cv=cv, scoring=kappa_scorer
+    )
+    assert scores.min() >= 0.8, scores
+
+
+def test_pixel_nn_reads_the_library_once(easy_task, monkeypatch):
+    X = easy_task.X_pairs
+    library = X.library
+    reads = []
+    original = type(library).read
+
+    def counting(self, i):
+        if self is library:
+            reads.append(i)
+        return original(self, i)
+
+    monkeypatch.setattr(type(library), "read", counting)
+    clf = PixelNearestNeighbor().fit(X[:40], easy_task.y[:40])
+    clf.predict(X[40:])
+    clf.predict_proba(X)
+    assert len(reads) == len(library)
+    clf.set_params(image_size=32).fit(X, easy_task.y)  # another size: computed again, once
+    assert len(reads) == 2 * len(library)
+
+
+def test_pixel_nn_pickle_round_trip(easy_task):
+    clf = PixelNearestNeighbor(image_size=32).fit(easy_task.X_pairs, easy_task.y)
+    restored = pickle.loads(pickle.dumps(clf))
+    assert not hasattr(restored, "_library_cache")
+    np.testing.assert_array_equal(
+        restored.decision_function(easy_task.X_pairs), clf.decision_function(easy_task.X_pairs)
+    )
+    assert not hasattr(clone(clf), "threshold_")
+
+
+def test_pixel_nn_input_errors(easy_task):
+    E, y = planted_embeddings()
+    with pytest.raises(TypeError, match="make_pairs"):
+        PixelNearestNeighbor().fit(E, y)
+    with pytest.raises(TypeError, match="make_pairs"):
+        PixelNearestNeighbor().fit(easy_task.real_images, easy_task.y)
+    with pytest.raises(ValueError, match="only one class"):
+        PixelNearestNeighbor().fit(easy_task.X_pairs, np.ones(60, int))
+    with pytest.raises(ValueError, match="59 labels for 60"):
+        PixelNearestNeighbor().fit(easy_task.X_pairs, easy_task.y[:59])
+
+
+@pytest.mark.slow
+def test_end_to_end_pipeline_with_a_tiny_vit():
+    from skfingerprint import ViTLayerFusionEmbedder
+
+    task = make_synthetic_leak(
+        16, 16, 48, image_size=64, leak_fraction=0.75, distortion=0.0, random_state=1
+    )
+    tiny = dict(img_size=64, patch_size=16, embed_dim=64, depth=4, num_heads=2)
+    pipe = Pipeline(
+        [
+            (
+                "embed",
+                ViTLayerFusionEmbedder(
+                    "vit_tiny_patch16_224",
+                    pretrained=False,
+                    model_kwargs=tiny,
+                    fusion="mean",
+                    gate_epochs=0,
+                    random_state=0,
+                    batch_size=64,
+                ),
+            ),
+            ("select", FaissCandidateSelector(k=10)),
+            ("clf", MaxSimilarityClassifier()),
+        ]
+    )
+    train, test = np.arange(0, 32, 2), np.arange(1, 32, 2)
+    pipe.fit(task.X_pairs[train], task.y[train])
+    assert pipe.named_steps["select"].k_ == 10
+    pred = pipe.predict(task.X_pairs[test])
+    assert set(pred) <= {0, 1}
+    assert cohen_kappa_score(task.y[test], pred) >= 0.6

@@ -1,0 +1,364 @@
+"""Behaviour of ``CANetClassifier``: learning, masking, determinism, persistence, sklearn API."""
+
+import itertools
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import cohen_kappa_score
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skfingerprint.canet import (
+    MASKED_COSINE,
+    CANetClassifier,
+    CANetModule,
+    supervised_contrastive_loss,
+)
+from skfingerprint.metrics import kappa_scorer
+
+D, K = 8, 5
+F = 2 * D + 1
+# Tiny and quick: tests run on 2 shared cores.
+FAST = dict(hidden=(16, 8), n_heads=2, batch_size=16, lr=3e-3, max_epochs=8, random_state=0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Two torch threads on two shared, busy cores are several times slower than one.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_candidates(n, *, noise=1.0, seed=0, n_masked=0):
+    """Planted leak: a used real image has a library candidate close to it (real + noise).
+
+    Returns X (n, K, 2D+1) sorted by decreasing cosine, and y alternating 0/1. The last
+    ``n_masked`` candidates of every other row are masked the way the selector masks them.
+    """
+    rng = np.random.default_rng(seed)
+    y = np.tile([0, 1], n // 2)
+    real = rng.normal(size=(n, D))
+    cand = rng.normal(size=(n, K, D))
+    cand[y == 1, 0] = real[y == 1] + noise * rng.normal(size=(int(y.sum()), D))
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+    cos = np.einsum("nd,nkd->nk", unit(real), unit(cand))
+    order = np.argsort(-cos, axis=1)
+    cand = np.take_along_axis(cand, order[..., None], 1)
+    cos = np.take_along_axis(cos, order, 1)
+    X = np.concatenate([np.repeat(real[:, None], K, 1), cand, cos[..., None]], -1)
+    X = X.astype(np.float32)
+    if n_masked:
+        X[::2, K - n_masked :, D:-1] = 0.0
+        X[::2, K - n_masked :, -1] = MASKED_COSINE
+    return X, y
+
+
+def best_cosine_threshold_kappa(X_train, y_train, X_test, y_test):
+    """The max-cosine baseline: one threshold, the best kappa on the training rows."""
+    train_best, test_best = X_train[:, 0, -1], X_test[:, 0, -1]
+    t = max(np.unique(train_best), key=lambda t: cohen_kappa_score(y_train, train_best >= t))
+    return cohen_kappa_score(y_test, (test_best >= t).astype(int))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return make_candidates(80, seed=1, n_masked=2)
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, y = data
+    with torch.random.fork_rng():
+        return CANetClassifier(**FAST).fit(X, y)
+
+
+# --- learning ---------------------------------------------------------------------------------
+def test_learns_planted_signal_at_least_as_well_as_max_cosine():
+    X, y = make_candidates(240, noise=0.7, seed=2)
+    Xtr, ytr, Xte, yte = X[:120], y[:120], X[120:], y[120:]
+    clf = CANetClassifier(**{**FAST, "max_epochs": 20}, threshold=0.5).fit(Xtr, ytr)
+    kappa = cohen_kappa_score(yte, clf.predict(Xte))
+    baseline = best_cosine_threshold_kappa(Xtr, ytr, Xte, yte)
+    assert kappa > 0.6
+    assert kappa >= baseline - 0.035  # one held-out image of 120 is ~0.017 of kappa
+
+
+def test_compare_pair_features_learn_a_copy_without_the_cosine():
+    # Same leak, but the cosine column is noise: only the pair vectors say which real image has
+    # a near-copy. [|r - c|, r * c] exposes it directly.
+    X, y = make_candidates(240, noise=0.3, seed=2)
+    rng = np.random.default_rng(5)
+    X[..., -1] = np.sort(rng.uniform(0, 1, size=X.shape[:2]), axis=1)[:, ::-1]
+    Xtr, ytr, Xte, yte = X[:120], y[:120], X[120:], y[120:]
+    assert abs(best_cosine_threshold_kappa(Xtr, ytr, Xte, yte)) < 0.3
+    clf = CANetClassifier(
+        **{**FAST, "max_epochs": 30}, pair_features="compare", early_stopping=False, threshold=0.5
+    ).fit(Xtr, ytr)
+    assert cohen_kappa_score(yte, clf.predict(Xte)) > 0.5
+
+
+def test_starts_from_the_max_cosine_logistic_baseline(data):
+    X, _ = data
+    module = CANetModule(F, K, hidden=(16, 8), n_heads=2, skip_init=(2.0, -0.5))
+    module.eval()
+    with torch.no_grad():
+        logit = module(torch.from_numpy(X))
+    assert torch.allclose(logit, 2.0 * torch.from_numpy(X[:, 0, -1]) - 0.5, atol=1e-6)
+
+
+# --- masking and invariances -----------------------------------------------------------------
+def test_masked_candidates_do_not_change_the_output(fitted, data):
+    X, _ = data
+    masked = X[..., -1] < -1
+    assert masked.any()
+    X2 = X.copy()
+    noise = np.random.default_rng(3).normal(size=X2.shape).astype(np.float32)
+    X2[masked] = noise[masked]  # real and candidate halves both change
+    X2[..., -1][masked] = -1.5  # still masked
+    np.testing.assert_array_equal(fitted.predict_proba(X), fitted.predict_proba(X2))
+
+
+def test_a_fully_masked_row_uses_its_first_candidate(fitted, data):
+    X, _ = data
+    X2 = X[:3].copy()
+    X2[0, :, -1] = MASKED_COSINE
+    proba = fitted.predict_proba(X2)
+    assert np.isfinite(proba).all()
+    X3 = X2.copy()
+    X3[0, 0, -1] = -1.0  # the first candidate as the lowest valid cosine: same clipped input
+    np.testing.assert_allclose(fitted.predict_proba(X3), proba, atol=1e-6)
+
+
+def test_candidate_order_does_not_matter(fitted):
+    X, _ = make_candidates(20, seed=4)
+    perm = np.random.default_rng(0).permutation(K)
+    np.testing.assert_allclose(
+        fitted.predict_proba(X[:, perm]), fitted.predict_proba(X), rtol=0, atol=1e-5
+    )
+
+
+def test_fewer_candidates_at_predict_are_padded_as_masked(fitted, data):
+    X, _ = data
+    Xm = X.copy()
+    Xm[:, 3:, D:-1] = 0.0
+    Xm[:, 3:, -1] = MASKED_COSINE
+    Xm[:, 0, -1] = np.maximum(Xm[:, 0, -1], -1.0)
+    np.testing.assert_allclose(fitted.predict_proba(X[:, :3]), fitted.predict_proba(Xm), atol=1e-6)
+
+
+# --- predictions and threshold -----------------------------------------------------------------
+def test_fitted_attributes_and_output_shapes(fitted, data):
+    X, _ = data
+    assert fitted.n_features_in_ == F and fitted.n_candidates_ == K
+    np.testing.assert_array_equal(fitted.classes_, [0, 1])
+    assert fitted.temperature_ == 1.0
+    assert len(fitted.history_) >= 1 and "valid_loss" in fitted.history_[-1]
+    lrs = fitted.history_[:, "event_lr"]  # cosine annealing from lr toward eta_min
+    assert lrs[0] == FAST["lr"] and all(a > b for a, b in itertools.pairwise(lrs))
+    proba = fitted.predict_proba(X)
+    assert proba.shape == (len(X), 2)
+    np.testing.assert_allclose(proba.sum(1), 1.0)
+    logit = fitted.decision_function(X)
+    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-logit)))
+    assert set(np.unique(fitted.predict(X))) <= {0, 1}
+
+
+def test_threshold_changes_predictions_as_documented(fitted, data):
+    X, _ = data
+    clf = clone(fitted).set_params(threshold=0.6)
+    clf.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    p = clf.predict_proba(X)[:, 1]
+    counts = []
+    for t in (0.0, 0.3, 0.5, 0.6, 0.8):
+        pred = clf.set_params(threshold=t).predict(X)  # no refit needed
+        np.testing.assert_array_equal(pred, (p >= t).astype(int))
+        counts.append(pred.sum())
+    assert counts[0] == len(X)
+    assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
+
+
+# --- determinism and persistence ---------------------------------------------------------------
+def test_int_random_state_repeats_exactly_and_leaves_the_global_rng_alone(data):
+    X, y = data
+    before = torch.random.get_rng_state()
+    a = CANetClassifier(**FAST).fit(X, y).predict_proba(X)
+    assert torch.equal(before, torch.random.get_rng_state())
+    b = CANetClassifier(**FAST).fit(X, y).predict_proba(X)
+    c = CANetClassifier(**{**FAST, "random_state": 1}).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_joblib_round_trip_in_a_fresh_process(fitted, data, tmp_path):
+    X, _ = data
+    np.save(tmp_path / "X.npy", X)
+    joblib.dump(fitted, tmp_path / "clf.joblib")
+    code = textwrap.dedent(
+        f"""
+        import joblib, numpy as np
+        clf = joblib.load({str(tmp_path / "clf.joblib")!r})
+        X = np.load({str(tmp_path / "X.npy")!r})
+        np.save({str(tmp_path / "p.npy")!r}, clf.predict_proba(X))
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), fitted.predict_proba(X))
+
+
+def test_pickle_holds_cpu_tensors_only_and_a_cuda_fit_loads_without_cuda(fitted, data):
+    X, _ = data
+    state = fitted.__getstate__()
+    assert "net_" not in state
+    tensors = state["_net_state"]["module"].values()
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    # What a GPU fit pickles: the same CPU state dict, with the fit device recorded as CUDA.
+    fitted_on_gpu = pickle.loads(pickle.dumps(fitted))
+    fitted_on_gpu.device_ = "cuda:0"
+    loaded = pickle.loads(pickle.dumps(fitted_on_gpu))
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert loaded.device_ == expected and loaded.net_.device == expected
+    assert next(loaded.net_.module_.parameters()).device.type == expected
+    np.testing.assert_allclose(loaded.predict_proba(X), fitted.predict_proba(X), atol=1e-6)
+    # An unfitted estimator pickles too.
+    assert pickle.loads(pickle.dumps(CANetClassifier(threshold=0.3))).threshold == 0.3
+
+
+# --- scikit-learn API ----------------------------------------------------------------------------
+def test_clone_get_params_set_params():
+    clf = CANetClassifier(threshold=0.4, hidden=(32, 16), contrastive_weight=0.5)
+    params = clf.get_params()
+    for name in (
+        "threshold",
+        "hidden",
+        "n_heads",
+        "pair_features",
+        "dropout",
+        "lr",
+        "weight_decay",
+        "max_epochs",
+        "batch_size",
+        "eta_min",
+        "contrastive_weight",
+        "adversarial_eps",
+        "calibrate",
+        "early_stopping",
+        "validation_fraction",
+        "patience",
+        "device",
+        "random_state",
+        "verbose",
+    ):
+        assert name in params
+    twin = clone(clf)
+    assert twin.get_params() == params and not hasattr(twin, "net_")
+    assert clf.set_params(threshold=0.7) is clf and clf.threshold == 0.7
+
+
+def test_cross_val_score_and_grid_search_over_threshold(data):
+    X, y = data
+    quick = {**FAST, "max_epochs": 3, "early_stopping": False}
+    scores = cross_val_score(CANetClassifier(**quick), X, y, cv=3, scoring=kappa_scorer)
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    grid = GridSearchCV(
+        CANetClassifier(**quick), {"threshold": [0.4, 0.6]}, cv=2, scoring=kappa_scorer
+    ).fit(X, y)
+    assert grid.best_params_["threshold"] in (0.4, 0.6)
+    assert grid.predict(X).shape == (len(X),)
+
+
+# --- training options ---------------------------------------------------------------------------
+def test_calibration_rescales_the_logit_of_the_same_net(fitted, data):
+    X, y = data
+    with torch.random.fork_rng():
+        cal = CANetClassifier(**FAST, calibrate=True).fit(X, y)
+    assert cal.temperature_ > 0 and cal.temperature_ != 1.0
+    # Same seed, same split: the same net, its logit divided by T.
+    np.testing.assert_allclose(
+        cal.decision_function(X) * cal.temperature_, fitted.decision_function(X), atol=1e-5
+    )
+    assert not np.allclose(cal.predict_proba(X), fitted.predict_proba(X))
+
+
+@pytest.mark.parametrize("option", [{"contrastive_weight": 1.0}, {"adversarial_eps": 0.1}])
+def test_contrastive_and_adversarial_terms_change_training(fitted, data, option):
+    X, y = data
+    other = CANetClassifier(**FAST, **option).fit(X, y)
+    plain_loss = [h["train_loss"] for h in fitted.history_]
+    other_loss = [h["train_loss"] for h in other.history_]
+    assert other_loss[0] != plain_loss[0]
+    assert not np.allclose(other.predict_proba(X), fitted.predict_proba(X))
+
+
+def test_supervised_contrastive_loss():
+    z = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
+    together = supervised_contrastive_loss(z, torch.tensor([0, 0, 1, 1]))
+    apart = supervised_contrastive_loss(z, torch.tensor([0, 1, 0, 1]))
+    assert together < apart
+    # No anchor has a positive: zero, with a gradient path.
+    lone = supervised_contrastive_loss(z[:2].requires_grad_(), torch.tensor([0, 1]))
+    assert lone.item() == 0.0 and lone.requires_grad
+
+
+# --- errors ------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda X, y: (X[:, 0], y), "3-d float array"),
+        (lambda X, y: (X.astype(np.int64), y), "must hold floats"),
+        (lambda X, y: (np.where(np.arange(F) == 3, np.nan, X).astype(np.float32), y), "NaN"),
+        (lambda X, y: (X[..., 1:], y), "2D \\+ 1 features"),
+        (lambda X, y: (X, np.where(y == 1, 2, 0)), "only 0 \\(not used\\) and 1"),
+        (lambda X, y: (X, np.ones_like(y)), "needs both used"),
+        (lambda X, y: (X, y[:-1]), "differ in length"),
+    ],
+)
+def test_bad_training_input_raises_clearly(data, mutate, match):
+    X, y = mutate(*data)
+    with pytest.raises(ValueError, match=match):
+        CANetClassifier(**FAST).fit(X, y)
+
+
+def test_bad_parameters_raise_clearly(data):
+    X, y = data
+    with pytest.raises(InvalidParameterError, match="threshold"):
+        CANetClassifier(threshold=1.5).fit(X, y)
+    with pytest.raises(InvalidParameterError, match="pair_features"):
+        CANetClassifier(pair_features="sum").fit(X, y)
+    with pytest.raises(ValueError, match="must divide"):
+        CANetClassifier(**{**FAST, "hidden": (16, 9)}).fit(X, y)
+    with pytest.raises(ValueError, match="positive ints"):
+        CANetClassifier(**{**FAST, "hidden": (16, 0)}).fit(X, y)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            CANetClassifier(**{**FAST, "device": "cuda"}).fit(X, y)
+
+
+def test_predict_errors(fitted, data):
+    X, _ = data
+    with pytest.raises(NotFittedError):
+        CANetClassifier().predict_proba(X)
+    with pytest.raises(ValueError, match="fitted with 17"):
+        fitted.predict(np.concatenate([X, X[..., :2]], axis=-1))
+    with pytest.raises(ValueError, match="fitted with 5"):
+        fitted.predict(np.concatenate([X, X[:, :1]], axis=1))
+    with pytest.raises(ValueError, match="NaN"):
+        fitted.predict(np.full_like(X, np.nan))
+
+
+def test_too_few_images_for_a_validation_split_warns_and_trains_on_all():
+    X, y = make_candidates(8, seed=6)
+    y = np.array([0, 0, 0, 0, 0, 0, 1, 0])
+    with pytest.warns(UserWarning, match="too few images"):
+        clf = CANetClassifier(**{**FAST, "max_epochs": 2}, calibrate=True).fit(X, y)
+    assert "valid_loss" not in clf.history_[-1] and clf.temperature_ == 1.0
+    assert clf.predict_proba(X).shape == (8, 2)

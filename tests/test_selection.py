@@ -1,0 +1,418 @@
+import pickle
+import warnings
+
+import faiss
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils._param_validation import InvalidParameterError
+
+from skfingerprint import selection
+from skfingerprint.pairs import PairedImages, PairEmbeddings, make_pairs
+from skfingerprint.selection import MASKED_COSINE, FaissCandidateSelector
+
+
+def unit(a):
+    a = np.asarray(a, dtype=np.float64)
+    return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+
+def exact_topk(real, library, k):
+    """Brute-force cosine top-k (numpy, float64): the reference."""
+    sims = unit(real) @ unit(library).T
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, order, axis=1), order
+
+
+def clustered(n, d, n_centres, spread, rng):
+    """Vectors around random centres: neighbourhoods like those of image embeddings."""
+    centres = rng.normal(size=(n_centres, d))
+    return (centres[rng.integers(0, n_centres, n)] + spread * rng.normal(size=(n, d))).astype(
+        np.float32
+    )
+
+
+@pytest.fixture
+def planted():
+    """20 real rows, each a scaled, slightly noisy copy of a known library row."""
+    rng = np.random.default_rng(0)
+    library = rng.normal(size=(500, 16)).astype(np.float32)
+    source = rng.choice(500, size=20, replace=False)
+    real = 3.0 * library[source] + 0.01 * rng.normal(size=(20, 16)).astype(np.float32)
+    return PairEmbeddings(real, library, "planted"), source
+
+
+@pytest.fixture
+def count_builds(monkeypatch):
+    calls = []
+    original = selection._build_index
+
+    def counting(library, *args, **kwargs):
+        calls.append(len(library))
+        return original(library, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "_build_index", counting)
+    return calls
+
+
+# --- neighbours ----------------------------------------------------------------------------
+
+
+def test_planted_neighbours_are_found_exactly(planted):
+    E, source = planted
+    sel = FaissCandidateSelector(k=10, min_similarity=None).fit(E)
+    sims, idx = sel.kneighbors(E)
+    assert idx.shape == sims.shape == (20, 10)
+    np.testing.assert_array_equal(idx[:, 0], source)
+    assert (sims[:, 0] > 0.999).all()
+    ref_sims, ref_idx = exact_topk(E.real, E.library, 10)
+    np.testing.assert_array_equal(idx, ref_idx)
+    np.testing.assert_allclose(sims, ref_sims, atol=1e-5)
+
+
+def test_transform_layout_real_candidate_cosine(planted):
+    E, _ = planted
+    d = E.real.shape[1]
+    X = FaissCandidateSelector(k=7, min_similarity=None).fit(E).transform(E)
+    assert X.shape == (20, 7, 2 * d + 1)
+    assert X.dtype == np.float32
+    _, ref_idx = exact_topk(E.real, E.library, 7)
+    real, cand, cos = X[..., :d], X[..., d : 2 * d], X[..., -1]
+    np.testing.assert_allclose(real, np.broadcast_to(unit(E.real)[:, None], real.shape), atol=1e-6)
+    np.testing.assert_allclose(cand, unit(E.library[ref_idx]), atol=1e-6)
+    np.testing.assert_allclose(cos, np.einsum("nkd,nkd->nk", real, cand), atol=1e-5)
+    assert (np.diff(cos, axis=1) <= 0).all(), "cosines must be sorted best first"
+
+
+def test_mask_convention():
+    rng = np.random.default_rng(1)
+    library = rng.normal(size=(200, 8)).astype(np.float32)
+    real = library[:10] + 0.3 * rng.normal(size=(10, 8)).astype(np.float32)
+    E = PairEmbeddings(real, library, "lib")
+    d = 8
+    raw = FaissCandidateSelector(k=20, min_similarity=None).fit_transform(E)
+    X = FaissCandidateSelector(k=20, min_similarity=0.5).fit_transform(E)
+    assert MASKED_COSINE == -2.0
+    mask = X[..., -1] < -1
+    np.testing.assert_array_equal(mask, raw[..., -1] < 0.5)
+    assert mask.any() and (~mask).sum() > 10
+    assert (X[mask][:, d : 2 * d] == 0).all()
+    assert (X[mask][:, -1] == MASKED_COSINE).all()
+    np.testing.assert_array_equal(X[..., :d], raw[..., :d])  # real vector stays
+    np.testing.assert_array_equal(X[~mask], raw[~mask])
+    assert (np.abs(raw[..., -1]) <= 1).all()
+
+
+def test_best_candidate_is_never_masked():
+    rng = np.random.default_rng(2)
+    library = rng.normal(size=(100, 32)).astype(np.float32)
+    E = PairEmbeddings(rng.normal(size=(5, 32)), library, "lib")  # no close match anywhere
+    X = FaissCandidateSelector(k=5, min_similarity=0.99).fit_transform(E)
+    assert (X[:, 0, -1] >= -1).all() and (X[:, 0, -1] < 0.99).all()
+    assert (X[:, 1:, -1] == MASKED_COSINE).all()
+
+
+def test_k_larger_than_library_warns_and_is_cut():
+    rng = np.random.default_rng(3)
+    E = PairEmbeddings(rng.normal(size=(4, 6)), rng.normal(size=(7, 6)), "small")
+    sel = FaissCandidateSelector(k=100, min_similarity=None)
+    with pytest.warns(UserWarning, match=r"k=100 .*7 generated"):
+        sel.fit(E)
+    assert sel.k_ == 7
+    with pytest.warns(UserWarning, match="k=100"):
+        X = sel.transform(E)
+    assert X.shape == (4, 7, 13)
+    assert set(np.argsort(-X[0, :, -1])) == set(range(7))
+
+
+def test_other_library_at_transform_gets_its_own_k_and_neighbours(planted):
+    E, _ = planted
+    rng = np.random.default_rng(4)
+    other = PairEmbeddings(E.real[:5], rng.normal(size=(30, 16)), "other")
+    sel = FaissCandidateSelector(k=10, min_similarity=None).fit(E)
+    X = sel.transform(other)
+    ref = FaissCandidateSelector(k=10, min_similarity=None).fit(other).transform(other)
+    np.testing.assert_array_equal(X, ref)
+    with pytest.warns(UserWarning, match="k=40"):
+        assert sel.set_params(k=40).transform(other).shape == (5, 30, 33)
+
+
+# --- approximate indexes -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("index", "params", "min_recall"),
+    [
+        ("hnsw", {}, 0.95),
+        ("ivf", {"nprobe": 8}, 0.9),
+        ("HNSW16", {"ef_search": 64}, 0.9),
+        ("IVF32,Flat", {"nprobe": 8}, 0.9),
+    ],
+)
+def test_approximate_index_recall_vs_flat(index, params, min_recall):
+    rng = np.random.default_rng(5)
+    library = clustered(3000, 32, 60, 0.6, rng)
+    real = clustered(200, 32, 60, 0.6, np.random.default_rng(6))
+    E = PairEmbeddings(real, library, "clustered")
+    _, exact = FaissCandidateSelector(k=10).fit(E).kneighbors(E)
+    approx = FaissCandidateSelector(k=10, index=index, random_state=0, **params).fit(E)
+    sims, idx = approx.kneighbors(E)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, exact, strict=True)])
+    assert recall >= min_recall, f"{index}: recall@10 {recall:.3f}"
+    assert (np.diff(sims, axis=1) <= 0).all()
+    assert (idx[:, 0] >= 0).all()
+
+
+def test_hnsw_parameters_reach_the_index(planted):
+    E, _ = planted
+    sel = FaissCandidateSelector(
+        k=5, index="hnsw", hnsw_m=12, ef_construction=50, ef_search=77
+    ).fit(E)
+    sel.transform(E)
+    assert isinstance(sel.index_, faiss.IndexHNSWFlat)
+    assert sel.index_.hnsw.efConstruction == 50
+    assert sel.index_.hnsw.efSearch == 77
+    assert sel.index_.metric_type == faiss.METRIC_INNER_PRODUCT
+    sel.set_params(k=100, min_similarity=None)
+    sel.transform(E)
+    assert sel.index_.hnsw.efSearch == 100  # raised to k
+
+
+def test_bad_factory_string_is_a_clear_error(planted):
+    E, _ = planted
+    with pytest.raises(ValueError, match="neither 'flat', 'hnsw', 'ivf' nor a FAISS factory"):
+        FaissCandidateSelector(index="NoSuchIndex,Flat").fit(E)
+    with pytest.raises(ValueError, match="Cannot train the FAISS index"):
+        FaissCandidateSelector(index="IVF4096,Flat").fit(E)  # 500 points for 4096 lists
+
+
+# --- index reuse and pickling --------------------------------------------------------------
+
+
+def test_index_built_once_per_library(planted, count_builds):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=5).fit(E)
+    assert count_builds == [500]
+    for rows in ([0, 1], slice(3, 9), [5]):
+        sel.transform(E[rows])  # CV folds: slices keep the library (and its key)
+    sel.kneighbors(E)
+    assert count_builds == [500]
+    rng = np.random.default_rng(7)
+    other = PairEmbeddings(E.real[:3], rng.normal(size=(40, 16)), "other")
+    sel.transform(other)
+    sel.transform(other)
+    sel.transform(E)
+    assert count_builds == [500, 40]
+    sel.fit(E)  # refit rebuilds (the parameters may have changed)
+    assert count_builds == [500, 40, 500]
+
+
+def test_kneighbors_works_before_fit(planted, count_builds):
+    E, source = planted
+    sel = FaissCandidateSelector(k=3)
+    _, idx = sel.kneighbors(E)
+    np.testing.assert_array_equal(idx[:, 0], source)
+    sel.kneighbors(E)
+    assert count_builds == [500]
+    with pytest.raises(NotFittedError):
+        sel.transform(E)
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])
+def test_pickle_and_joblib_round_trip(planted, tmp_path, index, count_builds):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=8, index=index, random_state=0).fit(E)
+    expected = sel.transform(E)
+    restored = pickle.loads(pickle.dumps(sel))
+    np.testing.assert_array_equal(restored.transform(E), expected)
+    joblib.dump(sel, tmp_path / "sel.joblib")
+    loaded = joblib.load(tmp_path / "sel.joblib")
+    np.testing.assert_array_equal(loaded.transform(E), expected)
+    assert len(count_builds) == 1, "the fit-time index travels with the pickle"
+    assert loaded.index_.ntotal == 500
+    assert "index_" in sel.__dict__  # pickling did not strip the original
+
+
+def test_clone_is_unfitted(planted):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=3, index="hnsw").fit(E)
+    fresh = clone(sel)
+    assert fresh.get_params() == sel.get_params()
+    assert not hasattr(fresh, "index_")
+
+
+# --- spectral refinement -------------------------------------------------------------------
+
+
+def test_spectral_refine_masks_a_separate_outlier_cluster():
+    rng = np.random.default_rng(8)
+    d = 16
+    a, b = np.eye(d)[0], np.eye(d)[1]
+    near = a + 0.05 * rng.normal(size=(30, d))  # the real image's own neighbourhood
+    far = 0.7 * a + 0.7 * b + 0.05 * rng.normal(size=(10, d))  # cos ~0.7 to the real
+    noise = rng.normal(size=(200, d)) * np.r_[0, 0, np.ones(d - 2)]  # orthogonal filler
+    library = np.vstack([near, far, noise]).astype(np.float32)
+    E = PairEmbeddings(a[None], library, "outliers")
+    plain = FaissCandidateSelector(k=40, min_similarity=0.5).fit_transform(E)
+    assert (plain[0, :, -1] >= -1).all()  # the threshold alone keeps both groups
+    sel = FaissCandidateSelector(k=40, min_similarity=0.5, refine="spectral", random_state=0)
+    X = sel.fit_transform(E)
+    _, idx = sel.kneighbors(E)
+    kept = X[0, :, -1] >= -1
+    assert set(idx[0, kept]) == set(range(30)), "keeps exactly the real image's neighbourhood"
+    assert (X[0, ~kept, d : 2 * d] == 0).all()
+    np.testing.assert_array_equal(X, sel.fit_transform(E))  # repeatable
+
+
+def test_spectral_refine_limits_pool_to_refine_top(planted):
+    E, _ = planted
+    X = FaissCandidateSelector(
+        k=30, min_similarity=None, refine="spectral", refine_top=10, random_state=0
+    ).fit_transform(E)
+    kept = X[..., -1] >= -1
+    assert not kept[:, 10:].any()
+    assert kept[:, 0].all()
+
+
+def test_spectral_refine_skips_identical_candidates():
+    library = np.tile(np.eye(4, dtype=np.float32)[:1], (6, 1))
+    E = PairEmbeddings(np.eye(4)[:1], library, "same")
+    X = FaissCandidateSelector(k=6, min_similarity=None, refine="spectral").fit_transform(E)
+    assert (X[..., -1] > 0.999).all()
+
+
+# --- errors --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((3, 4), np.float32),
+        make_pairs(np.zeros((2, 8, 8), np.uint8), np.zeros((3, 8, 8), np.uint8)),
+        [[0.0, 1.0]],
+    ],
+)
+def test_wrong_input_type_says_what_it_expects(bad):
+    with pytest.raises(TypeError, match="ViTLayerFusionEmbedder"):
+        FaissCandidateSelector().fit(bad)
+    assert isinstance(bad, (np.ndarray, PairedImages, list))
+
+
+def test_wrong_input_type_at_transform(planted):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=3).fit(E)
+    with pytest.raises(TypeError, match="PairEmbeddings"):
+        sel.transform(E.real)
+
+
+def test_mismatched_dimension_between_fit_and_transform(planted):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=3).fit(E)
+    rng = np.random.default_rng(9)
+    other = PairEmbeddings(rng.normal(size=(2, 8)), rng.normal(size=(10, 8)), "d8")
+    with pytest.raises(ValueError, match="size 8.*size 16"):
+        sel.transform(other)
+    with pytest.raises(ValueError, match="size 8.*size 16"):
+        sel.kneighbors(other)
+
+
+def test_empty_library_and_zero_features():
+    with pytest.raises(ValueError, match="library is empty"):
+        FaissCandidateSelector().fit(PairEmbeddings(np.ones((2, 4)), np.ones((0, 4)), "e"))
+    with pytest.raises(ValueError, match="0 features"):
+        FaissCandidateSelector().fit(PairEmbeddings(np.ones((2, 0)), np.ones((3, 0)), "e"))
+
+
+@pytest.mark.parametrize("part", ["real", "library"])
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_embeddings(planted, part, value):
+    E, _ = planted
+    real, library = E.real.copy(), E.library.copy()
+    (real if part == "real" else library)[1, 3] = value
+    bad = PairEmbeddings(real, library, "bad")
+    with pytest.raises(ValueError, match=rf"X\.{part} contains NaN or infinite .*rows \[1\]"):
+        FaissCandidateSelector().fit(bad)
+    sel = FaissCandidateSelector(k=3).fit(E)
+    with pytest.raises(ValueError, match="NaN"):
+        sel.transform(bad)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"k": 0},
+        {"min_similarity": 1.5},
+        {"refine": "kmeans"},
+        {"hnsw_m": 1},
+        {"ef_construction": 0},
+        {"index": 3},
+        {"refine_top": 1},
+    ],
+)
+def test_invalid_parameters(planted, params):
+    E, _ = planted
+    with pytest.raises(InvalidParameterError):
+        FaissCandidateSelector(**params).fit(E)
+
+
+def test_n_jobs_leaves_faiss_threads_as_they_were(planted):
+    E, _ = planted
+    before = faiss.omp_get_max_threads()
+    X1 = FaissCandidateSelector(k=5, n_jobs=1).fit_transform(E)
+    assert faiss.omp_get_max_threads() == before
+    np.testing.assert_array_equal(X1, FaissCandidateSelector(k=5).fit_transform(E))
+
+
+def test_zero_vectors_do_not_produce_nan():
+    library = np.vstack([np.zeros((1, 4)), np.eye(4)]).astype(np.float32)
+    E = PairEmbeddings(np.zeros((1, 4)), library, "zeros")
+    X = FaissCandidateSelector(k=3, min_similarity=None).fit_transform(E)
+    assert np.isfinite(X).all()
+
+
+def test_sklearn_api_checks():
+    from sklearn.utils import estimator_checks as ec
+
+    names = [
+        "check_no_attributes_set_in_init",
+        "check_parameters_default_constructible",
+        "check_get_params_invariance",
+        "check_set_params",
+        "check_estimator_repr",
+        "check_estimator_cloneable",
+        "check_valid_tag_types",
+        "check_mixin_order",
+    ]
+    ran = 0
+    for name in names:
+        check = getattr(ec, name, None)
+        if check is None:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            check("FaissCandidateSelector", FaissCandidateSelector())
+        ran += 1
+    assert ran >= 4
+
+
+@pytest.mark.slow
+def test_joblib_file_loads_in_a_fresh_process(planted, tmp_path):
+    import subprocess
+    import sys
+
+    E, _ = planted
+    sel = FaissCandidateSelector(k=6, index="hnsw", random_state=0).fit(E)
+    joblib.dump((sel, E), tmp_path / "sel.joblib")
+    np.save(tmp_path / "expected.npy", sel.transform(E))
+    code = (
+        "import joblib, numpy as np, sys; "
+        "sel, E = joblib.load(sys.argv[1]); "
+        "np.testing.assert_array_equal(sel.transform(E), np.load(sys.argv[2]))"
+    )
+    subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "sel.joblib"), str(tmp_path / "expected.npy")],
+        check=True,
+        timeout=120,
+    )
