@@ -189,7 +189,8 @@ def test_learned_gate_finds_the_block_that_carries_the_signal(monkeypatch):
     X = make_pairs(np.zeros((80, 8, 8), np.uint8), np.ones((200, 8, 8), np.uint8))
 
     def fake_tokens(self, images, backbone, augment_seed=None):
-        return real if len(images) == 80 else lib
+        tokens = real if len(images) == 80 else lib
+        return tokens[:, [v - 1 for v in self.layers_]]
 
     monkeypatch.setattr(ViTLayerFusionEmbedder, "_vit_tokens", fake_tokens)
 

@@ -103,6 +103,7 @@ def test_submission_round_trip(tmp_path):
     assert path.read_text() == "b,1\na,0\nc d,1\n"
     ids, labels = read_submission(path)
     assert ids == ["b", "a", "c d"] and labels.tolist() == [1, 0, 1]
+    assert path.stat().st_mode & 0o044  # readable by others as a normal file, not 0600
     write_submission(["x"], [True], path)  # bools are labels too; replaces the file
     assert path.read_text() == "x,1\n"
 

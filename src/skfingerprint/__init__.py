@@ -13,12 +13,16 @@ from .imageclef import load_imageclef_gans, read_submission, write_submission
 from .images import ImageLoadError, ImageSet, as_image_set
 from .metrics import format_reports, kappa_scorer, membership_report
 from .pairs import PairedImages, PairEmbeddings, make_pairs
+from .pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
+from .plotting import plot_leak_candidates
 from .selection import MASKED_COSINE, FaissCandidateSelector
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "MASKED_COSINE",
+    "TINY_CANET",
+    "TINY_VIT",
     "CANetClassifier",
     "FaissCandidateSelector",
     "ImageLoadError",
@@ -35,8 +39,10 @@ __all__ = [
     "format_reports",
     "kappa_scorer",
     "load_imageclef_gans",
+    "make_fingerprint_pipeline",
     "make_pairs",
     "membership_report",
+    "plot_leak_candidates",
     "read_submission",
     "write_submission",
 ]

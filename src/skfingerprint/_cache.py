@@ -10,11 +10,12 @@ corrupt entry.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+from ._io import atomic_path
 
 __all__ = ["TokenCache", "clear_memory_cache"]
 
@@ -71,11 +72,6 @@ class TokenCache:
             return
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{key}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
+        with atomic_path(path) as tmp:  # readers see no entry or the whole entry
+            with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
-            os.replace(tmp, path)  # atomic: readers see the old state or the whole entry
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise

@@ -280,7 +280,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         return TokenCache(key, self._cache_folder())
 
     def _vit_tokens(self, images: ImageSet, backbone, *, augment_seed: int | None = None):
-        """Every block's CLS token ``(n, depth, D)`` float16, from the cache or one ViT pass."""
+        """The fused blocks' CLS tokens ``(n, len(layers_), D)`` float16, from the cache or one
+        ViT pass (which caches every block, for any later choice of layers)."""
         device, dtype = self._runtime()
         tag = "" if augment_seed is None else f"aug{augment_seed}|{self.augment_p}"
         cache = self._token_cache(backbone, dtype, tag)
@@ -293,7 +294,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         if todo:
             images.check_files()  # fail on a bad file before the long pass, not in the middle
             self._run_vit(images, todo, keys, cache, backbone, device, dtype, augment_seed)
-        return np.stack([cache.get(k) for k in keys])
+        blocks = [v - 1 for v in self.layers_]
+        return np.stack([cache.get(k)[blocks] for k in keys])
 
     def _run_vit(self, images, todo, keys, cache, backbone, device, dtype, augment_seed):
         mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
@@ -326,8 +328,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         return as_image_set(X, name="X"), None
 
     def _layer_tokens(self, tokens: np.ndarray) -> torch.Tensor:
-        sel = torch.from_numpy(tokens[:, [v - 1 for v in self.layers_]].astype(np.float32))
-        return _standardise(sel, self.token_mean_, self.token_std_)
+        return _standardise(
+            torch.from_numpy(tokens.astype(np.float32)), self.token_mean_, self.token_std_
+        )
 
     # --- sklearn API -------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -376,7 +379,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         real_tokens = self._vit_tokens(real, backbone)
         lib_tokens = None if library is None else self._vit_tokens(library, backbone)
         every = real_tokens if lib_tokens is None else np.concatenate([real_tokens, lib_tokens])
-        sel = every[:, [v - 1 for v in self.layers_]].astype(np.float32)
+        sel = every.astype(np.float32)
         # Centre each block (raw CLS tokens share a large common component) and bring the blocks
         # to one scale. One scale per block, not per feature: per-feature scaling would blow up
         # near-constant features, and with them bf16 rounding noise.

@@ -11,7 +11,6 @@ A submission is one line per test real image, ``<image id>,<0|1>`` (id = file st
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from ._io import atomic_path
 from .images import ImageSet, list_image_files
 from .metrics import check_binary_labels
 from .pairs import PairedImages
@@ -194,14 +194,8 @@ def write_submission(ids: Sequence[str], labels, path: str | os.PathLike) -> Pat
         raise ValueError(f"{len(ids)} ids but {len(labels)} labels; give one label per id")
     path = Path(path)
     text = "".join(f"{i},{int(v)}\n" for i, v in zip(ids, labels, strict=True))
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=".sub-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8", newline="\n")
     return path
 
 

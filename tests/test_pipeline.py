@@ -1,0 +1,137 @@
+"""The three steps composed: Pipeline, cross-validation, grid search, persistence."""
+
+import os
+import subprocess
+import sys
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, TunedThresholdClassifierCV, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from skfingerprint import (
+    CANetClassifier,
+    FaissCandidateSelector,
+    MaxSimilarityClassifier,
+    ViTLayerFusionEmbedder,
+    clear_memory_cache,
+    kappa_scorer,
+    make_pairs,
+)
+from skfingerprint.datasets import make_synthetic_leak
+from skfingerprint.embedding import VIT_STATS
+
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2)
+
+
+def pipeline(clf=None, **embed):
+    return Pipeline(
+        [
+            (
+                "embed",
+                ViTLayerFusionEmbedder(
+                    "vit_tiny_patch16_224",
+                    pretrained=False,
+                    model_kwargs=TINY,
+                    gate_epochs=20,
+                    random_state=0,
+                    **embed,
+                ),
+            ),
+            ("select", FaissCandidateSelector(k=5, min_similarity=None)),
+            ("clf", clf or CANetClassifier(max_epochs=3, random_state=0, lr=3e-3)),
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_synthetic_leak(20, 20, 40, image_size=48, random_state=0)
+
+
+def test_pipeline_fits_and_predicts_one_label_per_real_image(task):
+    pipe = pipeline().fit(task.X_pairs, task.y)
+    proba = pipe.predict_proba(task.X_pairs)
+    assert proba.shape == (40, 2) and np.allclose(proba.sum(1), 1)
+    assert set(pipe.predict(task.X_pairs)) <= {0, 1}
+    # predict = P(used) >= threshold, the paper's 0.6 by default
+    np.testing.assert_array_equal(pipe.predict(task.X_pairs), proba[:, 1] >= 0.6)
+
+
+def test_cross_val_score_with_kappa(task):
+    scores = cross_val_score(
+        pipeline(MaxSimilarityClassifier()), task.X_pairs, task.y, scoring=kappa_scorer, cv=3
+    )
+    assert scores.shape == (3,) and np.all(np.isfinite(scores)) and np.all(np.abs(scores) <= 1)
+
+
+def test_grid_search_over_layers_k_and_threshold_runs_the_vit_once(task):
+    clear_memory_cache()
+    before = VIT_STATS["images"]
+    grid = GridSearchCV(
+        pipeline(MaxSimilarityClassifier()),
+        {
+            "embed__layers": [(1, 2), (2, 4)],
+            "select__k": [1, 5],
+            "clf__threshold": [0.2, 0.5],
+        },
+        cv=3,
+        scoring=kappa_scorer,
+    ).fit(task.X_pairs, task.y)
+    assert VIT_STATS["images"] - before == 80  # 40 reals + 40 library images, once
+    assert grid.best_params_["select__k"] in (1, 5)
+    assert len(grid.cv_results_["mean_test_score"]) == 8
+
+
+def test_tuned_threshold(task):
+    tuned = TunedThresholdClassifierCV(
+        pipeline(MaxSimilarityClassifier()), scoring=kappa_scorer, cv=3
+    ).fit(task.X_pairs, task.y)
+    assert np.isfinite(tuned.best_threshold_)
+    assert tuned.predict(task.X_pairs).shape == (40,)
+
+
+def test_joblib_in_a_fresh_process_predicts_the_same(task, tmp_path):
+    pipe = pipeline().fit(task.X_pairs, task.y)
+    joblib.dump(pipe, tmp_path / "model.joblib")
+    np.save(tmp_path / "real.npy", task.real_images)
+    np.save(tmp_path / "gen.npy", task.generated_images)
+    np.save(tmp_path / "proba.npy", pipe.predict_proba(task.X_pairs))
+    code = (
+        "import joblib, numpy as np; from skfingerprint import make_pairs;"
+        f"p = joblib.load(r'{tmp_path / 'model.joblib'}');"
+        f"X = make_pairs(np.load(r'{tmp_path / 'real.npy'}'), np.load(r'{tmp_path / 'gen.npy'}'));"
+        f"np.testing.assert_array_equal(p.predict_proba(X), np.load(r'{tmp_path / 'proba.npy'}'));"
+        "print('identical')"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "identical"
+
+
+def test_new_library_at_predict_time(task):
+    pipe = pipeline(MaxSimilarityClassifier()).fit(task.X_pairs, task.y)
+    other = make_synthetic_leak(5, 5, 30, image_size=48, random_state=1)
+    assert pipe.predict(other.X_pairs).shape == (10,)
+
+
+def test_bad_inputs_through_the_pipeline(task):
+    with pytest.raises(ValueError, match="only 0"):
+        pipeline().fit(task.X_pairs, task.y + 1)
+    with pytest.raises(ValueError, match="only class 1"):
+        pipeline().fit(task.X_pairs, np.ones(40, int))
+    with pytest.raises(ValueError, match="empty"):
+        make_pairs(task.real_images, task.generated_images[:0])
+    with pytest.raises(NotFittedError):
+        pipeline().predict(task.X_pairs)
+
+
+def test_mismatched_embedding_sizes_are_refused(task):
+    fitted = pipeline(MaxSimilarityClassifier()).fit(task.X_pairs, task.y)
+    wide = pipeline(MaxSimilarityClassifier(), fusion="concat").fit(task.X_pairs, task.y)
+    E = wide.named_steps["embed"].transform(task.X_pairs)
+    with pytest.raises(ValueError, match="32|96|features|dimension"):
+        fitted.named_steps["select"].transform(E)

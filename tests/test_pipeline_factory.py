@@ -1,0 +1,162 @@
+"""make_fingerprint_pipeline builds the right steps, and its pipeline fits, predicts and plots."""
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.pipeline import Pipeline
+
+from skfingerprint import (
+    CANetClassifier,
+    FaissCandidateSelector,
+    MaxSimilarityClassifier,
+    ViTLayerFusionEmbedder,
+)
+from skfingerprint.datasets import make_synthetic_leak
+from skfingerprint.pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
+
+FAST = dict(
+    **TINY_VIT,
+    k=10,
+    random_state=0,
+    embedder_params=dict(gate_epochs=20, dtype="float32"),
+)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_synthetic_leak(
+        16, 16, 48, image_size=32, leak_fraction=0.6, distortion=0.3, random_state=0
+    )
+
+
+@pytest.fixture(scope="module")
+def fitted_canet(task):
+    pipe = make_fingerprint_pipeline(**FAST, max_epochs=3, **TINY_CANET)
+    return pipe.fit(task.X_pairs, task.y)
+
+
+def test_default_steps_follow_the_paper():
+    pipe = make_fingerprint_pipeline()
+    assert isinstance(pipe, Pipeline)
+    assert [name for name, _ in pipe.steps] == ["embed", "select", "clf"]
+    embed, select, clf = (step for _, step in pipe.steps)
+    assert isinstance(embed, ViTLayerFusionEmbedder)
+    assert (embed.model, embed.pretrained, embed.fusion) == ("vit_base_patch16_224", True, "gated")
+    assert isinstance(select, FaissCandidateSelector)
+    assert (select.k, select.min_similarity) == (100, 0.6)
+    assert isinstance(clf, CANetClassifier)
+    assert clf.threshold == 0.6
+
+
+def test_parameters_reach_their_steps(tmp_path):
+    pipe = make_fingerprint_pipeline(
+        **TINY_VIT,
+        layers="L1+3",
+        fusion="mean",
+        finetune="last",
+        k=7,
+        min_similarity=None,
+        threshold=0.4,
+        random_state=3,
+        verbose=1,
+        cache_dir=tmp_path,
+        embedder_params=dict(batch_size=8),
+        max_epochs=2,
+        hidden=(32, 16),
+        n_heads=2,
+    )
+    p = pipe.get_params()
+    assert p["embed__model"] == "vit_tiny_patch16_224"
+    assert p["embed__pretrained"] is False
+    assert p["embed__model_kwargs"] == TINY_VIT["model_kwargs"]
+    assert p["embed__model_kwargs"] is not TINY_VIT["model_kwargs"]  # no shared mutable state
+    assert (p["embed__layers"], p["embed__fusion"], p["embed__finetune"]) == (
+        "L1+3",
+        "mean",
+        "last",
+    )
+    assert (p["embed__cache_dir"], p["embed__batch_size"]) == (tmp_path, 8)
+    assert (p["select__k"], p["select__min_similarity"]) == (7, None)
+    assert (p["clf__threshold"], p["clf__max_epochs"], p["clf__hidden"]) == (0.4, 2, (32, 16))
+    assert p["embed__random_state"] == p["select__random_state"] == p["clf__random_state"] == 3
+    assert p["embed__verbose"] == p["clf__verbose"] == 1
+    clone(pipe)  # every step's parameters survive sklearn's clone
+
+
+def test_maxsim_variant():
+    pipe = make_fingerprint_pipeline("maxsim", **TINY_VIT)
+    assert isinstance(pipe.named_steps["clf"], MaxSimilarityClassifier)
+    assert pipe.named_steps["clf"].threshold is None  # learned in fit
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(classifier="svm"), "classifier must be one of"),
+        (dict(classifier="maxsim", max_epochs=3), "classifier='maxsim'"),
+        (dict(embedder_params=dict(k=5, layers=(1,))), "pass them directly"),
+    ],
+)
+def test_bad_arguments_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        make_fingerprint_pipeline(**kwargs)
+
+
+def test_canet_pipeline_fits_and_predicts(task, fitted_canet):
+    proba = fitted_canet.predict_proba(task.X_pairs)
+    assert proba.shape == (32, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    pred = fitted_canet.predict(task.X_pairs)
+    assert set(np.unique(pred)) <= {0, 1}
+    np.testing.assert_array_equal(pred, (proba[:, 1] >= 0.6).astype(int))
+    assert fitted_canet.named_steps["select"].k_ == 10
+    assert fitted_canet.named_steps["embed"].layers_ == (1, 2, 3)
+
+
+def test_maxsim_pipeline_fits_and_predicts(task):
+    pipe = make_fingerprint_pipeline("maxsim", **FAST).fit(task.X_pairs, task.y)
+    pred = pipe.predict(task.X_pairs)
+    assert pred.shape == (32,)
+    assert set(np.unique(pred)) <= {0, 1}
+    assert -1.0 <= pipe.named_steps["clf"].threshold_ <= 1.0
+
+
+def test_plot_leak_candidates(task, fitted_canet, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from skfingerprint.plotting import plot_leak_candidates
+
+    path = tmp_path / "leaks.png"
+    fig = plot_leak_candidates(
+        task.X_pairs, fitted_canet, y=task.y, n_rows=3, n_candidates=2, fig=Figure(), path=path
+    )
+    assert path.stat().st_size > 1000
+    assert len(fig.axes) == 3 * 3
+    # default rows: the highest P(used), best first
+    proba = fitted_canet.predict_proba(task.X_pairs)[:, 1]
+    first = fig.axes[0].get_title()
+    assert task.ids[int(np.argmax(proba))] in first and "P(used)" in first
+    assert "cos " in fig.axes[1].get_title()
+    assert not fig.axes[1].get_xticks().size and not fig.axes[1].get_yticks().size
+    assert fig.get_suptitle()
+
+
+def test_plot_leak_candidates_from_embedder_and_selector(task, fitted_canet):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from skfingerprint.plotting import plot_leak_candidates
+
+    pair = (fitted_canet.named_steps["embed"], fitted_canet.named_steps["select"])
+    # ground truth of the generator: which real image each generated one copies
+    source = [task.ids[s] if s >= 0 else None for s in task.generated_source]
+    fig = plot_leak_candidates(
+        task.X_pairs, pair, rows=[0, 5], n_candidates=3, library_source=source, fig=Figure()
+    )
+    assert len(fig.axes) == 2 * 4
+    assert "P(used)" not in fig.axes[0].get_title()  # no classifier, no probability
+    with pytest.raises(TypeError, match="fitted Pipeline"):
+        plot_leak_candidates(task.X_pairs, "model", fig=Figure())
+    with pytest.raises(ValueError, match="library_source"):
+        plot_leak_candidates(task.X_pairs, pair, library_source=["a"], fig=Figure())
