@@ -470,6 +470,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images or X_pairs, not a feature matrix
         tags.input_tags.three_d_array = True
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None and not self.pretrained
