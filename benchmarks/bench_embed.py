@@ -289,7 +289,7 @@ def main() -> None:
     print(f"machine: {results['machine']}", flush=True)
     results["throughput"] = bench_throughput(8 if q else 64, 2 if q else 8)
     print(json.dumps(results["throughput"], indent=1), flush=True)
-    results["grid"] = bench_grid(8 if q else 24, 8 if q else 24)
+    results["grid"] = bench_grid(8 if q else 48, 8 if q else 48)
     print(json.dumps(results["grid"], indent=1), flush=True)
     results["rss"] = bench_rss(200 if q else 10_000)
     print(json.dumps(results["rss"], indent=1), flush=True)
