@@ -8,6 +8,7 @@ import hashlib
 import os
 import socket
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,19 @@ __all__ = [
     "resolve_device",
     "resolve_dtype",
 ]
+
+
+@contextmanager
+def threads_for(flops_per_step: float):
+    """Run small training problems on one thread. Their steps take milliseconds, and with the
+    other cores busy, torch's OpenMP workers spin-wait for each other: 10x slower, measured."""
+    before = torch.get_num_threads()
+    if flops_per_step < 2e9:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class WeightsUnavailableError(RuntimeError):

@@ -42,7 +42,7 @@ from .metrics import check_binary_labels
 
 __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 
-from ._vit import resolve_device
+from ._vit import resolve_device, threads_for
 from .selection import MASKED_COSINE
 
 # Anything whose cosine is below MASK_BELOW was masked by the selector.
@@ -663,7 +663,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         if split is not None:
             valid_ds = Dataset(X[split[1]], y[split[1]].astype(np.float32))
         net = self._make_net(module_kwargs, device, valid_ds)
-        with _seeded(seed, device):
+        widths = (n_features, *hidden)
+        flops = 6 * self.batch_size * k * sum(a * b for a, b in pairwise(widths))
+        with _seeded(seed, device), threads_for(flops):
             net.fit(X_train, y_train.astype(np.float32))
         net.train_split = None  # do not keep the validation data inside the fitted net
 

@@ -390,11 +390,13 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         torch.manual_seed(seed)
         fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
         if self.fusion == "gated" and self.gate_epochs > 0:
-            if y is not None:
-                self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
-            else:
-                aug_tokens = self._vit_tokens(real, backbone, augment_seed=seed)
-                self._train_gate_views(fusion, real_tokens, aug_tokens)
+            n_tokens = len(every) * len(self.layers_)
+            with _vit.threads_for(6 * n_tokens * backbone.embed_dim * 256):
+                if y is not None:
+                    self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
+                else:
+                    aug_tokens = self._vit_tokens(real, backbone, augment_seed=seed)
+                    self._train_gate_views(fusion, real_tokens, aug_tokens)
         self.fusion_ = fusion.eval()
         with torch.no_grad():
             w = fusion.weights(self._layer_tokens(every))
