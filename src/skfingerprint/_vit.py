@@ -9,7 +9,7 @@ import os
 import socket
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -315,13 +315,4 @@ def load_backbone(
 def with_new_weights(backbone: Backbone, module: FingerprintViT) -> Backbone:
     """A copy of ``backbone`` around fine-tuned weights (new digest, so new cache entries)."""
     module = module.to("cpu", torch.float32).eval()
-    return Backbone(
-        module=module,
-        digest=weights_digest(module),
-        depth=backbone.depth,
-        embed_dim=backbone.embed_dim,
-        img_size=backbone.img_size,
-        patch_size=backbone.patch_size,
-        mean=backbone.mean,
-        std=backbone.std,
-    )
+    return replace(backbone, module=module, digest=weights_digest(module), _runtime={})
