@@ -1,5 +1,4 @@
 import pickle
-import warnings
 
 import numpy as np
 import pytest
@@ -202,35 +201,6 @@ def test_max_similarity_ends_a_pipeline_in_cross_validation():
     assert pipe.predict_proba(E[:5]).shape == (5, 2)
     restored = pickle.loads(pickle.dumps(pipe))
     np.testing.assert_array_equal(restored.predict(E), pipe.predict(E))
-
-
-def test_sklearn_api_checks():
-    from sklearn.utils import estimator_checks as ec
-
-    names = [
-        "check_no_attributes_set_in_init",
-        "check_parameters_default_constructible",
-        "check_get_params_invariance",
-        "check_set_params",
-        "check_estimator_repr",
-        "check_estimator_cloneable",
-        "check_valid_tag_types",
-        "check_mixin_order",
-    ]
-    ran = 0
-    for est in (MaxSimilarityClassifier(), PixelNearestNeighbor()):
-        for name in names:
-            check = getattr(ec, name, None)
-            if check is None:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                check(type(est).__name__, est)
-            ran += 1
-    assert ran >= 8
-
-
-# --- PixelNearestNeighbor ------------------------------------------------------------------
 
 
 def test_pixel_nn_on_an_easy_leak(easy_task):

@@ -1,5 +1,4 @@
 import pickle
-import warnings
 
 import faiss
 import joblib
@@ -370,31 +369,6 @@ def test_zero_vectors_do_not_produce_nan():
     E = PairEmbeddings(np.zeros((1, 4)), library, "zeros")
     X = FaissCandidateSelector(k=3, min_similarity=None).fit_transform(E)
     assert np.isfinite(X).all()
-
-
-def test_sklearn_api_checks():
-    from sklearn.utils import estimator_checks as ec
-
-    names = [
-        "check_no_attributes_set_in_init",
-        "check_parameters_default_constructible",
-        "check_get_params_invariance",
-        "check_set_params",
-        "check_estimator_repr",
-        "check_estimator_cloneable",
-        "check_valid_tag_types",
-        "check_mixin_order",
-    ]
-    ran = 0
-    for name in names:
-        check = getattr(ec, name, None)
-        if check is None:
-            continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            check("FaissCandidateSelector", FaissCandidateSelector())
-        ran += 1
-    assert ran >= 4
 
 
 @pytest.mark.slow
