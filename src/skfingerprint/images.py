@@ -11,6 +11,7 @@ import hashlib
 import os
 import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +31,9 @@ class ImageLoadError(ValueError):
     """An image file could not be read; the message names the file and the reason."""
 
 
-def _read_file(path: Path) -> np.ndarray:
-    """Decode one file into float32 ``(H, W, C)`` in [0, 1], with the file named on failure."""
+@contextmanager
+def _open_image(path: Path) -> Iterator[Image.Image]:
+    """Open an image file; every way it can fail becomes an error that names the file."""
     if not path.is_file():
         raise FileNotFoundError(f"Image file not found: '{path}'")
     if path.stat().st_size == 0:
@@ -41,14 +43,20 @@ def _read_file(path: Path) -> np.ndarray:
             # PIL's DecompressionBombWarning etc. should not leak; errors still raise.
             warnings.simplefilter("ignore")
             with Image.open(path) as img:
-                img.load()
-                return _pil_to_float(img)
+                yield img
     except UnidentifiedImageError:
         raise ImageLoadError(
             f"Cannot read image '{path}': not an image file Pillow recognises"
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt data
         raise ImageLoadError(f"Cannot read image '{path}': {exc}") from exc
+
+
+def _read_file(path: Path) -> np.ndarray:
+    """Decode one file into float32 ``(H, W, C)`` in [0, 1], with the file named on failure."""
+    with _open_image(path) as img:
+        img.load()
+        return _pil_to_float(img)
 
 
 def _pil_to_float(img: Image.Image) -> np.ndarray:
@@ -262,19 +270,8 @@ class ImageSet(Sequence):
         if self.paths is None:
             return
         for path in self.paths:
-            if not path.is_file():
-                raise FileNotFoundError(f"Image file not found: '{path}'")
-            if path.stat().st_size == 0:
-                raise ImageLoadError(f"Cannot read image '{path}': the file is empty (0 bytes)")
-            try:
-                with Image.open(path) as img:
-                    img.size  # noqa: B018 -- parse the header only
-            except UnidentifiedImageError:
-                raise ImageLoadError(
-                    f"Cannot read image '{path}': not an image file Pillow recognises"
-                ) from None
-            except (OSError, SyntaxError, ValueError) as exc:
-                raise ImageLoadError(f"Cannot read image '{path}': {exc}") from exc
+            with _open_image(path):  # parses the header only
+                pass
 
     def sizes(self) -> list[tuple[int, int]]:
         """``(height, width)`` of every image, from file headers or the array's shape."""
@@ -282,11 +279,8 @@ class ImageSet(Sequence):
             return [tuple(self.array.shape[1:3])] * len(self)
         out = []
         for path in self.paths:
-            try:
-                with Image.open(path) as img:
-                    out.append((img.height, img.width))
-            except (OSError, SyntaxError, ValueError) as exc:
-                raise ImageLoadError(f"Cannot read image '{path}': {exc}") from exc
+            with _open_image(path) as img:
+                out.append((img.height, img.width))
         return out
 
 
