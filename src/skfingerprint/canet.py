@@ -295,8 +295,20 @@ def supervised_contrastive_loss(
     return -(temperature / base_temperature) * mean_log_prob_pos.mean()
 
 
+class _TrainingInterrupted(BaseException):
+    """Ctrl-C during training, carried past skorch (which would swallow a KeyboardInterrupt)."""
+
+
 class _CANetNet(NeuralNetBinaryClassifier):
     """skorch net whose training step adds the SupCon and FGSM terms to the BCE loss."""
+
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        # skorch's partial_fit catches KeyboardInterrupt and returns the half-trained net as if
+        # training had ended; Ctrl-C must stop fit instead (no silently half-trained model).
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:
+            raise _TrainingInterrupted from None
 
     def __init__(self, *args, contrastive_weight=0.0, adversarial_eps=0.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -665,8 +677,11 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         net = self._make_net(module_kwargs, device, valid_ds)
         widths = (n_features, *hidden)
         flops = 6 * self.batch_size * k * sum(a * b for a, b in pairwise(widths))
-        with _seeded(seed, device), threads_for(flops):
-            net.fit(X_train, y_train.astype(np.float32))
+        try:
+            with _seeded(seed, device), threads_for(flops):
+                net.fit(X_train, y_train.astype(np.float32))
+        except _TrainingInterrupted:
+            raise KeyboardInterrupt("CANet training interrupted") from None
         net.train_split = None  # do not keep the validation data inside the fitted net
 
         self.net_ = net
