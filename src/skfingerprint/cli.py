@@ -302,10 +302,20 @@ def load_model(path: str | os.PathLike) -> dict:
             EXIT_USAGE,
         ) from None
     if isinstance(payload, dict) and payload.get("format") == MODEL_FORMAT:
-        if payload.get("format_version", 0) > MODEL_FORMAT_VERSION:
+        version = payload.get("format_version")
+        if version != MODEL_FORMAT_VERSION:
+            from . import __version__
+
+            fix = (
+                "upgrade skfingerprint to read it"
+                if isinstance(version, int) and version > MODEL_FORMAT_VERSION
+                else f"refit it with '{PROG} fit'"
+            )
             raise CLIError(
-                f"model file '{path}' was written by a newer skfingerprint "
-                f"({payload.get('skfingerprint_version')}); upgrade to read it",
+                f"model file '{path}' has model format version {version!r}, written by "
+                f"skfingerprint {payload.get('skfingerprint_version', 'unknown')}; this is "
+                f"skfingerprint {__version__}, which reads format version {MODEL_FORMAT_VERSION}: "
+                f"{fix}",
                 EXIT_USAGE,
             )
         if "estimator" not in payload or not hasattr(payload["estimator"], "predict"):
@@ -909,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+        print("\ninterrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: show where, and say so
         traceback.print_exc()
