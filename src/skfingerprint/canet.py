@@ -299,6 +299,20 @@ class _TrainingInterrupted(BaseException):
     """Ctrl-C during training, carried past skorch (which would swallow a KeyboardInterrupt)."""
 
 
+class _StopTraining(KeyboardInterrupt):
+    """Early stopping's end of training: skorch signals it with a KeyboardInterrupt."""
+
+
+class _EarlyStopping(EarlyStopping):
+    """skorch's EarlyStopping, whose stop can be told apart from Ctrl-C."""
+
+    def on_epoch_end(self, net, **kwargs):
+        try:
+            super().on_epoch_end(net, **kwargs)
+        except KeyboardInterrupt:
+            raise _StopTraining from None
+
+
 class _CANetNet(NeuralNetBinaryClassifier):
     """skorch net whose training step adds the SupCon and FGSM terms to the BCE loss."""
 
@@ -307,6 +321,8 @@ class _CANetNet(NeuralNetBinaryClassifier):
         # training had ended; Ctrl-C must stop fit instead (no silently half-trained model).
         try:
             return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except _StopTraining:
+            raise  # skorch ends training as usual
         except KeyboardInterrupt:
             raise _TrainingInterrupted from None
 
@@ -593,7 +609,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             callbacks.append(
                 (
                     "early_stopping",
-                    EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True),
+                    _EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True),
                 )
             )
         return _CANetNet(
