@@ -621,12 +621,19 @@ def interrupt(argv, marker, *, slow_embed=False, n=1):
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds
 def test_ctrl_c_during_embedding_on_the_command_line(base, tmp_path):
-    out = tmp_path / "m.joblib"
-    code, err = interrupt(["fit", base, "-o", out, *CLI_FAST], "batch", slow_embed=True)
+    out, cache = tmp_path / "out" / "m.joblib", tmp_path / "cache"
+    out.parent.mkdir()
+    argv = ["fit", base, "-o", out, *CLI_FAST, "--cache-dir", cache]
+    code, err = interrupt(argv, "batch", n=2, slow_embed=True)
     assert code == 130, err
-    assert err.strip().splitlines()[-1] == "interrupted (Ctrl-C)"
+    assert err.strip().splitlines()[-2:] == [
+        "interrupted (Ctrl-C)",
+        f"the ViT embeddings finished so far are kept in '{cache}': run again with the same "
+        "--cache-dir to start from them",
+    ]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert list(tmp_path.iterdir()) == []  # no model file, no temporary file
+    assert list(out.parent.iterdir()) == []  # no model file, no temporary file
+    assert 4 <= len(cache_entries(cache)) < 24  # the finished batches, as promised
 
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds

@@ -920,6 +920,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except KeyboardInterrupt:
         print("\ninterrupted (Ctrl-C)", file=sys.stderr)
+        if getattr(args, "cache_dir", None):
+            print(
+                f"the ViT embeddings finished so far are kept in '{args.cache_dir}': run again "
+                "with the same --cache-dir to start from them",
+                file=sys.stderr,
+            )
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: show where, and say so
         traceback.print_exc()
