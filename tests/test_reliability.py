@@ -143,11 +143,14 @@ BAD_FILES = {
 def test_bad_file_through_the_api(case, layout):
     damage, error, _, problem = BAD_FILES[case]
     bad = damage(layout)
+    clear_memory_cache()
+    before = VIT_STATS["images"]
     with pytest.raises(error) as info:
         data = load_imageclef_gans(layout)  # layout problems are found here,
         fast_pipeline().fit(data.X_pairs, data.y)  # unreadable files before the ViT runs
     message = str(info.value)
     assert problem.lower() in message.lower() and bad.name in message, message
+    assert VIT_STATS["images"] == before  # failed at once, not after an embedding pass
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
