@@ -504,20 +504,22 @@ def test_ctrl_c_during_embedding_keeps_finished_batches(folder, tmp_path, monkey
 
 
 SLOW_EMBED = """
-    import sys, time
+    import os, sys, time
     from skfingerprint import _vit
     real = _vit.Backbone.embed_batch
     def slow(self, *a, **k):
         out = real(self, *a, **k)
         print("batch", flush=True, file=sys.stderr)
         time.sleep({delay})
+        while {go!r} and not os.path.exists({go!r}):  # wait for the test's go-ahead
+            time.sleep(0.05)
         return out
     _vit.Backbone.embed_batch = slow
 """
 
 
-def embed_script(folder, cache_dir, delay):
-    return textwrap.dedent(SLOW_EMBED.format(delay=delay)) + textwrap.dedent(
+def embed_script(folder, cache_dir, delay, go=""):
+    return textwrap.dedent(SLOW_EMBED.format(delay=delay, go=go)) + textwrap.dedent(
         f"""
         from skfingerprint import ViTLayerFusionEmbedder
         from skfingerprint.pipeline import TINY_VIT
@@ -570,23 +572,37 @@ def test_killed_embedding_process_leaves_a_valid_cache_and_resumes(folder, tmp_p
 
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds
-def test_two_processes_share_one_cache_dir(folder, tmp_path):
-    cache_dir = tmp_path / "cache"
-    script = embed_script(folder, cache_dir, delay=0.05)
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", script],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=ENV,
-        )
-        for _ in range(2)
-    ]
-    for proc in procs:
+def test_two_processes_share_one_cache_dir(folder, tmp_path, monkeypatch):
+    """Another process and this one embed the same images into one cache_dir, in opposite
+    orders, at the same time: after each one's first batch, both write all 24 entries."""
+    cache_dir, go = tmp_path / "cache", tmp_path / "go"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", embed_script(folder, cache_dir, delay=0.1, go=str(go))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+    )
+    try:
+        seen = wait_for_lines(proc.stderr, proc, "batch", 1)  # its first batch done; it waits
+        real_embed = _vit.Backbone.embed_batch
+
+        def slow(self, *args, **kwargs):
+            out = real_embed(self, *args, **kwargs)
+            go.touch()  # now both go on, batch by batch
+            time.sleep(0.1)
+            return out
+
+        monkeypatch.setattr(_vit.Backbone, "embed_batch", slow)
+        clear_memory_cache()
+        before = VIT_STATS["images"]
+        embedder(cache_dir).fit(sorted(folder.iterdir(), reverse=True))
+        assert VIT_STATS["images"] - before == 24  # none was on disk when this one began
         out, err = proc.communicate(timeout=180)
-        assert proc.returncode == 0, err
-        assert out.strip() == "done"
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out.strip() == "done" and (seen + err).count("batch") == 6  # it computed all 24 too
     assert not [p for p in cache_dir.rglob("*") if p.name.endswith(".tmp")]
     check_cache(cache_dir, folder, 24)
     clear_memory_cache()
@@ -599,7 +615,7 @@ def test_two_processes_share_one_cache_dir(folder, tmp_path):
 
 
 def cli_script(argv, slow_embed: bool) -> str:
-    hook = textwrap.dedent(SLOW_EMBED.format(delay=0.5)) if slow_embed else ""
+    hook = textwrap.dedent(SLOW_EMBED.format(delay=0.5, go="")) if slow_embed else ""
     return hook + f"\nimport sys\nfrom skfingerprint.cli import main\nsys.exit(main({argv!r}))\n"
 
 
