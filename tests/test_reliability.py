@@ -660,6 +660,7 @@ def test_ctrl_c_during_training_on_the_command_line(base, tmp_path):
     """skorch alone would swallow Ctrl-C and save a half-trained model; it must stop fit."""
     out = tmp_path / "m.joblib"
     argv = ["fit", base, "-o", out, "--tiny", "--k", "5", "--epochs", "100000", "-vv"]
+    argv += ["--fusion", "mean"]  # no gate to train: straight on to CANet
     code, err = interrupt(argv, "epoch", n=1)
     assert code == 130, err
     assert err.strip().splitlines()[-1] == "interrupted (Ctrl-C)"
