@@ -278,7 +278,8 @@ def load_model(path: str | os.PathLike) -> dict:
     Raises
     ------
     CLIError
-        (exit status 2) The file is missing, truncated, corrupt, or not a skfingerprint model.
+        (exit status 2) The file is missing, truncated, corrupt, not a skfingerprint model,
+        or of a model format version this skfingerprint does not read.
     """
     import joblib
 
