@@ -264,8 +264,10 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         it there (with ``<index_path>.json`` beside it naming the library); if it exists,
         ``fit`` loads it instead of building, after checking that it was built for the same
         library (``library_key``, size, dimension) and ``index``, and raises ``ValueError``
-        otherwise. Delete the file to rebuild. A pickled selector then stores the path, not the
-        index. Indexes of other libraries met in ``transform`` are built in memory as usual.
+        otherwise (``hnsw_m``, ``ef_construction`` and the seed are not checked: the saved
+        index is used as it was built). Delete the file to rebuild. A pickled selector then
+        stores the path, not the index. Indexes of other libraries met in ``transform`` are
+        built in memory as usual.
     mmap : bool, default=True
         Memory-map the index read from ``index_path`` instead of reading it into memory: it
         loads in milliseconds and the operating system pages in only the vectors searches
