@@ -414,6 +414,14 @@ def test_index_path_builds_once_then_loads(planted, tmp_path, index, mmap, count
     np.testing.assert_array_equal(again.kneighbors(E, k=1)[1][:, 0], source)
 
 
+def test_index_path_is_shared_by_clones_of_a_grid_search(planted, tmp_path, count_builds):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=5, index="ivf", index_path=tmp_path / "p.faiss", random_state=0)
+    fitted = [clone(sel).set_params(k=k).fit(E[rows]) for k in (3, 5) for rows in ([0, 1], [2])]
+    assert count_builds == [500], "one build; every other clone loads the saved index"
+    assert all(f.index_.ntotal == 500 for f in fitted)
+
+
 def test_index_path_pickle_stores_the_path_not_the_index(planted, tmp_path):
     E, _ = planted
     path = tmp_path / "planted.faiss"
