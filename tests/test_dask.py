@@ -8,12 +8,14 @@ Two things matter when the grid search is spread over Dask workers:
   folder every worker can read is what lets them reuse one ViT pass.
 """
 
+from concurrent.futures import ThreadPoolExecutor
+
 import joblib
 import numpy as np
 import pytest
 from sklearn.model_selection import GridSearchCV
 
-from skfingerprint import clear_memory_cache, kappa_scorer, make_fingerprint_pipeline
+from skfingerprint import _vit, clear_memory_cache, kappa_scorer, make_fingerprint_pipeline
 from skfingerprint.datasets import make_synthetic_leak
 from skfingerprint.embedding import VIT_STATS
 
@@ -63,8 +65,24 @@ def reference(task):
     return search
 
 
+def test_concurrent_backbone_loads_get_the_seeded_weights():
+    # a seeded random init draws from torch's process-wide generator: unguarded, threads that
+    # load at once interleave their draws and get different weights (5 of 5 tries, measured)
+    kwargs = dict(pretrained=False, checkpoint=None, model_kwargs=TINY, seed=0, position_code=False)
+    expected = _vit.load_backbone("vit_tiny_patch16_224", **kwargs).digest
+    for _ in range(3):
+        _vit._BACKBONES.clear()
+        with ThreadPoolExecutor(4) as pool:
+            loaded = list(
+                pool.map(lambda _: _vit.load_backbone("vit_tiny_patch16_224", **kwargs), range(4))
+            )
+        assert {b.digest for b in loaded} == {expected}
+        assert all(b is loaded[0] for b in loaded), "built once, shared"
+
+
 def test_grid_search_on_dask_threads_matches_the_default_backend(task, reference):
     clear_memory_cache()
+    _vit._BACKBONES.clear()  # the workers' first fits load the ViT concurrently
     before = VIT_STATS["images"]
     with (
         distributed.LocalCluster(
