@@ -1,3 +1,4 @@
+import json
 import pickle
 
 import faiss
@@ -390,3 +391,68 @@ def test_joblib_file_loads_in_a_fresh_process(planted, tmp_path):
         check=True,
         timeout=120,
     )
+
+
+# --- a saved, memory-mapped index (index_path) ----------------------------------------------
+
+
+@pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("mmap", [True, False])
+def test_index_path_builds_once_then_loads(planted, tmp_path, index, mmap, count_builds):
+    E, source = planted
+    path = tmp_path / "lib" / "planted.faiss"
+    first = FaissCandidateSelector(k=8, index=index, index_path=path, mmap=mmap, random_state=0)
+    expected = first.fit(E).transform(E)
+    assert count_builds == [500] and path.is_file()
+    assert json.loads(path.with_name("planted.faiss.json").read_text())["library_key"] == "planted"
+
+    again = FaissCandidateSelector(k=8, index=index, index_path=path, mmap=mmap, random_state=0)
+    again.fit(E)
+    assert count_builds == [500], "the saved index is loaded, not rebuilt"
+    assert again.index_.ntotal == 500
+    np.testing.assert_array_equal(again.transform(E), expected)
+    np.testing.assert_array_equal(again.kneighbors(E, k=1)[1][:, 0], source)
+
+
+def test_index_path_is_shared_by_clones_of_a_grid_search(planted, tmp_path, count_builds):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=5, index="ivf", index_path=tmp_path / "p.faiss", random_state=0)
+    fitted = [clone(sel).set_params(k=k).fit(E[rows]) for k in (3, 5) for rows in ([0, 1], [2])]
+    assert count_builds == [500], "one build; every other clone loads the saved index"
+    assert all(f.index_.ntotal == 500 for f in fitted)
+
+
+def test_index_path_pickle_stores_the_path_not_the_index(planted, tmp_path):
+    E, _ = planted
+    path = tmp_path / "planted.faiss"
+    sel = FaissCandidateSelector(k=5, index="ivf", index_path=path, random_state=0).fit(E)
+    with_path = pickle.dumps(sel)
+    in_memory = pickle.dumps(FaissCandidateSelector(k=5, index="ivf", random_state=0).fit(E))
+    assert len(with_path) < len(in_memory) - 500 * 16 * 4  # the vectors stayed in the file
+    np.testing.assert_array_equal(pickle.loads(with_path).transform(E), sel.transform(E))
+    path.unlink()
+    with pytest.raises(FileNotFoundError, match="does not exist any more"):
+        pickle.loads(with_path)
+
+
+def test_index_path_for_another_library_is_refused(planted, tmp_path):
+    E, _ = planted
+    path = tmp_path / "planted.faiss"
+    FaissCandidateSelector(k=5, index_path=path).fit(E)
+    other = PairEmbeddings(E.real, E.library[:400], "other")
+    with pytest.raises(ValueError, match=r"planted\.faiss.*another library.*library_key='planted'"):
+        FaissCandidateSelector(k=5, index_path=path).fit(other)
+    with pytest.raises(ValueError, match=r"index='flat' \(now 'hnsw'\)"):
+        FaissCandidateSelector(k=5, index="hnsw", index_path=path).fit(E)
+
+
+def test_index_path_without_metadata_or_unreadable(planted, tmp_path):
+    E, _ = planted
+    path = tmp_path / "planted.faiss"
+    FaissCandidateSelector(k=5, index_path=path).fit(E)
+    path.write_bytes(b"not an index")
+    with pytest.raises(ValueError, match=r"Cannot read the FAISS index file '.*planted\.faiss'"):
+        FaissCandidateSelector(k=5, index_path=path).fit(E)
+    path.with_name("planted.faiss.json").unlink()
+    with pytest.raises(ValueError, match="no readable metadata"):
+        FaissCandidateSelector(k=5, index_path=path).fit(E)

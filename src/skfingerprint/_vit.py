@@ -7,6 +7,7 @@ import difflib
 import hashlib
 import os
 import socket
+import threading
 from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -173,6 +174,10 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 # many): loading a ViT-B and hashing its weights costs seconds, so it happens once.
 _BACKBONES: OrderedDict[tuple, Backbone] = OrderedDict()
 _MAX_BACKBONES = 2
+# Loads run one at a time: a random init seeds torch's process-wide generator, so two threads
+# creating backbones at once (GridSearchCV on joblib's threads or Dask workers) would interleave
+# their draws and get different "seeded" weights; the lock also builds each backbone once.
+_BACKBONES_LOCK = threading.RLock()
 
 
 def _check_model_name(name: str) -> None:
@@ -256,7 +261,27 @@ def load_backbone(
     seed: int,
     position_code: bool,
 ) -> Backbone:
-    """Load (or reuse) a timm ViT without its head, as a :class:`Backbone`."""
+    """Load (or reuse) a timm ViT without its head, as a :class:`Backbone` (thread-safe)."""
+    with _BACKBONES_LOCK:
+        return _load_backbone(
+            name,
+            pretrained=pretrained,
+            checkpoint=checkpoint,
+            model_kwargs=model_kwargs,
+            seed=seed,
+            position_code=position_code,
+        )
+
+
+def _load_backbone(
+    name: str,
+    *,
+    pretrained: bool,
+    checkpoint: str | os.PathLike | None,
+    model_kwargs: dict | None,
+    seed: int,
+    position_code: bool,
+) -> Backbone:
     import timm
 
     kwargs = dict(model_kwargs or {})

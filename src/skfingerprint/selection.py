@@ -7,15 +7,19 @@ The selector sits between the embedder and the classifier of the pipeline::
 
 It builds one FAISS index per distinct library (``PairEmbeddings.library_key``) and reuses it for
 every later ``transform`` on that library, so cross-validation folds that share the library pay
-for the index once.
+for the index once. With ``index_path`` the fit-time index is also saved to a file the first time
+and memory-mapped from it afterwards, so a large library is indexed once across processes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import warnings
 from collections import OrderedDict
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Any
 
 import faiss
@@ -25,6 +29,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from ._io import atomic_path
 from .pairs import PairEmbeddings
 
 __all__ = ["MASKED_COSINE", "FaissCandidateSelector"]
@@ -132,6 +137,39 @@ def _build_index(
     return idx
 
 
+def _meta_path(path: Path) -> Path:
+    """The JSON file beside a saved index that says which library it holds."""
+    return path.with_name(path.name + ".json")
+
+
+def _save_index(idx: faiss.Index, path: Path, meta: dict) -> None:
+    """Write ``idx`` and its metadata atomically (readers never see a half-written index)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(_meta_path(path)) as tmp:  # first: the index file's presence means "ready"
+        tmp.write_text(json.dumps(meta, indent=1))
+    with atomic_path(path) as tmp:
+        faiss.write_index(idx, str(tmp))
+
+
+def _read_index(path: Path, mmap: bool) -> faiss.Index:
+    """Read a saved index; with ``mmap`` its vectors stay in the file, paged in on demand.
+
+    ``IO_FLAG_MMAP_IFC`` maps the codes of flat indexes (``flat``, the storage of ``hnsw``) and
+    the inverted lists of IVF indexes (measured with FAISS 1.15: loading a 1M-vector IVF index
+    takes milliseconds); a FAISS without it falls back to ``IO_FLAG_MMAP``, which maps IVF lists
+    only. A memory-mapped index is read-only.
+    """
+    flags = 0
+    if mmap:
+        flags = getattr(faiss, "IO_FLAG_MMAP_IFC", faiss.IO_FLAG_MMAP)
+    try:
+        return faiss.read_index(str(path), flags)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"Cannot read the FAISS index file '{path}': {str(exc).strip().splitlines()[-1]}"
+        ) from None
+
+
 def _set_search_params(idx: faiss.Index, k: int, ef_search: int, nprobe: int) -> None:
     """Set efSearch / nprobe on ``idx`` (or the HNSW / IVF index inside it) when it has them."""
     if isinstance(idx, faiss.IndexHNSW):
@@ -221,6 +259,19 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         Drop outlier candidates by spectral clustering (see above).
     refine_top : int, default=50
         How many of the best candidates the spectral refinement clusters (the paper's top-50).
+    index_path : str, Path or None, default=None
+        A file for the fit-time index. If it does not exist, ``fit`` builds the index and saves
+        it there (with ``<index_path>.json`` beside it naming the library); if it exists,
+        ``fit`` loads it instead of building, after checking that it was built for the same
+        library (``library_key``, size, dimension) and ``index``, and raises ``ValueError``
+        otherwise (``hnsw_m``, ``ef_construction`` and the seed are not checked: the saved
+        index is used as it was built). Delete the file to rebuild. A pickled selector then
+        stores the path, not the index. Indexes of other libraries met in ``transform`` are
+        built in memory as usual.
+    mmap : bool, default=True
+        Memory-map the index read from ``index_path`` instead of reading it into memory: it
+        loads in milliseconds and the operating system pages in only the vectors searches
+        touch (see ``benchmarks/RESULTS_select.md``).
     n_jobs : int or None, default=None
         Threads for FAISS and processes for the spectral refinement (joblib convention). None
         leaves FAISS's OpenMP setting alone and refines in one process.
@@ -239,7 +290,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         ``library_key`` of the fit-time library.
     index_ : faiss.Index
         The FAISS index of the fit-time library (serialised with ``faiss.serialize_index`` when
-        pickled).
+        pickled, or re-read from ``index_path`` when that is set).
 
     See Also
     --------
@@ -275,6 +326,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         "nprobe": [Interval(Integral, 1, None, closed="left")],
         "refine": [StrOptions({"spectral"}), None],
         "refine_top": [Interval(Integral, 2, None, closed="left")],
+        "index_path": [str, os.PathLike, None],
+        "mmap": ["boolean"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
     }
@@ -291,6 +344,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         nprobe: int = 16,
         refine: str | None = None,
         refine_top: int = 50,
+        index_path: str | os.PathLike | None = None,
+        mmap: bool = True,
         n_jobs: int | None = None,
         random_state=None,
     ) -> None:
@@ -303,6 +358,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         self.nprobe = nprobe
         self.refine = refine
         self.refine_top = refine_top
+        self.index_path = index_path
+        self.mmap = mmap
         self.n_jobs = n_jobs
         self.random_state = random_state
 
@@ -389,9 +446,51 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         self.n_library_ = m
         self.k_ = self._effective_k(self.k, m)
         self.library_key_ = E.library_key
+        if self.index_path is not None and Path(self.index_path).exists():
+            self.index_ = self._load_saved_index()
+            return self
         with _faiss_threads(self.n_jobs):
             self.index_ = self._new_index(E.library)
+        if self.index_path is not None:
+            _save_index(self.index_, Path(self.index_path), self._index_meta())
         return self
+
+    def _index_meta(self) -> dict:
+        """What a saved index must match: the fit-time library and the index type."""
+        return {
+            "library_key": self.library_key_,
+            "n_library": int(self.n_library_),
+            "n_features": int(self.n_features_in_),
+            "index": self.index,
+        }
+
+    def _load_saved_index(self) -> faiss.Index:
+        """The index saved at ``index_path``, checked against the fit-time library."""
+        path = Path(self.index_path)
+        meta_path = _meta_path(path)
+        try:
+            saved = json.loads(meta_path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(
+                f"The FAISS index file '{path}' has no readable metadata file '{meta_path}' "
+                f"({exc}); delete the index file to rebuild it"
+            ) from None
+        expected = self._index_meta()
+        wrong = {key: saved.get(key) for key in expected if saved.get(key) != expected[key]}
+        if wrong:
+            details = ", ".join(f"{key}={wrong[key]!r} (now {expected[key]!r})" for key in wrong)
+            raise ValueError(
+                f"The FAISS index file '{path}' was built for another library or index type: "
+                f"{details}. Delete it to rebuild, or pass another index_path"
+            )
+        idx = _read_index(path, self.mmap)
+        if idx.ntotal != self.n_library_ or idx.d != self.n_features_in_:
+            raise ValueError(
+                f"The FAISS index file '{path}' holds {idx.ntotal} vectors of size {idx.d}; "
+                f"its metadata and the library say {self.n_library_} of size "
+                f"{self.n_features_in_}. Delete it to rebuild"
+            )
+        return idx
 
     def _check_fitted_input(self, X: Any) -> PairEmbeddings:
         check_is_fitted(self, "index_")
@@ -498,20 +597,33 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         return extra
 
     # --- pickling: FAISS indexes are not picklable; serialise the fit-time one ----------------
+    # (or, with index_path, re-read it from its file: a pickle of a 1M-vector selector stays small)
     def __getstate__(self) -> dict:
         state = super().__getstate__()
         state = dict(state)
         state.pop("_index_cache", None)
         if "index_" in state:
-            state["_index_bytes"] = faiss.serialize_index(state.pop("index_"))
+            idx = state.pop("index_")
+            if self.index_path is None:
+                state["_index_bytes"] = faiss.serialize_index(idx)
+            else:
+                state["_index_from_path"] = True
         return state
 
     def __setstate__(self, state: dict) -> None:
         state = dict(state)
         raw = state.pop("_index_bytes", None)
+        from_path = state.pop("_index_from_path", False)
         super().__setstate__(state)
         if raw is not None:
             self.index_ = faiss.deserialize_index(raw)
+        elif from_path:
+            if not Path(self.index_path).exists():
+                raise FileNotFoundError(
+                    f"This FaissCandidateSelector reads its index from '{self.index_path}', "
+                    "which does not exist any more; refit it, or restore the file"
+                )
+            self.index_ = self._load_saved_index()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
