@@ -49,8 +49,14 @@ names = list(scores)
 ax.boxplot([scores[n] for n in names], widths=0.5, showfliers=False)
 rng = np.random.default_rng(0)
 for i, name in enumerate(names, start=1):
-    ax.plot(i + rng.uniform(-0.12, 0.12, len(scores[name])), scores[name], "o", color="black",
-            ms=4, alpha=0.7)
+    ax.plot(
+        i + rng.uniform(-0.12, 0.12, len(scores[name])),
+        scores[name],
+        "o",
+        color="black",
+        ms=4,
+        alpha=0.7,
+    )
 ax.set_xticks(range(1, len(names) + 1), names)
 ax.axhline(0, color="gray", lw=0.8, ls="--")
 ax.set_ylabel("kappa per fold")

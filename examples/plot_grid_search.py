@@ -67,8 +67,15 @@ im = ax.imshow(grid, cmap="viridis", vmin=min(0.0, grid.min()), vmax=1.0)
 for i in range(len(layer_sets)):
     for j in range(len(thresholds)):
         color = "black" if grid[i, j] > 0.6 else "white"
-        ax.text(j, i, f"{grid[i, j]:.2f}\n± {spread[i, j]:.2f}", ha="center", va="center",
-                color=color, fontsize=10)
+        ax.text(
+            j,
+            i,
+            f"{grid[i, j]:.2f}\n± {spread[i, j]:.2f}",
+            ha="center",
+            va="center",
+            color=color,
+            fontsize=10,
+        )
 ax.set_xticks(range(len(thresholds)), [f"{t:.1f}" for t in thresholds])
 ax.set_yticks(range(len(layer_sets)), ["blocks 1, 2", "blocks 3, 4", "blocks 1-4"])
 ax.set_xlabel("CANet threshold on P(used)")

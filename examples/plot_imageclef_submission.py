@@ -59,11 +59,31 @@ for folder in sorted((work / "train").iterdir()) + sorted((work / "test").iterdi
 # :func:`skfingerprint.cli.main` runs the same commands from Python and returns the exit
 # status. ``--tiny`` picks the small random ViT; without it the command loads the pretrained
 # ViT-B/16 (``--checkpoint FILE`` for a local weights file).
-status = main(["fit", str(work / "train"), "-o", str(work / "model.joblib"), "--tiny",
-               "--k", "20", "--epochs", "20", "--seed", "0"])
+status = main(
+    [
+        "fit",
+        str(work / "train"),
+        "-o",
+        str(work / "model.joblib"),
+        "--tiny",
+        "--k",
+        "20",
+        "--epochs",
+        "20",
+        "--seed",
+        "0",
+    ]
+)
 assert status == 0
-status = main(["predict", str(work / "model.joblib"), str(work / "test"),
-               "-o", str(work / "submission_cli.csv")])
+status = main(
+    [
+        "predict",
+        str(work / "model.joblib"),
+        str(work / "test"),
+        "-o",
+        str(work / "submission_cli.csv"),
+    ]
+)
 assert status == 0
 
 # %%
@@ -110,8 +130,14 @@ counts = np.array([[np.sum((y_true == t) & (labels_py == p)) for p in (0, 1)] fo
 ax.imshow(counts, cmap="Blues")
 for t in (0, 1):
     for p in (0, 1):
-        ax.text(p, t, str(counts[t, p]), ha="center", va="center",
-                color="white" if counts[t, p] > counts.max() / 2 else "black")
+        ax.text(
+            p,
+            t,
+            str(counts[t, p]),
+            ha="center",
+            va="center",
+            color="white" if counts[t, p] > counts.max() / 2 else "black",
+        )
 ax.set_xticks([0, 1], ["0", "1"])
 ax.set_yticks([0, 1], ["not used", "used"])
 ax.set_xlabel("submitted label")

@@ -16,6 +16,7 @@ from pathlib import Path
 import joblib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from skfingerprint import make_fingerprint_pipeline, membership_report
 from skfingerprint.datasets import make_synthetic_leak
@@ -39,8 +40,10 @@ loaded = joblib.load(path)
 new = make_synthetic_leak(**SIZES, random_state=7)
 proba_loaded = loaded.predict_proba(new.X_pairs)[:, 1]
 proba_original = pipe.predict_proba(new.X_pairs)[:, 1]
-print("largest difference in P(used), loaded vs original:",
-      float(np.abs(proba_loaded - proba_original).max()))
+print(
+    "largest difference in P(used), loaded vs original:",
+    float(np.abs(proba_loaded - proba_original).max()),
+)
 print(membership_report(new.y, loaded.predict(new.X_pairs)))
 
 # %%
@@ -53,13 +56,18 @@ ax0.set_xlabel("P(used), original pipeline")
 ax0.set_ylabel("P(used), after joblib.load")
 ax0.set_title("Same predictions after save and load")
 bins = np.linspace(0, 1, 21)
-ax1.hist(proba_loaded[new.y == 0], bins=bins, alpha=0.6, label="not used", color="tab:blue")
-ax1.hist(proba_loaded[new.y == 1], bins=bins, alpha=0.6, label="used", color="tab:red")
+ax1.hist(
+    [proba_loaded[new.y == 0], proba_loaded[new.y == 1]],
+    bins=bins,
+    label=["not used", "used"],
+    color=["tab:blue", "tab:red"],
+)
+ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
 ax1.axvline(loaded.named_steps["clf"].threshold, ls="--", color="black", label="threshold")
 ax1.set_xlabel("P(used) on the new task")
 ax1.set_ylabel("real images")
 ax1.set_title("The loaded model on a new library")
-ax1.legend()
+ax1.legend(loc="upper center")
 plt.show()
 
 # %%

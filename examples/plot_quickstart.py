@@ -35,18 +35,20 @@ print(f"{len(train.y)} real images ({train.y.sum()} used), {len(train.generated_
 
 # %%
 # A used real image, a generated copy of it, and a real image the generator never saw:
-used = int(np.flatnonzero(train.y == 1)[np.isin(np.flatnonzero(train.y == 1),
-                                                 train.generated_source)][0])
-copy = int(np.flatnonzero(train.generated_source == used)[0])
+copy = int(np.flatnonzero(train.generated_source >= 0)[0])
+used = int(train.generated_source[copy])  # the row of the real image it copies
 unseen = int(np.flatnonzero(train.y == 0)[0])
 novel = int(np.flatnonzero(train.generated_source == -1)[0])
 fig, axes = plt.subplots(1, 4, figsize=(9, 2.8), layout="constrained")
 for ax, img, title in zip(
     axes,
-    [train.real_images[used], train.generated_images[copy], train.real_images[unseen],
-     train.generated_images[novel]],
-    ["real, used in training", "generated: copy of it", "real, not used",
-     "generated: new patient"],
+    [
+        train.real_images[used],
+        train.generated_images[copy],
+        train.real_images[unseen],
+        train.generated_images[novel],
+    ],
+    ["real, used in training", "generated: copy of it", "real, not used", "generated: new patient"],
     strict=True,
 ):
     ax.imshow(img, cmap="gray", vmin=0, vmax=255)

@@ -169,8 +169,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         Number of blocks of the ViT.
     n_features_out_ : int
         Size of one embedding.
-    fusion_weights_ : ndarray of shape (len(layers_),)
-        Mean fusion weight of each block over the images seen in ``fit``.
+    fusion_weights_ : ndarray of shape (n_layers,)
+        The mean fusion weight of each block of ``layers_`` over the images seen in ``fit``.
     backbone_ : Backbone
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
@@ -453,8 +453,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        PairEmbeddings or ndarray of shape (n, n_features_out_)
-            For ``X_pairs``, the real rows' and the library's embeddings; else ``(n, D)``.
+        PairEmbeddings or ndarray of shape (n, D)
+            For ``X_pairs``, the real rows' and the library's embeddings; else ``(n, D)`` with
+            ``D = n_features_out_``.
         """
         check_is_fitted(self, "fusion_")
         real, library = self._split_input(X)
