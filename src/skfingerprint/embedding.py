@@ -468,6 +468,17 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         return PairEmbeddings(self._embed(real), lib, key.hexdigest(), ids=real.ids)
 
     def get_feature_names_out(self, input_features=None):
+        """Names of the embedding's features: ``vitfusion0``, ``vitfusion1``, ...
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for the scikit-learn API.
+
+        Returns
+        -------
+        ndarray of str, shape (n_features_out_,)
+        """
         check_is_fitted(self, "n_features_out_")
         return np.asarray([f"vitfusion{i}" for i in range(self.n_features_out_)], dtype=object)
 
