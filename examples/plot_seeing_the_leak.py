@@ -19,7 +19,7 @@ We fit the pipeline on a training task, then on an independent test task
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
-from sklearn.metrics import RocCurveDisplay
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from skfingerprint import MaxSimilarityClassifier, make_fingerprint_pipeline, plot_leak_candidates
 from skfingerprint.datasets import make_synthetic_leak
@@ -79,10 +79,15 @@ ax.legend(loc="upper left")
 # metric) judges one threshold. The dotted diagonal is guessing. Where the two curves lie on
 # top of each other, CANet ranks the images no better than their best cosine alone.
 fig, ax = plt.subplots(figsize=(4.8, 4.5), layout="constrained")
-RocCurveDisplay.from_predictions(test.y, proba, name="CANet P(used)", ax=ax, lw=3, alpha=0.7)
-RocCurveDisplay.from_predictions(test.y, best, name="best cosine", ax=ax, ls="--", color="black")
+for score, name, style in [
+    (proba, "CANet P(used)", dict(lw=3, alpha=0.7)),
+    (best, "best cosine", dict(ls="--", color="black")),
+]:
+    fpr, tpr, _ = roc_curve(test.y, score)
+    ax.plot(fpr, tpr, label=f"{name} (AUC = {roc_auc_score(test.y, score):.2f})", **style)
 ax.plot([0, 1], [0, 1], ":", color="gray")
 ax.set_title("Test task: ROC of the membership scores")
 ax.set_xlabel("false positive rate (unused flagged)")
 ax.set_ylabel("true positive rate (used found)")
+ax.legend(loc="lower right")
 plt.show()

@@ -477,7 +477,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of str, shape (n_features_out_,)
+        ndarray of str
+            One name per feature (``n_features_out_`` of them).
         """
         check_is_fitted(self, "n_features_out_")
         return np.asarray([f"vitfusion{i}" for i in range(self.n_features_out_)], dtype=object)
