@@ -12,8 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from sphinx_gallery.sorting import FileNameSortKey
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 # Document the source tree of this checkout, whatever is installed in the environment.
@@ -56,7 +54,7 @@ sphinx_gallery_conf = {
     "examples_dirs": str(ROOT / "examples"),
     "gallery_dirs": "auto_examples",
     "filename_pattern": r"/plot_",
-    "within_subsection_order": FileNameSortKey,
+    "within_subsection_order": "FileNameSortKey",  # a name: the config stays picklable
     "abort_on_example_error": False,  # report every broken example; -W still fails the build
     "only_warn_on_example_error": False,
     "backreferences_dir": "gen_modules/backreferences",
