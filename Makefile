@@ -42,4 +42,4 @@ docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
 
 clean:
-	rm -rf docs/_build docs/auto_examples docs/gen_modules demo_output .pytest_cache
+	rm -rf docs/_build docs/auto_examples docs/gen_modules docs/sg_execution_times.rst demo_output .pytest_cache
