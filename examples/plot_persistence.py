@@ -67,7 +67,7 @@ ax1.axvline(loaded.named_steps["clf"].threshold, ls="--", color="black", label="
 ax1.set_xlabel("P(used) on the new task")
 ax1.set_ylabel("real images")
 ax1.set_title("The loaded model on a new library")
-ax1.legend(loc="upper center")
+ax1.legend(loc="upper left")
 plt.show()
 
 # %%

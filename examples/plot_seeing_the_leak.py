@@ -70,7 +70,7 @@ ax.set_xlabel("cosine similarity of the best generated candidate")
 ax.set_ylabel("real images")
 ax.yaxis.set_major_locator(MaxNLocator(integer=True))
 ax.set_title("Used images have closer generated neighbours")
-ax.legend(loc="upper left")
+ax.legend(loc="upper center")
 
 # %%
 # ROC curves
