@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test lint format demo bench clean
+.PHONY: install test lint format demo bench docs clean
 
 install: $(STAMP)
 
@@ -22,12 +22,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples docs
+	$(BIN)/ruff format --check src tests benchmarks examples docs
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests benchmarks
-	$(BIN)/ruff check --fix src tests benchmarks
+	$(BIN)/ruff format src tests benchmarks examples docs
+	$(BIN)/ruff check --fix src tests benchmarks examples docs
 
 demo: $(STAMP)
 	$(BIN)/skfingerprint demo --output demo_output
@@ -37,5 +37,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality.py
 	$(BIN)/python benchmarks/bench_embed.py
 
+# The site in docs/_build/html; runs every examples/plot_*.py. Warnings are errors.
+docs: $(STAMP)
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf docs/_build docs/auto_examples docs/gen_modules demo_output .pytest_cache
+	rm -rf docs/_build docs/auto_examples docs/gen_modules docs/sg_execution_times.rst demo_output .pytest_cache

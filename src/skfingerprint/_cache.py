@@ -23,7 +23,16 @@ _MEMORY: dict[str, dict[str, np.ndarray]] = {}
 
 
 def clear_memory_cache() -> None:
-    """Forget every in-memory embedding (the on-disk cache is left alone)."""
+    """Forget every in-memory embedding (the on-disk cache is left alone).
+
+    The embedder keeps every image's per-block tokens in memory for the life of the process;
+    call this to free that memory, or to time the ViT from a cold start.
+
+    Examples
+    --------
+    >>> from skfingerprint import clear_memory_cache
+    >>> clear_memory_cache()
+    """
     _MEMORY.clear()
 
 

@@ -40,7 +40,20 @@ def threads_for(flops_per_step: float):
 
 
 class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights are neither cached locally nor downloadable right now."""
+    """Pretrained weights are neither cached locally nor downloadable right now.
+
+    Raised at the start of ``fit`` (before any long work) by
+    :class:`~skfingerprint.ViTLayerFusionEmbedder` with ``pretrained=True``; the message says how
+    to fix it (connect once, pass ``checkpoint=``, or use ``pretrained=False``).
+
+    Examples
+    --------
+    >>> from skfingerprint import WeightsUnavailableError, make_fingerprint_pipeline
+    >>> try:  # doctest: +SKIP
+    ...     make_fingerprint_pipeline().fit(X_pairs, y)
+    ... except WeightsUnavailableError as exc:
+    ...     print(exc)
+    """
 
 
 class NormalisedPositionCode(nn.Module):

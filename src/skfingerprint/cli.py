@@ -234,6 +234,20 @@ def save_model(estimator: Any, path: str | os.PathLike, **metadata: Any) -> Path
     Returns
     -------
     Path
+        ``path``.
+
+    Raises
+    ------
+    OSError
+        The folder is missing or not writable (nothing is left behind).
+
+    Examples
+    --------
+    >>> from skfingerprint.cli import load_model, save_model
+    >>> save_model(fitted_pipeline, "model.joblib", train_dir="train/")  # doctest: +SKIP
+    PosixPath('model.joblib')
+    >>> load_model("model.joblib")["train_dir"]  # doctest: +SKIP
+    'train/'
     """
     import joblib
 
@@ -269,6 +283,7 @@ def load_model(path: str | os.PathLike) -> dict:
     Parameters
     ----------
     path : str or Path
+        The model file.
 
     Returns
     -------
@@ -280,6 +295,12 @@ def load_model(path: str | os.PathLike) -> dict:
     CLIError
         (exit status 2) The file is missing, truncated, corrupt, not a skfingerprint model,
         or of a model format version this skfingerprint does not read.
+
+    Examples
+    --------
+    >>> from skfingerprint.cli import load_model
+    >>> model = load_model("model.joblib")  # doctest: +SKIP
+    >>> model["estimator"].predict(X_pairs)  # doctest: +SKIP
     """
     import joblib
 
@@ -671,6 +692,13 @@ def build_parser() -> argparse.ArgumentParser:
     Returns
     -------
     argparse.ArgumentParser
+
+    Examples
+    --------
+    >>> from skfingerprint.cli import build_parser
+    >>> args = build_parser().parse_args(["fit", "train/", "-o", "model.joblib", "--tiny"])
+    >>> args.command, args.output, args.tiny
+    ('fit', 'model.joblib', True)
     """
     from . import __version__
 

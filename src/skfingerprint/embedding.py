@@ -169,8 +169,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         Number of blocks of the ViT.
     n_features_out_ : int
         Size of one embedding.
-    fusion_weights_ : ndarray of shape (len(layers_),)
-        Mean fusion weight of each block over the images seen in ``fit``.
+    fusion_weights_ : ndarray of shape (n_layers,)
+        The mean fusion weight of each block of ``layers_`` over the images seen in ``fit``.
     backbone_ : Backbone
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
@@ -453,8 +453,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        PairEmbeddings or ndarray of shape (n, n_features_out_)
-            For ``X_pairs``, the real rows' and the library's embeddings; else ``(n, D)``.
+        PairEmbeddings or ndarray of shape (n, D)
+            For ``X_pairs``, the real rows' and the library's embeddings; else ``(n, D)`` with
+            ``D = n_features_out_``.
         """
         check_is_fitted(self, "fusion_")
         real, library = self._split_input(X)
@@ -467,6 +468,18 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         return PairEmbeddings(self._embed(real), lib, key.hexdigest(), ids=real.ids)
 
     def get_feature_names_out(self, input_features=None):
+        """Names of the embedding's features: ``vitfusion0``, ``vitfusion1``, ...
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored; present for the scikit-learn API.
+
+        Returns
+        -------
+        ndarray of str
+            One name per feature (``n_features_out_`` of them).
+        """
         check_is_fitted(self, "n_features_out_")
         return np.asarray([f"vitfusion{i}" for i in range(self.n_features_out_)], dtype=object)
 

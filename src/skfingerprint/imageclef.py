@@ -202,6 +202,11 @@ def write_submission(ids: Sequence[str], labels, path: str | os.PathLike) -> Pat
 def read_submission(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """Read and check a submission file written by :func:`write_submission`.
 
+    Parameters
+    ----------
+    path : str or Path
+        The submission file (``<id>,<0|1>`` per line).
+
     Returns
     -------
     ids : list of str
@@ -211,6 +216,13 @@ def read_submission(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     ------
     ValueError
         A malformed line (named by its number), a duplicate id, or an empty file.
+
+    Examples
+    --------
+    >>> from skfingerprint import read_submission, write_submission
+    >>> path = write_submission(["img_1", "img_2"], [1, 0], "submission.csv")  # doctest: +SKIP
+    >>> read_submission(path)  # doctest: +SKIP
+    (['img_1', 'img_2'], array([1, 0]))
     """
     path = Path(path)
     ids, labels = [], []

@@ -28,7 +28,23 @@ _FILE_KEYS: dict[tuple[str, int, int], str] = {}
 
 
 class ImageLoadError(ValueError):
-    """An image file could not be read; the message names the file and the reason."""
+    """An image file could not be read; the message names the file and the reason.
+
+    A subclass of ``ValueError``, raised when an image is opened (header) or decoded.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from skfingerprint import ImageLoadError, as_image_set
+    >>> bad = Path(tempfile.mkdtemp()) / "broken.png"
+    >>> _ = bad.write_bytes(b"")
+    >>> try:
+    ...     as_image_set([bad]).read(0)
+    ... except ImageLoadError as exc:
+    ...     print(type(exc).__name__, "broken.png" in str(exc))
+    ImageLoadError True
+    """
 
 
 @contextmanager
@@ -167,6 +183,23 @@ class ImageSet(Sequence):
         Validated image array ``(n, H, W)`` or ``(n, H, W, C)``.
     ids : list of str, optional
         One identifier per image; file stems by default, ``"0"``, ``"1"``, ... for arrays.
+
+    Raises
+    ------
+    ValueError
+        Both or neither of ``paths`` and ``array`` given, or as many ids as images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfingerprint import as_image_set
+    >>> images = as_image_set(np.zeros((5, 32, 32), dtype=np.uint8))
+    >>> images
+    ImageSet(5 images in a uint8 array (5, 32, 32))
+    >>> images[1:3].ids
+    ['1', '2']
+    >>> images.read(0).shape  # float32 in [0, 1], channels last
+    (32, 32, 1)
     """
 
     def __init__(
@@ -225,7 +258,22 @@ class ImageSet(Sequence):
 
     # --- reading -----------------------------------------------------------------------------
     def read(self, i: int) -> np.ndarray:
-        """Image ``i`` as float32 ``(H, W, C)`` in [0, 1], ``C`` 1 or 3."""
+        """Image ``i`` as float32 ``(H, W, C)`` in [0, 1], ``C`` 1 or 3.
+
+        Parameters
+        ----------
+        i : int
+            Position of the image.
+
+        Returns
+        -------
+        ndarray of shape (H, W, C), float32
+
+        Raises
+        ------
+        FileNotFoundError, ImageLoadError
+            The file is missing or cannot be decoded (the message names it).
+        """
         if self.paths is not None:
             return _read_file(self.paths[i])
         return _array_to_float(self.array[i])
@@ -233,14 +281,45 @@ class ImageSet(Sequence):
     def iter_batches(
         self, batch_size: int = 32, indices: Sequence[int] | None = None
     ) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-        """Yield ``(indices, images)`` batches, reading only one batch at a time."""
+        """Yield ``(indices, images)`` batches, reading only one batch at a time.
+
+        Parameters
+        ----------
+        batch_size : int, default=32
+            Images per batch.
+        indices : sequence of int, default=None
+            Which images, in this order; all of them when None.
+
+        Yields
+        ------
+        indices : ndarray of int
+            Positions of the batch's images.
+        images : list of ndarray
+            The images, as :meth:`read` returns them.
+        """
         order = np.arange(len(self)) if indices is None else np.asarray(indices, dtype=int)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             yield chunk, [self.read(int(i)) for i in chunk]
 
     def content_key(self, i: int) -> str:
-        """A digest of image ``i``'s content: equal images get equal keys, wherever they live."""
+        """A digest of image ``i``'s content: equal images get equal keys, wherever they live.
+
+        Parameters
+        ----------
+        i : int
+            Position of the image.
+
+        Returns
+        -------
+        str
+            A hex digest (files: of their bytes; arrays: of dtype, shape and values).
+
+        Raises
+        ------
+        FileNotFoundError
+            The image file is missing.
+        """
         h = hashlib.blake2b(digest_size=16)
         if self.paths is not None:
             path = self.paths[i]
@@ -274,7 +353,17 @@ class ImageSet(Sequence):
                 pass
 
     def sizes(self) -> list[tuple[int, int]]:
-        """``(height, width)`` of every image, from file headers or the array's shape."""
+        """``(height, width)`` of every image, from file headers or the array's shape.
+
+        Returns
+        -------
+        list of tuple of int
+
+        Raises
+        ------
+        FileNotFoundError, ImageLoadError
+            A file is missing or its header cannot be read.
+        """
         if self.paths is None:
             return [tuple(self.array.shape[1:3])] * len(self)
         out = []

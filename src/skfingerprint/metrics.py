@@ -87,6 +87,17 @@ def membership_report(y_true, y_pred, *, output_dict: bool = False) -> str | dic
 def format_reports(reports: Mapping[str, Mapping[str, float]]) -> str:
     """Side-by-side table of several :func:`membership_report` dicts, one column a method.
 
+    Parameters
+    ----------
+    reports : mapping of str to mapping of str to float
+        Column name (a method) to its ``membership_report(..., output_dict=True)``. Metrics
+        missing from any report are left out.
+
+    Returns
+    -------
+    str
+        A table, one metric a line.
+
     Examples
     --------
     >>> from skfingerprint import format_reports

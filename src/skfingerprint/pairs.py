@@ -34,6 +34,23 @@ class PairedImages:
         ``(n_rows, 2)``: sklearn counts and slices rows through it.
     ids : list of str
         The real images' identifiers.
+
+    Raises
+    ------
+    TypeError
+        ``real`` or ``library`` is not an :class:`~skfingerprint.ImageSet`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfingerprint import PairedImages, as_image_set
+    >>> real = as_image_set(np.zeros((4, 32, 32), np.uint8))
+    >>> library = as_image_set(np.zeros((10, 32, 32), np.uint8))
+    >>> X_pairs = PairedImages(real, library)
+    >>> X_pairs
+    PairedImages(n_rows=4, library=10 generated images)
+    >>> X_pairs[:2]  # rows slice, the library stays whole
+    PairedImages(n_rows=2, library=10 generated images)
     """
 
     def __init__(self, real: ImageSet, library: ImageSet) -> None:
@@ -134,6 +151,19 @@ class PairEmbeddings:
         selector builds one index per distinct library and reuses it.
     ids : list of str, optional
         The real images' ids.
+
+    Raises
+    ------
+    ValueError
+        Embeddings that are not 2-d, or real and library embeddings of different sizes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfingerprint import PairEmbeddings
+    >>> emb = PairEmbeddings(np.ones((3, 8)), np.ones((20, 8)), library_key="lib-v1")
+    >>> emb, emb[[0, 2]].shape
+    (PairEmbeddings(n_rows=3, library=20, dim=8), (2, 8))
     """
 
     def __init__(self, real, library, library_key: str, ids=None) -> None:

@@ -776,6 +776,17 @@ def write_imageclef_layout(
         If ``path`` exists and is not an empty folder.
     ValueError
         If ``split`` is unknown or ``task`` lacks a field or holds inconsistent arrays.
+
+    Examples
+    --------
+    >>> from skfingerprint import load_imageclef_gans
+    >>> from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
+    >>> task = make_synthetic_leak(10, 10, 30, image_size=32, random_state=0)
+    >>> folder = write_imageclef_layout(task, "train")  # doctest: +SKIP
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +SKIP
+    ['generated', 'real_not_used', 'real_used']
+    >>> load_imageclef_gans(folder).X_pairs  # doctest: +SKIP
+    PairedImages(n_rows=20, library=30 generated images)
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
