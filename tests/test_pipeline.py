@@ -135,3 +135,33 @@ def test_mismatched_embedding_sizes_are_refused(task):
     E = wide.named_steps["embed"].transform(task.X_pairs)
     with pytest.raises(ValueError, match="32|96|features|dimension"):
         fitted.named_steps["select"].transform(E)
+
+
+def test_seeded_fits_in_threads_match_a_fit_alone(task):
+    # The ViT init, the gate and CANet draw from torch's process-wide generator: fits running
+    # at once in threads (joblib's threading backend, Dask threads) must not mix their draws.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from skfingerprint import _vit
+
+    def fit(_):
+        return pipeline().fit(task.X_pairs, task.y)
+
+    alone = fit(None)
+    _vit._BACKBONES.clear()  # the threads also create the backbone at once
+    with ThreadPoolExecutor(3) as pool:
+        fits = list(pool.map(fit, range(3)))
+    expected = alone.predict_proba(task.X_pairs)
+    for pipe in fits:
+        np.testing.assert_array_equal(pipe["embed"].fusion_weights_, alone["embed"].fusion_weights_)
+        np.testing.assert_array_equal(pipe.predict_proba(task.X_pairs), expected)
+
+
+def test_a_seeded_fit_leaves_the_callers_torch_generator_alone(task):
+    import torch
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    pipeline().fit(task.X_pairs, task.y)
+    np.testing.assert_array_equal(torch.rand(3), expected)

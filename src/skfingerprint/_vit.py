@@ -192,6 +192,26 @@ _MAX_BACKBONES = 2
 # their draws and get different "seeded" weights; the lock also builds each backbone once.
 _BACKBONES_LOCK = threading.RLock()
 
+# torch's default generator is process-wide: seeded work running in threads (a threaded grid
+# search) must not interleave its draws, or two fits with the same seed get different weights.
+_TORCH_RNG_LOCK = threading.RLock()
+
+
+@contextmanager
+def seeded_torch(seed: int | None, device: str = "cpu"):
+    """Run a block with torch's global RNG seeded, one thread at a time, and restore it after.
+
+    The caller's RNG state is left as it was. ``seed=None`` runs the block unseeded.
+    """
+    if seed is None:
+        yield
+        return
+    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
+    with _TORCH_RNG_LOCK, torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 
 def _check_model_name(name: str) -> None:
     import timm
@@ -314,8 +334,7 @@ def _load_backbone(
     use_hub = pretrained and checkpoint is None
     if use_hub:
         check_pretrained_available(name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_torch(seed):
         try:
             vit = timm.create_model(name, pretrained=use_hub, num_classes=0, **kwargs)
         except TypeError as exc:

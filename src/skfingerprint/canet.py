@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from contextlib import contextmanager
 from itertools import pairwise
 from numbers import Integral, Real
 
@@ -42,7 +41,7 @@ from .metrics import check_binary_labels
 
 __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 
-from ._vit import resolve_device, threads_for
+from ._vit import resolve_device, seeded_torch, threads_for
 from .selection import MASKED_COSINE
 
 # Anything whose cosine is below MASK_BELOW was masked by the selector.
@@ -694,7 +693,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         widths = (n_features, *hidden)
         flops = 6 * self.batch_size * k * sum(a * b for a, b in pairwise(widths))
         try:
-            with _seeded(seed, device), threads_for(flops):
+            with seeded_torch(seed, device), threads_for(flops):
                 net.fit(X_train, y_train.astype(np.float32))
         except _TrainingInterrupted:
             raise KeyboardInterrupt("CANet training interrupted") from None
@@ -807,7 +806,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             return
         device = "cuda" if self.device_.startswith("cuda") and torch.cuda.is_available() else "cpu"
         net = self._make_net(self._module_kwargs, device)
-        with _seeded(0, device):  # initialise() draws weights; keep the caller's RNG untouched
+        with seeded_torch(0, device):  # initialise() draws weights; keep the caller's RNG untouched
             net.initialize()
         net.module_.load_state_dict(saved["module"])
         net.history = saved["history"]
@@ -820,18 +819,6 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-@contextmanager
-def _seeded(seed: int | None, device: str):
-    """Seed torch inside a forked RNG state (the caller's global RNG is restored after)."""
-    if seed is None:
-        yield
-        return
-    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def _scale(std):

@@ -387,16 +387,18 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         rms = np.sqrt(((sel - sel.mean(axis=0)) ** 2).mean(axis=(0, 2)))
         self.token_std_ = torch.from_numpy(rms.astype(np.float32) + 1e-6)[:, None]
 
-        torch.manual_seed(seed)
-        fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
-        if self.fusion == "gated" and self.gate_epochs > 0:
-            n_tokens = len(every) * len(self.layers_)
-            with _vit.threads_for(6 * n_tokens * backbone.embed_dim * 256):
-                if y is not None:
-                    self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
-                else:
-                    aug_tokens = self._vit_tokens(real, backbone, augment_seed=seed)
-                    self._train_gate_views(fusion, real_tokens, aug_tokens)
+        aug_tokens = None
+        if self.fusion == "gated" and self.gate_epochs > 0 and y is None:
+            aug_tokens = self._vit_tokens(real, backbone, augment_seed=seed)
+        with _vit.seeded_torch(seed):
+            fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
+            if self.fusion == "gated" and self.gate_epochs > 0:
+                n_tokens = len(every) * len(self.layers_)
+                with _vit.threads_for(6 * n_tokens * backbone.embed_dim * 256):
+                    if y is not None:
+                        self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
+                    else:
+                        self._train_gate_views(fusion, real_tokens, aug_tokens)
         self.fusion_ = fusion.eval()
         with torch.no_grad():
             w = fusion.weights(self._layer_tokens(every))
