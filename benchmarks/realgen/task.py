@@ -16,6 +16,10 @@ Folders written under ``<root>/seed<s>/``::
     generator.pt           (the trained generator's weights: reruns skip training)
 
 The root is a cache: a seed's folder is reused when its ``config.json`` matches.
+
+``samples_seed0.png`` beside this file is seed 0's ``samples.png`` of the benchmark run
+(rows of 8 generated samples, each row followed by their nearest used real images): CT-like
+slices with body, lungs, spine and table, noisier and blurrier than the reals.
 """
 
 from __future__ import annotations
