@@ -1,0 +1,150 @@
+"""A small DCGAN (Radford et al. 2016) for 64x64 grayscale images, trained on CPU.
+
+Kept deliberately small (widths 32) so that a few hundred 64 px images can be fitted, and
+partly memorised, within minutes on one CPU thread: memorisation is the privacy leak the
+benchmark's methods must detect.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["Discriminator", "Generator", "sample", "train_dcgan"]
+
+
+class Generator(nn.Module):
+    """``z (nz,) -> 1 x 64 x 64`` in [-1, 1]: transposed convolutions 4 -> 8 -> 16 -> 32 -> 64."""
+
+    def __init__(self, nz: int = 64, width: int = 32) -> None:
+        super().__init__()
+        w = width
+        self.nz = nz
+
+        def up(c_in: int, c_out: int) -> list[nn.Module]:
+            return [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(True),
+            ]
+
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(nz, w * 8, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(w * 8),
+            nn.ReLU(True),
+            *up(w * 8, w * 4),
+            *up(w * 4, w * 2),
+            *up(w * 2, w),
+            nn.ConvTranspose2d(w, 1, 4, 2, 1, bias=False),
+            nn.Tanh(),
+        )
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z.view(len(z), self.nz, 1, 1))
+
+
+class Discriminator(nn.Module):
+    """``1 x 64 x 64 -> logit``: strided convolutions 64 -> 32 -> 16 -> 8 -> 4 -> 1."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        w = width
+
+        def down(c_in: int, c_out: int) -> list[nn.Module]:
+            return [
+                nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out),
+                nn.LeakyReLU(0.2, True),
+            ]
+
+        self.net = nn.Sequential(
+            nn.Conv2d(1, w, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True),
+            *down(w, w * 2),
+            *down(w * 2, w * 4),
+            *down(w * 4, w * 8),
+            nn.Conv2d(w * 8, 1, 4, 1, 0, bias=False),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).view(-1)
+
+
+def _init_weights(module: nn.Module) -> None:
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def train_dcgan(
+    images: np.ndarray,
+    *,
+    epochs: int = 300,
+    batch_size: int = 32,
+    nz: int = 64,
+    width: int = 32,
+    lr: float = 2e-4,
+    seed: int = 0,
+    log=None,
+) -> Generator:
+    """Train a DCGAN on ``images`` (uint8, ``(n, 64, 64)``) and return the generator (eval mode).
+
+    Standard DCGAN recipe: Adam (lr 2e-4, betas 0.5/0.999), non-saturating BCE losses, real
+    labels smoothed to 0.9. Deterministic on CPU for a given ``seed``.
+    """
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (64, 64):
+        raise ValueError(
+            f"images must be uint8 of shape (n, 64, 64), got {images.dtype} {images.shape}"
+        )
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    real = torch.from_numpy(images).float().div(127.5).sub(1.0).unsqueeze(1)
+    G, D = Generator(nz, width), Discriminator(width)
+    G.apply(_init_weights)
+    D.apply(_init_weights)
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.5, 0.999))
+    bce = nn.BCEWithLogitsLoss()
+    n = len(real)
+    start = time.perf_counter()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for i in range(0, n - batch_size + 1, batch_size):
+            x = real[order[i : i + batch_size]]
+            b = len(x)
+            z = torch.randn(b, nz, generator=gen)
+            fake = G(z)
+            # discriminator: real -> 0.9 (label smoothing), fake -> 0
+            opt_d.zero_grad(set_to_none=True)
+            loss_d = bce(D(x), torch.full((b,), 0.9)) + bce(D(fake.detach()), torch.zeros(b))
+            loss_d.backward()
+            opt_d.step()
+            # generator: non-saturating loss
+            opt_g.zero_grad(set_to_none=True)
+            loss_g = bce(D(fake), torch.ones(b))
+            loss_g.backward()
+            opt_g.step()
+        if log is not None and (epoch + 1) % max(epochs // 5, 1) == 0:
+            log(
+                f"  DCGAN epoch {epoch + 1}/{epochs}: loss D {loss_d.item():.3f} "
+                f"G {loss_g.item():.3f} ({time.perf_counter() - start:.0f}s)"
+            )
+    return G.eval()
+
+
+@torch.no_grad()
+def sample(G: Generator, n: int, *, seed: int, batch_size: int = 256) -> np.ndarray:
+    """``n`` images from the generator as uint8 ``(n, 64, 64)``; the latents come from ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(0, n, batch_size):
+        z = torch.randn(min(batch_size, n - i), G.nz, generator=gen)
+        x = G(z).squeeze(1)
+        out.append(x.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy())
+    return np.concatenate(out)
