@@ -212,7 +212,6 @@ def seeded_torch(seed: int | None, device: str = "cpu"):
         yield
 
 
-
 def _check_model_name(name: str) -> None:
     import timm
 
