@@ -294,28 +294,6 @@ def load_backbone(
     position_code: bool,
 ) -> Backbone:
     """Load (or reuse) a timm ViT without its head, as a :class:`Backbone` (thread-safe)."""
-    with _BACKBONES_LOCK:
-        return _load_backbone(
-            name,
-            pretrained=pretrained,
-            checkpoint=checkpoint,
-            model_kwargs=model_kwargs,
-            seed=seed,
-            position_code=position_code,
-        )
-
-
-def _load_backbone(
-    name: str,
-    *,
-    pretrained: bool,
-    checkpoint: str | os.PathLike | None,
-    model_kwargs: dict | None,
-    seed: int,
-    position_code: bool,
-) -> Backbone:
-    import timm
-
     kwargs = dict(model_kwargs or {})
     ckpt_id = None
     if checkpoint is not None:
@@ -325,9 +303,19 @@ def _load_backbone(
         st = path.stat()
         ckpt_id = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     key = (name, bool(pretrained), ckpt_id, repr(sorted(kwargs.items())), seed, position_code)
-    if key in _BACKBONES:
-        _BACKBONES.move_to_end(key)
-        return _BACKBONES[key]
+    with _BACKBONES_LOCK:
+        if key in _BACKBONES:
+            _BACKBONES.move_to_end(key)
+            return _BACKBONES[key]
+        backbone = _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code)
+        _BACKBONES[key] = backbone
+        while len(_BACKBONES) > _MAX_BACKBONES:
+            _BACKBONES.popitem(last=False)
+        return backbone
+
+
+def _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code) -> Backbone:
+    import timm
 
     _check_model_name(name)
     use_hub = pretrained and checkpoint is None
@@ -352,7 +340,7 @@ def _load_backbone(
         module = FingerprintViT(vit, position_code).eval()
     cfg = getattr(vit, "pretrained_cfg", {}) or {}
     patch = vit.patch_embed.patch_size
-    backbone = Backbone(
+    return Backbone(
         module=module,
         digest=weights_digest(module),
         depth=len(vit.blocks),
@@ -362,10 +350,6 @@ def _load_backbone(
         mean=tuple(cfg.get("mean", (0.5, 0.5, 0.5))),
         std=tuple(cfg.get("std", (0.5, 0.5, 0.5))),
     )
-    _BACKBONES[key] = backbone
-    while len(_BACKBONES) > _MAX_BACKBONES:
-        _BACKBONES.popitem(last=False)
-    return backbone
 
 
 def with_new_weights(backbone: Backbone, module: FingerprintViT) -> Backbone:
