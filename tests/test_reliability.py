@@ -614,20 +614,45 @@ def test_two_processes_share_one_cache_dir(folder, tmp_path, monkeypatch):
 # --- Ctrl-C on the command line ---------------------------------------------------------------
 
 
-def cli_script(argv, slow_embed: bool) -> str:
-    hook = textwrap.dedent(SLOW_EMBED.format(delay=0.5, go="")) if slow_embed else ""
+HOLD_SECOND_BATCH = """
+    import sys, time
+    from skfingerprint import _vit
+    real = _vit.Backbone.embed_batch
+    done = [0]
+    def held(self, *a, **k):
+        out = real(self, *a, **k)
+        done[0] += 1
+        print("batch", flush=True, file=sys.stderr)
+        while done[0] >= 2:  # from the second batch on, wait here for the signal
+            time.sleep(0.05)
+        return out
+    _vit.Backbone.embed_batch = held
+"""
+
+
+def cli_script(argv, hold_second_batch: bool = False) -> str:
+    """The CLI as a script; with ``hold_second_batch``, the second ViT batch never returns, so
+    a signal sent after it lands during embedding, with the first batch in the cache."""
+    hook = textwrap.dedent(HOLD_SECOND_BATCH) if hold_second_batch else ""
     return hook + f"\nimport sys\nfrom skfingerprint.cli import main\nsys.exit(main({argv!r}))\n"
 
 
-def interrupt(argv, marker, *, slow_embed=False, n=1):
+def _sigint_as_in_a_terminal():
+    # A shell starts background jobs with SIGINT ignored, and Python keeps an ignored SIGINT
+    # (no KeyboardInterrupt at all): give the child the default, as a terminal would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt(argv, marker, *, hold_second_batch=False, n=1):
     """Run the CLI in a new process, send it SIGINT after ``n`` stderr/stdout lines with
     ``marker``; return (exit status, all of stderr)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", cli_script([str(a) for a in argv], slow_embed)],
+        [sys.executable, "-c", cli_script([str(a) for a in argv], hold_second_batch)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**ENV, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     try:
         seen = wait_for_lines(proc.stdout, proc, marker, n)
@@ -643,7 +668,7 @@ def test_ctrl_c_during_embedding_on_the_command_line(base, tmp_path):
     out, cache = tmp_path / "out" / "m.joblib", tmp_path / "cache"
     out.parent.mkdir()
     argv = ["fit", base, "-o", out, *CLI_FAST, "--cache-dir", cache]
-    code, err = interrupt(argv, "batch", n=2, slow_embed=True)
+    code, err = interrupt(argv, "batch", n=2, hold_second_batch=True)
     assert code == 130, err
     assert err.strip().splitlines()[-2:] == [
         "interrupted (Ctrl-C)",
