@@ -187,9 +187,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 # many): loading a ViT-B and hashing its weights costs seconds, so it happens once.
 _BACKBONES: OrderedDict[tuple, Backbone] = OrderedDict()
 _MAX_BACKBONES = 2
-# Loads run one at a time: a random init seeds torch's process-wide generator, so two threads
-# creating backbones at once (GridSearchCV on joblib's threads or Dask workers) would interleave
-# their draws and get different "seeded" weights; the lock also builds each backbone once.
+# Loads run one at a time, so threads that ask for the same backbone at once (GridSearchCV on
+# joblib's threads or Dask workers) build it once and share it; seeding is `seeded_torch`'s job.
 _BACKBONES_LOCK = threading.RLock()
 
 # torch's default generator is process-wide: seeded work running in threads (a threaded grid
