@@ -73,3 +73,33 @@ def test_build_task_reuses_the_cache(tiny_task):
         0, root, n_used=16, n_not_used=16, n_generated=12, epochs=1, width=4, log=None
     )
     assert again == folder and info["cached"]
+
+
+def test_pretrained_checkpoint_loads_into_the_embedder_and_is_reused(tmp_path):
+    from realgen.pretrain import DEFAULTS, pretrain_checkpoint
+
+    from skfingerprint import TINY_VIT, ViTLayerFusionEmbedder
+
+    path, info = pretrain_checkpoint(tmp_path, n_images=16, epochs=1, log=None)
+    assert not info["cached"] and path.is_file()
+    assert not list(tmp_path.glob("*.tmp"))
+    images = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+
+    def tokens(**extra):
+        embedder = ViTLayerFusionEmbedder(**TINY_VIT, **extra, fusion="mean", random_state=0)
+        return embedder.fit(images).transform(images)
+
+    trained = tokens(checkpoint=str(path))
+    assert not np.allclose(trained, tokens())
+    # the saved weights are the trained ones, not the random start they were trained from
+    start = ViTLayerFusionEmbedder(**TINY_VIT, fusion="mean", random_state=DEFAULTS["random_state"])
+    start = start.fit(images).backbone_.module.vit.state_dict()
+    saved = torch.load(path, weights_only=True)
+    assert saved.keys() == start.keys()
+    assert any(not torch.equal(saved[k], start[k]) for k in saved)
+    np.testing.assert_allclose(trained, tokens(checkpoint=str(path)))  # the file is the model
+    mtime = path.stat().st_mtime_ns
+    again, info = pretrain_checkpoint(tmp_path, n_images=16, epochs=1, log=None)
+    assert info["cached"] and again == path and path.stat().st_mtime_ns == mtime
+    _, info = pretrain_checkpoint(tmp_path, n_images=16, epochs=2, log=None)
+    assert not info["cached"]  # another configuration trains again
