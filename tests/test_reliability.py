@@ -33,6 +33,7 @@ from skfingerprint import (
     make_pairs,
     read_submission,
 )
+from skfingerprint._cache import STALE_TEMP_SECONDS, TokenCache
 from skfingerprint.cli import CLIError, load_model, main, save_model
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 from skfingerprint.embedding import VIT_STATS
@@ -563,12 +564,43 @@ def test_killed_embedding_process_leaves_a_valid_cache_and_resumes(folder, tmp_p
     n_done = len(cache_entries(cache_dir))
     assert 4 <= n_done < 24  # killed part-way, with each finished batch on disk
     check_cache(cache_dir, folder, n_done)
+    # the kill may have left a half-written temporary file; make sure one is there (for an
+    # entry still missing) and let every temp age past the limit
+    images = as_image_set(folder)
+    done = {p.stem for p in cache_entries(cache_dir)}
+    missing = next(k for k in map(images.content_key, range(len(images))) if k not in done)
+    model_dir = cache_entries(cache_dir)[0].parent.parent
+    (model_dir / missing[:2]).mkdir(exist_ok=True)
+    (model_dir / missing[:2] / f".{missing}.npy.killed.tmp").write_bytes(b"half an entry")
+    for tmp in cache_dir.rglob("*.tmp"):
+        os.utime(tmp, (time.time() - STALE_TEMP_SECONDS - 1,) * 2)
 
     clear_memory_cache()
     before = VIT_STATS["images"]
     embedder(cache_dir).fit(folder)
     assert VIT_STATS["images"] - before == 24 - n_done
     check_cache(cache_dir, folder, 24)
+    assert not list(cache_dir.rglob("*.tmp"))  # the resumed run cleaned up after the kill
+
+
+def test_an_entry_write_removes_only_abandoned_temp_files_of_that_entry(tmp_path):
+    cache = TokenCache("model", tmp_path)
+    key = "ab" + "c" * 62
+    folder = tmp_path / "model" / key[:2]
+    folder.mkdir(parents=True)
+    old, fresh = folder / f".{key}.npy.old.tmp", folder / f".{key}.npy.fresh.tmp"
+    other = folder / f".{'ab' + 'd' * 62}.npy.old.tmp"
+    for tmp in (old, fresh, other):
+        tmp.write_bytes(b"partial")
+    for tmp in (old, other):
+        os.utime(tmp, (time.time() - STALE_TEMP_SECONDS - 1,) * 2)
+    tokens = np.arange(6, dtype=np.float16).reshape(2, 3)
+    cache.put(key, tokens)
+    assert not old.exists()  # abandoned by a killed writer
+    assert fresh.exists()  # may belong to a live writer in another process
+    assert other.exists()  # another entry's: removed when that entry is written
+    clear_memory_cache()
+    np.testing.assert_array_equal(TokenCache("model", tmp_path).get(key), tokens)
 
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds
