@@ -526,8 +526,9 @@ def summarise_realgen(results: dict, seeds: list[int], task_n: int) -> tuple[str
             )
         else:
             feature = (
-                "give the method a trained feature (pretrained or self-supervised weights; a "
-                "random ViT is not one)"
+                "give the method a trained feature (a random ViT is not one): pretrained "
+                "weights cannot be downloaded here; `--ssl-vit` measures self-supervised ones "
+                "(`RESULTS_realgen_ssl.md`)"
             )
         verdicts.append(
             "Why ours loses, measured here: "
