@@ -33,7 +33,8 @@ from skfingerprint import (
     make_pairs,
     read_submission,
 )
-from skfingerprint._cache import STALE_TEMP_SECONDS, TokenCache
+from skfingerprint._cache import TokenCache
+from skfingerprint._io import STALE_TEMP_SECONDS
 from skfingerprint.cli import CLIError, load_model, main, save_model
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 from skfingerprint.embedding import VIT_STATS

@@ -4,14 +4,13 @@ Entries are keyed by image content and by the model (architecture, weights diges
 dtype). In memory they live in a process-wide store (so clones made by GridSearchCV share
 them); with ``cache_dir`` each entry is also one ``.npy`` file, written to a temporary name and
 renamed into place, so an interrupted run or two processes sharing the folder never leave a
-corrupt entry. A process killed mid-write (SIGKILL, power loss) leaves its hidden temporary
-file behind; the next write of the same entry removes it once it is clearly abandoned.
+corrupt entry (``atomic_path`` also removes the temporary file a killed writer left, the next
+time the entry is written).
 """
 
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from pathlib import Path
 
@@ -22,10 +21,6 @@ from ._io import atomic_path
 __all__ = ["TokenCache", "clear_memory_cache"]
 
 _MEMORY: dict[str, dict[str, np.ndarray]] = {}
-
-#: A temporary entry file older than this is abandoned: writing one takes milliseconds, so
-#: no live writer (another process sharing the folder) still holds it.
-STALE_TEMP_SECONDS = 600
 
 
 def clear_memory_cache() -> None:
@@ -90,16 +85,3 @@ class TokenCache:
         with atomic_path(path) as tmp:  # readers see no entry or the whole entry
             with open(tmp, "wb") as fh:
                 np.save(fh, arr, allow_pickle=False)
-        _remove_abandoned_temps(path)
-
-
-def _remove_abandoned_temps(path: Path) -> None:
-    """Delete temporary files of ``path``'s entry left by a killed writer (see
-    :data:`STALE_TEMP_SECONDS`)."""
-    cutoff = time.time() - STALE_TEMP_SECONDS
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-        try:
-            if tmp.stat().st_mtime < cutoff:
-                tmp.unlink()
-        except FileNotFoundError:  # another process removed it first
-            pass

@@ -1,12 +1,21 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never a torn one."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never a torn one.
+
+A process killed mid-write (SIGKILL, power loss) leaves its hidden temporary file behind; the
+next successful write of the same file removes it once it is clearly abandoned.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+#: A temporary file older than this is abandoned: no live writer (another process writing the
+#: same file) leaves its file untouched that long.
+STALE_TEMP_SECONDS = 600
 
 
 @contextmanager
@@ -27,3 +36,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _remove_abandoned_temps(path)
+
+
+def _remove_abandoned_temps(path: Path) -> None:
+    """Delete temporary files of ``path`` left by a killed writer (older than
+    :data:`STALE_TEMP_SECONDS`)."""
+    cutoff = time.time() - STALE_TEMP_SECONDS
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < cutoff:
+                tmp.unlink()
+        except FileNotFoundError:  # another process removed it first
+            pass
