@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from skfingerprint import TINY_VIT, ViTLayerFusionEmbedder
+from skfingerprint._io import atomic_path
 from skfingerprint.datasets import make_synthetic_leak
 
 __all__ = ["DEFAULTS", "pretrain_checkpoint"]
@@ -64,9 +65,8 @@ def pretrain_checkpoint(
         **TINY_VIT, finetune="all", finetune_epochs=epochs, finetune_lr=lr, fusion="mean",
         random_state=random_state,
     ).fit(images)  # fmt: skip
-    tmp = path.with_suffix(".tmp")
-    torch.save(embedder.backbone_.module.vit.state_dict(), tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(embedder.backbone_.module.vit.state_dict(), tmp)
     stamp.write_text(json.dumps(config, indent=1))
     return path, {"train_s": time.perf_counter() - t, "cached": False}
 
