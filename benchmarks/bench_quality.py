@@ -493,19 +493,20 @@ def summarise_realgen(results: dict, seeds: list[int], task_n: int) -> tuple[str
             f"fusing the two cosines: {fused:.3f} "
             f"({'no better' if fused <= pixel else 'better'} than pixels alone)",
         ]
+        # The proposal follows the measurements: each head (CANet, threshold) on one feature.
+        heads = [("random ViT", max(paper, tuned), vit), ("pixels", pix_canet, pixel)]
+        ssl_helps = None  # not measured without --ssl-vit
         if "Fix: MaxSim+ViT, SSL weights" in k:
             ssl_canet, ssl_maxsim = (
                 k["Fix: CANet+ViT, SSL weights"],
                 k["Fix: MaxSim+ViT, SSL weights"],
             )
+            ssl_helps = max(ssl_canet, ssl_maxsim) > max(paper, vit)
             clauses.append(
                 f"a trained feature (self-supervised weights): CANet {ssl_canet:.3f}, MaxSim "
                 f"{ssl_maxsim:.3f} (random weights: {paper:.3f}, {vit:.3f}; "
-                f"{'no better' if max(ssl_canet, ssl_maxsim) <= max(paper, vit) else 'better'})"
+                f"{'better' if ssl_helps else 'no better'})"
             )
-        # The proposal follows the measurements above: each head is compared on one feature.
-        heads = [("random ViT", max(paper, tuned), vit), ("pixels", pix_canet, pixel)]
-        if "Fix: MaxSim+ViT, SSL weights" in k:
             heads.append(("self-supervised ViT", ssl_canet, ssl_maxsim))
         threshold_wins = sum(t >= c for _, c, t in heads)
         head = (
@@ -517,7 +518,7 @@ def summarise_realgen(results: dict, seeds: list[int], task_n: int) -> tuple[str
             else f"no head wins on every feature ({threshold_wins} of {len(heads)} for the "
             "threshold)"
         )
-        if "Fix: MaxSim+ViT, SSL weights" in k and max(ssl_canet, ssl_maxsim) <= max(paper, vit):
+        if ssl_helps is False:
             feature = (
                 "a better feature is needed, but self-supervised weights trained on other "
                 "patients' slices did not give one; the pixel cosine is the best feature "
