@@ -1,50 +1,36 @@
-"""Membership quality: the full method against honest baselines, on two tasks.
+"""The membership benchmark suite: several trained generators, several image sources, intervals.
 
-**Trained-generator task** (the default, ``make bench``; writes ``benchmarks/RESULTS.md``):
-``benchmarks/realgen`` trains a small DCGAN on CPU on only the *used* real images of a synthetic
-CT task, one generator per seed, and writes ImageCLEF folders (train: a generated library,
-labelled used / not-used reals; test: a fresh generated library and unlabelled reals, half used,
-no patient shared with train). Every method is fitted on the train folder and scored once on
-the test folder:
+Each task of ``realgen.task.TASKS`` is a real image source and a generator really trained on CPU
+on the *used* images only (``benchmarks/realgen``), written as ImageCLEF folders: 100 + 100
+labelled train reals and a train library of 1,500 samples; 250 + 250 unlabelled test reals and
+a test library of 1,000 other samples; whole groups (patients, products, characters) on one
+side. Every method is fitted on the train folder only and scored once on the test folder:
 
-- ``Paper: CANet+ViT``: the paper's configuration on the tiny random ViT: its layers 6/12/18 of
-  24 mapped to depth 4 (blocks 1+2+3), k=100, min_similarity 0.6, CANet on concatenated pair
-  vectors, P(used) >= 0.6.
-- ``Tuned: CANet+ViT``: our defaults changed where measurements said so: comparison pair
-  features (``pair_features="both"``), no similarity mask.
-- ``MaxSim+ViT``: one kappa-maximising cosine threshold, learned on train, on the paper
-  pipeline's embeddings and candidates.
-- ``PixelNN``: one kappa-maximising threshold on the best pixel-space cosine.
-- ``Fix: CANet+PixelPCA``: the tuned selector + CANet on pixel PCA features instead of the ViT.
-- ``Fix: ... SSL weights`` (``--ssl-vit`` only): the Paper and MaxSim rows with the tiny ViT
-  trained self-supervised on other patients' slices (``realgen/pretrain.py``), a stand-in for
-  pretrained weights, which cannot be downloaded here.
-- ``Control: real-only LogReg``: a classifier of the real image alone (no generated image):
-  near kappa 0 unless the split leaks labels.
+- ``PixelNN``: one kappa-maximising threshold on the best pixel cosine (GAN-Leaks' full
+  black-box attack).
+- ``MaxSim+ViT``: one kappa-maximising threshold on the best cosine of the embedder (the paper
+  pipeline's fitted embedder and selector).
+- ``Paper: CANet+ViT``: the paper's configuration on the offline tiny ViT (its layers 6/12/18
+  of 24 mapped to depth 4, k=100, min_similarity 0.6, P(used) >= 0.6).
+- ``Default pipeline``: ``make_fingerprint_pipeline()``'s defaults on the same tiny ViT.
+- ``Control: real-only LogReg``: a classifier of the real image alone that never sees a
+  generated image; its interval must contain 0, or the task leaks labels.
 
-**Synthetic leak task** (``--task synthetic``; writes ``benchmarks/RESULTS_quality.md``; about
-30 minutes): ``make_synthetic_leak(100, 100, 400, image_size=64, distortion=d)``, whose
-"generator" pastes perturbed copies of used images; CANet+ViT, MaxSim+ViT, PixelNN and the
-contrastively fine-tuned ViT (``--finetune``), for each distortion.
+Metrics on the test split, each seed retraining the generator: kappa at the train-chosen
+threshold (the task's metric), ROC AUC, TPR at 1% and 10% FPR (Carlini et al. 2022), means over
+seeds. Intervals: a paired bootstrap over test images of all seeds together
+(``scipy.stats.bootstrap``, percentile, 95%) of each method's mean kappa and of its kappa minus
+the best baseline's (the best of PixelNN, MaxSim+ViT and Paper on that task).
 
-Metrics come from ``membership_report(..., output_dict=True)``; tables give mean +- std (ddof=1)
-over seeds (default 3). Per-stage timings are printed as the run goes.
+Run::
 
-Run (``nice`` keeps other work first)::
+    make bench-quality                                   # = the line below
+    nice -n 19 .venv/bin/python benchmarks/bench_quality.py
+    .venv/bin/python benchmarks/bench_quality.py --quick --output /tmp/q.md   # smoke run
 
-    nice -n 19 .venv/bin/python benchmarks/bench_quality.py            # ~10 min, see below
-    nice -n 19 .venv/bin/python benchmarks/bench_quality.py --ssl-vit \
-        --output benchmarks/RESULTS_realgen_ssl.md                      # + self-supervised ViT
-    nice -n 19 .venv/bin/python benchmarks/bench_quality.py --quick    # smoke test, ~1.5 min
-    nice -n 19 .venv/bin/python benchmarks/bench_quality.py --task synthetic
-
-Trained generators and their folders are cached under ``benchmarks/.cache/realgen`` (reruns
-skip training; delete it to time a fresh clone). Measured from an empty cache on a quiet
-machine (``make bench`` in a fresh clone): 582 s wall, of which DCGAN training 385 s (one
-thread) and the methods 191 s; with the 2 cores shared (load average ~5) 1093 s. With the cache:
-about 4 minutes. ``--ssl-vit`` adds about 4 minutes of self-supervised training (cached) and
-25 s per seed. ``--quick`` (1 seed, a small task, few epochs) only prints unless ``--output``
-is given.
+Generators and task folders are cached under ``benchmarks/.cache/realgen`` (a fresh clone
+trains them; reruns reuse them). Generators train two at a time (one thread each); methods run
+two (task, seed) pairs at a time.
 """
 
 from __future__ import annotations
@@ -52,7 +38,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime
-import hashlib
 import os
 import platform
 import sys
@@ -60,185 +45,46 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
 
-from skfingerprint import (
-    CANetClassifier,
-    FaissCandidateSelector,
-    load_imageclef_gans,
-    membership_report,
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+# joblib's worker processes import realgen too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), os.environ.get("PYTHONPATH")]))
+
+from joblib import Parallel, delayed  # noqa: E402
+from PIL import Image  # noqa: E402
+from realgen.task import (  # noqa: E402
+    DEFAULT_ROOT,
+    GENERATORS,
+    QUICK_GENERATORS,
+    QUICK_SIZES,
+    SIZES,
+    TASKS,
+    build_task,
 )
-from skfingerprint.baselines import (
-    MaxSimilarityClassifier,
-    PixelNearestNeighbor,
-    _gray_vectors,
-    learn_kappa_threshold,
-)
-from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.pairs import PairEmbeddings, check_pairs
-from skfingerprint.pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
+from scipy.stats import bootstrap  # noqa: E402
+from sklearn.metrics import cohen_kappa_score, roc_auc_score, roc_curve  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realgen import build_task
-from realgen.pretrain import DEFAULTS as SSL_PRETRAIN
-from realgen.pretrain import pretrain_checkpoint
-from realgen.task import DEFAULT_ROOT as REALGEN_ROOT
-from realgen.task import DEFAULTS as REALGEN_TASK
-
-RESULTS = Path(__file__).with_name("RESULTS_quality.md")
-METRICS = ("kappa", "accuracy", "f1")
-FULL = dict(n_used=100, n_not_used=100, n_generated=400, k=100, canet={}, embed={})
-QUICK = dict(
-    n_used=30,
-    n_not_used=30,
-    n_generated=120,
-    k=20,
-    canet=dict(max_epochs=5),
-    embed=dict(gate_epochs=30),
-)
-
-
-def _clock() -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
-
-
-def _since(start: tuple[float, float]) -> tuple[float, float]:
-    wall, cpu = _clock()
-    return wall - start[0], cpu - start[1]
-
-
-def run_one(seed: int, distortion: float, cfg: dict, finetune: dict | None, log) -> dict:
-    """Fit every method on the train split of one (seed, distortion); report on the test split."""
-    sizes = dict(
-        n_used=cfg["n_used"],
-        n_not_used=cfg["n_not_used"],
-        n_generated=cfg["n_generated"],
-        image_size=64,
-        distortion=distortion,
-    )
-    train = make_synthetic_leak(**sizes, random_state=2 * seed)
-    test = make_synthetic_leak(**sizes, random_state=2 * seed + 1)
-    canet = {**TINY_CANET, **cfg["canet"]}
-    embed = dict(cfg["embed"])
-    preds, seconds = {}, {}
-
-    # (a) the full method, random tiny ViT
-    t = _clock()
-    pipe = make_fingerprint_pipeline(
-        **TINY_VIT, k=cfg["k"], random_state=seed, embedder_params=embed or None, **canet
-    )
-    pipe.fit(train.X_pairs, train.y)
-    preds["CANet+ViT"] = pipe.predict(test.X_pairs)
-    seconds["CANet+ViT"] = _since(t)[0]
-
-    # (b) max-similarity on the same fitted embedder and selector: only the classifier differs
-    t = _clock()
-    candidates = pipe[:-1].transform(train.X_pairs)
-    maxsim = Pipeline(
-        [
-            ("embed", pipe.named_steps["embed"]),
-            ("select", pipe.named_steps["select"]),
-            ("clf", MaxSimilarityClassifier().fit(candidates, train.y)),
-        ]
-    )
-    preds["MaxSim+ViT"] = maxsim.predict(test.X_pairs)
-    seconds["MaxSim+ViT"] = _since(t)[0]
-
-    # (c) pixel nearest neighbour
-    t = _clock()
-    pixel = PixelNearestNeighbor(image_size=64).fit(train.X_pairs, train.y)
-    preds["PixelNN"] = pixel.predict(test.X_pairs)
-    seconds["PixelNN"] = _since(t)[0]
-
-    # (d) the full method after contrastive fine-tuning of the ViT (on train images only)
-    if finetune is not None:
-        mode = finetune["mode"]
-        ft_embed = {**embed, "finetune_epochs": finetune["epochs"], "finetune_lr": finetune["lr"]}
-        name = f"CANet+ViT-ft({mode})"
-        t = _clock()
-        pipe_ft = make_fingerprint_pipeline(
-            **TINY_VIT,
-            k=cfg["k"],
-            finetune=mode,
-            random_state=seed,
-            embedder_params=ft_embed,
-            **canet,
-        )
-        pipe_ft.fit(train.X_pairs, train.y)
-        preds[name] = pipe_ft.predict(test.X_pairs)
-        seconds[name] = _since(t)[0]
-
-        # (d') max-similarity on the fine-tuned embeddings: is the embedding itself any better?
-        t = _clock()
-        candidates = pipe_ft[:-1].transform(train.X_pairs)
-        maxsim_ft = Pipeline(
-            [
-                ("embed", pipe_ft.named_steps["embed"]),
-                ("select", pipe_ft.named_steps["select"]),
-                ("clf", MaxSimilarityClassifier().fit(candidates, train.y)),
-            ]
-        )
-        preds[f"MaxSim+ViT-ft({mode})"] = maxsim_ft.predict(test.X_pairs)
-        seconds[f"MaxSim+ViT-ft({mode})"] = _since(t)[0]
-
-    reports = {m: membership_report(test.y, p, output_dict=True) for m, p in preds.items()}
-    log(
-        f"seed {seed} distortion {distortion}: "
-        + ", ".join(f"{m} kappa {r['kappa']:+.3f} ({seconds[m]:.0f}s)" for m, r in reports.items())
-    )
-    return {m: {**r, "seconds": seconds[m]} for m, r in reports.items()}
-
-
-# --------------------------------------------------------------------------------------------
-# The trained-generator task (benchmarks/realgen): the default of this script and `make bench`
-# --------------------------------------------------------------------------------------------
-
-REALGEN_RESULTS = Path(__file__).with_name("RESULTS.md")
-#: The paper's layers 6/12/18 of a 24-block ViT, mapped to TINY_VIT's 4 blocks (depth/4, /2, 3/4).
+RESULTS = BENCH / "RESULTS.md"
+FIGURES = BENCH / "figures"
+#: The paper's layers 6/12/18 of a 24-block ViT, mapped to TINY_VIT's 4 blocks.
 PAPER_LAYERS = (1, 2, 3)
-REALGEN_FULL = dict(task={}, k=100, canet={}, embed={})
-REALGEN_QUICK = dict(
-    task=dict(n_used=40, n_not_used=40, n_generated=120, epochs=20),
-    k=20,
-    canet=dict(max_epochs=5),
-    embed=dict(gate_epochs=30),
-)
+BASELINES = ("PixelNN", "MaxSim+ViT", "Paper: CANet+ViT")
+CONTROL = "Control: real-only LogReg"
+METHODS = (*BASELINES, "Default pipeline", CONTROL)
+FULL = dict(seeds=3, k=100, canet={}, embed={}, n_resamples=2000)
+QUICK = dict(seeds=1, k=20, canet=dict(max_epochs=5), embed=dict(gate_epochs=30), n_resamples=200)
+#: One line per task on what its seed-0 sample grid (``figures/samples_<task>.png``) shows,
+#: written by a person who looked at it; the run prints it beside the grid's path.
+GRID_NOTES = {}
 
 
-class PixelPCAEmbedder(TransformerMixin, BaseEstimator):
-    """Pixel features for the pipeline's selector and CANet: ``size x size`` grayscale, centred
-    on the train library's mean image, projected on its top ``n_components`` principal axes.
+#: Relative training cost of each generator (for the order in which workers take them).
+_COST = {"ddpm": 3, "dcgan-long": 2, "dcgan-short": 1}
 
-    A stand-in for the ViT embedder (``X_pairs -> PairEmbeddings``), fitted without labels on
-    the train split's real and generated images.
-    """
 
-    def __init__(self, size: int = 32, n_components: int = 64, random_state=None) -> None:
-        self.size = size
-        self.n_components = n_components
-        self.random_state = random_state
-
-    def _vectors(self, images) -> np.ndarray:
-        out = np.empty((len(images), self.size**2), dtype=np.float32)
-        for idx, batch in images.iter_batches(64):
-            out[idx] = _gray_vectors(batch, self.size)
-        return out
-
-    def fit(self, X, y=None):
-        X = check_pairs(X)
-        vectors = np.concatenate([self._vectors(X.library), self._vectors(X.real)])
-        self.pca_ = PCA(self.n_components, random_state=self.random_state).fit(vectors)
-        return self
-
-    def transform(self, X) -> PairEmbeddings:
-        X = check_pairs(X)
-        lib = self.pca_.transform(self._vectors(X.library)).astype(np.float32)
-        real = self.pca_.transform(self._vectors(X.real)).astype(np.float32)
-        key = hashlib.blake2b(lib.tobytes(), digest_size=16).hexdigest()
-        return PairEmbeddings(real, lib, key, ids=X.real.ids)
+def _task_name(source: str, generator: str) -> str:
+    return f"{source} / {generator}"
 
 
 def _test_labels(folder: Path, ids: list[str]) -> np.ndarray:
@@ -247,556 +93,430 @@ def _test_labels(folder: Path, ids: list[str]) -> np.ndarray:
     return np.array([labels[i] for i in ids])
 
 
-def run_realgen(
-    seed: int, cfg: dict, root: Path, log, ssl_checkpoint: Path | None = None
-) -> tuple[dict, dict, str]:
-    """Train (or reuse) the seed's DCGAN task, fit every method on its train folder, score on
-    its test folder. Returns per-method reports, the stage timings and the split sizes.
+def _prepare(source, generator, seed, root, quick) -> tuple[Path, dict]:
+    """Train (or reuse) one task's generator and write its folders (a worker process)."""
+    return build_task(
+        source,
+        generator,
+        seed,
+        root,
+        sizes=QUICK_SIZES if quick else SIZES,
+        generator_params=(QUICK_GENERATORS if quick else GENERATORS)[generator],
+        log=None,
+    )
 
-    ``ssl_checkpoint`` (``--ssl-vit``): self-supervised TINY_VIT weights (``realgen/pretrain``)
-    for two more rows, the paper's configuration and MaxSim on a *trained* feature."""
-    stages = {}
-    t = _clock()
-    folder, info = build_task(seed, root, log=log, **cfg["task"])
-    stages["DCGAN training"] = info["train_s"]
-    stages["sampling + writing PNGs"] = info["write_s"]
-    t = _clock()
+
+def run_methods(folder: Path, seed: int, cfg: dict) -> dict:
+    """Fit every method on ``folder``'s train split; test scores, labels and seconds of each.
+
+    Runs in a worker process with one torch thread, so results do not depend on how many
+    workers run."""
+    import torch
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+
+    from skfingerprint import load_imageclef_gans
+    from skfingerprint.baselines import MaxSimilarityClassifier, PixelNearestNeighbor, _gray_vectors
+    from skfingerprint.pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
+
+    torch.set_num_threads(1)
     train = load_imageclef_gans(folder / "train")
     test = load_imageclef_gans(folder / "test")
     y_test = _test_labels(folder, test.ids)
-    stages["loading folders"] = _since(t)[0]
-    k = cfg["k"]
     canet = {**TINY_CANET, **cfg["canet"]}
-    embed = dict(cfg["embed"])
-    preds, seconds = {}, {}
+    embed = cfg["embed"] or None
+    out = {}
 
-    def fit_predict(name: str, model) -> Pipeline:
-        t = _clock()
-        model.fit(train.X_pairs, train.y)
-        preds[name] = model.predict(test.X_pairs)
-        seconds[name] = _since(t)[0]
-        return model
-
-    # (a) the paper's configuration: its layers mapped to the depth, k=100, min_similarity 0.6,
-    #     concatenated pair vectors, P(used) >= 0.6
-    paper = fit_predict(
-        "Paper: CANet+ViT",
-        make_fingerprint_pipeline(
-            **TINY_VIT, layers=PAPER_LAYERS, k=k, min_similarity=0.6, threshold=0.6,
-            random_state=seed, embedder_params=embed or None, **canet,
-        ),
-    )  # fmt: skip
-    # (b) our tuned default: comparison pair features, no similarity mask
-    fit_predict(
-        "Tuned: CANet+ViT",
-        make_fingerprint_pipeline(
-            **TINY_VIT, k=k, min_similarity=None, random_state=seed,
-            embedder_params=embed or None, pair_features="both", **canet,
-        ),
-    )  # fmt: skip
-    # (c) max-similarity on the paper pipeline's fitted embedder and selector
-    t = _clock()
-    maxsim = MaxSimilarityClassifier().fit(paper[:-1].transform(train.X_pairs), train.y)
-    preds["MaxSim+ViT"] = maxsim.predict(paper[:-1].transform(test.X_pairs))
-    seconds["MaxSim+ViT"] = _since(t)[0]
-    # (d) pixel nearest neighbour
-    pixel = fit_predict("PixelNN", PixelNearestNeighbor(image_size=64))
-    # (d') fix tried: fuse the two nearest-neighbour scores (pixel cosine and ViT cosine), each
-    #      standardised with the train split's mean and std, one threshold learned on train
-    t = _clock()
-    both = {
-        name: [
-            pixel.score_samples(data.X_pairs),
-            maxsim.score_samples(paper[:-1].transform(data.X_pairs)),
-        ]
-        for name, data in (("train", train), ("test", test))
-    }
-    stats = [(v.mean(), v.std() + 1e-12) for v in both["train"]]
-    fused = {
-        n: sum((v - m) / sd for v, (m, sd) in zip(vs, stats, strict=True)) for n, vs in both.items()
-    }
-    threshold, _ = learn_kappa_threshold(fused["train"], train.y)
-    preds["Fix: MaxSim pixel+ViT"] = (fused["test"] > threshold).astype(int)
-    seconds["Fix: MaxSim pixel+ViT"] = _since(t)[0]
-    # (d'') fix tried (--ssl-vit): the paper's configuration and MaxSim on self-supervised
-    #       weights trained on other patients' slices, a stand-in for pretrained weights
-    if ssl_checkpoint is not None:
-        ssl = fit_predict(
-            "Fix: CANet+ViT, SSL weights",
-            make_fingerprint_pipeline(
-                **{**TINY_VIT, "checkpoint": str(ssl_checkpoint)}, layers=PAPER_LAYERS, k=k,
-                min_similarity=0.6, threshold=0.6, random_state=seed,
-                embedder_params=embed or None, **canet,
-            ),
-        )  # fmt: skip
-        t = _clock()
-        ssl_maxsim = MaxSimilarityClassifier().fit(ssl[:-1].transform(train.X_pairs), train.y)
-        preds["Fix: MaxSim+ViT, SSL weights"] = ssl_maxsim.predict(ssl[:-1].transform(test.X_pairs))
-        seconds["Fix: MaxSim+ViT, SSL weights"] = _since(t)[0]
-    # (e) the proposed fix: the tuned pipeline's selector and CANet on pixel-PCA features
-    fit_predict(
-        "Fix: CANet+PixelPCA",
-        Pipeline(
-            [
-                ("embed", PixelPCAEmbedder(random_state=seed)),
-                ("select", FaissCandidateSelector(k=k, min_similarity=None)),
-                ("clf", CANetClassifier(random_state=seed, pair_features="both", **canet)),
-            ]
-        ),
-    )
-    # (f) control: a classifier of the real image alone, which never sees the generator's
-    #     output. Above chance, the split would leak labels (e.g. shared patients).
-    t = _clock()
-    pixels = PixelPCAEmbedder(random_state=seed).fit(train.X_pairs)
-    control = LogisticRegression(max_iter=1000).fit(pixels.transform(train.X_pairs).real, train.y)
-    preds["Control: real-only LogReg"] = control.predict(pixels.transform(test.X_pairs).real)
-    seconds["Control: real-only LogReg"] = _since(t)[0]
-    stages["methods (fit + predict)"] = sum(seconds.values())
-    reports = {m: membership_report(y_test, p, output_dict=True) for m, p in preds.items()}
-    log(
-        f"seed {seed}: "
-        + ", ".join(f"{m} kappa {r['kappa']:+.3f} ({seconds[m]:.0f}s)" for m, r in reports.items())
-    )
-    sizes = (
-        f"{int(train.y.sum())} + {int((1 - train.y).sum())} / "
-        f"{int(y_test.sum())} + {int((1 - y_test).sum())}"
-    )
-    return {m: {**r, "seconds": seconds[m]} for m, r in reports.items()}, stages, sizes
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    a = np.asarray(values, dtype=np.float64)
-    return float(a.mean()), float(a.std(ddof=1)) if a.size > 1 else 0.0
-
-
-def summarise(results: dict, seeds: list[int]) -> tuple[str, list[str]]:
-    """Markdown table (one row per distortion and method) and one verdict line per distortion."""
-    lines = [
-        "| distortion | method | kappa | accuracy | F1 | kappa per seed | fit+predict (s) |",
-        "|---:|:---|---:|---:|---:|:---|---:|",
-    ]
-    verdicts = []
-    for distortion, per_seed in results.items():
-        methods = list(per_seed[seeds[0]])
-        kappa_mean = {}
-        for m in methods:
-            cells = []
-            for metric in METRICS:
-                mean, std = _mean_std([per_seed[s][m][metric] for s in seeds])
-                cells.append(f"{mean:.3f} ± {std:.3f}")
-            kappa_mean[m] = _mean_std([per_seed[s][m]["kappa"] for s in seeds])[0]
-            per = " / ".join(f"{per_seed[s][m]['kappa']:+.2f}" for s in seeds)
-            secs = _mean_std([per_seed[s][m]["seconds"] for s in seeds])[0]
-            lines.append(f"| {distortion} | {m} | {' | '.join(cells)} | {per} | {secs:.0f} |")
-        best = max(kappa_mean, key=kappa_mean.get)
-        others = sorted(((kappa_mean[best] - v, m) for m, v in kappa_mean.items() if m != best))
-        margin = ", ".join(f"{m} by {d:.3f}" for d, m in others)
-        verdict = (
-            f"distortion {distortion}: {best} wins on mean test kappa "
-            f"({kappa_mean[best]:.3f}); it beats {margin}."
+    def record(name, start, score, pred):
+        out[name] = dict(
+            score=np.asarray(score, dtype=np.float64),
+            pred=np.asarray(pred, dtype=int),
+            seconds=time.perf_counter() - start,
         )
-        full = "CANet+ViT"
-        if kappa_mean[full] < kappa_mean["PixelNN"]:
-            verdict += (
-                f" The full method LOSES to the pixel baseline "
-                f"({kappa_mean[full]:.3f} vs {kappa_mean['PixelNN']:.3f})."
-            )
-        for m in methods:
-            if "-ft(" in m and kappa_mean[m] < kappa_mean["PixelNN"]:
-                verdict += (
-                    f" {m} LOSES to the pixel baseline too "
-                    f"({kappa_mean[m]:.3f} vs {kappa_mean['PixelNN']:.3f})."
-                )
-        verdicts.append(verdict)
-    return "\n".join(lines), verdicts
+
+    t = time.perf_counter()
+    pixel = PixelNearestNeighbor(image_size=32).fit(train.X_pairs, train.y)
+    record("PixelNN", t, pixel.score_samples(test.X_pairs), pixel.predict(test.X_pairs))
+
+    t = time.perf_counter()
+    paper = make_fingerprint_pipeline(
+        **TINY_VIT, layers=PAPER_LAYERS, k=cfg["k"], min_similarity=0.6, threshold=0.6,
+        random_state=seed, embedder_params=embed, **canet,
+    ).fit(train.X_pairs, train.y)  # fmt: skip
+    record(
+        "Paper: CANet+ViT", t, paper.predict_proba(test.X_pairs)[:, 1], paper.predict(test.X_pairs)
+    )
+
+    t = time.perf_counter()
+    test_candidates = paper[:-1].transform(test.X_pairs)
+    maxsim = MaxSimilarityClassifier().fit(paper[:-1].transform(train.X_pairs), train.y)
+    record("MaxSim+ViT", t, maxsim.score_samples(test_candidates), maxsim.predict(test_candidates))
+
+    t = time.perf_counter()
+    default = make_fingerprint_pipeline(
+        **TINY_VIT, k=cfg["k"], random_state=seed, embedder_params=embed, **canet
+    ).fit(train.X_pairs, train.y)
+    record(
+        "Default pipeline",
+        t,
+        default.predict_proba(test.X_pairs)[:, 1],
+        default.predict(test.X_pairs),
+    )
+
+    # the control: pixel PCA of the real image alone (fitted without labels on train images)
+    t = time.perf_counter()
+
+    def pixels(images):
+        return np.concatenate([_gray_vectors(b, 32) for _, b in images.iter_batches(256)])
+
+    pca = PCA(64, random_state=seed).fit(
+        np.concatenate([pixels(train.X_pairs.real), pixels(train.X_pairs.library)])
+    )
+    control = LogisticRegression(max_iter=2000).fit(
+        pca.transform(pixels(train.X_pairs.real)), train.y
+    )
+    x_test = pca.transform(pixels(test.X_pairs.real))
+    record(CONTROL, t, control.predict_proba(x_test)[:, 1], control.predict(x_test))
+    return {"y": y_test, "methods": out}
+
+
+def tpr_at(y: np.ndarray, score: np.ndarray, fpr_level: float) -> float:
+    """TPR at a false-positive rate (the ROC curve's TPR interpolated at ``fpr_level``)."""
+    fpr, tpr, _ = roc_curve(y, score)
+    return float(np.interp(fpr_level, fpr, tpr))
+
+
+def seed_metrics(y: np.ndarray, m: dict) -> dict:
+    return dict(
+        kappa=cohen_kappa_score(y, m["pred"]),
+        auc=roc_auc_score(y, m["score"]),
+        tpr1=tpr_at(y, m["score"], 0.01),
+        tpr10=tpr_at(y, m["score"], 0.10),
+        seconds=m["seconds"],
+    )
+
+
+def mean_kappa(y, pred, seed_id) -> np.ndarray:
+    """Cohen's kappa of 0/1 predictions within each seed, averaged over seeds; vectorised over
+    leading axes (bootstrap resamples). Equal to ``cohen_kappa_score`` per seed (tested)."""
+    y, pred = np.asarray(y, dtype=np.float64), np.asarray(pred, dtype=np.float64)
+    kappas = []
+    for s in np.unique(seed_id):
+        mask = np.asarray(seed_id == s, dtype=np.float64)
+        n = mask.sum(-1)
+        p_y, p_pred = (y * mask).sum(-1) / n, (pred * mask).sum(-1) / n
+        observed = ((y == pred) * mask).sum(-1) / n
+        chance = p_y * p_pred + (1 - p_y) * (1 - p_pred)
+        kappas.append((observed - chance) / np.where(chance < 1, 1 - chance, np.inf))
+    return np.mean(kappas, axis=0)
+
+
+def kappa_interval(y, pred, seed_id, n_resamples, reference=None) -> tuple[float, float, float]:
+    """Mean over seeds of test kappa (minus ``reference``'s, if given) and its paired
+    bootstrap 95% interval over the test images of all seeds (percentile method)."""
+
+    def statistic(y, pred, ref, sid, axis=-1):
+        value = mean_kappa(y, pred, sid)
+        return value - mean_kappa(y, ref, sid) if reference is not None else value
+
+    data = (y, pred, pred if reference is None else reference, seed_id)
+    res = bootstrap(
+        data, statistic, paired=True, vectorized=True, n_resamples=n_resamples,
+        confidence_level=0.95, method="percentile", random_state=0,
+    )  # fmt: skip
+    ci = res.confidence_interval
+    return float(statistic(*data)), float(ci.low), float(ci.high)
 
 
 def machine() -> str:
-    cpu = "unknown CPU"
+    cpu, flags = "unknown CPU", set()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(
-                (ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu
-            )
+            for line in f:
+                if line.startswith("model name") and cpu == "unknown CPU":
+                    cpu = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
     import torch
 
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     return (
-        f"{platform.machine()}, {cpu}, {os.cpu_count()} CPUs, torch {torch.__version__} with "
-        f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
+        f"{platform.machine()}, {cpu} ({' '.join(simd) or 'no AVX2'}), {os.cpu_count()} CPUs, "
+        f"torch {torch.__version__}, Python {platform.python_version()}"
     )
 
 
-def summarise_realgen(results: dict, seeds: list[int], task_n: int) -> tuple[str, list[str]]:
-    """Markdown table (one row per method) and the verdict lines, for the trained-generator
-    task."""
+def _fmt_interval(v: tuple[float, float, float], signed: bool = True) -> str:
+    f = "{:+.3f}" if signed else "{:.3f}"
+    return f"{f.format(v[0])} [{f.format(v[1])}, {f.format(v[2])}]"
+
+
+def summarise_task(name: str, runs: list[dict], n_resamples: int) -> dict:
+    """Per-method means over seeds, kappa intervals, differences to the best baseline."""
+    y = np.concatenate([r["y"] for r in runs])
+    seed_id = np.concatenate([np.full(len(r["y"]), i) for i, r in enumerate(runs)])
+    per_seed = {m: [seed_metrics(r["y"], r["methods"][m]) for r in runs] for m in METHODS}
+    mean = {m: {k: float(np.mean([s[k] for s in v])) for k in v[0]} for m, v in per_seed.items()}
+    pred = {m: np.concatenate([r["methods"][m]["pred"] for r in runs]) for m in METHODS}
+    kappa = {m: kappa_interval(y, pred[m], seed_id, n_resamples) for m in METHODS}
+    best = max(BASELINES, key=lambda m: kappa[m][0])
+    diff = {
+        m: kappa_interval(y, pred[m], seed_id, n_resamples, reference=pred[best])
+        for m in METHODS
+        if m != best
+    }
+    return dict(
+        name=name, mean=mean, per_seed=per_seed, kappa=kappa, best=best, diff=diff,
+        n_test=[len(r["y"]) for r in runs], runs=runs,
+    )  # fmt: skip
+
+
+def task_table(t: dict) -> str:
     lines = [
-        "| method | kappa | accuracy | F1 | kappa per seed | fit+predict (s) |",
-        "|:---|---:|---:|---:|:---|---:|",
+        f"| method | kappa [95% CI] | minus {t['best']} [95% CI] | AUC | TPR@1%FPR | TPR@10%FPR "
+        "| kappa per seed | fit+predict (s) |",
+        "|:---|---:|---:|---:|---:|---:|:---|---:|",
     ]
-    methods = list(results[seeds[0]])
-    kappa = {}
-    for m in methods:
-        cells = []
-        for metric in METRICS:
-            mean, std = _mean_std([results[s][m][metric] for s in seeds])
-            cells.append(f"{mean:.3f} ± {std:.3f}")
-        kappa[m] = _mean_std([results[s][m]["kappa"] for s in seeds])
-        per = " / ".join(f"{results[s][m]['kappa']:+.2f}" for s in seeds)
-        secs = _mean_std([results[s][m]["seconds"] for s in seeds])[0]
-        lines.append(f"| {m} | {' | '.join(cells)} | {per} | {secs:.0f} |")
-    ranked = [m for m in methods if not m.startswith("Control")]
-    best = max(ranked, key=lambda m: kappa[m][0])
-    verdicts = [
-        f"**{best} wins** on mean test kappa ({kappa[best][0]:.3f} ± {kappa[best][1]:.3f}); "
-        "margins (mean kappa difference, and in how many seeds it is ahead): "
-        + ", ".join(
-            f"{m} by {kappa[best][0] - kappa[m][0]:.3f} "
-            f"({sum(results[s][best]['kappa'] > results[s][m]['kappa'] for s in seeds)}"
-            f"/{len(seeds)})"
-            for m in sorted(ranked, key=lambda m: -kappa[m][0])
-            if m != best
+    for m in METHODS:
+        mean = t["mean"][m]
+        diff = "reference" if m == t["best"] else _fmt_interval(t["diff"][m])
+        per = " / ".join(f"{s['kappa']:+.2f}" for s in t["per_seed"][m])
+        lines.append(
+            f"| {m} | {_fmt_interval(t['kappa'][m])} | {diff} | {mean['auc']:.3f} | "
+            f"{mean['tpr1']:.3f} | {mean['tpr10']:.3f} | {per} | {mean['seconds']:.0f} |"
         )
-        + "."
-    ]
-    pixel = kappa["PixelNN"][0]
-    for m in (
-        "Paper: CANet+ViT",
-        "Tuned: CANet+ViT",
-        "Fix: CANet+PixelPCA",
-        "Fix: MaxSim pixel+ViT",
-    ):
-        diff = kappa[m][0] - pixel
-        verdicts.append(
-            f"{m} {'beats' if diff > 0 else 'LOSES to'} the pixel baseline by {abs(diff):.3f} "
-            f"kappa ({kappa[m][0]:.3f} vs {pixel:.3f})."
-        )
-    control = [results[s]["Control: real-only LogReg"]["kappa"] for s in seeds]
-    verdicts.append(
-        f"Noise: the control, which never sees a generated image, spans {min(control):+.3f} to "
-        f"{max(control):+.3f} kappa over the seeds (test splits hold few patients, and slices "
-        "of one patient are alike): differences between methods smaller than that are not "
-        "established by this benchmark."
-    )
-    if kappa["Paper: CANet+ViT"][0] < pixel:
-        k = {m: v[0] for m, v in kappa.items()}
-        vit, paper, tuned = k["MaxSim+ViT"], k["Paper: CANet+ViT"], k["Tuned: CANet+ViT"]
-        pix_canet, fused = k["Fix: CANet+PixelPCA"], k["Fix: MaxSim pixel+ViT"]
-        clauses = [
-            f"the feature: a threshold on the random ViT's cosine gives {vit:.3f}, on the pixel "
-            f"cosine {pixel:.3f} ({'the ViT is worse' if vit < pixel else 'no worse'})",
-            f"the learned classifier: CANet on the ViT ({paper:.3f} paper, {tuned:.3f} tuned) "
-            f"{'adds nothing over' if max(paper, tuned) <= vit else 'beats'} the cosine "
-            f"threshold on the same features ({vit:.3f}); CANet on pixel features "
-            f"({pix_canet:.3f}) vs a threshold on pixel cosine ({pixel:.3f})",
-            f"fusing the two cosines: {fused:.3f} "
-            f"({'no better' if fused <= pixel else 'better'} than pixels alone)",
-        ]
-        # The proposal follows the measurements: each head (CANet, threshold) on one feature.
-        heads = [("random ViT", max(paper, tuned), vit), ("pixels", pix_canet, pixel)]
-        ssl_helps = None  # not measured without --ssl-vit
-        if "Fix: MaxSim+ViT, SSL weights" in k:
-            ssl_canet, ssl_maxsim = (
-                k["Fix: CANet+ViT, SSL weights"],
-                k["Fix: MaxSim+ViT, SSL weights"],
-            )
-            ssl_helps = max(ssl_canet, ssl_maxsim) > max(paper, vit)
-            clauses.append(
-                f"a trained feature (self-supervised weights): CANet {ssl_canet:.3f}, MaxSim "
-                f"{ssl_maxsim:.3f} (random weights: {paper:.3f}, {vit:.3f}; "
-                f"{'better' if ssl_helps else 'no better'})"
-            )
-            heads.append(("self-supervised ViT", ssl_canet, ssl_maxsim))
-        threshold_wins = sum(t >= c for _, c, t in heads)
-        head = (
-            f"the cosine-threshold head is at least as good as CANet on {threshold_wins} of "
-            f"{len(heads)} features ("
-            + ", ".join(f"{n}: {t:.3f} vs {c:.3f}" for n, c, t in heads)
-            + f"), so prefer `classifier='maxsim'` while only ~{task_n // 2} labels exist"
-            if threshold_wins == len(heads)
-            else f"no head wins on every feature ({threshold_wins} of {len(heads)} for the "
-            "threshold)"
-        )
-        if ssl_helps is False:
-            feature = (
-                "a better feature is needed, but self-supervised weights trained on other "
-                "patients' slices did not give one; the pixel cosine is the best feature "
-                "measured here, and pretrained ViT weights (the paper's setting) cannot be "
-                "downloaded on this machine, so they are the untested next step"
-            )
+    return "\n".join(lines)
+
+
+def verdict(t: dict) -> str:
+    """One line from the numbers: who wins, by how much, and whether the task is sound."""
+    best, kappa = t["best"], t["kappa"]
+    control = kappa[CONTROL]
+    parts = [f"best baseline {best} (kappa {_fmt_interval(kappa[best])})"]
+    default = t["diff"]["Default pipeline"] if best != "Default pipeline" else None
+    if default is not None:
+        if default[1] > 0:
+            word = "BEATS it"
+        elif default[2] < 0:
+            word = "LOSES to it"
         else:
-            feature = (
-                "give the method a trained feature (a random ViT is not one): pretrained "
-                "weights cannot be downloaded here; `--ssl-vit` measures self-supervised ones "
-                "(`RESULTS_realgen_ssl.md`)"
-            )
-        verdicts.append(
-            "Why ours loses, measured here: "
-            + "; ".join(f"({i}) {c}" for i, c in enumerate(clauses, 1))
-            + f". Proposed fix: {head}; {feature}."
-        )
-    return "\n".join(lines), verdicts
+            word = "ties with it (interval contains 0)"
+        parts.append(f"the default pipeline {word} by {_fmt_interval(default)}")
+    signal = [m for m in METHODS if m != CONTROL and kappa[m][1] > 0]
+    parts.append(
+        "methods with kappa above 0 (interval): "
+        + (", ".join(signal) if signal else "none")
+        + ("" if signal else " — the task gives no method a signal")
+    )
+    ok = control[1] <= 0 <= control[2]
+    parts.append(
+        f"control {_fmt_interval(control)}: "
+        + ("contains 0 (no label leak)" if ok else "EXCLUDES 0: the task leaks labels")
+    )
+    widest = max((d[2] - d[1]) / 2 for d in t["diff"].values())
+    parts.append(
+        f"widest half-width of a difference {widest:.3f} "
+        + ("(<= 0.06)" if widest <= 0.06 else "(> 0.06: the test split is too small)")
+    )
+    return "; ".join(parts) + "."
 
 
-def main_realgen(args, argv) -> int:
-    cfg = REALGEN_QUICK if args.quick else REALGEN_FULL
-    seeds = list(range(1 if args.quick else args.seeds))
-    root = args.cache_dir / ("quick" if args.quick else "full")
-    output = args.output if args.output is not None else (None if args.quick else REALGEN_RESULTS)
-    start = _clock()
+def roc_figure(t: dict, path: Path) -> None:
+    """Mean ROC over seeds (TPR interpolated on a common FPR grid) of each method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = np.linspace(0, 1, 201)
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=110)
+    for m in METHODS:
+        tprs = []
+        for r in t["runs"]:
+            fpr, tpr, _ = roc_curve(r["y"], r["methods"][m]["score"])
+            tprs.append(np.interp(grid, fpr, tpr))
+        style = ":" if m == CONTROL else "-"
+        ax.plot(grid, np.mean(tprs, 0), style, lw=1.4, label=f"{m} ({t['mean'][m]['auc']:.2f})")
+    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=t["name"])
+    ax.legend(fontsize=6.5, loc="lower right", title="method (AUC)", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def summary_table(tasks: list[dict]) -> str:
+    head = "| method | " + " | ".join(t["name"] for t in tasks) + " |"
+    lines = [head, "|:---|" + "---:|" * len(tasks)]
+    for m in METHODS:
+        cells = [_fmt_interval(t["kappa"][m]) for t in tasks]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_rst(tasks: list[dict], figures: Path, header: list[str]) -> str:
+    """The summary table, the verdicts and the ROC figures as reStructuredText, for the docs'
+    results page (``.. include::``d there, so the page follows the last run)."""
+    rel = "../../benchmarks/" + figures.name  # from docs/user_guide/
+    lines = [
+        ".. list-table:: Test kappa, mean over seeds [paired bootstrap 95% CI]",
+        "   :header-rows: 1",
+        "",
+        "   * - method",
+        *[f"     - {t['name']}" for t in tasks],
+    ]
+    for m in METHODS:
+        lines.append(f"   * - {m}")
+        lines += [f"     - {_fmt_interval(t['kappa'][m])}" for t in tasks]
+    lines.append("")
+    lines += [f"- **{t['name']}**: {verdict(t)}" for t in tasks]
+    lines.append("")
+    for t in tasks:
+        stem = t["name"].replace(" / ", "_")
+        lines += [f".. image:: {rel}/roc_{stem}.png", f"   :alt: ROC curves, {t['name']}", ""]
+    lines += ["| " + h.replace("`", "``").replace("````", "``") for h in header]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny tasks and generators, 1 seed")
+    parser.add_argument("--seeds", type=int, default=None, help="seeds per task (default 3)")
+    parser.add_argument("--tasks", nargs="+", default=None, help="source/generator names")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--n-jobs", type=int, default=2, help="worker processes (default 2)")
+    parser.add_argument(
+        "--output", type=Path, default=None, help="markdown to write (default RESULTS.md; none "
+        "for --quick)"
+    )  # fmt: skip
+    parser.add_argument(
+        "--figures", type=Path, default=None, help=f"figure folder (default {FIGURES})"
+    )
+    args = parser.parse_args(argv)
+    cfg = QUICK if args.quick else FULL
+    seeds = list(range(args.seeds or cfg["seeds"]))
+    tasks = [t for t in TASKS if args.tasks is None or "/".join(t) in args.tasks]
+    output = args.output or (None if args.quick else RESULTS)
+    figures = args.figures or (FIGURES if output == RESULTS else None)
+    start, cpu_start = time.perf_counter(), time.process_time()
     load_start = os.getloadavg()
 
     def log(msg: str) -> None:
-        print(f"[{_since(start)[0]:6.0f}s] {msg}", file=sys.stderr, flush=True)
+        print(f"[{time.perf_counter() - start:6.0f}s] {msg}", file=sys.stderr, flush=True)
 
-    results, stages, sizes = {}, {}, {}
-    ssl_checkpoint = None
-    ssl_cfg = {**SSL_PRETRAIN, **({"n_images": 64, "epochs": 1} if args.quick else {})}
-    if args.ssl_vit:
-        ssl_checkpoint, info = pretrain_checkpoint(root / "pretrain", log=log, **ssl_cfg)
-        stages["SSL pretraining of the ViT"] = info["train_s"]
-    for s in seeds:
-        results[s], stage, sizes[s] = run_realgen(s, cfg, root, log, ssl_checkpoint)
-        for name, secs in stage.items():
-            stages[name] = stages.get(name, 0.0) + secs
-        log("stages so far: " + ", ".join(f"{n} {v:.0f}s" for n, v in stages.items()))
-    wall, cpu = _since(start)
+    jobs = [(src, gen, s) for src, gen in tasks for s in seeds]
+    log(
+        f"{len(jobs)} generators ({len(tasks)} tasks x {len(seeds)} seeds), {args.n_jobs} at a time"
+    )
+    t = time.perf_counter()
+    # longest training first, so that the two workers finish together
+    order = sorted(range(len(jobs)), key=lambda i: -_COST.get(jobs[i][1], 0))
+    done = Parallel(n_jobs=args.n_jobs)(
+        delayed(_prepare)(*jobs[i], args.cache_dir, args.quick) for i in order
+    )
+    built = [done[order.index(i)] for i in range(len(jobs))]
+    prepare_s = time.perf_counter() - t
+    train_s = sum(info["train_s"] for _, info in built)
+    log(f"generators and folders ready in {prepare_s:.0f}s (training {train_s:.0f}s CPU-thread)")
+    t = time.perf_counter()
+    runs = Parallel(n_jobs=args.n_jobs)(
+        delayed(run_methods)(folder, job[2], cfg)
+        for (folder, _), job in zip(built, jobs, strict=True)
+    )
+    methods_s = time.perf_counter() - t
+    log(f"methods done in {methods_s:.0f}s")
+    t = time.perf_counter()
+    summaries = []
+    for i, (src, gen) in enumerate(tasks):
+        task_runs = runs[i * len(seeds) : (i + 1) * len(seeds)]
+        summaries.append(summarise_task(_task_name(src, gen), task_runs, cfg["n_resamples"]))
+        log(f"{summaries[-1]['name']}: {verdict(summaries[-1])}")
+    bootstrap_s = time.perf_counter() - t
+
+    grids = {}
+    if figures is not None:
+        figures.mkdir(parents=True, exist_ok=True)
+        for i, (src, gen) in enumerate(tasks):
+            stem = f"{src}_{gen}"
+            roc_figure(summaries[i], figures / f"roc_{stem}.png")
+            folder = built[i * len(seeds)][0]
+            grid = Image.open(folder / "samples.png")  # 32 px images: enlarge to be seen
+            grid.resize((3 * grid.width, 3 * grid.height), Image.NEAREST).save(
+                figures / f"samples_{stem}.png"
+            )
+            grids[summaries[i]["name"]] = figures / f"samples_{stem}.png"
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     load_end = os.getloadavg()
-    task = {**REALGEN_TASK, **cfg["task"]}
-    table, verdicts = summarise_realgen(results, seeds, task["n_used"] + task["n_not_used"])
     niceness = os.nice(0)
     command = (
         (f"nice -n {niceness} " if niceness else "")
         + ".venv/bin/python benchmarks/bench_quality.py"
         + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     )
+    sizes = QUICK_SIZES if args.quick else SIZES
+    gens = QUICK_GENERATORS if args.quick else GENERATORS
     header = [
-        f"Task (`benchmarks/realgen`): a DCGAN (width {task['width']}, {task['epochs']} epochs, "
-        f"batch {task['batch_size']}, 64x64) trained on CPU on only the {task['n_used']} used real "
-        f"images of `make_synthetic_leak({task['n_used']}, {task['n_not_used']}, "
-        "image_size=64)`; train split: its own generated library of "
-        f"{task['n_generated']} samples, about {task['n_used'] // 2} used + "
-        f"{task['n_not_used'] // 2} not-used labelled reals; test split: a fresh library of "
-        f"{task['n_generated']} samples (other latents) and the other reals (about half used), "
-        "unlabelled; whole patients go to one split (used + not-used, train / test: "
-        + ", ".join(f"seed {s}: {sizes[s]}" for s in seeds)
-        + "). One generator "
-        f"per seed; seeds {seeds}; k={cfg['k']}"
-        + (f"; quick overrides {cfg['canet']} {cfg['embed']}" if args.quick else ""),
-        "Every method is fitted (embedder, gate, PCA, classifier, thresholds) on the train "
-        "folders only, read back with `load_imageclef_gans`; metrics on the test split; "
-        "mean ± std (ddof=1) over seeds.",
-        f"Command: `{command}` (`make bench` runs it"
-        + (")" if command.endswith("bench_quality.py") else " without these options)"),
+        f"Command: `{command}` (`make bench-quality`)",
         f"Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"Machine: {machine()}",
-        f"Wall time: {wall:.0f}s (process CPU {cpu:.0f}s); stages summed over seeds: "
-        + ", ".join(f"{n} {v:.0f}s" for n, v in stages.items())
-        + (
-            " (generators, folders and any SSL weights reused from the cache; a fresh clone "
-            "trains them)"
-            if stages["DCGAN training"] < 1.0
-            else ""
-        )
-        + f"; load average at start {' / '.join(f'{v:.1f}' for v in load_start)}, at end "
+        f"Wall time: {wall:.0f}s (parent process CPU {cpu:.0f}s): generators and folders "
+        f"{prepare_s:.0f}s (training summed over generators {train_s:.0f}s; "
+        f"{sum(info['cached'] for _, info in built)} of {len(built)} reused from the cache), "
+        f"methods {methods_s:.0f}s, bootstrap {bootstrap_s:.0f}s; {args.n_jobs} worker processes; "
+        f"load average at start {' / '.join(f'{v:.1f}' for v in load_start)}, at end "
         f"{' / '.join(f'{v:.1f}' for v in load_end)}.",
+        f"Seeds {seeds} (a seed picks the real images and the split, and retrains the "
+        f"generator); sizes {sizes}; generators {gens}; k={cfg['k']}.",
     ]
-    legend = [
-        "- Paper: CANet+ViT: the paper's configuration on TINY_VIT (random, pretrained=False; "
-        f"4 blocks of width 64): CLS tokens of blocks {'+'.join(map(str, PAPER_LAYERS))} (its "
-        "6/12/18 of 24 mapped to depth 4), gated fusion, FAISS top-k candidates with "
-        "min_similarity 0.6, CANet on concatenated [real, candidate] vectors (TINY_CANET widths), "
-        "P(used) >= 0.6.",
-        "- Tuned: CANet+ViT: our default changes on the same ViT: comparison pair features "
-        "(pair_features='both': |a-b|, a*b and the concatenation), no similarity mask "
-        "(min_similarity=None); P(used) >= 0.6.",
-        "- MaxSim+ViT: MaxSimilarityClassifier on the Paper pipeline's fitted embeddings and "
-        "candidates, kappa-maximising cosine threshold learned on train.",
-        "- PixelNN: PixelNearestNeighbor (64x64 grayscale cosine, centred on the library mean), "
-        "threshold learned on train.",
-        "- Fix: CANet+PixelPCA: the tuned selector + CANet with the ViT replaced by pixel "
-        "features (32x32 grayscale, PCA to 64 dimensions fitted without labels on the train "
-        "split's real and generated images).",
-        "- Fix: MaxSim pixel+ViT: the PixelNN cosine and the MaxSim+ViT cosine, each "
-        "standardised with its train-split mean and std, summed; one kappa-maximising "
-        "threshold learned on train.",
-        *(
-            [
-                "- Fix: CANet+ViT, SSL weights / Fix: MaxSim+ViT, SSL weights (`--ssl-vit`): "
-                "the Paper row and the MaxSim row with TINY_VIT's weights trained from scratch "
-                "by `realgen/pretrain.py` (the library's contrastive objective, "
-                f"finetune='all', {ssl_cfg['epochs']} epochs at lr "
-                f"{ssl_cfg['lr']:g}) on {ssl_cfg['n_images']} slices of other "
-                "patients (no task image): a trained feature in place of the random one."
-            ]
-            if args.ssl_vit
-            else []
-        ),
-        "- Control: real-only LogReg: logistic regression on the PixelPCA features of the real "
-        "image alone, never looking at generated images: it must stay near kappa 0, or the "
-        "split leaks labels some other way (the splits are patient-disjoint for this reason).",
-        "- fit+predict (s): mean wall seconds per seed; MaxSim+ViT reuses the Paper pipeline's "
-        "fitted embedder and selector.",
-    ]
-    print("\n".join(header), "", table, "", "\n".join(verdicts), "", "\n".join(legend), sep="\n")
-    if output is not None:
-        title = "# Trained-generator membership benchmark (`benchmarks/bench_quality.py`)"
-        if args.quick:
-            title += " — QUICK SMOKE TEST, not results"
-        text = "\n\n".join(
-            [
-                title,
-                "Rewritten by `make bench` (`benchmarks/bench_quality.py`); edits are lost. "
-                "The synthetic-leak task (a fake generator) is in `RESULTS_quality.md` "
-                "(`bench_quality.py --task synthetic`).",
-                "\n".join(f"{h}  " for h in header).rstrip(),
-                table,
-                "\n".join(f"- {v}" for v in verdicts),
-                "\n".join(legend),
-            ]
-        )
-        output.write_text(text + "\n")
-        print(f"\nwrote {output}")
-    return 0
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--task",
-        choices=("realgen", "synthetic"),
-        default="realgen",
-        help="realgen: the trained-DCGAN task, writes RESULTS.md (default); synthetic: the "
-        "synthetic leak task over distortions, writes RESULTS_quality.md",
-    )
-    parser.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=REALGEN_ROOT.parent,
-        help="where the realgen task keeps each seed's generator and folders (reused by reruns)",
-    )
-    parser.add_argument("--quick", action="store_true", help="1 seed, a small task (smoke test)")
-    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
-    parser.add_argument(
-        "--ssl-vit",
-        action="store_true",
-        help="realgen: add rows with self-supervised ViT weights (realgen/pretrain.py, about "
-        "4 minutes of training, cached)",
-    )
-    parser.add_argument(
-        "--distortions", type=float, nargs="+", default=[0.5, 1.0], help="default: 0.5 1.0"
-    )
-    parser.add_argument(
-        "--finetune",
-        choices=("all", "last", "none"),
-        default="all",
-        help="fine-tuning of method (d); none skips it (default all)",
-    )
-    parser.add_argument(
-        "--finetune-epochs",
-        type=int,
-        default=None,
-        help="fine-tuning epochs (default: the embedder's default, 2; 1 with --quick)",
-    )
-    parser.add_argument(
-        "--finetune-lr", type=float, default=1e-4, help="fine-tuning learning rate (default 1e-4)"
-    )
-    parser.add_argument(
-        "--output",
-        type=Path,
-        default=None,
-        help=f"markdown file to write (default: {RESULTS.name} for full runs, none for --quick)",
-    )
-    args = parser.parse_args(argv)
-    if args.task == "realgen":
-        return main_realgen(args, argv)
-    cfg = QUICK if args.quick else FULL
-    seeds = list(range(1 if args.quick else args.seeds))
-    output = args.output if args.output is not None else (None if args.quick else RESULTS)
-    start = _clock()
-    load_start = os.getloadavg()
-
-    def log(msg: str) -> None:
-        print(f"[{_since(start)[0]:6.0f}s] {msg}", file=sys.stderr, flush=True)
-
-    epochs = args.finetune_epochs or (1 if args.quick else 2)
-    ft = (
-        None
-        if args.finetune == "none"
-        else dict(mode=args.finetune, epochs=epochs, lr=args.finetune_lr)
-    )
-    results = {d: {s: run_one(s, d, cfg, ft, log) for s in seeds} for d in args.distortions}
-    wall, cpu = _since(start)
-    load_end = os.getloadavg()
-    table, verdicts = summarise(results, seeds)
-    niceness = os.nice(0)
-    command = (
-        (f"nice -n {niceness} " if niceness else "")
-        + (".venv/bin/python benchmarks/bench_quality.py")
-        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    )
-    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    task = (
-        f"make_synthetic_leak({cfg['n_used']}, {cfg['n_not_used']}, {cfg['n_generated']}, "
-        "image_size=64, leak_fraction=0.3), train random_state=2*seed, test 2*seed+1"
-    )
-    header = [
-        f"Task: {task}; seeds {seeds}; k={cfg['k']}"
-        + (f"; quick overrides {cfg['canet']} {cfg['embed']}" if args.quick else ""),
-        "Everything (embedder, gate, fine-tuning, classifier, thresholds) fitted on the train "
-        "split; metrics on the test split; mean ± std (ddof=1) over seeds.",
-        f"Command: `{command}`",
-        f"Date: {date}",
-        f"Machine: {machine()}",
-        f"Wall time: {wall:.0f}s (process CPU {cpu:.0f}s); load average at start "
-        f"{' / '.join(f'{v:.1f}' for v in load_start)}, at end "
-        f"{' / '.join(f'{v:.1f}' for v in load_end)} (other work on the machine stretches "
-        "wall time).",
-    ]
-    legend = [
-        "- CANet+ViT: tiny random ViT (TINY_VIT, pretrained=False) + gated fusion + "
-        f"FaissCandidateSelector (k={cfg['k']}) + CANetClassifier (TINY_CANET, P(used) >= 0.6).",
-        "- MaxSim+ViT: MaxSimilarityClassifier on the same fitted embeddings and candidates, "
-        "kappa-maximising threshold learned on train.",
-        "- PixelNN: PixelNearestNeighbor (64x64 grayscale cosine), threshold learned on train.",
-    ]
-    if ft is not None:
-        legend += [
-            f"- CANet+ViT-ft({args.finetune}): as CANet+ViT, with the ViT first fine-tuned "
-            f"contrastively (finetune={args.finetune!r}, finetune_epochs={epochs}, "
-            f"finetune_lr={args.finetune_lr:g}; the embedder's defaults are 2 and 1e-4) on the "
-            "train split's real and generated images (NT-Xent on augmented views, no labels).",
-            f"- MaxSim+ViT-ft({args.finetune}): MaxSimilarityClassifier on those fine-tuned "
-            "embeddings and candidates (is the embedding itself better?).",
+    sections = []
+    for i, t in enumerate(summaries):
+        counts = [
+            info["counts"] for info in (b[1] for b in built[i * len(seeds) : (i + 1) * len(seeds)])
         ]
-    legend.append(
-        "- fit+predict (s): mean wall seconds per seed; the MaxSim rows reuse an already fitted "
-        "embedder and selector, so their time excludes them."
-    )
-    print("\n".join(header))
-    print()
-    print(table)
-    print()
-    print("\n".join(verdicts))
-    print()
-    print("\n".join(legend))
+        lines = [
+            f"## {t['name']}",
+            "Real images per seed (train used + not used / test used + not used): "
+            + ", ".join(f"{c[0]} + {c[1]} / {c[2]} + {c[3]}" for c in counts)
+            + ".",
+            task_table(t),
+            f"Verdict: {verdict(t)}",
+        ]
+        if t["name"] in grids:
+            stem = grids[t["name"]].stem.removeprefix("samples_")
+            note = GRID_NOTES.get(t["name"], "(not yet looked at)")
+            lines.append(
+                f"![ROC]({figures.name}/roc_{stem}.png)\n\nSamples of seed 0, each row followed "
+                f"by their nearest used real images: [{grids[t['name']].name}]"
+                f"({figures.name}/{grids[t['name']].name}). {note}"
+            )
+        sections.append("\n\n".join(lines))
+    title = "# Membership benchmark suite (`benchmarks/bench_quality.py`)"
+    if args.quick:
+        title += " — QUICK SMOKE RUN, not results"
+    text = "\n\n".join(
+        [
+            title,
+            "Rewritten by `make bench-quality`; edits are lost. "
+            + __doc__.split("\n\n")[1].replace("\n", " "),
+            "\n".join(f"{h}  " for h in header).rstrip(),
+            "## Summary: test kappa, mean over seeds [paired bootstrap 95% CI]",
+            summary_table(summaries),
+            "\n".join(f"- **{t['name']}**: {verdict(t)}" for t in summaries),
+            *sections,
+            "## Methods\n\n"
+            + "\n".join(ln.strip() for ln in __doc__.split("\n\n")[2].splitlines())
+            + "\n\n"
+            + __doc__.split("\n\n")[3].replace("\n", " "),
+        ]
+    ).replace("``", "`")  # the docstring's reStructuredText literals, in markdown
+    print(text)
+    if figures is not None:
+        (figures / "summary.rst").write_text(summary_rst(summaries, figures, header))
     if output is not None:
-        title = "# Membership quality (`benchmarks/bench_quality.py`)"
-        if args.quick:
-            title += " — QUICK SMOKE TEST, not results"
-        text = "\n\n".join(
-            [
-                title,
-                "Rewritten by `benchmarks/bench_quality.py`; edits are lost.",
-                "\n".join(f"{h}  " for h in header).rstrip(),
-                table,
-                "\n".join(legend),
-                "\n".join(f"- {v}" for v in verdicts),
-            ]
-        )
         output.write_text(text + "\n")
-        print(f"\nwrote {output}")
+        log(f"wrote {output}")
     return 0
 
 

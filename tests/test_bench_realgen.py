@@ -1,105 +1,209 @@
-"""The trained-generator benchmark task (benchmarks/realgen): folders, labels, splits."""
+"""The trained-generator membership suite (benchmarks/realgen, benchmarks/bench_quality.py):
+sources, splits, folders, cache, the statistics and the quick run's report."""
 
 import csv
+import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import cohen_kappa_score
 
 from skfingerprint import load_imageclef_gans
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from realgen.dcgan import Generator, sample
-from realgen.task import _split_by_patient, build_task, load_generator
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+import bench_quality  # noqa: E402
+from realgen import dcgan  # noqa: E402
+from realgen.sources import NEAR_DUPLICATE, SOURCES, SourceUnavailableError, load_source  # noqa: E402
+from realgen.task import QUICK_SIZES, _deal, build_task, load_generator  # noqa: E402
 
 
-def test_split_by_patient_is_disjoint_and_balanced():
-    rng = np.random.default_rng(0)
-    patient = np.repeat(np.arange(20), 5)  # 20 patients of 5 slices
-    y = (patient < 10).astype(int)  # patients 0..9 used
-    train, test = _split_by_patient(y, patient, rng)
-    assert np.intersect1d(train, test).size == 0
-    assert np.union1d(train, test).size == len(y)
-    assert not set(patient[train]) & set(patient[test])
-    assert y[train].sum() == 25 and (1 - y[train]).sum() == 25
+def _source_or_skip(name, n, seed=0):
+    try:
+        return load_source(name, n, seed=seed)
+    except SourceUnavailableError as e:  # .ci/run installs them; a bare machine may not have them
+        pytest.skip(str(e))
 
 
-def test_sample_comes_from_the_network_and_repeats():
+def test_deal_keeps_each_group_in_one_cell_and_fills_every_cell():
+    group = np.repeat(np.arange(50), 4)  # 50 patients of 4 slices
+    cells = _deal(group, [40, 40, 60, 60], np.random.default_rng(0))
+    rows = np.concatenate(cells)
+    assert np.array_equal(np.sort(rows), np.arange(200))  # every row exactly once
+    for a in range(4):
+        assert len(cells[a]) >= [40, 40, 60, 60][a] or a == 3
+        for b in range(a + 1, 4):
+            assert not set(group[cells[a]]) & set(group[cells[b]])
+    assert [len(c) for c in cells] == [40, 40, 60, 60]  # groups of 4 fill the targets exactly
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_sources_give_distinct_images_with_groups(name):
+    real = _source_or_skip(name, 120)
+    assert real.images.dtype == np.uint8 and real.images.shape == (120, 32, 32)
+    assert real.group.shape == (120,)
+    assert real.images.reshape(120, -1).std(1).min() > 0  # no blank image
+    if name != "ct-phantom":  # one image per group, and no near-duplicate pair
+        v = real.images.reshape(120, -1).astype(np.float64)
+        corr = np.corrcoef(v)
+        np.fill_diagonal(corr, 0)
+        assert corr.max() <= NEAR_DUPLICATE
+        assert len(np.unique(real.group)) == 120
+    again = _source_or_skip(name, 120)
+    np.testing.assert_array_equal(real.images, again.images)  # the seed decides
+    other = _source_or_skip(name, 120, seed=1)
+    assert not np.array_equal(real.images, other.images)
+
+
+def test_dcgan_32_samples_come_from_the_network_and_repeat():
     torch.manual_seed(0)
-    G = Generator(nz=8, width=4).eval()
-    a, b = sample(G, 5, seed=1), sample(G, 5, seed=1)
-    assert a.dtype == np.uint8 and a.shape == (5, 64, 64)
+    G = dcgan.Generator(nz=8, width=4, image_size=32).eval()
+    a, b = dcgan.sample(G, 5, seed=1), dcgan.sample(G, 5, seed=1)
+    assert a.dtype == np.uint8 and a.shape == (5, 32, 32)
     np.testing.assert_array_equal(a, b)
-    with torch.no_grad():
-        for p in G.parameters():
-            p.add_(0.5)
-    assert not np.array_equal(a, sample(G, 5, seed=1))  # other weights, other images
+    assert dcgan.Discriminator(4, 32)(torch.zeros(2, 1, 32, 32)).shape == (2,)
+    with pytest.raises(ValueError, match="image_size must be one of"):
+        dcgan.Generator(image_size=48)
+
+
+TINY_DCGAN = dict(kind="dcgan", epochs=1, width=4, batch_size=16)
 
 
 @pytest.fixture(scope="module")
 def tiny_task(tmp_path_factory):
     root = tmp_path_factory.mktemp("realgen")
-    folder, info = build_task(
-        0, root, n_used=16, n_not_used=16, n_generated=12, epochs=1, width=4, log=None
-    )
-    return root, folder, info
+    args = ("ct-phantom", "dcgan-long", 0, root)
+    folder, info = build_task(*args, sizes=QUICK_SIZES, generator_params=TINY_DCGAN, log=None)
+    return args, folder, info
 
 
-def test_build_task_writes_loadable_imageclef_folders(tiny_task):
+def test_build_task_writes_loadable_group_disjoint_folders(tiny_task):
     _, folder, info = tiny_task
     assert not info["cached"]
     train = load_imageclef_gans(folder / "train")
     test = load_imageclef_gans(folder / "test")
-    assert len(train.X_pairs.library) == 12 and len(test.X_pairs.library) == 12
-    assert len(train.ids) + len(test.ids) == 32
-    assert set(np.unique(train.y)) == {0, 1} and test.y is None
+    assert len(train.X_pairs.library) == QUICK_SIZES["n_train_library"]
+    assert len(test.X_pairs.library) == QUICK_SIZES["n_test_library"]
+    assert test.y is None and set(np.unique(train.y)) == {0, 1}
     with open(folder / "test_labels.csv", newline="") as f:
-        labels = dict(csv.reader(f))
+        labels = {i: int(v) for i, v in csv.reader(f)}
     assert sorted(labels) == sorted(test.ids)
+    counts = info["counts"]
+    assert [int(train.y.sum()), int((1 - train.y).sum())] == counts[:2]
+    assert [sum(labels.values()), len(labels) - sum(labels.values())] == counts[2:]
     # the train library is exactly the saved generator's samples (latent seed 10_000 + 2 * seed)
     lib = np.stack(
         [img[..., 0] for _, batch in train.X_pairs.library.iter_batches(64) for img in batch]
     )
-    expected = sample(load_generator(folder), 12, seed=10_000)
+    (weights,) = (folder.parents[2] / "generators").glob("ct-phantom-dcgan-long-seed0-*.pt")
+    expected = dcgan.sample(load_generator(weights), len(lib), seed=10_000)
     np.testing.assert_array_equal(np.round(lib * 255).astype(np.uint8), expected)
     assert (folder / "samples.png").is_file()
+    assert json.loads((folder / "config.json").read_text())["counts"] == counts
+
+
+def test_build_task_splits_whole_patients_and_trains_on_used_images_only(tiny_task, monkeypatch):
+    """Rebuild in a fresh root, capturing what the generator is trained on."""
+    import realgen.task as task
+
+    seen = {}
+
+    def fake_train(params, images, seed, log):
+        seen["images"] = images.copy()
+        return dcgan.Generator(nz=8, width=4, image_size=32).eval()
+
+    monkeypatch.setattr(task, "_train", fake_train)
+    root = tiny_task[1].parents[3] / "other"
+    folder, info = build_task(
+        "ct-phantom", "dcgan-long", 0, root, sizes=QUICK_SIZES, generator_params=TINY_DCGAN,
+        log=None,
+    )  # fmt: skip
+    real = load_source("ct-phantom", sum(QUICK_SIZES[k] for k in list(QUICK_SIZES)[:4]), seed=0)
+    key = {img.tobytes(): g for img, g in zip(real.images, real.group, strict=True)}
+    train = load_imageclef_gans(folder / "train")
+    test = load_imageclef_gans(folder / "test")
+    with open(folder / "test_labels.csv", newline="") as f:
+        test_y = np.array([int(v) for _, v in csv.reader(f)])
+
+    def groups(images, mask):
+        return {key[(img[..., 0] * 255).round().astype(np.uint8).tobytes()]
+                for img, m in zip(images, mask, strict=True) if m}  # fmt: skip
+
+    train_imgs = [img for _, b in train.X_pairs.real.iter_batches(64) for img in b]
+    test_imgs = [img for _, b in test.X_pairs.real.iter_batches(64) for img in b]
+    cells = [
+        groups(train_imgs, train.y == 1), groups(train_imgs, train.y == 0),
+        groups(test_imgs, test_y == 1), groups(test_imgs, test_y == 0),
+    ]  # fmt: skip
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not cells[a] & cells[b], "a patient on two sides"
+    used = {img.tobytes() for img in seen["images"]}
+    trained_on = {key[b] for b in used}
+    assert trained_on == cells[0] | cells[2]  # every used patient, and only them
+    assert len(used) == info["counts"][0] + info["counts"][2]
 
 
 def test_build_task_reuses_the_cache(tiny_task):
-    root, folder, _ = tiny_task
-    again, info = build_task(
-        0, root, n_used=16, n_not_used=16, n_generated=12, epochs=1, width=4, log=None
-    )
+    args, folder, _ = tiny_task
+    again, info = build_task(*args, sizes=QUICK_SIZES, generator_params=TINY_DCGAN, log=None)
     assert again == folder and info["cached"]
+    other, info = build_task(
+        *args, sizes=QUICK_SIZES, generator_params={**TINY_DCGAN, "epochs": 2}, log=None
+    )
+    assert other != folder and not info["cached"]  # another generator, another task
 
 
-def test_pretrained_checkpoint_loads_into_the_embedder_and_is_reused(tmp_path):
-    from realgen.pretrain import DEFAULTS, pretrain_checkpoint
+def test_mean_kappa_is_sklearns_kappa_averaged_over_seeds():
+    rng = np.random.default_rng(0)
+    y, pred = rng.integers(0, 2, 300), rng.integers(0, 2, 300)
+    pred[:120] = y[:120]  # some agreement
+    seed_id = np.repeat([0, 1, 2], 100)
+    expected = np.mean([cohen_kappa_score(y[seed_id == s], pred[seed_id == s]) for s in range(3)])
+    assert bench_quality.mean_kappa(y, pred, seed_id) == pytest.approx(expected)
+    # vectorised over leading axes, as scipy's bootstrap calls it
+    batch = bench_quality.mean_kappa(np.stack([y, y]), np.stack([pred, y]), np.stack([seed_id] * 2))
+    assert batch == pytest.approx([expected, 1.0])
 
-    from skfingerprint import TINY_VIT, ViTLayerFusionEmbedder
 
-    path, info = pretrain_checkpoint(tmp_path, n_images=16, epochs=1, log=None)
-    assert not info["cached"] and path.is_file()
-    assert not list(tmp_path.glob("*.tmp"))
-    images = np.random.default_rng(0).random((3, 64, 64)).astype(np.float32)
+def test_kappa_interval_brackets_the_value_and_is_zero_against_itself():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 400)
+    pred = np.where(rng.random(400) < 0.7, y, 1 - y)  # kappa about 0.4
+    seed_id = np.repeat([0, 1], 200)
+    value, low, high = bench_quality.kappa_interval(y, pred, seed_id, 300)
+    assert low < value < high and 0.2 < value < 0.6 and high - low < 0.4
+    assert bench_quality.kappa_interval(y, pred, seed_id, 300, reference=pred) == (0, 0, 0)
+    diff = bench_quality.kappa_interval(y, y, seed_id, 300, reference=pred)
+    assert diff[1] > 0  # perfect predictions beat noisy ones, with an interval above 0
 
-    def tokens(**extra):
-        embedder = ViTLayerFusionEmbedder(**TINY_VIT, **extra, fusion="mean", random_state=0)
-        return embedder.fit(images).transform(images)
 
-    trained = tokens(checkpoint=str(path))
-    assert not np.allclose(trained, tokens())
-    # the saved weights are the trained ones, not the random start they were trained from
-    start = ViTLayerFusionEmbedder(**TINY_VIT, fusion="mean", random_state=DEFAULTS["random_state"])
-    start = start.fit(images).backbone_.module.vit.state_dict()
-    saved = torch.load(path, weights_only=True)
-    assert saved.keys() == start.keys()
-    assert any(not torch.equal(saved[k], start[k]) for k in saved)
-    np.testing.assert_allclose(trained, tokens(checkpoint=str(path)))  # the file is the model
-    mtime = path.stat().st_mtime_ns
-    again, info = pretrain_checkpoint(tmp_path, n_images=16, epochs=1, log=None)
-    assert info["cached"] and again == path and path.stat().st_mtime_ns == mtime
-    _, info = pretrain_checkpoint(tmp_path, n_images=16, epochs=2, log=None)
-    assert not info["cached"]  # another configuration trains again
+def test_tpr_at_fpr_reads_the_roc_curve():
+    y = np.array([0] * 10 + [1] * 10)
+    score = np.r_[np.arange(10), np.arange(5, 15)].astype(float)  # positives 5..14
+    assert bench_quality.tpr_at(y, score, 0.0) == pytest.approx(0.5)  # 10..14 above every negative
+    assert bench_quality.tpr_at(y, score, 0.1) >= 0.5
+
+
+@pytest.mark.slow
+def test_quick_run_writes_every_table_and_the_control_row(tmp_path):
+    for name in ("fashion", "kanji"):
+        _source_or_skip(name, 10)
+    out = tmp_path / "q.md"
+    code = bench_quality.main(
+        ["--quick", "--output", str(out), "--figures", str(tmp_path / "fig"),
+         "--cache-dir", str(tmp_path / "cache"), "--n-jobs", "1"]
+    )  # fmt: skip
+    assert code == 0
+    text = out.read_text()
+    assert "QUICK SMOKE RUN" in text and "## Summary" in text
+    for source, generator in bench_quality.TASKS:
+        name = f"{source} / {generator}"
+        assert f"## {name}" in text and f"**{name}**" in text
+        assert (tmp_path / "fig" / f"roc_{source}_{generator}.png").stat().st_size > 0
+    assert text.count(f"| {bench_quality.CONTROL} |") == len(bench_quality.TASKS) + 1
+    for method in bench_quality.METHODS:
+        assert f"| {method} |" in text

@@ -1,9 +1,10 @@
-"""A membership task whose generated images come out of a really trained generator (a DCGAN).
+"""Membership tasks whose generated images come out of really trained generators.
 
-``python -m realgen`` (run from ``benchmarks/``) or :func:`build_task` trains the DCGAN on only
-the *used* real images of a synthetic CT task and writes ImageCLEF folders; see ``task.py``.
+:func:`build_task` trains a generator (a DCGAN at two training lengths, or a small DDPM) on
+only the *used* images of a real image source and writes ImageCLEF folders; see ``task.py``,
+``sources.py`` and ``bench_quality.py``, which runs the suite.
 """
 
-from .task import build_task
+from .task import TASKS, build_task
 
-__all__ = ["build_task"]
+__all__ = ["TASKS", "build_task"]

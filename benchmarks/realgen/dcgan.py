@@ -1,8 +1,8 @@
-"""A small DCGAN (Radford et al. 2016) for 64x64 grayscale images, trained on CPU.
+"""A small DCGAN (Radford et al. 2016) for 32x32 or 64x64 grayscale images, trained on CPU.
 
-Kept deliberately small (widths 32) so that a few hundred 64 px images can be fitted, and
-partly memorised, within minutes on one CPU thread: memorisation is the privacy leak the
-benchmark's methods must detect.
+Kept deliberately small (widths 16-32) so that a few hundred images can be fitted, and partly
+memorised, within minutes on one CPU thread: memorisation is the privacy leak the benchmark's
+methods must detect. The number of epochs sets how much it memorises.
 """
 
 from __future__ import annotations
@@ -16,13 +16,26 @@ from torch import nn
 __all__ = ["Discriminator", "Generator", "sample", "train_dcgan"]
 
 
-class Generator(nn.Module):
-    """``z (nz,) -> 1 x 64 x 64`` in [-1, 1]: transposed convolutions 4 -> 8 -> 16 -> 32 -> 64."""
+SIZES = (32, 64)
 
-    def __init__(self, nz: int = 64, width: int = 32) -> None:
+
+def _check_size(image_size: int) -> None:
+    if image_size not in SIZES:
+        raise ValueError(f"image_size must be one of {SIZES}, got {image_size}")
+
+
+class Generator(nn.Module):
+    """``z (nz,) -> 1 x s x s`` in [-1, 1]: transposed convolutions 4 -> 8 -> ... -> s."""
+
+    def __init__(self, nz: int = 64, width: int = 32, image_size: int = 64) -> None:
         super().__init__()
+        _check_size(image_size)
         w = width
         self.nz = nz
+        self.image_size = image_size
+        self.config = dict(nz=nz, width=width, image_size=image_size)  # rebuilds it
+        # 64 px: 8w -> 4w -> 2w -> w -> 1; 32 px drops the widest stage
+        top = 8 if image_size == 64 else 4
 
         def up(c_in: int, c_out: int) -> list[nn.Module]:
             return [
@@ -32,12 +45,10 @@ class Generator(nn.Module):
             ]
 
         self.net = nn.Sequential(
-            nn.ConvTranspose2d(nz, w * 8, 4, 1, 0, bias=False),
-            nn.BatchNorm2d(w * 8),
+            nn.ConvTranspose2d(nz, w * top, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(w * top),
             nn.ReLU(True),
-            *up(w * 8, w * 4),
-            *up(w * 4, w * 2),
-            *up(w * 2, w),
+            *[m for c in (8, 4, 2) if c <= top for m in up(w * c, w * c // 2)],
             nn.ConvTranspose2d(w, 1, 4, 2, 1, bias=False),
             nn.Tanh(),
         )
@@ -47,11 +58,13 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """``1 x 64 x 64 -> logit``: strided convolutions 64 -> 32 -> 16 -> 8 -> 4 -> 1."""
+    """``1 x s x s -> logit``: strided convolutions s -> s/2 -> ... -> 4 -> 1."""
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, image_size: int = 64) -> None:
         super().__init__()
+        _check_size(image_size)
         w = width
+        top = 8 if image_size == 64 else 4
 
         def down(c_in: int, c_out: int) -> list[nn.Module]:
             return [
@@ -63,10 +76,8 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(1, w, 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, True),
-            *down(w, w * 2),
-            *down(w * 2, w * 4),
-            *down(w * 4, w * 8),
-            nn.Conv2d(w * 8, 1, 4, 1, 0, bias=False),
+            *[m for c in (1, 2, 4) if c < top for m in down(w * c, w * c * 2)],
+            nn.Conv2d(w * top, 1, 4, 1, 0, bias=False),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -92,20 +103,28 @@ def train_dcgan(
     seed: int = 0,
     log=None,
 ) -> Generator:
-    """Train a DCGAN on ``images`` (uint8, ``(n, 64, 64)``) and return the generator (eval mode).
+    """Train a DCGAN on ``images`` (uint8, ``(n, s, s)`` with s 32 or 64) and return the
+    generator (eval mode).
 
     Standard DCGAN recipe: Adam (lr 2e-4, betas 0.5/0.999), non-saturating BCE losses, real
     labels smoothed to 0.9. Deterministic on CPU for a given ``seed``.
     """
     images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (64, 64):
+    if (
+        images.dtype != np.uint8
+        or images.ndim != 3
+        or images.shape[1] != images.shape[2]
+        or images.shape[1] not in SIZES
+    ):
         raise ValueError(
-            f"images must be uint8 of shape (n, 64, 64), got {images.dtype} {images.shape}"
+            "images must be uint8 of shape (n, 32, 32) or (n, 64, 64), got "
+            f"{images.dtype} {images.shape}"
         )
+    size = images.shape[1]
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     real = torch.from_numpy(images).float().div(127.5).sub(1.0).unsqueeze(1)
-    G, D = Generator(nz, width), Discriminator(width)
+    G, D = Generator(nz, width, size), Discriminator(width, size)
     G.apply(_init_weights)
     D.apply(_init_weights)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.5, 0.999))
@@ -140,7 +159,7 @@ def train_dcgan(
 
 @torch.no_grad()
 def sample(G: Generator, n: int, *, seed: int, batch_size: int = 256) -> np.ndarray:
-    """``n`` images from the generator as uint8 ``(n, 64, 64)``; the latents come from ``seed``."""
+    """``n`` images from the generator as uint8 ``(n, s, s)``; the latents come from ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for i in range(0, n, batch_size):
