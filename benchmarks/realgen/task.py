@@ -55,7 +55,8 @@ __all__ = [
 ]
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1] / ".cache" / "realgen"
-#: Bump when the meaning of a configuration changes (invalidates every cached task).
+#: Bump when the code of a generator or a source changes: the cache keys hash parameters, not
+#: code, so a stale generator would be reused otherwise (invalidates every cached task).
 VERSION = 3
 
 #: Real images per cell and library sizes, like ImageCLEFmed GANs: 100 + 100 labelled train
