@@ -207,3 +207,32 @@ def test_quick_run_writes_every_table_and_the_control_row(tmp_path):
     assert text.count(f"| {bench_quality.CONTROL} |") == len(bench_quality.TASKS) + 1
     for method in bench_quality.METHODS:
         assert f"| {method} |" in text
+
+
+def test_relation_scores_ignore_order_and_library_duplication():
+    """The probe's scores are relations, not positions: permuting the reals permutes the rows,
+    and duplicating every library image leaves the top-1, calibration, attribution (normalised
+    by library size) and margin scores unchanged. The fixed-k scores (top5, density) do change:
+    duplicates fill the k slots, so they depend on library size (a limit the detector issue
+    must fix, e.g. k proportional to the library)."""
+    from probe_relations import FEATURES, relation_scores
+
+    from skfingerprint import make_pairs
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (12, 32, 32)).astype(np.uint8)
+    noise = rng.normal(0, 1, (12, 32, 32)) * np.tile([4, 25, 60], 4)[:, None, None]
+    copies = np.repeat(real[:4], 3, axis=0) + noise  # distinct noise: no near-tied neighbours
+    library = np.concatenate([copies.clip(0, 255), rng.integers(0, 256, (12, 32, 32))])
+    library = library.astype(np.uint8)  # three near-copies of each of the first four reals
+    base = relation_scores(make_pairs(real, library))
+    order = rng.permutation(12)
+    np.testing.assert_allclose(relation_scores(make_pairs(real[order], library)), base[order],
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    doubled = relation_scores(make_pairs(real, np.concatenate([library, library])))
+    invariant = [FEATURES.index(f) for f in ("top1", "real_nn", "calib", "attribution", "margin")]
+    np.testing.assert_allclose(doubled[:, invariant], base[:, invariant], rtol=1e-5, atol=1e-5)
+    fixed_k = [FEATURES.index(f) for f in ("top5", "density")]
+    assert not np.allclose(doubled[:, fixed_k], base[:, fixed_k])
+    attribution = FEATURES.index("attribution")
+    assert base[:4, attribution].mean() > base[4:, attribution].mean()  # copies attract
