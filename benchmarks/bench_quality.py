@@ -2,8 +2,8 @@
 
 Each task of ``realgen.task.TASKS`` is a real image source and a generator really trained on CPU
 on the *used* images only (``benchmarks/realgen``), written as ImageCLEF folders: 100 + 100
-labelled train reals and a train library of 1,500 samples; 250 + 250 unlabelled test reals and
-a test library of 1,000 other samples; whole groups (patients, products, characters) on one
+labelled train reals and a train library of 1,200 samples; 400 + 400 unlabelled test reals and
+a test library of 800 other samples; whole groups (patients, products, characters) on one
 side. Every method is fitted on the train folder only and scored once on the test folder:
 
 - ``PixelNN``: one kappa-maximising threshold on the best pixel cosine (GAN-Leaks' full
