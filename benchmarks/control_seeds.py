@@ -9,42 +9,36 @@ splits of many seeds and prints the mean kappa over seeds with its standard erro
 """
 
 import sys
+from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_quality import real_only_control
 from realgen.sources import load_source
 from realgen.task import SIZES, _deal
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import cohen_kappa_score
 
 from skfingerprint.baselines import _gray_vectors
 
-cells = ["n_train_used", "n_train_not_used", "n_test_used", "n_test_not_used"]
-for source in sys.argv[3:]:
-    ks = []
-    for seed in range(int(sys.argv[1]), int(sys.argv[2])):
-        real = load_source(source, sum(SIZES[c] for c in cells), seed=seed)
-        tu, tn, su, sn = _deal(real.group, [SIZES[c] for c in cells], np.random.default_rng(seed))
-        x = _gray_vectors(list(real.images[..., None].astype(np.float32) / 255), 32)
-        tr, te = np.r_[tu, tn], np.r_[su, sn]
-        ytr, yte = (
-            np.r_[np.ones(len(tu)), np.zeros(len(tn))],
-            np.r_[np.ones(len(su)), np.zeros(len(sn))],
-        )
-        pca = PCA(64, random_state=seed).fit(x[tr])
-        clf = LogisticRegression(max_iter=2000).fit(pca.transform(x[tr]), ytr)
-        ks.append(cohen_kappa_score(yte, clf.predict(pca.transform(x[te]))))
-    ks = np.array(ks)
-    print(
-        source,
-        "seeds",
-        sys.argv[1:],
-        "kappa per seed",
-        "mean",
-        round(ks.mean(), 3),
-        "+-",
-        round(ks.std(ddof=1) / np.sqrt(len(ks)), 3),
-        flush=True,
-    )
+CELLS = ["n_train_used", "n_train_not_used", "n_test_used", "n_test_not_used"]
+
+
+def control_kappa(source: str, seed: int) -> float:
+    """Test kappa of the suite's control on ``source``'s split of ``seed``."""
+    real = load_source(source, sum(SIZES[c] for c in CELLS), seed=seed)
+    cells = _deal(real.group, [SIZES[c] for c in CELLS], np.random.default_rng(seed))
+    x = _gray_vectors(list(real.images[..., None].astype(np.float32) / 255), 32)
+    train, test = np.r_[cells[0], cells[1]], np.r_[cells[2], cells[3]]
+    y_train = np.r_[np.ones(len(cells[0])), np.zeros(len(cells[1]))]
+    y_test = np.r_[np.ones(len(cells[2])), np.zeros(len(cells[3]))]
+    _, pred = real_only_control(x[train], y_train, x[test], seed)
+    return cohen_kappa_score(y_test, pred)
+
+
+if __name__ == "__main__":
+    first, last, *sources = sys.argv[1:]
+    for source in sources:
+        ks = np.array([control_kappa(source, s) for s in range(int(first), int(last))])
+        sem = ks.std(ddof=1) / np.sqrt(len(ks))
+        print(f"{source} seeds {first}..{int(last) - 1}: mean kappa {ks.mean():+.3f} +- {sem:.3f}")
