@@ -22,3 +22,15 @@ def png_folder(tmp_path, rng):
     for i, a in enumerate(arrays):
         write_png(tmp_path / "imgs" / f"img_{i}.png", a)
     return tmp_path / "imgs", arrays
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: two threads on two shared, busy cores are several times
+    slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

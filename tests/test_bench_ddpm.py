@@ -5,19 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from realgen.ddpm import UNet, sample_ddpm, train_ddpm
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two torch threads on two shared, busy cores are several times slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,13 +30,7 @@ F = 2 * D + 1
 FAST = dict(hidden=(16, 8), n_heads=2, batch_size=16, lr=3e-3, max_epochs=8, random_state=0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two torch threads on two shared, busy cores are several times slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_candidates(n, *, noise=1.0, seed=0, n_masked=0):
