@@ -79,7 +79,13 @@ def run_one(seed: int, distortion: float, cfg: dict, finetune: dict | None, log)
     # (a) the full method, random tiny ViT
     t = _clock()
     pipe = make_fingerprint_pipeline(
-        **TINY_VIT, k=cfg["k"], random_state=seed, embedder_params=embed or None, **canet
+        "canet",
+        **TINY_VIT,
+        features="paper",
+        k=cfg["k"],
+        random_state=seed,
+        embedder_params=embed or None,
+        **canet,
     )
     pipe.fit(train.X_pairs, train.y)
     preds["CANet+ViT"] = pipe.predict(test.X_pairs)
@@ -111,7 +117,9 @@ def run_one(seed: int, distortion: float, cfg: dict, finetune: dict | None, log)
         name = f"CANet+ViT-ft({mode})"
         t = _clock()
         pipe_ft = make_fingerprint_pipeline(
+            "canet",
             **TINY_VIT,
+            features="paper",
             k=cfg["k"],
             finetune=mode,
             random_state=seed,

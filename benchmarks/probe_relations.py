@@ -48,13 +48,14 @@ from realgen.task import DEFAULT_ROOT, SIZES, TASKS  # noqa: E402
 from sklearn.linear_model import LogisticRegression  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
-from skfingerprint.baselines import _gray_vectors, learn_kappa_threshold  # noqa: E402
+from skfingerprint.baselines import learn_kappa_threshold  # noqa: E402
+from skfingerprint.images import gray_vectors  # noqa: E402
 
 FEATURES = ("top1", "top5", "real_nn", "calib", "attribution", "margin", "density")
 
 
 def _unit(images, mean=None) -> tuple[np.ndarray, np.ndarray]:
-    v = np.concatenate([_gray_vectors(b, 32) for _, b in images.iter_batches(512)])
+    v = np.concatenate([gray_vectors(b, 32) for _, b in images.iter_batches(512)])
     mean = v.mean(0) if mean is None else mean
     v = v - mean
     return v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-8), mean

@@ -28,8 +28,9 @@ task = make_synthetic_leak(
     n_used=40, n_not_used=40, n_generated=160, image_size=64, distortion=0.5, random_state=0
 )
 methods = {
-    "CANet + ViT": make_fingerprint_pipeline(
-        **TINY_VIT, k=20, max_epochs=20, random_state=0, **TINY_CANET
+    "default (relations)": make_fingerprint_pipeline(**TINY_VIT, k=20, random_state=0),
+    "CANet + ViT (paper)": make_fingerprint_pipeline(
+        "canet", **TINY_VIT, features="paper", k=20, max_epochs=20, random_state=0, **TINY_CANET
     ),
     "max-similarity + ViT": make_fingerprint_pipeline("maxsim", **TINY_VIT, k=20, random_state=0),
     "pixel NN": PixelNearestNeighbor(image_size=64),

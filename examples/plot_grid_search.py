@@ -26,8 +26,11 @@ SIZES = dict(n_used=40, n_not_used=40, n_generated=160, image_size=64, distortio
 train = make_synthetic_leak(**SIZES, random_state=0)
 test = make_synthetic_leak(**SIZES, random_state=1)
 
+# The paper's configuration: CANet on [real, candidate, cosine] vectors of the fused blocks.
 pipe = make_fingerprint_pipeline(
+    "canet",
     **TINY_VIT,
+    features="paper",
     k=20,
     max_epochs=15,
     random_state=0,

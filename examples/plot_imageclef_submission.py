@@ -37,7 +37,7 @@ from skfingerprint import (
 )
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
-from skfingerprint.pipeline import TINY_CANET, TINY_VIT
+from skfingerprint.pipeline import TINY_VIT
 
 SIZES = dict(n_used=40, n_not_used=40, n_generated=160, image_size=64, distortion=0.5)
 work = Path(tempfile.mkdtemp())
@@ -53,7 +53,7 @@ for folder in sorted((work / "train").iterdir()) + sorted((work / "test").iterdi
 # ---------------------
 # In a shell this is::
 #
-#     skfingerprint fit train/ -o model.joblib --tiny --k 20 --epochs 20 --seed 0
+#     skfingerprint fit train/ -o model.joblib --tiny --k 20 --seed 0
 #     skfingerprint predict model.joblib test/ -o submission_cli.csv
 #
 # :func:`skfingerprint.cli.main` runs the same commands from Python and returns the exit
@@ -67,8 +67,6 @@ status = main(
         str(work / "model.joblib"),
         "--tiny",
         "--k",
-        "20",
-        "--epochs",
         "20",
         "--seed",
         "0",
@@ -95,7 +93,7 @@ assert status == 0
 train = load_imageclef_gans(work / "train")
 test = load_imageclef_gans(work / "test")
 print(train.split, len(train.ids), "real images;", test.split, len(test.ids), "real images")
-pipe = make_fingerprint_pipeline(**TINY_VIT, k=20, max_epochs=20, random_state=0, **TINY_CANET)
+pipe = make_fingerprint_pipeline(**TINY_VIT, k=20, random_state=0)
 pipe.fit(train.X_pairs, train.y)
 write_submission(test.ids, pipe.predict(test.X_pairs), work / "submission_py.csv")
 

@@ -8,8 +8,9 @@ training images. Given the images it generated, we decide which real images were
 training set.
 
 This example builds a small synthetic task where the truth is known, fits the audit pipeline
-(ViT embeddings -> FAISS candidates -> CANet) on one task and reports the official
-ImageCLEFmed GANs metrics, Cohen's kappa first, on an independent one.
+(embeddings and pixels -> candidates and relation scores -> a logistic regression) on one
+task and reports the official ImageCLEFmed GANs metrics, Cohen's kappa first, on an
+independent one.
 """
 
 # %%
@@ -26,7 +27,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from skfingerprint import make_fingerprint_pipeline, membership_report
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.pipeline import TINY_CANET, TINY_VIT
+from skfingerprint.pipeline import TINY_VIT
 
 SIZES = dict(n_used=40, n_not_used=40, n_generated=160, image_size=64, distortion=0.5)
 train = make_synthetic_leak(**SIZES, random_state=0)
@@ -63,7 +64,7 @@ fig.suptitle("The synthetic task: the generator leaks distorted copies of its tr
 # ``Pipeline``. ``TINY_VIT`` is a small, randomly initialised ViT (no download); with real data,
 # use the default pretrained ViT-B/16 instead. Each real image is judged against its ``k`` most
 # similar generated images.
-pipe = make_fingerprint_pipeline(**TINY_VIT, k=20, max_epochs=20, random_state=0, **TINY_CANET)
+pipe = make_fingerprint_pipeline(**TINY_VIT, k=20, random_state=0)
 pipe.fit(train.X_pairs, train.y)
 pipe
 

@@ -12,7 +12,7 @@ We fit the pipeline on a training task, then on an independent test task
 1. show the real images the model flags most confidently beside their top generated
    candidates, with cosine similarities (copies marked, since the synthetic truth is known);
 2. compare the best-candidate similarity of used and not used images;
-3. draw the ROC curves of the CANet's P(used) and of the best similarity alone.
+3. draw the ROC curves of the pipeline's P(used) and of the best similarity alone.
 """
 
 # %%
@@ -23,12 +23,12 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from skfingerprint import MaxSimilarityClassifier, make_fingerprint_pipeline, plot_leak_candidates
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.pipeline import TINY_CANET, TINY_VIT
+from skfingerprint.pipeline import TINY_VIT
 
 SIZES = dict(n_used=40, n_not_used=40, n_generated=160, image_size=64, distortion=0.5)
 train = make_synthetic_leak(**SIZES, random_state=0)
 test = make_synthetic_leak(**SIZES, random_state=1)
-pipe = make_fingerprint_pipeline(**TINY_VIT, k=20, max_epochs=20, random_state=0, **TINY_CANET)
+pipe = make_fingerprint_pipeline(**TINY_VIT, k=20, random_state=0)
 pipe.fit(train.X_pairs, train.y)
 proba = pipe.predict_proba(test.X_pairs)[:, 1]
 
@@ -36,7 +36,8 @@ proba = pipe.predict_proba(test.X_pairs)[:, 1]
 # The flagged images and their evidence
 # -------------------------------------
 # Each row: a real test image (its id, P(used) and true label in the title), then its four
-# most similar generated images in the embedding space with their cosines. ``library_source``
+# most similar generated images in the pipeline's candidate space (pixels, by default) with
+# their cosines. ``library_source``
 # tells the plot which generated images copy which real image, so true copies are marked.
 source = [test.ids[s] if s >= 0 else "" for s in test.generated_source]
 fig = plt.figure(figsize=(10, 10), layout="constrained")
@@ -77,10 +78,10 @@ ax.legend(loc="upper center")
 # ----------
 # The area under the curve summarises the ranking whatever the threshold; kappa (the official
 # metric) judges one threshold. The dotted diagonal is guessing. Where the two curves lie on
-# top of each other, CANet ranks the images no better than their best cosine alone.
+# top of each other, the pipeline ranks the images no better than their best cosine alone.
 fig, ax = plt.subplots(figsize=(4.8, 4.5), layout="constrained")
 for score, name, style in [
-    (proba, "CANet P(used)", dict(lw=3, alpha=0.7)),
+    (proba, "pipeline P(used)", dict(lw=3, alpha=0.7)),
     (best, "best cosine", dict(ls="--", color="black")),
 ]:
     fpr, tpr, _ = roc_curve(test.y, score)

@@ -15,7 +15,7 @@ from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 
 # A small fast fit: tiny random ViT, 10 candidates, 3 CANet epochs.
-FIT_FAST = ["--tiny", "--k", "10", "--epochs", "3", "--seed", "0"]
+FIT_FAST = ["--tiny", "--k", "10", "--seed", "0"]  # the default classifier (linear head)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_evaluate_prints_the_metrics(data, model, capsys):
     assert code == 0, err
     for metric in ("kappa", "accuracy", "precision", "recall", "f1"):
         assert metric in out
-    assert "CANetClassifier" in out
+    assert "LinearRelationClassifier" in out  # the default classifier
     assert "optimistic" in out  # the folder it was fitted on
 
 
@@ -127,7 +127,7 @@ def test_demo_quick(tmp_path, capsys):
     out_dir = tmp_path / "demo"
     code, out, err = run(capsys, "demo", "--quick", "--output", out_dir)
     assert code == 0, err
-    for name in ("CANet+ViT", "MaxSim+ViT", "PixelNN", "kappa", "f1"):
+    for name in ("Default", "CANet+ViT", "MaxSim+ViT", "PixelNN", "kappa", "f1"):
         assert name in out
     ids, _ = read_submission(out_dir / "submission.csv")
     assert len(ids) == 48

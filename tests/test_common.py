@@ -22,6 +22,7 @@ from sklearn.utils import estimator_checks as ec
 from skfingerprint import (
     CANetClassifier,
     FaissCandidateSelector,
+    LinearRelationClassifier,
     MaxSimilarityClassifier,
     PixelNearestNeighbor,
     ViTLayerFusionEmbedder,
@@ -46,6 +47,7 @@ def estimators():
         ),
         MaxSimilarityClassifier(),
         PixelNearestNeighbor(image_size=16),
+        LinearRelationClassifier(),
     ]
 
 
@@ -90,7 +92,9 @@ def data():
     embedder = estimators()[0].fit(task.X_pairs, task.y)
     E = embedder.transform(task.X_pairs)
     C = FaissCandidateSelector(k=5, min_similarity=None).fit(E).transform(E)
+    relations = FaissCandidateSelector(k=5, min_similarity=None, features="relations")
     return {
+        "LinearRelationClassifier": (relations.fit(E).transform(E), task.y),
         "ViTLayerFusionEmbedder": (task.X_pairs, task.y),
         "FaissCandidateSelector": (E, None),
         "CANetClassifier": (C, task.y),

@@ -334,9 +334,10 @@ def test_bad_labels(task):
         tiny_embedder().fit(task.X_pairs, task.y[:5])
 
 
-def test_bad_params_are_named():
+def test_bad_params_are_named(monkeypatch):
     with pytest.raises(ValueError, match="fusion"):
         tiny_embedder(fusion="max").fit(np.zeros((2, 8, 8), np.uint8))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a CPU-only machine
     with pytest.raises(ValueError, match="CUDA is not available"):
         tiny_embedder(device="cuda").fit(np.zeros((2, 8, 8), np.uint8))
 

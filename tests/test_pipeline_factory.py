@@ -8,6 +8,7 @@ from sklearn.pipeline import Pipeline
 from skfingerprint import (
     CANetClassifier,
     FaissCandidateSelector,
+    LinearRelationClassifier,
     MaxSimilarityClassifier,
     ViTLayerFusionEmbedder,
 )
@@ -31,25 +32,50 @@ def task():
 
 @pytest.fixture(scope="module")
 def fitted_canet(task):
-    pipe = make_fingerprint_pipeline(**FAST, max_epochs=3, **TINY_CANET)
+    pipe = make_fingerprint_pipeline("canet", features="paper", **FAST, max_epochs=3, **TINY_CANET)
     return pipe.fit(task.X_pairs, task.y)
 
 
-def test_default_steps_follow_the_paper():
-    pipe = make_fingerprint_pipeline()
+def test_paper_features_follow_the_paper():
+    pipe = make_fingerprint_pipeline("canet", features="paper")
     assert isinstance(pipe, Pipeline)
     assert [name for name, _ in pipe.steps] == ["embed", "select", "clf"]
     embed, select, clf = (step for _, step in pipe.steps)
     assert isinstance(embed, ViTLayerFusionEmbedder)
     assert (embed.model, embed.pretrained, embed.fusion) == ("vit_base_patch16_224", True, "gated")
+    assert embed.pixel_size is None
     assert isinstance(select, FaissCandidateSelector)
-    assert (select.k, select.min_similarity) == (100, 0.6)
+    assert (select.k, select.min_similarity, select.features) == (100, 0.6, "paper")
     assert isinstance(clf, CANetClassifier)
-    assert clf.threshold == 0.6
+    assert (clf.threshold, clf.pair_features) == (0.6, "concat")
+
+
+def test_default_is_the_linear_head_on_relation_scores():
+    embed, select, clf = (step for _, step in make_fingerprint_pipeline().steps)
+    assert embed.pixel_size == 32
+    assert (select.features, select.min_similarity) == ("relations", None)
+    assert select.relation_spaces == ("pixels", "vit")  # pretrained ViT: its scores too
+    assert isinstance(clf, LinearRelationClassifier)
+    untrained = make_fingerprint_pipeline(**TINY_VIT)
+    assert untrained.named_steps["select"].relation_spaces == ("pixels",)
+    canet = make_fingerprint_pipeline("canet").named_steps["clf"]
+    assert (canet.pair_features, canet.threshold) == ("relations", 0.5)
+
+
+def test_feature_choices_are_checked():
+    with pytest.raises(ValueError, match="features must be one of"):
+        make_fingerprint_pipeline(features="pixels")
+    with pytest.raises(ValueError, match="classifier='linear' reads relation scores"):
+        make_fingerprint_pipeline("linear", features="paper")
+    with pytest.raises(ValueError, match="pixel_size is None"):
+        make_fingerprint_pipeline(pixel_size=None)
+    with pytest.raises(ValueError, match="takes none"):
+        make_fingerprint_pipeline("linear", max_epochs=3)
 
 
 def test_parameters_reach_their_steps(tmp_path):
     pipe = make_fingerprint_pipeline(
+        "canet",
         **TINY_VIT,
         layers="L1+3",
         fusion="mean",
@@ -160,3 +186,18 @@ def test_plot_leak_candidates_from_embedder_and_selector(task, fitted_canet):
         plot_leak_candidates(task.X_pairs, "model", fig=Figure())
     with pytest.raises(ValueError, match="library_source"):
         plot_leak_candidates(task.X_pairs, pair, library_source=["a"], fig=Figure())
+
+
+def test_plot_of_the_default_pipeline_shows_the_candidates_it_scored(task):
+    """With relation scores the candidates come from the pixel space: the plot must show those
+    (and say so), not the ViT's nearest images."""
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from skfingerprint.plotting import plot_leak_candidates
+
+    pipe = make_fingerprint_pipeline(**FAST).fit(task.X_pairs, task.y)
+    fig = plot_leak_candidates(task.X_pairs, pipe, rows=[3], n_candidates=2, fig=Figure())
+    assert "pixels cosine" in fig.get_suptitle()
+    best = pipe[:-1].transform(task.X_pairs)[3, 0, -1]
+    assert f"cos {best:.3f}" in fig.axes[1].get_title()

@@ -43,7 +43,9 @@ from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
 
 from .conftest import write_png
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+# Our src first, then whatever PYTHONPATH already holds (where dependencies may live).
+_PATH = [str(Path(__file__).parents[1] / "src"), os.environ.get("PYTHONPATH", "")]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(filter(None, _PATH))}
 # A fast CLI fit: tiny random ViT, the max-similarity classifier, 5 candidates.
 CLI_FAST = ["--tiny", "--classifier", "maxsim", "--k", "5", "--seed", "0"]
 # The same embedder as the CLI's --tiny (64x64 input), for the in-process rows.
@@ -420,7 +422,10 @@ def test_model_fitted_on_cuda_loads_on_a_cpu_only_machine(task):
     test_pickle_holds_cpu_tensors_only_and_a_cuda_fit_loads_without_cuda."""
     import pickle
 
-    emb = ViTLayerFusionEmbedder(**SMALL_VIT).fit(task.X_pairs, task.y)
+    # fp32 on the CPU: tested is the pickling, not bf16 repeatability (an AMX CPU picks bf16)
+    emb = ViTLayerFusionEmbedder(**SMALL_VIT, device="cpu", dtype="float32").fit(
+        task.X_pairs, task.y
+    )
     expected = emb.transform(task.X_pairs)
     emb.backbone_._runtime["cuda:0"] = "a module on the GPU"  # what a CUDA fit leaves here
     loaded = pickle.loads(pickle.dumps(emb))
@@ -717,7 +722,8 @@ def test_ctrl_c_during_embedding_on_the_command_line(base, tmp_path):
 def test_ctrl_c_during_training_on_the_command_line(base, tmp_path):
     """skorch alone would swallow Ctrl-C and save a half-trained model; it must stop fit."""
     out = tmp_path / "m.joblib"
-    argv = ["fit", base, "-o", out, "--tiny", "--k", "5", "--epochs", "100000", "-vv"]
+    argv = ["fit", base, "-o", out, "--tiny", "--classifier", "canet", "--k", "5"]
+    argv += ["--epochs", "100000", "-vv"]
     argv += ["--fusion", "mean"]  # no gate to train: straight on to CANet
     code, err = interrupt(argv, "epoch", n=1)
     assert code == 130, err
@@ -781,7 +787,7 @@ def test_ctrl_c_in_each_long_step_stops_fit(task, monkeypatch, module, name):
     clear_memory_cache()  # so that the ViT really runs
     finetune = "last" if name == "nt_xent" else "none"  # fine-tuning costs seconds: only here
     pipe = make_fingerprint_pipeline(
-        **TINY_VIT, k=5, finetune=finetune, random_state=0, max_epochs=2, **TINY_CANET
+        "canet", **TINY_VIT, k=5, finetune=finetune, random_state=0, max_epochs=2, **TINY_CANET
     )
     pipe.set_params(embed__finetune_epochs=1, embed__gate_epochs=5)
     with pytest.raises(KeyboardInterrupt):

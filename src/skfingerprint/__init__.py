@@ -11,6 +11,7 @@ from .canet import CANetClassifier
 from .embedding import ViTLayerFusionEmbedder
 from .imageclef import load_imageclef_gans, read_submission, write_submission
 from .images import ImageLoadError, ImageSet, as_image_set
+from .linear_head import LinearRelationClassifier
 from .metrics import format_reports, kappa_scorer, membership_report
 from .pairs import PairedImages, PairEmbeddings, make_pairs
 from .pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
@@ -27,6 +28,7 @@ __all__ = [
     "FaissCandidateSelector",
     "ImageLoadError",
     "ImageSet",
+    "LinearRelationClassifier",
     "MaxSimilarityClassifier",
     "PairEmbeddings",
     "PairedImages",

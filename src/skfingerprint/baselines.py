@@ -23,7 +23,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .images import to_model_input
+from .images import pixel_vectors
 from .metrics import check_binary_labels
 from .pairs import PairedImages, PairEmbeddings, check_pairs
 from .selection import _l2_normalize
@@ -315,12 +315,6 @@ class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         return tags
 
 
-def _gray_vectors(images: list[np.ndarray], size: int) -> np.ndarray:
-    """Float ``(H, W, C)`` images as flattened ``size x size`` grayscale vectors, float32."""
-    gray = [img.mean(axis=2, keepdims=True) if img.shape[2] != 1 else img for img in images]
-    return to_model_input(gray, size)[:, 0].reshape(len(images), -1).numpy()
-
-
 class PixelNearestNeighbor(_ThresholdMixin, ClassifierMixin, BaseEstimator):
     """Pixel-space nearest-neighbour membership baseline, directly on ``X_pairs``.
 
@@ -382,10 +376,7 @@ class PixelNearestNeighbor(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
 
     def _vectors(self, images) -> np.ndarray:
-        out = np.empty((len(images), self.image_size**2), dtype=np.float32)
-        for idx, batch in images.iter_batches(self.batch_size):
-            out[idx] = _gray_vectors(batch, self.image_size)
-        return out
+        return pixel_vectors(images, self.image_size, self.batch_size)
 
     def _library(self, library) -> tuple[np.ndarray, faiss.Index]:
         """``(mean image, FAISS index)`` of ``library``, computed once per library object."""

@@ -51,7 +51,7 @@ MASK_BELOW = -1.0
 CONTRASTIVE_TEMPERATURE = 0.07
 CONTRASTIVE_BASE_TEMPERATURE = 0.05
 
-PAIR_FEATURES = ("concat", "compare", "both")
+PAIR_FEATURES = ("concat", "compare", "both", "relations")
 
 # Width of the small projection of the sorted cosine profile fed to the head.
 _PROFILE_WIDTH = 32
@@ -93,13 +93,22 @@ class CANetModule(nn.Module):
         Standardisation of the cosines.
     attention : bool, default=True
         False replaces the attention by the identity (for ablations).
-    pair_features : {"concat", "compare", "both"}, default="concat"
+    pair_features : {"concat", "compare", "both", "relations"}, default="concat"
         What each candidate's pair vector is: the paper's ``[r, c]`` (2D), the comparison
         ``[|r - c|, r * c]`` (2D, on standardised vectors), or both (4D). The first layer maps it
-        (plus the cosine) to 2D in every case.
+        (plus the cosine) to 2D in every case. ``"relations"``: the rows are the selector's
+        relation scores (``FaissCandidateSelector(features="relations")``, any width ``F >= 2``,
+        last column the cosine), taken as they are; the first layer maps them to
+        ``max(4 (F - 1), 16)``, and a linear skip on the first candidate's scores
+        (``relation_skip_init``) reaches the logit.
     skip_init : (float, float), default=(0.0, 0.0)
         Initial ``(a, b)`` of the cosine skip ``a * z_max + b`` (``z_max`` the standardised best
         cosine); :class:`CANetClassifier` sets it to a logistic regression of y on ``z_max``.
+    relation_skip_init : array-like of shape (F - 1,), optional
+        With ``pair_features="relations"``, the initial weights of the linear skip on the first
+        candidate's standardised scores; :class:`CANetClassifier` sets them, with
+        ``skip_init``, to a logistic regression of y on those scores and ``z_max``, so the net
+        starts as the linear head on relation features. Zeros when omitted.
 
     Notes
     -----
@@ -149,9 +158,13 @@ class CANetModule(nn.Module):
         attention: bool = True,
         skip_init: tuple[float, float] = (0.0, 0.0),
         pair_features: str = "concat",
+        relation_skip_init=None,
     ) -> None:
         super().__init__()
-        if n_features < 3 or n_features % 2 == 0:
+        relations = pair_features == "relations"
+        if relations and n_features < 2:
+            raise ValueError(f"n_features must be >= 2 (scores + cosine); got {n_features}")
+        if not relations and (n_features < 3 or n_features % 2 == 0):
             raise ValueError(f"n_features must be 2D + 1 (odd, >= 3); got {n_features}")
         hidden = tuple(int(h) for h in hidden)
         if not hidden or min(hidden) < 1:
@@ -163,15 +176,17 @@ class CANetModule(nn.Module):
             )
         if pair_features not in PAIR_FEATURES:
             raise ValueError(f"pair_features must be one of {PAIR_FEATURES}; got {pair_features!r}")
-        dim = (n_features - 1) // 2
-        pair = 2 * dim
+        # Per-candidate vector: the two halves [r, c] of width dim each, or F - 1 scores.
+        dim = n_features - 1 if relations else (n_features - 1) // 2
+        pair = max(4 * dim, 16) if relations else 2 * dim
         self.pair_features = pair_features
-        n_inputs = (4 * dim if pair_features == "both" else pair) + 1
+        n_inputs = n_features if relations else (4 * dim if pair_features == "both" else pair) + 1
         self.n_features, self.n_candidates = n_features, n_candidates
         mean = torch.zeros(dim) if feature_mean is None else torch.as_tensor(feature_mean)
         scale = torch.ones(dim) if feature_scale is None else torch.as_tensor(feature_scale)
-        self.register_buffer("feature_mean", mean.to(torch.float32).repeat(2))
-        self.register_buffer("feature_scale", scale.to(torch.float32).repeat(2))
+        repeat = 1 if relations else 2  # the same standardisation for both halves
+        self.register_buffer("feature_mean", mean.to(torch.float32).repeat(repeat))
+        self.register_buffer("feature_scale", scale.to(torch.float32).repeat(repeat))
         self.register_buffer("cosine_stats", torch.tensor([cosine_mean, cosine_scale]).float())
 
         layers: list[nn.Module] = [
@@ -200,12 +215,16 @@ class CANetModule(nn.Module):
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
         self.cosine_skip = nn.Parameter(torch.tensor(skip_init, dtype=torch.float32))
+        self.relation_skip = None
+        if relations:
+            init = torch.zeros(dim) if relation_skip_init is None else relation_skip_init
+            self.relation_skip = nn.Parameter(torch.as_tensor(init, dtype=torch.float32))
 
     def prepare(self, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Standardised per-candidate features (masked ones zeroed) and the validity mask."""
         valid = candidate_mask(X)
         vectors = (X[..., :-1] - self.feature_mean) / self.feature_scale
-        if self.pair_features != "concat":
+        if self.pair_features in ("compare", "both"):
             real, cand = vectors.chunk(2, dim=-1)
             compare = [(real - cand).abs(), real * cand]
             vectors = torch.cat(
@@ -237,6 +256,8 @@ class CANetModule(nn.Module):
         profile = self.profile(torch.cat([ranked, slot_valid.to(ranked.dtype)], dim=1))
         logit = self.head(torch.cat([pooled, profile, best], dim=1)).squeeze(1)
         logit = logit + self.cosine_skip[0] * best.squeeze(1) + self.cosine_skip[1]
+        if self.relation_skip is not None:
+            logit = logit + feats[:, 0, :-1] @ self.relation_skip
         return (logit, pooled) if return_embedding else logit
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
@@ -356,7 +377,7 @@ class _CANetNet(NeuralNetBinaryClassifier):
         return {"loss": loss, "y_pred": logit}
 
 
-def _check_X(X, name: str = "X") -> np.ndarray:
+def _check_X(X, name: str = "X", relations: bool = False) -> np.ndarray:
     arr = np.asarray(X)
     if arr.ndim != 3:
         raise ValueError(
@@ -370,7 +391,12 @@ def _check_X(X, name: str = "X") -> np.ndarray:
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} is empty: shape {arr.shape}")
-    if arr.shape[2] < 3 or arr.shape[2] % 2 == 0:
+    if relations and arr.shape[2] < 2:
+        raise ValueError(
+            f"{name} must have at least 2 features per candidate (relation scores, cosine) for "
+            f"pair_features='relations'; got {arr.shape[2]}"
+        )
+    if not relations and (arr.shape[2] < 3 or arr.shape[2] % 2 == 0):
         raise ValueError(
             f"{name} must have 2D + 1 features per candidate (real vector, candidate vector, "
             f"cosine), an odd number >= 3; got {arr.shape[2]}"
@@ -397,11 +423,15 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         1536 -> 1024 -> 512 for D = 768. The last is the attention width.
     n_heads : int, default=8
         Attention heads; must divide ``hidden[-1]``.
-    pair_features : {"concat", "compare", "both"}, default="concat"
+    pair_features : {"concat", "compare", "both", "relations"}, default="concat"
         Each candidate's pair vector: the paper's concatenation ``[real, candidate]``, the
         comparison ``[|real - candidate|, real * candidate]`` (of the standardised vectors), or
         both. An MLP on the concatenation has to learn to compare the two halves from the
         labels; with ~100 labelled images it mostly memorises instead (see Notes).
+        ``"relations"``: ``X`` holds the relation scores of
+        ``FaissCandidateSelector(features="relations")`` (any width ``F >= 2``, cosine last),
+        and the net starts as :class:`~skfingerprint.LinearRelationClassifier`'s logistic
+        regression on the first candidate's scores.
     dropout : float, default=0.6
         Dropout after the first layer.
     lr : float, default=1e-4
@@ -444,7 +474,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (2,)
         ``[0, 1]``.
     n_features_in_ : int
-        Features per candidate, ``2D + 1``.
+        Features per candidate, ``2D + 1`` (or ``F`` with ``pair_features="relations"``).
     n_candidates_ : int
         Candidates per real image seen in ``fit``.
     temperature_ : float
@@ -645,7 +675,8 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : CANetClassifier
         """
-        X = _check_X(X)
+        relations = self.pair_features == "relations"
+        X = _check_X(X, relations=relations)
         y = check_binary_labels(y, "y")
         if y.size != X.shape[0]:
             raise ValueError(f"X and y differ in length: {X.shape[0]} != {y.size}")
@@ -666,10 +697,13 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         X_train, y_train = X[train_idx], y[train_idx]
 
         # Standardisation from the training rows: real vectors and valid candidates alike.
-        dim = (n_features - 1) // 2
         valid = X_train[..., -1] >= MASK_BELOW
         valid[:, 0] = True
-        vectors = np.concatenate([X_train[:, 0, :dim], X_train[..., dim:-1][valid]])
+        if relations:  # one standardisation per score, over the valid candidates
+            vectors = X_train[..., :-1][valid]
+        else:  # the same for real and candidate vectors: [r, c] stay comparable
+            dim = (n_features - 1) // 2
+            vectors = np.concatenate([X_train[:, 0, :dim], X_train[..., dim:-1][valid]])
         cosines = np.clip(X_train[..., -1][valid], -1.0, 1.0)
         module_kwargs = {
             "n_features": n_features,
@@ -683,9 +717,10 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             "cosine_mean": float(cosines.mean()),
             "cosine_scale": float(_scale(cosines.std())),
         }
-        module_kwargs["skip_init"] = _max_cosine_logistic(
-            X_train, y_train, module_kwargs["cosine_mean"], module_kwargs["cosine_scale"]
-        )
+        skip = _skip_logistic(X_train, y_train, module_kwargs, relations)
+        module_kwargs["skip_init"] = (float(skip[0][-1]), skip[1])
+        if relations:
+            module_kwargs["relation_skip_init"] = skip[0][:-1].astype(np.float32)
         valid_ds = None
         if split is not None:
             valid_ds = Dataset(X[split[1]], y[split[1]].astype(np.float32))
@@ -715,7 +750,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
     # --- prediction --------------------------------------------------------------------------
     def _check_predict_X(self, X) -> np.ndarray:
         check_is_fitted(self, "net_")
-        X = _check_X(X)
+        X = _check_X(X, relations=self.pair_features == "relations")
         if X.shape[2] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[2]} features per candidate, but CANetClassifier was fitted "
@@ -827,14 +862,19 @@ def _scale(std):
     return np.where(std > 1e-6, std, 1.0)
 
 
-def _max_cosine_logistic(X: np.ndarray, y: np.ndarray, mean: float, scale: float):
-    """``(a, b)`` of a logistic regression of y on the standardised best cosine of each row."""
+def _skip_logistic(X: np.ndarray, y: np.ndarray, module_kwargs: dict, relations: bool):
+    """Weights and intercept of a logistic regression of y on the standardised best cosine of
+    each row, preceded (``relations``) by the first candidate's standardised scores: the
+    skip the net starts from."""
     valid = X[..., -1] >= MASK_BELOW
     valid[:, 0] = True
     best = np.where(valid, np.clip(X[..., -1], -1.0, 1.0), -np.inf).max(1)
-    z = ((best - mean) / scale)[:, None]
-    lr = LogisticRegression(C=1.0).fit(z, y)
-    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+    z = ((best - module_kwargs["cosine_mean"]) / module_kwargs["cosine_scale"])[:, None]
+    if relations:
+        scores = (X[:, 0, :-1] - module_kwargs["feature_mean"]) / module_kwargs["feature_scale"]
+        z = np.concatenate([scores, z], axis=1)
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(z, y)
+    return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 
 
 def _fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:

@@ -25,7 +25,7 @@ from torch import nn
 from . import _vit
 from ._cache import TokenCache
 from .augment import augment_batch
-from .images import ImageSet, as_image_set, to_model_input
+from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
 from .metrics import check_binary_labels
 from .pairs import PairedImages, PairEmbeddings
 
@@ -149,6 +149,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
     position_code : bool, default=False
         Add the paper's normalised ``(x/W, y/H)`` position code, zero-initialised (a no-op until
         fine-tuned).
+    pixel_size : int or None, default=None
+        With ``X_pairs``, also hand on every image as ``pixel_size x pixel_size`` grayscale
+        pixels (``PairEmbeddings.spaces["pixels"]``), for the selector's relation features.
+        On the membership benchmark pixels carried more signal than an untrained ViT
+        (``benchmarks/RESULTS.md``). None adds nothing.
     batch_size : int, default=32
     device : str, default="auto"
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
@@ -203,6 +208,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         "finetune_lr": [Interval(Real, 0, None, closed="neither")],
         "augment_p": [Interval(Real, 0, 1, closed="both")],
         "position_code": ["boolean"],
+        "pixel_size": [Interval(Integral, 1, None, closed="left"), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
         "dtype": [StrOptions({"auto", "float32", "bfloat16"})],
@@ -228,6 +234,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         finetune_lr: float = 1e-4,
         augment_p: float = 0.6,
         position_code: bool = False,
+        pixel_size: int | None = None,
         batch_size: int = 32,
         device: str = "auto",
         dtype: str = "auto",
@@ -249,6 +256,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         self.finetune_lr = finetune_lr
         self.augment_p = augment_p
         self.position_code = position_code
+        self.pixel_size = pixel_size
         self.batch_size = batch_size
         self.device = device
         self.dtype = dtype
@@ -467,7 +475,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         key = hashlib.blake2b(digest_size=16)
         key.update(repr((self.backbone_.digest, self.layers_, self.fusion)).encode())
         key.update(lib.tobytes())
-        return PairEmbeddings(self._embed(real), lib, key.hexdigest(), ids=real.ids)
+        spaces = {}
+        if self.pixel_size is not None:
+            size = self.pixel_size
+            spaces["pixels"] = (pixel_vectors(real, size), pixel_vectors(library, size))
+        return PairEmbeddings(self._embed(real), lib, key.hexdigest(), ids=real.ids, spaces=spaces)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding's features: ``vitfusion0``, ``vitfusion1``, ...

@@ -467,3 +467,19 @@ def to_model_input(
             )[0]
         out[j] = (t - mean_t) / std_t
     return out
+
+
+def gray_vectors(images: list[np.ndarray], size: int) -> np.ndarray:
+    """Float ``(H, W, C)`` images as flattened ``size x size`` grayscale vectors, float32."""
+    gray = [img.mean(axis=2, keepdims=True) if img.shape[2] != 1 else img for img in images]
+    return to_model_input(gray, size)[:, 0].reshape(len(images), -1).numpy()
+
+
+def pixel_vectors(images: ImageSet, size: int, batch_size: int = 256) -> np.ndarray:
+    """Every image of ``images`` as a flattened ``size x size`` grayscale vector, ``(n, size**2)``.
+
+    Streamed in batches of ``batch_size`` images (the vectors are what is kept)."""
+    out = np.empty((len(images), size * size), dtype=np.float32)
+    for idx, batch in images.iter_batches(batch_size):
+        out[idx] = gray_vectors(batch, size)
+    return out

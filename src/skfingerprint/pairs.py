@@ -151,11 +151,16 @@ class PairEmbeddings:
         selector builds one index per distinct library and reuses it.
     ids : list of str, optional
         The real images' ids.
+    spaces : dict of str to (ndarray, ndarray), optional
+        Further embedding spaces of the same images, ``name -> (real (n, D_s), library (m,
+        D_s))``, e.g. ``"pixels"`` (see ``ViTLayerFusionEmbedder(pixel_size=...)``). The
+        selector's relation features are computed in each of them besides the main one.
 
     Raises
     ------
     ValueError
-        Embeddings that are not 2-d, or real and library embeddings of different sizes.
+        Embeddings that are not 2-d, real and library embeddings of different sizes, or a space
+        whose real rows do not match the main embedding's.
 
     Examples
     --------
@@ -166,7 +171,7 @@ class PairEmbeddings:
     (PairEmbeddings(n_rows=3, library=20, dim=8), (2, 8))
     """
 
-    def __init__(self, real, library, library_key: str, ids=None) -> None:
+    def __init__(self, real, library, library_key: str, ids=None, spaces=None) -> None:
         self.real = np.asarray(real, dtype=np.float32)
         self.library = np.asarray(library, dtype=np.float32)
         if self.real.ndim != 2 or self.library.ndim != 2:
@@ -178,6 +183,23 @@ class PairEmbeddings:
             )
         self.library_key = library_key
         self.ids = ids
+        self.spaces = {}
+        for name, (space_real, space_lib) in (spaces or {}).items():
+            space_real = np.asarray(space_real, dtype=np.float32)
+            space_lib = np.asarray(space_lib, dtype=np.float32)
+            if (
+                space_real.ndim != 2
+                or space_lib.ndim != 2
+                or len(space_real) != len(self.real)
+                or len(space_lib) != len(self.library)
+                or space_real.shape[1] != space_lib.shape[1]
+            ):
+                raise ValueError(
+                    f"space {name!r}: real {space_real.shape} and library {space_lib.shape} do "
+                    f"not match the main embeddings ({len(self.real)} real, {len(self.library)} "
+                    "library rows, one width)"
+                )
+            self.spaces[name] = (space_real, space_lib)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -191,7 +213,9 @@ class PairEmbeddings:
             key = key[0]
         idx = np.arange(len(self))[key]
         ids = None if self.ids is None else [self.ids[i] for i in np.atleast_1d(idx)]
-        return PairEmbeddings(self.real[np.atleast_1d(idx)], self.library, self.library_key, ids)
+        rows = np.atleast_1d(idx)
+        spaces = {name: (real[rows], lib) for name, (real, lib) in self.spaces.items()}
+        return PairEmbeddings(self.real[rows], self.library, self.library_key, ids, spaces)
 
     def __repr__(self) -> str:
         return (

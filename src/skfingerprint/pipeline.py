@@ -1,12 +1,17 @@
-"""``make_fingerprint_pipeline``: the paper's method as one scikit-learn ``Pipeline``.
+"""``make_fingerprint_pipeline``: the audit as one scikit-learn ``Pipeline``.
 
 ::
 
     X_pairs -> ViTLayerFusionEmbedder -> FaissCandidateSelector -> CANetClassifier
        (embed)                 (select)                  (clf)
 
-``classifier="maxsim"`` swaps the last step for the max-cosine baseline
-(:class:`~skfingerprint.MaxSimilarityClassifier`) on the same embeddings and candidates.
+By default the selector hands the classifier identity-free relation scores
+(``features="relations"``, :mod:`skfingerprint.relations`), computed in pixels (and in the ViT's
+space when the ViT is trained), and the classifier is a logistic regression on them
+(:class:`~skfingerprint.LinearRelationClassifier`). ``classifier="canet"`` puts the paper's
+CANet there instead, and ``features="paper"`` gives it the paper's ``[real, candidate,
+cosine]`` input; ``classifier="maxsim"`` is the max-cosine baseline
+(:class:`~skfingerprint.MaxSimilarityClassifier`).
 """
 
 from __future__ import annotations
@@ -18,12 +23,25 @@ from sklearn.pipeline import Pipeline
 from .baselines import MaxSimilarityClassifier
 from .canet import CANetClassifier
 from .embedding import ViTLayerFusionEmbedder
+from .linear_head import LinearRelationClassifier
 from .selection import FaissCandidateSelector
 
 __all__ = ["CLASSIFIERS", "TINY_VIT", "make_fingerprint_pipeline"]
 
 #: Names accepted by ``make_fingerprint_pipeline(classifier=...)``.
-CLASSIFIERS = ("canet", "maxsim")
+CLASSIFIERS = ("canet", "linear", "maxsim")
+
+#: Names accepted by ``make_fingerprint_pipeline(features=...)``.
+FEATURES = ("relations", "paper")
+
+# What "auto" means for each kind of candidate features: the paper's settings for its input; for
+# relation scores no cosine floor (the scores are relative, a low cosine is evidence too), the
+# 32 px pixel space (on the membership benchmark 16 px and 32+16 px did not pay:
+# benchmarks/RESULTS_variants.md) and P(used) >= 0.5 (CANet starts as a logistic regression).
+_AUTO = {
+    "paper": dict(min_similarity=0.6, threshold=0.6, pixel_size=None),
+    "relations": dict(min_similarity=None, threshold=0.5, pixel_size=32),
+}
 
 #: A small randomly initialised ViT (no download): 64x64 input, 16x16 patches, 4 blocks of
 #: width 64. It embeds a few hundred images in a second or two on 2 CPU cores, for demos, tests
@@ -42,8 +60,9 @@ TINY_CANET: dict[str, Any] = dict(hidden=(256, 128), n_heads=4)
 
 
 def make_fingerprint_pipeline(
-    classifier: str = "canet",
+    classifier: str = "linear",
     *,
+    features: str = "relations",
     model: str = "vit_base_patch16_224",
     pretrained: bool = True,
     checkpoint=None,
@@ -52,8 +71,10 @@ def make_fingerprint_pipeline(
     fusion: str = "gated",
     finetune: str = "none",
     k: int = 100,
-    min_similarity: float | None = 0.6,
-    threshold: float = 0.6,
+    min_similarity: float | str | None = "auto",
+    threshold: float | str = "auto",
+    pixel_size: int | str | None = "auto",
+    relation_spaces: tuple[str, ...] | str = "auto",
     random_state=None,
     verbose: int = 0,
     cache_dir=None,
@@ -72,10 +93,18 @@ def make_fingerprint_pipeline(
 
     Parameters
     ----------
-    classifier : {"canet", "maxsim"}, default="canet"
-        ``"canet"``: the paper's Hybrid CANet, attending over each real image's candidates.
-        ``"maxsim"``: the max-cosine baseline with a kappa-maximising threshold learned in
-        ``fit``.
+    classifier : {"linear", "canet", "maxsim"}, default="linear"
+        ``"linear"``: :class:`~skfingerprint.LinearRelationClassifier`, a logistic regression
+        on the relation scores (``features="relations"`` only). ``"canet"``: the paper's
+        Hybrid CANet, attending over each real image's candidates. ``"maxsim"``: the
+        max-cosine baseline with a kappa-maximising threshold learned in ``fit``. The linear
+        head is the default because on the membership benchmark CANet on the same relation
+        scores never beat it: its AUC was 0.005-0.027 lower on all 5 tasks and its kappa
+        0.001-0.037 lower, at 3-5 times the fit time (``benchmarks/RESULTS.md``).
+    features : {"relations", "paper"}, default="relations"
+        What the selector hands the classifier per candidate: identity-free relation scores
+        in the ViT and pixel spaces (CANet with ``pair_features="relations"``), or the paper's
+        ``[real, candidate, cosine]`` (CANet with its own ``pair_features``).
     model : str, default="vit_base_patch16_224"
         The timm ViT of the embedder.
     pretrained : bool, default=True
@@ -96,11 +125,26 @@ def make_fingerprint_pipeline(
         views of the real and generated images before embedding.
     k : int, default=100
         Library candidates per real image.
-    min_similarity : float or None, default=0.6
-        Candidates with a lower cosine are masked (the best one always stays).
-    threshold : float, default=0.6
-        CANet decision threshold on P(used). Ignored by ``"maxsim"``, which learns its own
-        threshold on the cosine.
+    min_similarity : float, None or "auto", default="auto"
+        Candidates with a lower cosine are masked (the best one always stays). ``"auto"``: 0.6
+        (the paper's) with ``features="paper"``, None with ``"relations"``.
+    threshold : float or "auto", default="auto"
+        CANet decision threshold on P(used): ``"auto"`` is the paper's 0.6 with its features,
+        0.5 with relation scores. Ignored by ``"linear"`` and ``"maxsim"``, which learn their
+        threshold in ``fit``.
+    pixel_size : int, None or "auto", default="auto"
+        Side of the grayscale pixel space the embedder adds for the relation scores
+        (``ViTLayerFusionEmbedder(pixel_size=...)``): ``"auto"`` is 32 with relation features,
+        None with the paper's.
+    relation_spaces : tuple of str or "auto", default="auto"
+        The spaces of the relation scores, the first choosing the candidates
+        (``FaissCandidateSelector(relation_spaces=...)``). ``"auto"``: ``("pixels", "vit")``
+        when the ViT is trained (``pretrained``, ``checkpoint`` or ``finetune``), else
+        ``("pixels",)``: an untrained ViT's similarities are noise (cosine ~0.9998 between
+        any two images, DESIGN.md section 7), and on the membership benchmark its 8 scores
+        beside the pixel ones cost the linear head 0.02 to 0.13 kappa on every task
+        (``benchmarks/RESULTS_variants.md``). Whether a pretrained ViT's scores pay could not
+        be measured offline.
     random_state : int, RandomState instance or None, default=None
         Passed to every step that draws random numbers; an int makes the fit repeatable.
     verbose : int, default=0
@@ -124,8 +168,9 @@ def make_fingerprint_pipeline(
     Raises
     ------
     ValueError
-        An unknown ``classifier``, CANet parameters given with ``classifier="maxsim"``, or an
-        ``embedder_params`` key the factory already sets.
+        An unknown ``classifier`` or ``features``, ``classifier="linear"`` with the paper's
+        features, CANet parameters given with another classifier, or an ``embedder_params`` key
+        the factory already sets.
 
     See Also
     --------
@@ -145,6 +190,22 @@ def make_fingerprint_pipeline(
     """
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {classifier!r}")
+    if features not in FEATURES:
+        raise ValueError(f"features must be one of {FEATURES}; got {features!r}")
+    if classifier == "linear" and features != "relations":
+        raise ValueError(
+            "classifier='linear' reads relation scores; use features='relations' (or "
+            "classifier='canet' / 'maxsim' with the paper's features)"
+        )
+    auto = _AUTO[features]
+    min_similarity = auto["min_similarity"] if min_similarity == "auto" else min_similarity
+    threshold = auto["threshold"] if threshold == "auto" else threshold
+    pixel_size = auto["pixel_size"] if pixel_size == "auto" else pixel_size
+    if relation_spaces == "auto":
+        trained = pretrained or checkpoint is not None or finetune != "none"
+        relation_spaces = ("pixels", "vit") if trained else ("pixels",)
+    if features == "relations" and "pixels" in relation_spaces and pixel_size is None:
+        raise ValueError("relation_spaces names 'pixels' but pixel_size is None; give a size")
     embedder_params = dict(embedder_params or {})
     fixed = {
         "model": model,
@@ -154,6 +215,7 @@ def make_fingerprint_pipeline(
         "layers": layers,
         "fusion": fusion,
         "finetune": finetune,
+        "pixel_size": pixel_size,
         "cache_dir": cache_dir,
         "random_state": random_state,
         "verbose": verbose,
@@ -165,16 +227,24 @@ def make_fingerprint_pipeline(
             "arguments; pass them directly"
         )
     embed = ViTLayerFusionEmbedder(**fixed, **embedder_params)
-    select = FaissCandidateSelector(k=k, min_similarity=min_similarity, random_state=random_state)
+    select = FaissCandidateSelector(
+        k=k,
+        min_similarity=min_similarity,
+        features=features,
+        relation_spaces=tuple(relation_spaces) if features == "relations" else None,
+        random_state=random_state,
+    )
     if classifier == "canet":
+        if features == "relations":
+            canet_params = {"pair_features": "relations", **canet_params}
         clf = CANetClassifier(
             threshold=threshold, random_state=random_state, verbose=verbose, **canet_params
         )
     else:
         if canet_params:
             raise ValueError(
-                f"CANet parameters {sorted(canet_params)} were given with classifier='maxsim'; "
-                "the max-similarity baseline takes none (it learns its threshold in fit)"
+                f"CANet parameters {sorted(canet_params)} were given with "
+                f"classifier={classifier!r}, which takes none (it learns its threshold in fit)"
             )
-        clf = MaxSimilarityClassifier()
+        clf = LinearRelationClassifier() if classifier == "linear" else MaxSimilarityClassifier()
     return Pipeline([("embed", embed), ("select", select), ("clf", clf)], verbose=bool(verbose))

@@ -197,9 +197,12 @@ def plot_leak_candidates(
         ax.set_yticks([])
     if title is None:
         how = "highest P(used)" if proba is not None else "highest best cosine"
+        # the space the selector chose the candidates in: the embedding, or pixels
+        space = getattr(selector, "spaces_", ("vit",))[0]
+        space = "embedding" if space == "vit" else space
         title = (
             f"Real images ({how}, left) and their {idx.shape[1]} most similar generated "
-            "images (embedding cosine)"
+            f"images ({space} cosine)"
         )
         keys = []
         if y is not None:

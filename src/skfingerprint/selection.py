@@ -29,6 +29,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from . import relations
 from ._io import atomic_path
 from .pairs import PairEmbeddings
 
@@ -255,6 +256,19 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         HNSW search depth (raised to ``k`` when smaller).
     nprobe : int, default=16
         Inverted lists an IVF index visits per query.
+    features : {"paper", "relations"}, default="paper"
+        What each candidate row carries. ``"paper"``: ``[real vector, candidate vector,
+        cosine]`` (``2D + 1``), the paper's input. ``"relations"``: identity-free relation
+        scores in each of ``relation_spaces``, standardised over the real images passed
+        together, then the cosine (:mod:`skfingerprint.relations`; ``8 * n_spaces + 1``
+        features). Pass a split's real images in one call: the scores compare each with the
+        others. Relation scores need every real-library cosine (which library images have
+        which real image as nearest), so this mode searches exactly, by blocks of the
+        library, and ``index`` serves the paper's mode only.
+    relation_spaces : tuple of str or None, default=None
+        With ``features="relations"``: the spaces scored, the first also choosing the
+        candidates: ``"vit"`` (the main embedding) and the input's extra spaces
+        (``"pixels"``). None is every space of the fit input, ``"vit"`` first.
     refine : {"spectral"} or None, default=None
         Drop outlier candidates by spectral clustering (see above).
     refine_top : int, default=50
@@ -291,6 +305,11 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
     index_ : faiss.Index
         The FAISS index of the fit-time library (serialised with ``faiss.serialize_index`` when
         pickled, or re-read from ``index_path`` when that is set).
+    spaces_ : tuple of str
+        With ``features="relations"``, the spaces scored (``relation_spaces`` resolved).
+    relation_stats_ : ndarray of shape (n_spaces, 2, 5)
+        With ``features="relations"``, the fit split's mean and spread of each per-real score,
+        used by a ``transform`` of fewer than ``relations.MIN_SPLIT`` real images.
 
     See Also
     --------
@@ -324,6 +343,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         "ef_construction": [Interval(Integral, 1, None, closed="left")],
         "ef_search": [Interval(Integral, 1, None, closed="left")],
         "nprobe": [Interval(Integral, 1, None, closed="left")],
+        "features": [StrOptions({"paper", "relations"})],
+        "relation_spaces": [tuple, list, None],
         "refine": [StrOptions({"spectral"}), None],
         "refine_top": [Interval(Integral, 2, None, closed="left")],
         "index_path": [str, os.PathLike, None],
@@ -342,6 +363,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         ef_construction: int = 100,
         ef_search: int = 128,
         nprobe: int = 16,
+        features: str = "paper",
+        relation_spaces=None,
         refine: str | None = None,
         refine_top: int = 50,
         index_path: str | os.PathLike | None = None,
@@ -356,6 +379,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         self.ef_construction = ef_construction
         self.ef_search = ef_search
         self.nprobe = nprobe
+        self.features = features
+        self.relation_spaces = relation_spaces
         self.refine = refine
         self.refine_top = refine_top
         self.index_path = index_path
@@ -441,18 +466,26 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         """
         E = _check_embeddings(X)
         m, d = E.library.shape
-        self.__dict__.pop("_index_cache", None)
+        for stale in ("_index_cache", "spaces_", "relation_stats_"):  # of an earlier fit
+            self.__dict__.pop(stale, None)
         self.n_features_in_ = d
         self.n_library_ = m
         self.k_ = self._effective_k(self.k, m)
         self.library_key_ = E.library_key
         if self.index_path is not None and Path(self.index_path).exists():
             self.index_ = self._load_saved_index()
-            return self
-        with _faiss_threads(self.n_jobs):
-            self.index_ = self._new_index(E.library)
-        if self.index_path is not None:
-            _save_index(self.index_, Path(self.index_path), self._index_meta())
+        else:
+            with _faiss_threads(self.n_jobs):
+                self.index_ = self._new_index(E.library)
+            if self.index_path is not None:
+                _save_index(self.index_, Path(self.index_path), self._index_meta())
+        if self.features == "relations":
+            spaces = self.relation_spaces
+            self.spaces_ = relations.available_spaces(E) if spaces is None else tuple(spaces)
+            if not self.spaces_:
+                raise ValueError("relation_spaces is empty; name at least one space")
+            per_real = relations.raw_relations(E, self.spaces_, self.k_)[2]
+            self.relation_stats_ = relations.split_statistics(per_real)
         return self
 
     def _index_meta(self) -> dict:
@@ -512,6 +545,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         X : PairEmbeddings
         k : int, default=None
             Neighbours per row; ``self.k`` when None. Cut to the library's size (with a warning).
+            A selector fitted with ``features="relations"`` searches, exactly, the first of its
+            ``spaces_``: the candidates its ``transform`` scores.
 
         Returns
         -------
@@ -540,7 +575,10 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         k = self.k if k is None else k
         if not isinstance(k, (Integral, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer; got {k!r}")
-        return self._search(E, self._effective_k(int(k), len(E.library)))
+        k = self._effective_k(int(k), len(E.library))
+        if hasattr(self, "spaces_"):  # fitted for relation scores: the candidates of that mode
+            return relations.top_k(*relations.space_vectors(E, self.spaces_[0]), k)
+        return self._search(E, k)
 
     def transform(self, X: PairEmbeddings) -> np.ndarray:
         """The top-k candidates of each real row as ``[real, candidate, cosine]``.
@@ -554,12 +592,16 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         Returns
         -------
         X_candidates : ndarray of shape (n, k_eff, 2 * D + 1), float32
+            (``features="paper"``; with ``"relations"``, ``(n, k_eff, 8 * n_spaces + 1)``, last
+            column the cosine as below)
             For row ``i`` and rank ``j`` (best first): ``[:D]`` the normalised real vector,
             ``[D:2D]`` the normalised candidate vector (zero if masked), ``[-1]`` the cosine
             (:data:`MASKED_COSINE` if masked). ``k_eff = min(k, library size)``.
         """
         E = self._check_fitted_input(X)
         m, d = E.library.shape
+        if self.features == "relations":
+            return self._relations(E, self._effective_k(self.k, m))
         sims, ids = self._search(E, self._effective_k(self.k, m))
         n, k = sims.shape
         cands = _l2_normalize(E.library[np.where(ids < 0, 0, ids)])  # (n, k, D)
@@ -575,6 +617,21 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         out[:, :, d : 2 * d] = cands
         out[:, :, -1] = sims
         out[mask, d:] = 0.0
+        out[mask, -1] = MASKED_COSINE
+        return out
+
+    def _relations(self, E: PairEmbeddings, k: int) -> np.ndarray:
+        """The ``features="relations"`` output (see :mod:`skfingerprint.relations`)."""
+        sims, _, per_real, per_cand = relations.raw_relations(E, self.spaces_, k)
+        stats = self.relation_stats_
+        if len(E) >= relations.MIN_SPLIT:
+            stats = relations.split_statistics(per_real)
+        out = relations.standardised(per_real, per_cand, stats, sims)
+        mask = np.zeros(sims.shape, dtype=bool)
+        if self.min_similarity is not None:
+            mask = sims < self.min_similarity
+        mask[:, 0] = False  # the best candidate always stays
+        out[mask] = 0.0
         out[mask, -1] = MASKED_COSINE
         return out
 

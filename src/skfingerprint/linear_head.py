@@ -1,0 +1,133 @@
+"""``LinearRelationClassifier``: a logistic regression on a real image's relation scores.
+
+The simple head beside CANet on the selector's relation features
+(``FaissCandidateSelector(features="relations")``): it reads the first candidate's row (the
+per-real scores of every space, and the best candidate's own scores), fits a regularised
+logistic regression, and learns one kappa-maximising threshold on the training scores. CANet
+on the same features starts from this model (its linear skip) and must earn anything it adds.
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .baselines import _ThresholdMixin
+from .canet import _check_X
+
+__all__ = ["LinearRelationClassifier"]
+
+
+class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
+    """Logistic regression on the relation scores of each real image's best candidate.
+
+    Parameters
+    ----------
+    C : float, default=0.1
+        Inverse L2 strength of the logistic regression. 0.1 rather than scikit-learn's 1.0:
+        with ~200 labelled images, on the membership benchmark it gave a higher AUC on all 5
+        tasks (+0.004 to +0.032) and kappa +0.07 and +0.03 on two of them, within 0.02 on the
+        others (``benchmarks/RESULTS_variants.md``).
+    threshold : float or None, default=None
+        None learns the kappa-maximising threshold on the training decision values; a float
+        fixes it.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (2,)
+        ``[0, 1]``.
+    model_ : sklearn.linear_model.LogisticRegression
+        The fitted regression on the first candidate's scores (all columns but the cosine).
+    threshold_ : float
+        Predict 1 where the regression's decision value exceeds it.
+    train_kappa_ : float
+        Kappa on the training rows at ``threshold_`` (optimistic).
+    score_scale_ : float
+        Spread of the training decision values; scales ``predict_proba``.
+    n_features_in_ : int
+        Features per candidate of the training array.
+
+    See Also
+    --------
+    skfingerprint.FaissCandidateSelector : ``features="relations"`` makes this input.
+    skfingerprint.CANetClassifier : ``pair_features="relations"``, the attention head.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skfingerprint import LinearRelationClassifier
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(60, 3, 5)).astype(np.float32)
+    >>> y = np.tile([0, 1], 30)
+    >>> X[:, 0, 1] += 2.0 * y  # one score carries the membership
+    >>> clf = LinearRelationClassifier().fit(X, y)
+    >>> float((clf.predict(X) == y).mean()) > 0.8
+    True
+    """
+
+    _parameter_constraints: dict = {
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "threshold": [Real, None],
+    }
+
+    def __init__(self, C: float = 0.1, threshold: float | None = None) -> None:
+        self.C = C
+        self.threshold = threshold
+
+    def _scores(self, X: Any) -> np.ndarray:
+        return _check_X(X, relations=True)[:, 0, :-1]
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X: Any, y: Any) -> LinearRelationClassifier:
+        """Fit the regression and the threshold.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, k, F)
+            Relation features of :class:`~skfingerprint.FaissCandidateSelector`.
+        y : array-like of 0/1, shape (n,)
+            1 = used to train the generator. Both classes must be present.
+
+        Returns
+        -------
+        self : LinearRelationClassifier
+        """
+        scores = self._scores(X)
+        y = self._check_y(y, len(scores))
+        self.n_features_in_ = np.asarray(X).shape[2]
+        self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(scores, y)
+        self._fit_threshold(self.model_.decision_function(scores), y)
+        return self
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """The regression's decision value of each real image (higher = more likely used).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, k, F)
+
+        Returns
+        -------
+        ndarray of shape (n,)
+        """
+        check_is_fitted(self, "model_")
+        scores = self._scores(X)
+        if np.asarray(X).shape[2] != self.n_features_in_:
+            raise ValueError(
+                f"X has {np.asarray(X).shape[2]} features per candidate, but "
+                f"LinearRelationClassifier was fitted with {self.n_features_in_}"
+            )
+        return self.model_.decision_function(scores)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.classifier_tags.multi_class = False
+        return tags

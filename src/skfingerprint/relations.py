@@ -1,0 +1,249 @@
+"""Identity-free relation features: how the library relates to a real image, against other reals.
+
+Membership is a property of the *relation* between a real image, the generated library and the
+other real images of its split, not of what the image looks like. A classifier fed the raw
+vectors of ~200 labelled images learns what used images look like, which does not transfer to
+other patients (DESIGN.md section 7). :func:`relation_features` turns one split's embeddings
+into per-candidate features that carry no image content, in every embedding space the split
+carries (the fused ViT embedding, and pixels when the embedder adds them).
+
+For a real image ``r`` of the split ``R`` (all its reals, passed together: the ImageCLEF
+protocol) and the library ``G``, in each space (cosines of L2-normalised vectors; pixel vectors
+are first centred on the library's mean image):
+
+per real image (the same on every candidate row of ``r``)
+    ``top1``: the best cosine to ``G``; ``calib``: ``top1`` minus the cosine to ``r``'s nearest
+    other real (a real image that is close to everything is not evidence);
+    ``attribution``: how many library images have ``r`` as their nearest real, times
+    ``|R| / |G|`` (1 on average whatever the sizes); ``margin``: for ``r``'s nearest library
+    image ``g``, ``cos(g, r)`` minus ``g``'s best cosine to another real; ``density``: the
+    ``q|G|``-th best cosine to ``G`` minus the ``q|R|``-th best cosine to the other reals
+    (a k-NN density ratio in the spirit of DOMIAS, with ``k`` proportional to the sizes so the
+    score does not move when the library is duplicated).
+per candidate ``g_j``
+    ``cos``: ``cos(r, g_j)``; ``owner``: 1 if ``r`` is ``g_j``'s nearest real; ``owner_margin``:
+    ``cos(g_j, r)`` minus ``g_j``'s best cosine to another real (reverse attribution).
+
+Every score except ``owner`` is standardised with the split's own mean and spread over its real
+images (``cos`` with the statistics of ``top1``): that calibrates the scores against the other
+reals and removes what the library's size does to a maximum. A call with fewer than
+:data:`MIN_SPLIT` reals cannot estimate those statistics and uses the ones kept from ``fit``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .pairs import PairEmbeddings
+
+__all__ = ["MIN_SPLIT", "PER_CANDIDATE", "PER_REAL", "relation_feature_names"]
+
+PER_REAL = ("top1", "calib", "attribution", "margin", "density")
+PER_CANDIDATE = ("cos", "owner", "owner_margin")
+
+#: Fewest real images a ``transform`` call needs to standardise with its own statistics.
+MIN_SPLIT = 20
+
+# The fraction of a set's size that sets the k of the density score's k-th best cosine.
+_DENSITY_FRACTION = 1 / 200
+
+# Library rows compared with the reals at a time (bounds memory to chunk x n floats).
+_CHUNK = 4096
+
+
+def relation_feature_names(spaces) -> list[str]:
+    """Names of the columns of the selector's relation output, in order.
+
+    Parameters
+    ----------
+    spaces : sequence of str
+        The selector's ``spaces_`` (``relation_spaces`` resolved), e.g. ``("pixels",)``.
+
+    Returns
+    -------
+    list of str
+        ``"<space>:<score>"`` for the 8 scores of each space (the 3 per-candidate ones, then
+        the 5 per-real ones), then ``"selection_cosine"``.
+
+    Examples
+    --------
+    >>> from skfingerprint.relations import relation_feature_names
+    >>> relation_feature_names(("pixels",))[:4]
+    ['pixels:cos', 'pixels:owner', 'pixels:owner_margin', 'pixels:top1']
+    """
+    names = [f"{s}:{f}" for s in spaces for f in (*PER_CANDIDATE, *PER_REAL)]
+    return [*names, "selection_cosine"]
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+
+
+def available_spaces(E: PairEmbeddings) -> tuple[str, ...]:
+    """The spaces ``E`` carries: ``"vit"`` (its main embedding), then its extra spaces."""
+    return ("vit", *sorted(E.spaces))
+
+
+def space_vectors(E: PairEmbeddings, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Unit ``(real, library)`` vectors of one space of ``E``.
+
+    Extra spaces (pixels) are centred on their library's mean before normalising: raw images
+    share a large common component that would make every cosine close to 1.
+    """
+    if name == "vit":
+        return _unit(E.real), _unit(E.library)
+    real, lib = E.spaces[name]
+    mean = lib.mean(0, keepdims=True)
+    return _unit(real - mean), _unit(lib - mean)
+
+
+def top_k(real: np.ndarray, lib: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosines and indices ``(n, k)`` of each real row's ``k`` nearest library rows, best
+    first (ties broken by library order)."""
+    k = min(k, len(lib))
+    step = max(1, _CHUNK * 256 // len(lib))
+    sims, ids = [], []
+    for i in range(0, len(real), step):
+        s = real[i : i + step] @ lib.T
+        part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        order = np.lexsort((part, -np.take_along_axis(s, part, 1)), axis=1)
+        idx = np.take_along_axis(part, order, 1)
+        ids.append(idx)
+        sims.append(np.take_along_axis(s, idx, 1))
+    return np.concatenate(sims).astype(np.float32), np.concatenate(ids)
+
+
+def _kth_best(sims: np.ndarray, k: int) -> np.ndarray:
+    """The k-th largest value of each row (1-based)."""
+    k = min(k, sims.shape[1])
+    return -np.partition(-sims, k - 1, axis=1)[:, k - 1]
+
+
+def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
+    """Raw per-real ``(n, 5)`` and per-candidate ``(n, k, 3)`` scores in one space."""
+    n, m = len(real), len(lib)
+    k_lib = max(1, round(_DENSITY_FRACTION * m))
+    rr = real @ real.T
+    np.fill_diagonal(rr, -np.inf)
+    # For every library image: its nearest real, that cosine, and the second-best one.
+    owner = np.empty(m, dtype=np.int64)
+    best = np.empty(m, dtype=np.float32)
+    second = np.full(m, -np.inf, dtype=np.float32)
+    top1 = np.full(n, -np.inf, dtype=np.float32)
+    nearest_lib = np.zeros(n, dtype=np.int64)
+    kept = []  # each real's k_lib best cosines of every chunk (enough for the k_lib-th overall)
+    for start in range(0, m, _CHUNK):
+        gr = lib[start : start + _CHUNK] @ real.T  # (chunk, n)
+        top2 = np.argsort(-gr, axis=1)[:, :2] if n > 1 else np.zeros((len(gr), 1), np.int64)
+        owner[start : start + len(gr)] = top2[:, 0]
+        best[start : start + len(gr)] = np.take_along_axis(gr, top2[:, :1], 1)[:, 0]
+        if n > 1:
+            second[start : start + len(gr)] = np.take_along_axis(gr, top2[:, 1:2], 1)[:, 0]
+        chunk_best = gr.max(0)
+        better = chunk_best > top1
+        nearest_lib[better] = start + gr.argmax(0)[better]
+        top1 = np.maximum(top1, chunk_best)
+        kk = min(k_lib, len(gr))
+        kept.append(-np.partition(-gr.T, kk - 1, axis=1)[:, :kk])
+
+    def other_best(g: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Best cosine of library images ``g`` to a real other than ``rows`` (per element)."""
+        return np.where(owner[g] == rows, second[g], best[g])
+
+    rows = np.arange(n)
+    own = np.einsum("nd,nd->n", real, lib[nearest_lib])
+    real_nn = rr.max(1) if n > 1 else np.full(n, np.nan, np.float32)
+    k_real = max(1, round(_DENSITY_FRACTION * (n - 1)))
+    real_kth = _kth_best(rr, k_real) if n > 1 else np.full(n, np.nan, np.float32)
+    per_real = np.stack(
+        [
+            top1,
+            top1 - real_nn,
+            np.bincount(owner, minlength=n) * n / m,
+            own - other_best(nearest_lib, rows),
+            _kth_best(np.concatenate(kept, axis=1), k_lib) - real_kth,
+        ],
+        axis=1,
+    )
+    safe = np.where(ids < 0, 0, ids)
+    step = max(1, _CHUNK * 256 // (ids.shape[1] * real.shape[1]))  # ~4 MB of gathered vectors
+    cand_cos = np.concatenate(
+        [
+            np.einsum("nd,nkd->nk", real[i : i + step], lib[safe[i : i + step]])
+            for i in range(0, n, step)
+        ]
+    )
+    per_cand = np.stack(
+        [
+            cand_cos,
+            (owner[safe] == rows[:, None]).astype(np.float32),
+            cand_cos - other_best(safe, rows[:, None]),
+        ],
+        axis=2,
+    )
+    if n < 2:  # no other real: the scores against other reals are undefined (NaN -> 0 later)
+        per_real[:, [1, 3, 4]] = np.nan
+        per_cand[..., 2] = np.nan
+    return per_real.astype(np.float64), per_cand.astype(np.float64)
+
+
+def raw_relations(E: PairEmbeddings, spaces, k: int):
+    """Candidates and raw scores of one split.
+
+    The candidates of each real image are its ``k`` nearest library images in ``spaces[0]``
+    (exact search); the scores are computed in every space of ``spaces``.
+
+    Returns
+    -------
+    sims, ids : ndarray of shape (n, k)
+        Cosines in ``spaces[0]`` and library indices of the candidates, best first.
+    per_real, per_cand : list of ndarray
+        Per space, in the order of ``spaces``: raw ``(n, 5)`` and ``(n, k, 3)`` scores.
+    """
+    missing = [s for s in spaces if s not in available_spaces(E)]
+    if missing:
+        raise ValueError(
+            f"relation spaces {missing} are not in the input, which carries "
+            f"{available_spaces(E)}; pixel spaces come from ViTLayerFusionEmbedder(pixel_size=...)"
+        )
+    vectors = {name: space_vectors(E, name) for name in spaces}
+    sims, ids = top_k(*vectors[spaces[0]], k)
+    per_real, per_cand = [], []
+    for name in spaces:
+        pr, pc = _space_raw(*vectors[name], ids)
+        per_real.append(pr)
+        per_cand.append(pc)
+    return sims, ids, per_real, per_cand
+
+
+def split_statistics(per_real: list) -> np.ndarray:
+    """``(n_spaces, 2, 5)``: mean and spread of each per-real score over the split's reals."""
+    stats = []
+    for pr in per_real:
+        mean = np.nanmean(pr, axis=0) if len(pr) else np.zeros(pr.shape[1])
+        spread = np.nanstd(pr, axis=0) if len(pr) else np.ones(pr.shape[1])
+        stats.append([mean, np.where(spread > 1e-9, spread, 1.0)])
+    return np.asarray(stats, dtype=np.float64)
+
+
+def standardised(per_real: list, per_cand: list, stats: np.ndarray, sims: np.ndarray):
+    """The ``(n, k, 8 * n_spaces + 1)`` float32 feature array (see the module docstring).
+
+    NaN scores (real-real scores of a split of one image) become 0, the mean."""
+    n, k = sims.shape
+    blocks = []
+    for pr, pc, (mean, spread) in zip(per_real, per_cand, stats, strict=True):
+        z_real = (pr - mean) / spread
+        # cos on the scale of top1, owner as is, owner_margin on the scale of margin
+        z_cand = np.stack(
+            [
+                (pc[..., 0] - mean[0]) / spread[0],
+                pc[..., 1],
+                (pc[..., 2] - mean[3]) / spread[3],
+            ],
+            axis=2,
+        )
+        blocks += [z_cand, np.broadcast_to(z_real[:, None, :], (n, k, len(PER_REAL)))]
+    blocks.append(sims[..., None])
+    return np.nan_to_num(np.concatenate(blocks, axis=2), nan=0.0).astype(np.float32)

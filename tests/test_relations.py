@@ -1,0 +1,209 @@
+"""Relation features (``FaissCandidateSelector(features="relations")``), the linear head on them,
+and CANet with ``pair_features="relations"``."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import cohen_kappa_score
+
+from skfingerprint import (
+    MASKED_COSINE,
+    CANetClassifier,
+    FaissCandidateSelector,
+    LinearRelationClassifier,
+    MaxSimilarityClassifier,
+    PairEmbeddings,
+)
+from skfingerprint import relations as R
+
+
+def _split(n=40, m=400, d=6, p=10, seed=0):
+    """Random reals and library in a main space and a 'pixels' space."""
+    rng = np.random.default_rng(seed)
+    real, lib = rng.normal(size=(n, d)), rng.normal(size=(m, d))
+    preal, plib = rng.normal(size=(n, p)), rng.normal(size=(m, p))
+    return PairEmbeddings(real, lib, "lib", spaces={"pixels": (preal, plib)})
+
+
+def _with(E, real=None, lib=None, real_px=None, lib_px=None):
+    return PairEmbeddings(
+        E.real if real is None else real,
+        E.library if lib is None else lib,
+        "other",
+        spaces={
+            "pixels": (
+                E.spaces["pixels"][0] if real_px is None else real_px,
+                E.spaces["pixels"][1] if lib_px is None else lib_px,
+            )
+        },
+    )
+
+
+def test_the_scores_have_their_defined_values_on_a_worked_example():
+    # Orthogonal reals e1, e2, e3; library: a copy of e1, a blend of e1 and e2, and e3 scaled.
+    real = np.eye(3)
+    lib = np.array([[1.0, 0, 0], [0.8, 0.6, 0], [0, 0, 2.0], [0.6, 0.8, 0]])
+    per_real, per_cand = R._space_raw(
+        real, lib / np.linalg.norm(lib, axis=1)[:, None], np.array([[0, 1], [3, 1], [2, 0]])
+    )
+    np.testing.assert_allclose(per_real[:, 0], [1.0, 0.8, 1.0], atol=1e-6)  # top1
+    np.testing.assert_allclose(
+        per_real[:, 1], [1.0, 0.8, 1.0], atol=1e-6
+    )  # calib: reals orthogonal
+    # owners: lib0 -> r0, lib1 -> r0, lib2 -> r2, lib3 -> r1; counts 2, 1, 1 times n/m = 3/4
+    np.testing.assert_allclose(per_real[:, 2], [1.5, 0.75, 0.75], atol=1e-6)
+    # margin of r1: its nearest lib3 has 0.8 to r1 and 0.6 to r0 -> 0.2
+    np.testing.assert_allclose(per_real[1, 3], 0.2, atol=1e-6)
+    # per candidate of r0: lib0 (cos 1, owner, margin 1 - 0) and lib1 (0.8, owner, 0.8 - 0.6)
+    np.testing.assert_allclose(per_cand[0], [[1.0, 1.0, 1.0], [0.8, 1.0, 0.2]], atol=1e-6)
+    # r1's candidate lib1 belongs to r0: not owner, margin 0.6 - 0.8
+    np.testing.assert_allclose(per_cand[1, 1], [0.6, 0.0, -0.2], atol=1e-6)
+
+
+def test_attribution_averages_one_whatever_the_sizes():
+    for n, m in [(40, 400), (25, 1000)]:
+        per_real = R.raw_relations(_split(n=n, m=m), ("vit", "pixels"), 3)[2]
+        for pr in per_real:
+            assert pr[:, 2].mean() == pytest.approx(1.0)
+
+
+def test_per_real_scores_survive_duplicating_every_library_image():
+    E = _split(m=400)  # density's k = m / 200: 2, then 4 on the duplicated library
+    dup = _with(
+        E,
+        lib=np.concatenate([E.library, E.library]),
+        lib_px=np.concatenate([E.spaces["pixels"][1]] * 2),
+    )
+    spaces = ("pixels", "vit")
+    for a, b in zip(
+        R.raw_relations(E, spaces, 3)[2], R.raw_relations(dup, spaces, 3)[2], strict=True
+    ):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_features_follow_the_order_of_the_reals_and_ignore_the_library_order():
+    E = _split()
+    sel = FaissCandidateSelector(k=5, min_similarity=None, features="relations").fit(E)
+    X = sel.transform(E)
+    perm = np.random.default_rng(1).permutation(len(E))
+    shuffled = _with(E, real=E.real[perm], real_px=E.spaces["pixels"][0][perm])
+    np.testing.assert_allclose(sel.transform(shuffled), X[perm], rtol=1e-5, atol=1e-5)
+    lperm = np.random.default_rng(2).permutation(len(E.library))
+    relib = _with(E, lib=E.library[lperm], lib_px=E.spaces["pixels"][1][lperm])
+    np.testing.assert_allclose(sel.transform(relib), X, rtol=1e-5, atol=1e-5)
+
+
+def test_selector_relation_output_layout_and_mask():
+    E = _split()
+    paper = FaissCandidateSelector(k=5, min_similarity=0.8).fit(E).transform(E)
+    sel = FaissCandidateSelector(k=5, min_similarity=0.8, features="relations").fit(E)
+    X = sel.transform(E)
+    assert sel.spaces_ == ("vit", "pixels")
+    assert X.shape == (len(E), 5, 8 * 2 + 1)
+    assert len(R.relation_feature_names(sel.spaces_)) == X.shape[2]
+    # candidates chosen in the first space: the same cosines and mask as the paper's search
+    np.testing.assert_allclose(X[..., -1], paper[..., -1], atol=1e-6)
+    masked = X[..., -1] == MASKED_COSINE
+    assert masked.any() and not masked[:, 0].any()
+    assert (X[masked][:, :-1] == 0).all()
+    # standardised over the split: each per-real score has mean 0 and spread 1 over the reals
+    top1 = X[:, 0, 3]  # vit block: cos, owner, owner_margin, then top1
+    assert top1.mean() == pytest.approx(0.0, abs=1e-5) and top1.std() == pytest.approx(1.0, 1e-4)
+
+
+def test_candidates_come_from_the_first_relation_space():
+    E = _split()
+    sel = FaissCandidateSelector(k=5, min_similarity=None, features="relations")
+    X = sel.set_params(relation_spaces=("pixels",)).fit(E).transform(E)
+    real, lib = R.space_vectors(E, "pixels")
+    best = np.sort(real @ lib.T, axis=1)[:, ::-1][:, :5]
+    np.testing.assert_allclose(X[..., -1], best, atol=1e-5)
+    assert X.shape[2] == 9
+    with pytest.raises(ValueError, match="not in the input"):
+        sel.set_params(relation_spaces=("pixels16",)).fit(E)
+
+
+def test_a_small_call_uses_the_statistics_kept_from_fit():
+    E = _split()
+    sel = FaissCandidateSelector(k=5, min_similarity=None, features="relations").fit(E)
+    one = sel.transform(E[[3]])
+    assert np.isfinite(one).all()
+    sims, _, per_real, per_cand = R.raw_relations(E[[3]], sel.spaces_, 5)
+    expected = R.standardised(per_real, per_cand, sel.relation_stats_, sims)
+    np.testing.assert_allclose(one, expected, rtol=1e-5, atol=1e-6)
+    # the fit statistics are those of the fit split: its own transform reproduces them
+    np.testing.assert_allclose(sel.transform(E)[:, 0, 3].mean(), 0.0, atol=1e-5)
+
+
+def test_selector_refuses_input_without_its_spaces():
+    E = _split()
+    sel = FaissCandidateSelector(k=5, features="relations").fit(E)
+    with pytest.raises(ValueError, match="pixel_size"):
+        sel.transform(PairEmbeddings(E.real, E.library, "lib"))
+
+
+def test_pair_embeddings_slice_every_space_and_check_shapes():
+    E = _split(n=6)
+    sub = E[[4, 1]]
+    np.testing.assert_array_equal(sub.spaces["pixels"][0], E.spaces["pixels"][0][[4, 1]])
+    assert sub.spaces["pixels"][1] is E.spaces["pixels"][1]
+    with pytest.raises(ValueError, match="space 'pixels'"):
+        PairEmbeddings(E.real, E.library, "x", spaces={"pixels": (E.real[:3], E.library)})
+
+
+# --- the heads ----------------------------------------------------------------------------------
+
+
+def _planted(n, seed, rule):
+    """Candidate arrays (n, 8, 5) whose cosine column says nothing about y."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8, 5)).astype(np.float32)
+    X[..., -1] = -np.sort(-rng.uniform(0.2, 0.9, size=(n, 8)), axis=1)
+    y = rule(X).astype(int)
+    return X, y
+
+
+def test_linear_head_reads_the_first_candidates_scores():
+    X, y = _planted(300, 0, lambda X: X[:, 0, 1] > 0)
+    Xt, yt = _planted(300, 1, lambda X: X[:, 0, 1] > 0)
+    clf = LinearRelationClassifier().fit(X, y)
+    assert cohen_kappa_score(yt, clf.predict(Xt)) > 0.8
+    # the rule lives in row 0 only: moving the signal to another candidate loses it
+    moved = Xt.copy()
+    moved[:, 0, 1] = 0.0
+    assert cohen_kappa_score(yt, clf.predict(moved)) < 0.2
+    with pytest.raises(ValueError, match="fitted with 5"):
+        clf.predict(Xt[..., 1:])
+
+
+def test_canet_on_relations_learns_a_neighbourhood_rule_a_cosine_threshold_cannot():
+    # used = at least 3 of the 8 candidates have a high score 1: a count over the
+    # neighbourhood, invisible to the best cosine and to the first candidate's row alone
+    rule = lambda X: (X[..., 1] > 0.6).sum(1) >= 3  # noqa: E731
+    X, y = _planted(400, 0, rule)
+    Xt, yt = _planted(400, 1, rule)
+    canet = CANetClassifier(
+        pair_features="relations", hidden=(32, 16), n_heads=2, lr=3e-3, max_epochs=60,
+        dropout=0.1, threshold=0.5, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    kappa_canet = cohen_kappa_score(yt, canet.predict(Xt))
+    kappa_cos = cohen_kappa_score(yt, MaxSimilarityClassifier().fit(X, y).predict(Xt))
+    kappa_linear = cohen_kappa_score(yt, LinearRelationClassifier().fit(X, y).predict(Xt))
+    assert kappa_cos < 0.15 and kappa_linear < 0.4
+    assert kappa_canet > 0.6, (kappa_canet, kappa_linear, kappa_cos)
+
+
+def test_canet_on_relations_starts_as_the_linear_head():
+    X, y = _planted(200, 0, lambda X: X[:, 0, 1] + 0.5 * X[:, 0, 2] > 0)
+    canet = CANetClassifier(
+        pair_features="relations", hidden=(16, 8), n_heads=2, max_epochs=1, lr=1e-12,
+        early_stopping=False, random_state=0,
+    ).fit(X, y)  # fmt: skip
+    module = canet.net_.module_
+    kw = canet._module_kwargs
+    # the skip is a logistic regression of y on the standardised first row and best cosine
+    z = (X[:, 0, :-1] - kw["feature_mean"]) / kw["feature_scale"]
+    best = (X[:, 0, -1] - kw["cosine_mean"]) / kw["cosine_scale"]
+    expected = z @ kw["relation_skip_init"] + kw["skip_init"][0] * best + kw["skip_init"][1]
+    np.testing.assert_allclose(canet.decision_function(X), expected, rtol=1e-3, atol=1e-3)
+    assert module.relation_skip is not None
+    assert np.corrcoef(expected, X[:, 0, 1] + 0.5 * X[:, 0, 2])[0, 1] > 0.9
