@@ -12,9 +12,16 @@ side. Every method is fitted on the train folder only and scored once on the tes
   pipeline's fitted embedder and selector).
 - ``Paper: CANet+ViT``: the paper's configuration on the offline tiny ViT (its layers 6/12/18
   of 24 mapped to depth 4, k=100, min_similarity 0.6, P(used) >= 0.6).
-- ``Default pipeline``: ``make_fingerprint_pipeline()``'s defaults on the same tiny ViT.
+- ``CANet on relations``: ``make_fingerprint_pipeline("canet")``: CANet over each real image's
+  candidates, on the relation scores (``features="relations"``) of the same tiny ViT.
+- ``Default pipeline``: ``make_fingerprint_pipeline()``'s defaults on the same tiny ViT: the
+  linear head on relation scores in pixel space (the untrained ViT's own scores are left out).
 - ``Control: real-only LogReg``: a classifier of the real image alone that never sees a
-  generated image; its interval must contain 0, or the task leaks labels.
+  generated image; its interval must contain 0, or the task leaks labels. It needs no
+  generator, so besides the task's seeds it also runs on the deals (real images and split) of
+  12 seeds per source, for the same cost as a few seconds: ``Control, 12 deals``, whose
+  interval is the one the verdict judges (three deals cannot tell a leaking split from chance:
+  its spread over deals is larger than the test images' bootstrap sees).
 
 Metrics on the test split, each seed retraining the generator: kappa at the train-chosen
 threshold (the task's metric), ROC AUC, TPR at 1% and 10% FPR (Carlini et al. 2022), means over
@@ -53,6 +60,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH), os.environ.
 
 from joblib import Parallel, delayed  # noqa: E402
 from PIL import Image  # noqa: E402
+from realgen.sources import load_source  # noqa: E402
 from realgen.task import (  # noqa: E402
     DEFAULT_ROOT,
     GENERATORS,
@@ -60,6 +68,7 @@ from realgen.task import (  # noqa: E402
     QUICK_SIZES,
     SIZES,
     TASKS,
+    _deal,
     build_task,
 )
 from scipy.stats import bootstrap  # noqa: E402
@@ -71,9 +80,14 @@ FIGURES = BENCH / "figures"
 PAPER_LAYERS = (1, 2, 3)
 BASELINES = ("PixelNN", "MaxSim+ViT", "Paper: CANet+ViT")
 CONTROL = "Control: real-only LogReg"
-METHODS = (*BASELINES, "Default pipeline", CONTROL)
-FULL = dict(seeds=3, k=100, canet={}, embed={}, n_resamples=2000)
-QUICK = dict(seeds=1, k=20, canet=dict(max_epochs=5), embed=dict(gate_epochs=30), n_resamples=200)
+CANET = "CANet on relations"
+METHODS = (*BASELINES, CANET, "Default pipeline", CONTROL)
+FULL = dict(seeds=3, k=100, canet={}, embed={}, n_resamples=2000, control_deals=12)
+QUICK = dict(
+    seeds=1, k=20, canet=dict(max_epochs=5), embed=dict(gate_epochs=30), n_resamples=200,
+    control_deals=2,
+)  # fmt: skip
+CONTROL_CELLS = ("n_train_used", "n_train_not_used", "n_test_used", "n_test_not_used")
 #: One line per task on what its seed-0 sample grid (``figures/samples_<task>.png``) shows,
 #: written by a person who looked at it; the run prints it beside the grid's path.
 GRID_NOTES = {
@@ -127,7 +141,8 @@ def run_methods(folder: Path, seed: int, cfg: dict) -> dict:
     import torch
 
     from skfingerprint import load_imageclef_gans
-    from skfingerprint.baselines import MaxSimilarityClassifier, PixelNearestNeighbor, _gray_vectors
+    from skfingerprint.baselines import MaxSimilarityClassifier, PixelNearestNeighbor
+    from skfingerprint.images import pixel_vectors
     from skfingerprint.pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
 
     torch.set_num_threads(1)
@@ -151,8 +166,8 @@ def run_methods(folder: Path, seed: int, cfg: dict) -> dict:
 
     t = time.perf_counter()
     paper = make_fingerprint_pipeline(
-        **TINY_VIT, layers=PAPER_LAYERS, k=cfg["k"], min_similarity=0.6, threshold=0.6,
-        random_state=seed, embedder_params=embed, **canet,
+        "canet", **TINY_VIT, features="paper", layers=PAPER_LAYERS, k=cfg["k"], min_similarity=0.6,
+        threshold=0.6, random_state=seed, embedder_params=embed, **canet,
     ).fit(train.X_pairs, train.y)  # fmt: skip
     record(
         "Paper: CANet+ViT", t, paper.predict_proba(test.X_pairs)[:, 1], paper.predict(test.X_pairs)
@@ -164,8 +179,14 @@ def run_methods(folder: Path, seed: int, cfg: dict) -> dict:
     record("MaxSim+ViT", t, maxsim.score_samples(test_candidates), maxsim.predict(test_candidates))
 
     t = time.perf_counter()
+    relations = make_fingerprint_pipeline(
+        "canet", **TINY_VIT, k=cfg["k"], random_state=seed, embedder_params=embed, **canet
+    ).fit(train.X_pairs, train.y)
+    record(CANET, t, relations.predict_proba(test.X_pairs)[:, 1], relations.predict(test.X_pairs))
+
+    t = time.perf_counter()
     default = make_fingerprint_pipeline(
-        **TINY_VIT, k=cfg["k"], random_state=seed, embedder_params=embed, **canet
+        **TINY_VIT, k=cfg["k"], random_state=seed, embedder_params=embed
     ).fit(train.X_pairs, train.y)
     record(
         "Default pipeline",
@@ -175,12 +196,8 @@ def run_methods(folder: Path, seed: int, cfg: dict) -> dict:
     )
 
     t = time.perf_counter()
-
-    def pixels(images):
-        return np.concatenate([_gray_vectors(b, 32) for _, b in images.iter_batches(256)])
-
     score, pred = real_only_control(
-        pixels(train.X_pairs.real), train.y, pixels(test.X_pairs.real), seed
+        pixel_vectors(train.X_pairs.real, 32), train.y, pixel_vectors(test.X_pairs.real, 32), seed
     )
     record(CONTROL, t, score, pred)
     return {"y": y_test, "methods": out}
@@ -198,6 +215,29 @@ def real_only_control(train_pixels, y_train, test_pixels, seed) -> tuple[np.ndar
     control = LogisticRegression(max_iter=2000).fit(pca.transform(train_pixels), y_train)
     x_test = pca.transform(test_pixels)
     return control.predict_proba(x_test)[:, 1], control.predict(x_test)
+
+
+def control_on_deal(source: str, seed: int, sizes: dict) -> dict:
+    """The control on ``source``'s deal of ``seed`` (the real images and split a task of that
+    seed uses), without a generator: test labels, P(used) and predictions."""
+    from skfingerprint.images import gray_vectors
+
+    real = load_source(source, sum(sizes[c] for c in CONTROL_CELLS), seed=seed)
+    cells = _deal(real.group, [sizes[c] for c in CONTROL_CELLS], np.random.default_rng(seed))
+    x = gray_vectors(list(real.images[..., None].astype(np.float32) / 255), 32)
+    train, test = np.r_[cells[0], cells[1]], np.r_[cells[2], cells[3]]
+    y_train = np.r_[np.ones(len(cells[0])), np.zeros(len(cells[1]))]
+    y_test = np.r_[np.ones(len(cells[2])), np.zeros(len(cells[3]))].astype(int)
+    score, pred = real_only_control(x[train], y_train, x[test], seed)
+    return dict(y=y_test, score=score, pred=pred)
+
+
+def control_deals_interval(deals: list[dict], n_resamples: int) -> tuple[float, float, float]:
+    """Mean kappa of the control over deals and its bootstrap 95% interval over their images."""
+    y = np.concatenate([d["y"] for d in deals])
+    pred = np.concatenate([d["pred"] for d in deals])
+    seed_id = np.concatenate([np.full(len(d["y"]), i) for i, d in enumerate(deals)])
+    return kappa_interval(y, pred, seed_id, n_resamples)
 
 
 def tpr_at(y: np.ndarray, score: np.ndarray, fpr_level: float) -> float:
@@ -272,8 +312,9 @@ def _fmt_interval(v: tuple[float, float, float]) -> str:
     return f"{v[0]:+.3f} [{v[1]:+.3f}, {v[2]:+.3f}]"
 
 
-def summarise_task(name: str, runs: list[dict], n_resamples: int) -> dict:
-    """Per-method means over seeds, kappa intervals, differences to the best baseline."""
+def summarise_task(name: str, runs: list[dict], n_resamples: int, control_deals=None) -> dict:
+    """Per-method means over seeds, kappa intervals, differences to the best baseline;
+    ``control_deals``: the control's interval over more deals (:func:`control_deals_interval`)."""
     y = np.concatenate([r["y"] for r in runs])
     seed_id = np.concatenate([np.full(len(r["y"]), i) for i, r in enumerate(runs)])
     per_seed = {m: [seed_metrics(r["y"], r["methods"][m]) for r in runs] for m in METHODS}
@@ -287,8 +328,9 @@ def summarise_task(name: str, runs: list[dict], n_resamples: int) -> dict:
         if m != best
     }
     return dict(
-        name=name, mean=mean, per_seed=per_seed, kappa=kappa, best=best, diff=diff, runs=runs
-    )
+        name=name, mean=mean, per_seed=per_seed, kappa=kappa, best=best, diff=diff, runs=runs,
+        control_deals=control_deals,
+    )  # fmt: skip
 
 
 def task_table(t: dict) -> str:
@@ -328,10 +370,14 @@ def verdict(t: dict) -> str:
         + (", ".join(signal) if signal else "none")
         + ("" if signal else " — the task gives no method a signal")
     )
-    ok = control[1] <= 0 <= control[2]
+    deals = t.get("control_deals")
+    judged = control if deals is None else deals[1]
+    ok = judged[1] <= 0 <= judged[2]
+    label = "control" if deals is None else f"control over {deals[0]} deals"
     parts.append(
-        f"control {_fmt_interval(control)}: "
+        f"{label} {_fmt_interval(judged)}: "
         + ("contains 0 (no label leak)" if ok else "EXCLUDES 0: the task leaks labels")
+        + ("" if deals is None else f" (on this task's seeds {_fmt_interval(control)})")
     )
     widest = max((d[2] - d[1]) / 2 for d in t["diff"].values())
     parts.append(
@@ -365,12 +411,19 @@ def roc_figure(t: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _summary_rows(tasks: list[dict]) -> list[tuple[str, list[str]]]:
+    rows = [(m, [_fmt_interval(t["kappa"][m]) for t in tasks]) for m in METHODS]
+    deals = [t.get("control_deals") for t in tasks]
+    if all(d is not None for d in deals):
+        rows.append((f"Control, {deals[0][0]} deals", [_fmt_interval(d[1]) for d in deals]))
+    return rows
+
+
 def summary_table(tasks: list[dict]) -> str:
     head = "| method | " + " | ".join(t["name"] for t in tasks) + " |"
     lines = [head, "|:---|" + "---:|" * len(tasks)]
-    for m in METHODS:
-        cells = [_fmt_interval(t["kappa"][m]) for t in tasks]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for name, cells in _summary_rows(tasks):
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -385,9 +438,9 @@ def summary_rst(tasks: list[dict], figures: Path, header: list[str]) -> str:
         "   * - method",
         *[f"     - {t['name']}" for t in tasks],
     ]
-    for m in METHODS:
-        lines.append(f"   * - {m}")
-        lines += [f"     - {_fmt_interval(t['kappa'][m])}" for t in tasks]
+    for name, cells in _summary_rows(tasks):
+        lines.append(f"   * - {name}")
+        lines += [f"     - {cell}" for cell in cells]
     lines.append("")
     lines += [f"- **{t['name']}**: {verdict(t)}" for t in tasks]
     lines.append("")
@@ -446,10 +499,25 @@ def main(argv=None) -> int:
     methods_s = time.perf_counter() - t
     log(f"methods done in {methods_s:.0f}s")
     t = time.perf_counter()
+    sources = sorted({src for src, _ in tasks})
+    n_deals = cfg["control_deals"]
+    sizes = QUICK_SIZES if args.quick else SIZES
+    deal_runs = Parallel(n_jobs=args.n_jobs)(
+        delayed(control_on_deal)(src, s, sizes) for src in sources for s in range(n_deals)
+    )
+    control = {
+        src: (n_deals, control_deals_interval(deal_runs[i * n_deals : (i + 1) * n_deals], 2000))
+        for i, src in enumerate(sources)
+    }
+    control_s = time.perf_counter() - t
+    log(f"control over {n_deals} deals of {len(sources)} sources in {control_s:.0f}s")
+    t = time.perf_counter()
     summaries = []
     for i, (src, gen) in enumerate(tasks):
         task_runs = runs[i * len(seeds) : (i + 1) * len(seeds)]
-        summaries.append(summarise_task(_task_name(src, gen), task_runs, cfg["n_resamples"]))
+        summaries.append(
+            summarise_task(_task_name(src, gen), task_runs, cfg["n_resamples"], control[src])
+        )
         log(f"{summaries[-1]['name']}: {verdict(summaries[-1])}")
     bootstrap_s = time.perf_counter() - t
 
@@ -473,7 +541,6 @@ def main(argv=None) -> int:
         + ".venv/bin/python benchmarks/bench_quality.py"
         + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
     )
-    sizes = QUICK_SIZES if args.quick else SIZES
     gens = QUICK_GENERATORS if args.quick else GENERATORS
     header = [
         f"Command: `{command}` (`make bench-quality`)",
@@ -482,7 +549,8 @@ def main(argv=None) -> int:
         f"Wall time: {wall:.0f}s (parent process CPU {cpu:.0f}s): generators and folders "
         f"{prepare_s:.0f}s (training summed over generators {train_s:.0f}s; "
         f"{sum(info['cached'] for _, info in built)} of {len(built)} reused from the cache), "
-        f"methods {methods_s:.0f}s, bootstrap {bootstrap_s:.0f}s; {args.n_jobs} worker processes; "
+        f"methods {methods_s:.0f}s, control deals {control_s:.0f}s, bootstrap "
+        f"{bootstrap_s:.0f}s; {args.n_jobs} worker processes; "
         f"load average at start {' / '.join(f'{v:.1f}' for v in load_start)}, at end "
         f"{' / '.join(f'{v:.1f}' for v in load_end)}.",
         f"Seeds {seeds} (a seed picks the real images and the split, and retrains the "

@@ -147,6 +147,25 @@ def test_build_task_splits_whole_patients_and_trains_on_used_images_only(tiny_ta
     assert len(used) == info["counts"][0] + info["counts"][2]
 
 
+def test_control_on_a_deal_is_the_control_on_that_seeds_task(tiny_task):
+    """The 12-deal control deals the real images exactly as the task of that seed does: its
+    test labels and kappa equal those of the control fitted on the task's folders."""
+    from skfingerprint.images import pixel_vectors
+
+    (source, _, seed, _), folder, _ = tiny_task
+    deal = bench_quality.control_on_deal(source, seed, QUICK_SIZES)
+    train = load_imageclef_gans(folder / "train")
+    test = load_imageclef_gans(folder / "test")
+    y_test = bench_quality._test_labels(folder, test.ids)
+    _, pred = bench_quality.real_only_control(
+        pixel_vectors(train.X_pairs.real, 32), train.y, pixel_vectors(test.X_pairs.real, 32), seed
+    )
+    assert sorted(deal["y"]) == sorted(y_test)
+    assert cohen_kappa_score(deal["y"], deal["pred"]) == pytest.approx(
+        cohen_kappa_score(y_test, pred), abs=1e-9
+    )
+
+
 def test_build_task_reuses_the_cache(tiny_task):
     args, folder, _ = tiny_task
     again, info = build_task(*args, sizes=QUICK_SIZES, generator_params=TINY_DCGAN, log=None)
@@ -205,6 +224,7 @@ def test_quick_run_writes_every_table_and_the_control_row(tmp_path):
         assert f"## {name}" in text and f"**{name}**" in text
         assert (tmp_path / "fig" / f"roc_{source}_{generator}.png").stat().st_size > 0
     assert text.count(f"| {bench_quality.CONTROL} |") == len(bench_quality.TASKS) + 1
+    assert "| Control, 2 deals |" in text and "control over 2 deals" in text
     for method in bench_quality.METHODS:
         assert f"| {method} |" in text
 
