@@ -9,12 +9,13 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from sklearn.metrics import cohen_kappa_score
 
-from skfingerprint import read_submission
-from skfingerprint.cli import main
+from skfingerprint import load_imageclef_gans, read_submission
+from skfingerprint.cli import load_model, main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 
-# A small fast fit: tiny random ViT, 10 candidates, 3 CANet epochs.
+# A small fast fit: tiny random ViT, 10 candidates, the default (linear) classifier.
 FIT_FAST = ["--tiny", "--k", "10", "--seed", "0"]  # the default classifier (linear head)
 
 
@@ -83,6 +84,11 @@ def test_predict_writes_the_submission(data, model, capsys, tmp_path):
     assert len(lines) == 20 and all(line.count(",") == 1 for line in lines)
     assert lines[0] == f"{ids[0]},{labels[0]}"
     assert f"predicted used: {labels.sum()} of 20 real images" in out
+    # the labels are the model's: not all zeros, not another row order
+    split = load_imageclef_gans(root / "test")
+    expected = load_model(model)["estimator"].predict(split.X_pairs)
+    by_id = dict(zip(split.ids, expected, strict=True))
+    np.testing.assert_array_equal(labels, [by_id[i] for i in ids])
 
 
 def test_predict_accepts_a_training_layout(data, model, capsys, tmp_path):
@@ -99,6 +105,13 @@ def test_evaluate_prints_the_metrics(data, model, capsys):
     assert code == 0, err
     for metric in ("kappa", "accuracy", "precision", "recall", "f1"):
         assert metric in out
+    # the printed kappa is sklearn's on the model's own predictions of that folder
+    split = load_imageclef_gans(data[0] / "train")
+    payload = load_model(model)
+    kappa = cohen_kappa_score(split.y, payload["estimator"].predict(split.X_pairs))
+    kappa_line = next(line for line in out.splitlines() if line.startswith("kappa"))
+    assert kappa_line.split()[-1] == f"{kappa:.3f}"
+    assert payload["train_metrics"]["kappa"] == pytest.approx(kappa)  # what fit stored
     assert "LinearRelationClassifier" in out  # the default classifier
     assert "optimistic" in out  # the folder it was fitted on
 

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import cross_val_score
 
 from skfingerprint import format_reports, kappa_scorer, membership_report
@@ -54,6 +56,30 @@ def test_constant_predictions_give_zero_kappa_not_nan():
 def test_bad_labels_are_refused(y_true, y_pred, match):
     with pytest.raises(ValueError, match=match):
         membership_report(y_true, y_pred)
+
+
+class _FixedLabels(ClassifierMixin, BaseEstimator):
+    """Predicts the labels it was given, whatever the input."""
+
+    def __init__(self, labels=None):
+        self.labels = labels
+
+    def fit(self, X, y):
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def predict(self, X):
+        return np.asarray(self.labels)
+
+
+def test_kappa_scorer_is_kappa_not_accuracy():
+    """On 9 used images and 1 not used, saying 'used' for all is 90% accurate and kappa 0."""
+    X, y = np.zeros((10, 1)), np.r_[np.ones(9, int), 0]
+    always_used = _FixedLabels(np.ones(10, int)).fit(X, y)
+    assert kappa_scorer(always_used, X, y) == pytest.approx(0.0)
+    half = _FixedLabels(np.r_[np.ones(5, int), np.zeros(5, int)]).fit(X, y)  # 4 used missed
+    assert kappa_scorer(half, X, y) == pytest.approx(cohen_kappa_score(y, half.predict(X)))
+    assert kappa_scorer(half, X, y) != pytest.approx(0.5)  # 0.5 is the accuracy
 
 
 def test_kappa_scorer_works_as_scoring():
