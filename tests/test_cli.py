@@ -293,3 +293,48 @@ def test_unexpected_errors_are_reported_as_bugs(monkeypatch, capsys):
     code, _, err = run(capsys, "evaluate", "m", "d")
     assert code == 1
     assert "Traceback" in err and "bug" in err
+
+
+CANET = ["--classifier", "canet"]
+PAPER = ["--classifier", "canet", "--features", "paper"]
+
+
+@pytest.mark.parametrize(
+    "option, context, param, value",
+    [
+        (["--threshold", "0.3"], CANET, "clf__threshold", 0.3),
+        (["--min-similarity", "0.4"], [], "select__min_similarity", 0.4),
+        (["--min-similarity", "none"], PAPER, "select__min_similarity", None),
+        (["--finetune", "last"], [], "embed__finetune", "last"),
+        (["--fusion", "mean"], [], "embed__fusion", "mean"),
+        (["--layers", "L1+3"], [], "embed__layers", "L1+3"),
+        (["--k", "7"], [], "select__k", 7),
+        (["--seed", "5"], [], "select__random_state", 5),
+        (["--epochs", "4"], CANET, "clf__max_epochs", 4),
+        (["--features", "paper"], CANET, "select__features", "paper"),
+        (["--classifier", "canet"], [], "clf__pair_features", "relations"),
+    ],
+)
+def test_each_fit_option_reaches_the_pipeline(option, context, param, value):
+    """Each option of ``fit`` sets the parameter it names in the pipeline it builds, and the
+    same command without it builds something else."""
+    from skfingerprint.cli import _pipeline_from_args, build_parser
+
+    def params(extra):
+        argv = ["fit", "train", "-o", "m.joblib", "--tiny", *context, *extra]
+        return _pipeline_from_args(build_parser().parse_args(argv)).get_params()
+
+    assert params(option)[param] == value
+    assert params([]).get(param, "absent") != value
+
+
+def test_model_and_checkpoint_options_reach_the_embedder(tmp_path):
+    from skfingerprint.cli import _pipeline_from_args, build_parser
+
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    argv = ["fit", "t", "-o", "m", "--model", "vit_small_patch16_224", "--checkpoint", weights]
+    params = _pipeline_from_args(build_parser().parse_args([str(a) for a in argv])).get_params()
+    assert params["embed__model"] == "vit_small_patch16_224"
+    assert params["embed__checkpoint"] == str(weights)
+    assert params["embed__pretrained"] is False  # the checkpoint's weights replace the hub's
