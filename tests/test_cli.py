@@ -338,3 +338,31 @@ def test_model_and_checkpoint_options_reach_the_embedder(tmp_path):
     assert params["embed__model"] == "vit_small_patch16_224"
     assert params["embed__checkpoint"] == str(weights)
     assert params["embed__pretrained"] is False  # the checkpoint's weights replace the hub's
+
+
+def test_predict_writes_ranked_scores(data, model, capsys, tmp_path):
+    """--scores: every real image's P(used) from the model, ranked highest first."""
+    import csv
+
+    root = data[0]
+    sub, scores = tmp_path / "sub.csv", tmp_path / "scores.csv"
+    code, out, err = run(capsys, "predict", model, root / "test", "-o", sub, "--scores", scores)
+    assert code == 0, err
+    assert "highest P(used) first" in out
+    with open(scores, newline="") as f:
+        rows = list(csv.DictReader(f))
+    split = load_imageclef_gans(root / "test")
+    proba = load_model(model)["estimator"].predict_proba(split.X_pairs)[:, 1]
+    expected = dict(zip(split.ids, proba, strict=True))
+    assert [int(r["rank"]) for r in rows] == list(range(1, 21))
+    assert sorted(r["id"] for r in rows) == sorted(split.ids)
+    got = np.array([float(r["p_used"]) for r in rows])
+    np.testing.assert_allclose(got, [expected[r["id"]] for r in rows], atol=1e-6)
+    assert (np.diff(got) <= 0).all()  # ranked
+    # the labels are the scores read at the model's threshold: the top is flagged first
+    ids, labels = read_submission(sub)
+    flagged = {i for i, v in zip(ids, labels, strict=True) if v}
+    assert {r["id"] for r in rows[: len(flagged)]} == flagged
+    expect_error(
+        capsys, 2, "same file", "predict", model, root / "test", "-o", sub, "--scores", sub
+    )

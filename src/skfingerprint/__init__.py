@@ -9,7 +9,7 @@ from ._vit import WeightsUnavailableError
 from .baselines import MaxSimilarityClassifier, PixelNearestNeighbor
 from .canet import CANetClassifier
 from .embedding import ViTLayerFusionEmbedder
-from .imageclef import load_imageclef_gans, read_submission, write_submission
+from .imageclef import load_imageclef_gans, read_submission, write_scores, write_submission
 from .images import ImageLoadError, ImageSet, as_image_set
 from .linear_head import LinearRelationClassifier
 from .metrics import format_reports, kappa_scorer, membership_report
@@ -46,5 +46,6 @@ __all__ = [
     "membership_report",
     "plot_leak_candidates",
     "read_submission",
+    "write_scores",
     "write_submission",
 ]

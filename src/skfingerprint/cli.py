@@ -496,9 +496,12 @@ def _predict(model: dict, data, log: _Log, verbose: int):
 
 
 def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
-    from .imageclef import write_submission
+    from .imageclef import write_scores, write_submission
 
     out = _output_file(args.output, "submission file")
+    scores_out = None if args.scores is None else _output_file(args.scores, "scores file")
+    if scores_out is not None and scores_out.resolve() == out.resolve():
+        raise CLIError("--scores and -o name the same file; give two", EXIT_USAGE)
     model = load_model(args.model)
     data = _load_split(args.test_dir, command="predict")
     if data.split == "train":
@@ -509,8 +512,13 @@ def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
     pred = _predict(model, data, log, args.verbose)
     with _work_errors():
         write_submission(data.ids, pred, out)
+        if scores_out is not None:
+            proba = model["estimator"].predict_proba(data.X_pairs)[:, 1]
+            write_scores(data.ids, proba, scores_out)
     n, used = len(pred), int(pred.sum())
     print(f"wrote {n} predictions to {out}")
+    if scores_out is not None:
+        print(f"wrote {n} scores to {scores_out}, highest P(used) first")
     print(f"predicted used: {used} of {n} real images ({100.0 * used / n:.1f}%)")
     return EXIT_OK
 
@@ -887,6 +895,11 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("test_dir", metavar="TEST_DIR", help="test (or training) folder")
     pred.add_argument(
         "-o", "--output", required=True, metavar="CSV", help="submission file to write"
+    )
+    pred.add_argument(
+        "--scores",
+        metavar="CSV",
+        help="also write every real image's P(used), ranked highest first (rank,id,p_used)",
     )
     pred.set_defaults(func=_cmd_predict)
 

@@ -23,7 +23,7 @@ from .images import ImageSet, list_image_files
 from .metrics import check_binary_labels
 from .pairs import PairedImages
 
-__all__ = ["load_imageclef_gans", "read_submission", "write_submission"]
+__all__ = ["load_imageclef_gans", "read_submission", "write_scores", "write_submission"]
 
 TRAIN_FOLDERS = ("generated", "real_used", "real_not_used")
 TEST_FOLDERS = ("generated", "real_unknown")
@@ -196,6 +196,51 @@ def write_submission(ids: Sequence[str], labels, path: str | os.PathLike) -> Pat
     text = "".join(f"{i},{int(v)}\n" for i, v in zip(ids, labels, strict=True))
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", newline="\n")
+    return path
+
+
+def write_scores(ids: Sequence[str], scores, path: str | os.PathLike) -> Path:
+    """Write every real image's score, ranked: ``rank,id,p_used`` with a header, highest first.
+
+    The ranking is what an auditor reads: the real images the model thinks most likely used,
+    first. Ties keep the order of ``ids``. Written atomically, like :func:`write_submission`.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        Real image ids (file stems), each once.
+    scores : array-like of float
+        One score per id, higher = more likely used (``predict_proba(X)[:, 1]``).
+    path : str or Path
+        Where to write.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        Empty input, lengths that differ, duplicate or malformed ids, scores that are not
+        finite numbers.
+
+    Examples
+    --------
+    >>> from skfingerprint.imageclef import write_scores
+    >>> write_scores(["img_001", "img_002"], [0.2, 0.9], "scores.csv")  # doctest: +SKIP
+    """
+    ids = _check_ids(ids)
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 1 or len(ids) != len(scores):
+        raise ValueError(f"{len(ids)} ids but scores of shape {scores.shape}; give one per id")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite numbers (NaN or infinity found)")
+    order = np.argsort(-scores, kind="stable")
+    lines = ["rank,id,p_used\n"]
+    lines += [f"{r},{ids[i]},{scores[i]:.6f}\n" for r, i in enumerate(order, start=1)]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(lines), encoding="utf-8", newline="\n")
     return path
 
 
