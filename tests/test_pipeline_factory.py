@@ -201,3 +201,15 @@ def test_plot_of_the_default_pipeline_shows_the_candidates_it_scored(task):
     assert "pixels cosine" in fig.get_suptitle()
     best = pipe[:-1].transform(task.X_pairs)[3, 0, -1]
     assert f"cos {best:.3f}" in fig.axes[1].get_title()
+
+
+def test_warnings_point_at_the_users_line(task):
+    """A warning raised deep inside Pipeline.fit names this file, not scikit-learn's."""
+    import warnings
+
+    pipe = make_fingerprint_pipeline(**{**FAST, "k": 1000})  # more than the 48 generated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.fit(task.X_pairs, task.y)  # the line the warning must point at
+    ours = [w for w in caught if "larger than the library" in str(w.message)]
+    assert ours and all(w.filename == __file__ for w in ours), [w.filename for w in ours]

@@ -11,12 +11,12 @@ time the entry is written).
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from ._io import atomic_path
+from ._warnings import warn_at_caller
 
 __all__ = ["TokenCache", "clear_memory_cache"]
 
@@ -66,10 +66,9 @@ class TokenCache:
         try:
             arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            warnings.warn(
+            warn_at_caller(
                 f"Ignoring unreadable cache entry '{path}' ({exc}); it will be recomputed",
                 RuntimeWarning,
-                stacklevel=2,
             )
             return None
         self.memory[key] = arr

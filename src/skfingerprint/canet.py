@@ -16,7 +16,6 @@ are then pooled and a head ``-> 256 -> GELU -> 1`` gives the logit of P(used).
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from itertools import pairwise
 from numbers import Integral, Real
@@ -42,6 +41,7 @@ from .metrics import check_binary_labels
 __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 
 from ._vit import resolve_device, seeded_torch, threads_for
+from ._warnings import warn_at_caller
 from .selection import MASKED_COSINE
 
 # Anything whose cosine is below MASK_BELOW was masked by the selector.
@@ -610,13 +610,11 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         n_valid = math.ceil(self.validation_fraction * n)
         smallest = int(np.bincount(y, minlength=2).min())
         if smallest < 2 or n_valid < 2 or n - n_valid < 2:
-            warnings.warn(
+            warn_at_caller(
                 f"y has too few images for a stratified validation split of "
                 f"{self.validation_fraction:g} ({smallest} in the smallest class, {n} in all; "
                 "needs >= 2 of each class and >= 2 on each side): training on all of them "
-                "without early stopping or calibration",
-                UserWarning,
-                stacklevel=3,
+                "without early stopping or calibration"
             )
             return None
         splitter = ValidSplit(cv=self.validation_fraction, stratified=True, random_state=seed)

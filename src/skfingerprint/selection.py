@@ -31,6 +31,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import relations
 from ._io import atomic_path
+from ._warnings import warn_at_caller
 from .pairs import PairEmbeddings
 
 __all__ = ["MASKED_COSINE", "FaissCandidateSelector"]
@@ -394,10 +395,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
 
     def _effective_k(self, k: int, m: int) -> int:
         if k > m:
-            warnings.warn(
-                f"k={k} is larger than the library ({m} generated embeddings); using k={m}",
-                UserWarning,
-                stacklevel=3,
+            warn_at_caller(
+                f"k={k} is larger than the library ({m} generated embeddings); using k={m}"
             )
         return min(k, m)
 
