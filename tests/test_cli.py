@@ -366,3 +366,11 @@ def test_predict_writes_ranked_scores(data, model, capsys, tmp_path):
     expect_error(
         capsys, 2, "same file", "predict", model, root / "test", "-o", sub, "--scores", sub
     )
+
+
+def test_swapped_arguments_are_named(data, model, capsys, tmp_path):
+    """Before: "model file '<folder>' is not a file". After: says the two were swapped."""
+    test_dir = data[0] / "test"
+    err = expect_error(capsys, 2, "swapped", "predict", test_dir, model, "-o", tmp_path / "s.csv")
+    assert "model file comes first" in err
+    expect_error(capsys, 2, "swapped", "evaluate", data[0] / "train", model)

@@ -495,10 +495,21 @@ def _predict(model: dict, data, log: _Log, verbose: int):
         return est.predict(data.X_pairs)
 
 
+def _refuse_swapped(model: str, folder: str) -> None:
+    """A folder given as MODEL and a file as the folder: the two arguments were swapped."""
+    if Path(model).is_dir() and Path(folder).is_file():
+        raise CLIError(
+            f"MODEL '{model}' is a folder and the folder argument '{folder}' is a file: the two "
+            "look swapped; the model file comes first",
+            EXIT_USAGE,
+        )
+
+
 def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
     from .imageclef import write_scores, write_submission
 
     out = _output_file(args.output, "submission file")
+    _refuse_swapped(args.model, args.test_dir)
     scores_out = None if args.scores is None else _output_file(args.scores, "scores file")
     if scores_out is not None and scores_out.resolve() == out.resolve():
         raise CLIError("--scores and -o name the same file; give two", EXIT_USAGE)
@@ -526,6 +537,7 @@ def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
 def _cmd_evaluate(args: argparse.Namespace, log: _Log) -> int:
     from .metrics import format_reports, membership_report
 
+    _refuse_swapped(args.model, args.data_dir)
     model = load_model(args.model)
     data = _load_split(args.data_dir, want="train", command="evaluate")
     pred = _predict(model, data, log, args.verbose)
