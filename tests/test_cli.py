@@ -374,3 +374,12 @@ def test_swapped_arguments_are_named(data, model, capsys, tmp_path):
     err = expect_error(capsys, 2, "swapped", "predict", test_dir, model, "-o", tmp_path / "s.csv")
     assert "model file comes first" in err
     expect_error(capsys, 2, "swapped", "evaluate", data[0] / "train", model)
+
+
+def test_demo_reads_its_own_table():
+    from skfingerprint.cli import _demo_verdict
+
+    won = _demo_verdict({"Default": 0.8, "CANet+ViT": 0.3, "MaxSim+ViT": 0.4, "PixelNN": 0.7})
+    assert won.startswith("The default pipeline beats") and "0.700 for PixelNN" in won
+    lost = _demo_verdict({"Default": 0.2, "CANet+ViT": 0.3, "MaxSim+ViT": 0.4, "PixelNN": 0.7})
+    assert lost.startswith("PixelNN beats the default") and "--checkpoint" in lost

@@ -684,6 +684,7 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
     print("All four were fitted on train/ only; kappa is the official metric.")
     print()
     print(format_reports(reports))
+    print(_demo_verdict({name: r["kappa"] for name, r in reports.items()}))
     print()
     print("  Default     make_fingerprint_pipeline(): relation scores of each real image against")
     print(f"              the library and the other reals (pixels, top-{k} candidates), logistic")
@@ -700,6 +701,23 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
         f"wrote {out / 'model.joblib'}; try: {PROG} evaluate {out / 'model.joblib'} {out / 'train'}"
     )
     return EXIT_OK
+
+
+def _demo_verdict(kappa: dict[str, float]) -> str:
+    """One line that reads the demo's table: does the default beat the other methods?"""
+    others = {name: k for name, k in kappa.items() if name != "Default"}
+    best = max(others, key=others.get)
+    if kappa["Default"] > others[best]:
+        return (
+            f"The default pipeline beats every other method here (kappa {kappa['Default']:.3f} "
+            f"vs {others[best]:.3f} for {best})."
+        )
+    return (
+        f"{best} beats the default pipeline here (kappa {others[best]:.3f} vs "
+        f"{kappa['Default']:.3f}): with a random, untrained ViT the scores rest on pixels "
+        "alone. Try pretrained weights (drop --tiny with a network, or --checkpoint FILE), and "
+        "compare with PixelNN on your own data before trusting either."
+    )
 
 
 def _demo_figure(X_pairs, pipe, y, proba, source, path: Path) -> None:
