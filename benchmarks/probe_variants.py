@@ -11,6 +11,10 @@ with a kappa-maximising threshold on its train scores (as ``LinearRelationClassi
   from the same generator here; not the ImageCLEF protocol, which gives each split its own);
 - **DOMIAS-style density ratio**: log KDE density of the library minus that of the other
   reals, in a PCA of the library (10 or 30 components), alone and added to the scores;
+- **a larger pool of reals**: each split's scores computed against its reals *and* the other
+  split's (the test reals at fit time: transductive, not possible through ``fit``/``predict``
+  today; an upper bound for a ``reference reals`` option), or only the test split's scores
+  against the train reals too (what ``predict`` could do with a reference kept from ``fit``);
 - **the untrained ViT's scores**: the library's own pipeline (``make_fingerprint_pipeline(
   "linear", **TINY_VIT)``) with ``relation_spaces=("pixels",)`` (its default offline) or
   ``("pixels", "vit")`` (the 8 scores of the random tiny ViT's space added).
@@ -52,11 +56,14 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean(0)) / (x.std(0) + 1e-12)
 
 
-def per_real(real: np.ndarray, lib: np.ndarray) -> np.ndarray:
-    """The standardised per-real relation scores of one split in one pixel space."""
+def per_real(real: np.ndarray, lib: np.ndarray, extra: np.ndarray | None = None) -> np.ndarray:
+    """The standardised per-real relation scores of one split in one pixel space; ``extra``
+    reals join the pool the scores compare with (their own rows are dropped)."""
     mean = lib.mean(0, keepdims=True)
-    raw, _ = R._space_raw(R._unit(real - mean), R._unit(lib - mean), np.zeros((len(real), 1), int))
-    return _z(raw)
+    pool = real if extra is None else np.concatenate([real, extra])
+    ids = np.zeros((len(pool), 1), int)
+    raw, _ = R._space_raw(R._unit(pool - mean), R._unit(lib - mean), ids)
+    return _z(raw[: len(real)])
 
 
 def domias(real: np.ndarray, lib: np.ndarray, dim: int) -> np.ndarray:
@@ -107,6 +114,10 @@ def run(folder: Path) -> dict:
     u_train, u_test = per_real(px[32][0], union), per_real(pxt[32][0], union)
     out["union library: top1"] = evaluate(u_train[:, :1], train.y, u_test[:, :1], y)
     out["union library: scores 32 px, C=0.1"] = evaluate(u_train, train.y, u_test, y)
+    (r_train, g_train), (r_test, g_test) = px[32], pxt[32]
+    both = per_real(r_train, g_train, r_test), per_real(r_test, g_test, r_train)
+    out["pool: both splits' reals, C=0.1"] = evaluate(both[0], train.y, both[1], y)
+    out["pool: test adds the train reals, C=0.1"] = evaluate(scores[32][0], train.y, both[1], y)
     for dim in (10, 30):
         d_train, d_test = domias(*px[32], dim), domias(*pxt[32], dim)
         out[f"DOMIAS KDE, PCA {dim}"] = evaluate(d_train, train.y, d_test, y)
