@@ -49,6 +49,7 @@ from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint import relations as R  # noqa: E402
 from skfingerprint.baselines import learn_kappa_threshold  # noqa: E402
 from skfingerprint.images import pixel_vectors  # noqa: E402
+from skfingerprint.pairs import _l2_normalize  # noqa: E402
 from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline  # noqa: E402
 
 
@@ -62,7 +63,7 @@ def per_real(real: np.ndarray, lib: np.ndarray, extra: np.ndarray | None = None)
     mean = lib.mean(0, keepdims=True)
     pool = real if extra is None else np.concatenate([real, extra])
     ids = np.zeros((len(pool), 1), int)
-    raw, _ = R._space_raw(R._unit(pool - mean), R._unit(lib - mean), ids)
+    raw, _ = R._space_raw(_l2_normalize(pool - mean), _l2_normalize(lib - mean), ids)
     return _z(raw[: len(real)])
 
 

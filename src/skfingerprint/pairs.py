@@ -137,6 +137,13 @@ def make_pairs(
     return PairedImages(real_set, library)
 
 
+def _l2_normalize(a: np.ndarray) -> np.ndarray:
+    """Rows of ``a`` scaled to unit L2 norm (zero rows stay zero), float32, a new array."""
+    a = np.asarray(a, dtype=np.float32)
+    norms = np.linalg.norm(a, axis=-1, keepdims=True)
+    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
+
+
 class PairEmbeddings:
     """What the embedder hands the candidate selector for ``X_pairs``.
 

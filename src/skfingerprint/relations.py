@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pairs import PairEmbeddings
+from .pairs import PairEmbeddings, _l2_normalize
 
 __all__ = ["MIN_SPLIT", "PER_CANDIDATE", "PER_REAL", "relation_feature_names"]
 
@@ -75,11 +75,6 @@ def relation_feature_names(spaces) -> list[str]:
     return [*names, "selection_cosine"]
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float32)
-    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-
-
 def available_spaces(E: PairEmbeddings) -> tuple[str, ...]:
     """The spaces ``E`` carries: ``"vit"`` (its main embedding), then its extra spaces."""
     return ("vit", *sorted(E.spaces))
@@ -92,10 +87,10 @@ def space_vectors(E: PairEmbeddings, name: str) -> tuple[np.ndarray, np.ndarray]
     share a large common component that would make every cosine close to 1.
     """
     if name == "vit":
-        return _unit(E.real), _unit(E.library)
+        return _l2_normalize(E.real), _l2_normalize(E.library)
     real, lib = E.spaces[name]
     mean = lib.mean(0, keepdims=True)
-    return _unit(real - mean), _unit(lib - mean)
+    return _l2_normalize(real - mean), _l2_normalize(lib - mean)
 
 
 def top_k(real: np.ndarray, lib: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import relations
 from ._io import atomic_path
 from ._warnings import warn_at_caller
-from .pairs import PairEmbeddings
+from .pairs import PairEmbeddings, _l2_normalize
 
 __all__ = ["MASKED_COSINE", "FaissCandidateSelector"]
 
@@ -71,13 +71,6 @@ def _check_embeddings(X: Any, name: str = "X") -> PairEmbeddings:
                 f"{'...' if bad.size > 10 else ''})"
             )
     return X
-
-
-def _l2_normalize(a: np.ndarray) -> np.ndarray:
-    """Rows of ``a`` scaled to unit L2 norm (zero rows stay zero), float32, a new array."""
-    a = np.asarray(a, dtype=np.float32)
-    norms = np.linalg.norm(a, axis=-1, keepdims=True)
-    return np.divide(a, norms, out=np.zeros_like(a), where=norms > 0)
 
 
 @contextlib.contextmanager
