@@ -258,7 +258,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         features). Pass a split's real images in one call: the scores compare each with the
         others. Relation scores need every real-library cosine (which library images have
         which real image as nearest), so this mode searches exactly, by blocks of the
-        library, and ``index`` serves the paper's mode only.
+        library, and ``index`` and ``index_path`` serve the paper's mode only.
     relation_spaces : tuple of str or None, default=None
         With ``features="relations"``: the spaces scored, the first also choosing the
         candidates: ``"vit"`` (the main embedding) and the input's extra spaces
@@ -298,7 +298,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         ``library_key`` of the fit-time library.
     index_ : faiss.Index
         The FAISS index of the fit-time library (serialised with ``faiss.serialize_index`` when
-        pickled, or re-read from ``index_path`` when that is set).
+        pickled, or re-read from ``index_path`` when that is set). ``features="paper"`` only:
+        the relation scores search exactly and build no index.
     spaces_ : tuple of str
         With ``features="relations"``, the spaces scored (``relation_spaces`` resolved).
     relation_stats_ : ndarray of shape (n_spaces, 2, 5)
@@ -432,10 +433,9 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
             sims, ids = idx.search(queries, k)
         missing = ids[:, 0] < 0
         if missing.any():  # e.g. an IVF query whose probed lists are all empty
-            full = queries[missing] @ _l2_normalize(E.library).T
-            top = np.argsort(-full, axis=1, kind="stable")[:, :k]
-            ids[missing] = top
-            sims[missing] = np.take_along_axis(full, top, axis=1)
+            sims[missing], ids[missing] = relations.top_k(
+                queries[missing], _l2_normalize(E.library), k
+            )
         sims = np.where(ids < 0, MASKED_COSINE, np.clip(sims, -1.0, 1.0)).astype(np.float32)
         order = np.argsort(-sims, axis=1, kind="stable")  # approximate indexes: make sure
         return np.take_along_axis(sims, order, axis=1), np.take_along_axis(ids, order, axis=1)
@@ -464,20 +464,20 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         self.n_library_ = m
         self.k_ = self._effective_k(self.k, m)
         self.library_key_ = E.library_key
-        if self.index_path is not None and Path(self.index_path).exists():
-            self.index_ = self._load_saved_index()
-        else:
-            with _faiss_threads(self.n_jobs):
-                self.index_ = self._new_index(E.library)
-            if self.index_path is not None:
-                _save_index(self.index_, Path(self.index_path), self._index_meta())
-        if self.features == "relations":
+        if self.features == "relations":  # exact search in transform: no index to build
             spaces = self.relation_spaces
             self.spaces_ = relations.available_spaces(E) if spaces is None else tuple(spaces)
             if not self.spaces_:
                 raise ValueError("relation_spaces is empty; name at least one space")
             per_real = relations.raw_relations(E, self.spaces_, self.k_)[2]
             self.relation_stats_ = relations.split_statistics(per_real)
+        elif self.index_path is not None and Path(self.index_path).exists():
+            self.index_ = self._load_saved_index()
+        else:
+            with _faiss_threads(self.n_jobs):
+                self.index_ = self._new_index(E.library)
+            if self.index_path is not None:
+                _save_index(self.index_, Path(self.index_path), self._index_meta())
         return self
 
     def _index_meta(self) -> dict:
@@ -518,7 +518,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         return idx
 
     def _check_fitted_input(self, X: Any) -> PairEmbeddings:
-        check_is_fitted(self, "index_")
+        check_is_fitted(self, "n_library_")
         E = _check_embeddings(X)
         if E.real.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -559,7 +559,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         >>> idx.tolist()
         [[1, 2]]
         """
-        if hasattr(self, "index_"):
+        if hasattr(self, "n_library_"):
             E = self._check_fitted_input(X)
         else:
             self._validate_params()
@@ -597,10 +597,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         sims, ids = self._search(E, self._effective_k(self.k, m))
         n, k = sims.shape
         cands = _l2_normalize(E.library[np.where(ids < 0, 0, ids)])  # (n, k, D)
-        mask = ids < 0
-        if self.min_similarity is not None:
-            mask |= sims < self.min_similarity
-        mask[:, 0] = False  # the best candidate always stays (never missing, see _search)
+        mask = self._weak(sims, missing=ids < 0)
         if self.refine == "spectral":
             mask |= self._spectral_mask(cands, mask)
 
@@ -619,13 +616,19 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         if len(E) >= relations.MIN_SPLIT:
             stats = relations.split_statistics(per_real)
         out = relations.standardised(per_real, per_cand, stats, sims)
-        mask = np.zeros(sims.shape, dtype=bool)
-        if self.min_similarity is not None:
-            mask = sims < self.min_similarity
-        mask[:, 0] = False  # the best candidate always stays
+        mask = self._weak(sims, missing=np.zeros(sims.shape, dtype=bool))
         out[mask] = 0.0
         out[mask, -1] = MASKED_COSINE
         return out
+
+    def _weak(self, sims: np.ndarray, missing: np.ndarray) -> np.ndarray:
+        """``(n, k)`` mask of the candidates to drop: missing ones and those below
+        ``min_similarity``; the best candidate always stays (never missing, see _search)."""
+        mask = missing.copy()
+        if self.min_similarity is not None:
+            mask |= sims < self.min_similarity
+        mask[:, 0] = False
+        return mask
 
     def _spectral_mask(self, cands: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Extra mask of the spectral refinement, ``(n, k)``."""
