@@ -134,6 +134,12 @@ def test_a_small_call_uses_the_statistics_kept_from_fit():
     np.testing.assert_allclose(sel.transform(E)[:, 0, 3].mean(), 0.0, atol=1e-5)
 
 
+def test_spectral_refinement_is_refused_with_relation_scores():
+    """It was silently ignored: the relation output never applied the spectral mask."""
+    with pytest.raises(ValueError, match="refine='spectral'.*features='relations'"):
+        FaissCandidateSelector(k=5, features="relations", refine="spectral").fit(_split())
+
+
 def test_selector_refuses_input_without_its_spaces():
     E = _split()
     sel = FaissCandidateSelector(k=5, features="relations").fit(E)

@@ -465,6 +465,11 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator):
         self.k_ = self._effective_k(self.k, m)
         self.library_key_ = E.library_key
         if self.features == "relations":  # exact search in transform: no index to build
+            if self.refine is not None:
+                raise ValueError(
+                    f"refine={self.refine!r} prunes the paper's candidates; "
+                    "features='relations' scores every candidate. Use one or the other"
+                )
             spaces = self.relation_spaces
             self.spaces_ = relations.available_spaces(E) if spaces is None else tuple(spaces)
             if not self.spaces_:
