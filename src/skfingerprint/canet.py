@@ -430,8 +430,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         labels; with ~100 labelled images it mostly memorises instead (see Notes).
         ``"relations"``: ``X`` holds the relation scores of
         ``FaissCandidateSelector(features="relations")`` (any width ``F >= 2``, cosine last),
-        and the net starts as :class:`~skfingerprint.LinearRelationClassifier`'s logistic
-        regression on the first candidate's scores.
+        and the net starts as a logistic regression on the first candidate's scores, like
+        :class:`~skfingerprint.LinearRelationClassifier`'s but with ``C=1`` and the best
+        cosine as one more input.
     dropout : float, default=0.6
         Dropout after the first layer.
     lr : float, default=1e-4

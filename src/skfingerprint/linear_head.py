@@ -4,7 +4,8 @@ The simple head beside CANet on the selector's relation features
 (``FaissCandidateSelector(features="relations")``): it reads the first candidate's row (the
 per-real scores of every space, and the best candidate's own scores), fits a regularised
 logistic regression, and learns one kappa-maximising threshold on the training scores. CANet
-on the same features starts from this model (its linear skip) and must earn anything it adds.
+on the same features starts from a regression of the same kind (its linear skip: ``C=1``, the
+best cosine as one more input) and must earn anything it adds.
 """
 
 from __future__ import annotations
