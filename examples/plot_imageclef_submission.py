@@ -53,8 +53,8 @@ for folder in sorted((work / "train").iterdir()) + sorted((work / "test").iterdi
 # ---------------------
 # In a shell this is::
 #
-#     skfingerprint fit train/ -o model.joblib --tiny --k 20 --seed 0
-#     skfingerprint predict model.joblib test/ -o submission_cli.csv
+#     skfingerprint fit train/ -o model.skops --tiny --k 20 --seed 0
+#     skfingerprint predict model.skops test/ -o submission_cli.csv
 #
 # :func:`skfingerprint.cli.main` runs the same commands from Python and returns the exit
 # status. ``--tiny`` picks the small random ViT; without it the command loads the pretrained
@@ -64,7 +64,7 @@ status = main(
         "fit",
         str(work / "train"),
         "-o",
-        str(work / "model.joblib"),
+        str(work / "model.skops"),
         "--tiny",
         "--k",
         "20",
@@ -76,7 +76,7 @@ assert status == 0
 status = main(
     [
         "predict",
-        str(work / "model.joblib"),
+        str(work / "model.skops"),
         str(work / "test"),
         "-o",
         str(work / "submission_cli.csv"),

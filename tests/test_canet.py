@@ -213,8 +213,8 @@ def test_pickle_holds_cpu_tensors_only_and_a_cuda_fit_loads_without_cuda(fitted,
     X, _ = data
     state = fitted.__getstate__()
     assert "net_" not in state
-    tensors = state["_net_state"]["module"].values()
-    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    weights = state["_net_state"]["module"].values()  # numpy: nothing to move between devices
+    assert weights and all(type(w) is np.ndarray for w in weights)
     # What a GPU fit pickles: the same CPU state dict, with the fit device recorded as CUDA.
     fitted_on_gpu = pickle.loads(pickle.dumps(fitted))
     fitted_on_gpu.device_ = "cuda:0"

@@ -9,6 +9,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+import skops.io
 from sklearn.metrics import cohen_kappa_score
 
 from skfingerprint import load_imageclef_gans, read_submission
@@ -33,7 +34,7 @@ def data(tmp_path_factory):
 @pytest.fixture(scope="module")
 def model(data):
     root = data[0]
-    path = root / "model.joblib"
+    path = root / "model.skops"
     assert main(["fit", str(root / "train"), "-o", str(path), *FIT_FAST]) == 0
     return path
 
@@ -59,17 +60,18 @@ def expect_error(capsys, code, match, *argv):
 
 def test_fit_writes_a_model_and_prints_training_metrics(data, capsys, tmp_path):
     root = data[0]
-    path = tmp_path / "maxsim.joblib"
+    path = tmp_path / "maxsim.skops"
     code, out, err = run(capsys, "fit", root / "train", "-o", path, "--classifier", "maxsim",
                          "--tiny", "--k", "10", "--layers", "L2+4")  # fmt: skip
     assert code == 0, err
     assert "kappa" in out and "maxsim" in out and str(path) in out
     assert "24 real images (12 used, 12 not used) and 36 generated images" in err
-    payload = joblib.load(path)
+    assert path.read_bytes()[:4] == b"PK\x03\x04"  # a skops (zip) file by default
+    payload = load_model(path)
     assert payload["format"] == "skfingerprint-model"
     assert payload["estimator"].named_steps["embed"].layers_ == (2, 4)
     assert set(payload["train_metrics"]) >= {"kappa", "accuracy", "f1"}
-    assert [p.name for p in tmp_path.iterdir()] == ["maxsim.joblib"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["maxsim.skops"]  # no temporary file left
 
 
 def test_predict_writes_the_submission(data, model, capsys, tmp_path):
@@ -89,6 +91,23 @@ def test_predict_writes_the_submission(data, model, capsys, tmp_path):
     expected = load_model(model)["estimator"].predict(split.X_pairs)
     by_id = dict(zip(split.ids, expected, strict=True))
     np.testing.assert_array_equal(labels, [by_id[i] for i in ids])
+
+
+def test_joblib_format_is_written_on_request_and_read_only_with_allow_pickle(
+    data, model, capsys, tmp_path
+):
+    root = data[0]
+    path = tmp_path / "m.joblib"
+    assert run(capsys, "fit", root / "train", "-o", path, *FIT_FAST, "--format", "joblib")[0] == 0
+    assert path.read_bytes()[:1] == b"\x80"  # a pickle, not the skops zip
+    expect_error(capsys, 2, "--allow-pickle", "evaluate", path, root / "train")
+    code, out, err = run(capsys, "evaluate", path, root / "train", "--allow-pickle")
+    assert code == 0, err
+    # the same fit as the skops model: the same metrics
+    assert any(line.startswith("kappa") for line in out.splitlines()[2:])
+    assert (
+        out.splitlines()[2:] == run(capsys, "evaluate", model, root / "train")[1].splitlines()[2:]
+    )
 
 
 def test_predict_accepts_a_training_layout(data, model, capsys, tmp_path):
@@ -148,7 +167,7 @@ def test_demo_quick(tmp_path, capsys):
     assert (out_dir / "train" / "real_used").is_dir()
     assert (out_dir / "test" / "real_unknown").is_dir()
     # the saved model works with the other commands
-    assert run(capsys, "evaluate", out_dir / "model.joblib", out_dir / "train")[0] == 0
+    assert run(capsys, "evaluate", out_dir / "model.skops", out_dir / "train")[0] == 0
     # running it again into its own folder replaces the earlier data
     assert run(capsys, "demo", "--quick", "--output", out_dir, "--seed", "3")[0] == 0
     assert len(read_submission(out_dir / "submission.csv")[0]) == 48
@@ -165,7 +184,7 @@ def test_demo_refuses_a_folder_it_did_not_write(tmp_path, capsys):
 
 def test_missing_folder(tmp_path, model, capsys):
     missing = tmp_path / "nope"
-    expect_error(capsys, 2, "does not exist", "fit", missing, "-o", tmp_path / "m.joblib")
+    expect_error(capsys, 2, "does not exist", "fit", missing, "-o", tmp_path / "m.skops")
     expect_error(capsys, 2, "does not exist", "predict", model, missing, "-o", tmp_path / "s.csv")
     expect_error(capsys, 2, "does not exist", "evaluate", model, missing)
 
@@ -177,14 +196,14 @@ def test_bad_layout(tmp_path, model, capsys):
     )
     assert "--help" in err
     (tmp_path / "half" / "real_used").mkdir(parents=True)
-    expect_error(capsys, 2, "generated", "fit", tmp_path / "half", "-o", tmp_path / "m.joblib")
+    expect_error(capsys, 2, "generated", "fit", tmp_path / "half", "-o", tmp_path / "m.skops")
 
 
 def test_evaluate_and_fit_refuse_a_test_layout(data, model, capsys, tmp_path):
     test_dir = data[0] / "test"
     err = expect_error(capsys, 2, "test layout", "evaluate", model, test_dir)
     assert "predict" in err  # says what to do instead
-    expect_error(capsys, 2, "test layout", "fit", test_dir, "-o", tmp_path / "m.joblib", "--tiny")
+    expect_error(capsys, 2, "test layout", "fit", test_dir, "-o", tmp_path / "m.skops", "--tiny")
 
 
 def test_unreadable_image_is_a_failure(data, tmp_path, capsys):
@@ -192,22 +211,25 @@ def test_unreadable_image_is_a_failure(data, tmp_path, capsys):
     shutil.copytree(data[0] / "train", folder)
     bad = sorted((folder / "real_used").iterdir())[0]
     bad.write_bytes(b"this is not a png")
-    expect_error(capsys, 1, bad.name, "fit", folder, "-o", tmp_path / "m.joblib", *FIT_FAST)
+    expect_error(capsys, 1, bad.name, "fit", folder, "-o", tmp_path / "m.skops", *FIT_FAST)
 
 
-@pytest.mark.parametrize("kind", ["text", "truncated", "other_pickle", "empty"])
+@pytest.mark.parametrize("kind", ["text", "truncated", "other_pickle", "other_skops", "empty"])
 def test_bad_model_file(data, model, capsys, tmp_path, kind):
-    path = tmp_path / "model.joblib"
+    path = tmp_path / "model.skops"
     if kind == "text":
         path.write_text("hello\n")
-        match = "not a skfingerprint model file"
+        match = "is not a skops model file"
     elif kind == "truncated":
         raw = model.read_bytes()
         path.write_bytes(raw[: len(raw) // 2])
         match = "truncated or corrupt"
     elif kind == "other_pickle":
         joblib.dump({"weights": np.zeros(3)}, path)
-        match = "not a skfingerprint model (it holds a dict)"
+        match = "loading it runs any code it holds"  # refused before unpickling
+    elif kind == "other_skops":
+        skops.io.dump({"weights": np.zeros(3)}, path)
+        match = "is not a skfingerprint model file (it holds a dict)"
     else:
         path.write_bytes(b"")
         match = "empty"
@@ -218,18 +240,18 @@ def test_bad_model_file(data, model, capsys, tmp_path, kind):
 
 
 def test_missing_model_file(data, capsys, tmp_path):
-    expect_error(capsys, 2, "does not exist", "evaluate", tmp_path / "m.joblib", data[0] / "train")
+    expect_error(capsys, 2, "does not exist", "evaluate", tmp_path / "m.skops", data[0] / "train")
 
 
 def test_output_folder_is_checked_before_the_work(data, capsys, tmp_path):
-    target = tmp_path / "no" / "such" / "m.joblib"
+    target = tmp_path / "no" / "such" / "m.skops"
     expect_error(capsys, 2, "does not exist", "fit", data[0] / "train", "-o", target, "--tiny")
     expect_error(capsys, 2, "is a folder", "fit", data[0] / "train", "-o", tmp_path, "--tiny")
 
 
 def test_layers_beyond_the_model_depth(data, capsys, tmp_path):
     expect_error(capsys, 1, "out of range", "fit", data[0] / "train", "-o",
-                 tmp_path / "m.joblib", "--tiny", "--layers", "L2+9")  # fmt: skip
+                 tmp_path / "m.skops", "--tiny", "--layers", "L2+9")  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -253,7 +275,7 @@ def test_usage_errors(argv, match, capsys):
 
 
 def test_conflicting_options(data, capsys, tmp_path):
-    train, m = data[0] / "train", tmp_path / "m.joblib"
+    train, m = data[0] / "train", tmp_path / "m.skops"
     expect_error(capsys, 2, "drop --model", "fit", train, "-o", m, "--tiny", "--model", "vit_b")
     expect_error(capsys, 2, "no epochs", "fit", train, "-o", m, "--tiny",
                  "--classifier", "maxsim", "--epochs", "3")  # fmt: skip
@@ -321,7 +343,7 @@ def test_each_fit_option_reaches_the_pipeline(option, context, param, value):
     from skfingerprint.cli import _pipeline_from_args, build_parser
 
     def params(extra):
-        argv = ["fit", "train", "-o", "m.joblib", "--tiny", *context, *extra]
+        argv = ["fit", "train", "-o", "m.skops", "--tiny", *context, *extra]
         return _pipeline_from_args(build_parser().parse_args(argv)).get_params()
 
     assert params(option)[param] == value

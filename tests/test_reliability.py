@@ -16,9 +16,9 @@ import time
 import warnings
 from pathlib import Path
 
-import joblib
 import numpy as np
 import pytest
+import skops.io
 from sklearn.exceptions import NotFittedError
 
 from skfingerprint import (
@@ -35,10 +35,11 @@ from skfingerprint import (
 )
 from skfingerprint._cache import TokenCache
 from skfingerprint._io import STALE_TEMP_SECONDS
-from skfingerprint.cli import CLIError, load_model, main, save_model
+from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 from skfingerprint.embedding import VIT_STATS
 from skfingerprint.images import ImageLoadError, as_image_set
+from skfingerprint.persistence import ModelFileError, load_model, save_model
 from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
 
 from .conftest import write_png
@@ -161,7 +162,7 @@ def test_bad_file_through_the_api(case, layout):
 def test_bad_file_through_the_cli(case, layout, capsys, tmp_path):
     damage, _, code, problem = BAD_FILES[case]
     bad = damage(layout)
-    out = tmp_path / "m.joblib"
+    out = tmp_path / "m.skops"
     got, _, err = cli(capsys, "fit", layout, "-o", out, *CLI_FAST)
     assert got == code, err
     assert problem.lower() in err.lower() and bad.name in err and "Traceback" not in err
@@ -174,7 +175,7 @@ def test_non_image_files_beside_the_images_are_ignored(layout, capsys, tmp_path)
     (layout / "real_used" / ".DS_Store").write_bytes(b"\0\0")
     data = load_imageclef_gans(layout)
     assert len(data.X_pairs.library) == 12 and len(data.X_pairs) == 12
-    assert cli(capsys, "fit", layout, "-o", tmp_path / "m.joblib", *CLI_FAST)[0] == 0
+    assert cli(capsys, "fit", layout, "-o", tmp_path / "m.skops", *CLI_FAST)[0] == 0
 
 
 def test_16_bit_and_rgba_images_are_read_and_fitted(layout, capsys, tmp_path):
@@ -192,7 +193,7 @@ def test_16_bit_and_rgba_images_are_read_and_fitted(layout, capsys, tmp_path):
     np.testing.assert_allclose(real.read(i16)[..., 0], a16 / 65535.0, atol=1e-6)
     np.testing.assert_allclose(lib.read(i_rgba), rgba[..., :3] / 255.0, atol=1e-6)
     assert fast_pipeline().fit(data.X_pairs, data.y).predict(data.X_pairs).shape == (12,)
-    assert cli(capsys, "fit", layout, "-o", tmp_path / "m.joblib", *CLI_FAST)[0] == 0
+    assert cli(capsys, "fit", layout, "-o", tmp_path / "m.skops", *CLI_FAST)[0] == 0
 
 
 def test_unicode_and_spaces_in_paths(base, tmp_path, capsys):
@@ -201,7 +202,7 @@ def test_unicode_and_spaces_in_paths(base, tmp_path, capsys):
     first(root, "real_used").rename(renamed)
     data = load_imageclef_gans(root)
     assert "scan é 01" in data.ids
-    model, sub = root.parent / "modèle 1.joblib", root.parent / "soumission ü.csv"
+    model, sub = root.parent / "modèle 1.skops", root.parent / "soumission ü.csv"
     assert cli(capsys, "fit", root, "-o", model, *CLI_FAST)[0] == 0
     assert cli(capsys, "predict", model, root, "-o", sub)[0] == 0
     assert sorted(read_submission(sub)[0]) == sorted(data.ids)
@@ -213,7 +214,7 @@ def test_empty_top_folder(tmp_path, capsys):
         load_imageclef_gans(tmp_path / "empty")
     with pytest.raises(ValueError, match="no image files"):
         make_pairs(tmp_path / "empty", tmp_path / "empty")
-    code, _, err = cli(capsys, "fit", tmp_path / "empty", "-o", tmp_path / "m.joblib", "--tiny")
+    code, _, err = cli(capsys, "fit", tmp_path / "empty", "-o", tmp_path / "m.skops", "--tiny")
     assert code == 2 and "empty" in err and "Traceback" not in err
 
 
@@ -306,7 +307,7 @@ def test_k_larger_than_the_library(task, capsys, base, tmp_path):
         np.testing.assert_array_equal(
             big.predict_proba(task.X_pairs), exact.predict_proba(task.X_pairs)
         )
-    code, _, err = cli(capsys, "fit", base, "-o", tmp_path / "m.joblib", "--tiny",
+    code, _, err = cli(capsys, "fit", base, "-o", tmp_path / "m.skops", "--tiny",
                        "--classifier", "maxsim", "--k", "500")  # fmt: skip
     assert code == 0 and "warning: k=500 is larger than the library (12 generated" in err
 
@@ -322,7 +323,7 @@ def test_a_library_of_one_image(task, capsys, base, tmp_path):
     one = Path(shutil.copytree(base, tmp_path / "one"))
     for p in sorted((one / "generated").iterdir())[1:]:
         p.unlink()
-    code, _, err = cli(capsys, "fit", one, "-o", tmp_path / "m.joblib", *CLI_FAST)
+    code, _, err = cli(capsys, "fit", one, "-o", tmp_path / "m.skops", *CLI_FAST)
     assert code == 0, err
     assert "and 1 generated images" in err
 
@@ -367,23 +368,23 @@ def test_predict_before_fit(task, estimator):
 
 @pytest.fixture(scope="module")
 def model_file(base, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "model.joblib"
+    path = tmp_path_factory.mktemp("model") / "model.skops"
     assert main(["fit", str(base), "-o", str(path), *CLI_FAST]) == 0
     return path
 
 
-@pytest.mark.parametrize("version", [2, 0, None])
+@pytest.mark.parametrize("version", [3, 1, None])
 def test_model_file_from_an_incompatible_version(model_file, version, tmp_path, capsys, base):
-    payload = joblib.load(model_file)
+    payload = load_model(model_file)
     payload.update(format_version=version, skfingerprint_version="9.9.0")
-    path = tmp_path / "old.joblib"
-    joblib.dump(payload, path)
-    with pytest.raises(CLIError) as info:
+    path = tmp_path / "old.skops"
+    skops.io.dump(payload, path)
+    with pytest.raises(ModelFileError) as info:
         load_model(path)
     message = str(info.value)
     assert str(path) in message and "9.9.0" in message and __version__ in message
-    assert f"format version {version!r}" in message and "reads format version 1" in message
-    assert ("upgrade" if version == 2 else "refit") in message
+    assert f"format version {version!r}" in message and "reads format version 2" in message
+    assert ("upgrade" if version == 3 else "refit") in message
     code, _, err = cli(capsys, "predict", path, base, "-o", tmp_path / "s.csv")
     assert code == 2 and "9.9.0" in err and "Traceback" not in err
     assert not (tmp_path / "s.csv").exists()
@@ -392,16 +393,16 @@ def test_model_file_from_an_incompatible_version(model_file, version, tmp_path, 
 @pytest.mark.parametrize("fraction", [0.01, 0.3, 0.9, 0.999])
 def test_truncated_model_file(model_file, fraction, tmp_path, capsys, base):
     raw = model_file.read_bytes()
-    path = tmp_path / "cut.joblib"
+    path = tmp_path / "cut.skops"
     path.write_bytes(raw[: int(len(raw) * fraction)])
-    with pytest.raises(CLIError, match=r"cut\.joblib.*truncated or corrupt"):
+    with pytest.raises(ModelFileError, match=r"cut\.skops.*truncated or corrupt"):
         load_model(path)
     code, _, err = cli(capsys, "evaluate", path, base)
-    assert code == 2 and "cut.joblib" in err and "truncated" in err and "Traceback" not in err
+    assert code == 2 and "cut.skops" in err and "truncated" in err and "Traceback" not in err
 
 
 def test_save_model_replaces_a_file_only_with_a_complete_one(model_file, tmp_path, monkeypatch):
-    path = tmp_path / "m.joblib"
+    path = tmp_path / "m.skops"
     shutil.copy(model_file, path)
     before = path.read_bytes()
 
@@ -409,11 +410,11 @@ def test_save_model_replaces_a_file_only_with_a_complete_one(model_file, tmp_pat
         Path(target).write_bytes(b"half")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(joblib, "dump", interrupted)
+    monkeypatch.setattr(skops.io, "dump", interrupted)
     with pytest.raises(KeyboardInterrupt):
         save_model(object(), path)
     assert path.read_bytes() == before
-    assert [p.name for p in tmp_path.iterdir()] == ["m.joblib"]
+    assert [p.name for p in tmp_path.iterdir()] == ["m.skops"]
 
 
 def test_model_fitted_on_cuda_loads_on_a_cpu_only_machine(task):
@@ -703,7 +704,7 @@ def interrupt(argv, marker, *, hold_second_batch=False, n=1):
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds
 def test_ctrl_c_during_embedding_on_the_command_line(base, tmp_path):
-    out, cache = tmp_path / "out" / "m.joblib", tmp_path / "cache"
+    out, cache = tmp_path / "out" / "m.skops", tmp_path / "cache"
     out.parent.mkdir()
     argv = ["fit", base, "-o", out, *CLI_FAST, "--cache-dir", cache]
     code, err = interrupt(argv, "batch", n=2, hold_second_batch=True)
@@ -721,7 +722,7 @@ def test_ctrl_c_during_embedding_on_the_command_line(base, tmp_path):
 @pytest.mark.slow  # a new Python process (imports torch): seconds
 def test_ctrl_c_during_training_on_the_command_line(base, tmp_path):
     """skorch alone would swallow Ctrl-C and save a half-trained model; it must stop fit."""
-    out = tmp_path / "m.joblib"
+    out = tmp_path / "m.skops"
     argv = ["fit", base, "-o", out, "--tiny", "--classifier", "canet", "--k", "5"]
     argv += ["--epochs", "100000", "-vv"]
     argv += ["--fusion", "mean"]  # no gate to train: straight on to CANet

@@ -14,6 +14,7 @@ from .images import ImageLoadError, ImageSet, as_image_set
 from .linear_head import LinearRelationClassifier
 from .metrics import format_reports, kappa_scorer, membership_report
 from .pairs import PairedImages, PairEmbeddings, make_pairs
+from .persistence import ModelFileError, UntrustedModelError, load_model, save_model
 from .pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
 from .plotting import plot_leak_candidates
 from .selection import MASKED_COSINE, FaissCandidateSelector
@@ -30,9 +31,11 @@ __all__ = [
     "ImageSet",
     "LinearRelationClassifier",
     "MaxSimilarityClassifier",
+    "ModelFileError",
     "PairEmbeddings",
     "PairedImages",
     "PixelNearestNeighbor",
+    "UntrustedModelError",
     "ViTLayerFusionEmbedder",
     "WeightsUnavailableError",
     "__version__",
@@ -41,11 +44,13 @@ __all__ = [
     "format_reports",
     "kappa_scorer",
     "load_imageclef_gans",
+    "load_model",
     "make_fingerprint_pipeline",
     "make_pairs",
     "membership_report",
     "plot_leak_candidates",
     "read_submission",
+    "save_model",
     "write_scores",
     "write_submission",
 ]

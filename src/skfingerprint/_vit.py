@@ -105,7 +105,13 @@ class FingerprintViT(nn.Module):
 
 @dataclass
 class Backbone:
-    """A loaded backbone: the fp32 CPU master module, its weights digest and input geometry."""
+    """A loaded backbone: the fp32 CPU master module, its weights digest and input geometry.
+
+    It pickles its weights as numpy arrays beside the recipe that rebuilds the module (timm
+    name, ``model_kwargs``, ``position_code``): no torch object in the state, so the safe
+    model format (:mod:`skfingerprint.persistence`) can carry it, and a module fitted on a GPU
+    loads on a CPU.
+    """
 
     module: FingerprintViT
     digest: str
@@ -115,6 +121,9 @@ class Backbone:
     patch_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    name: str = ""
+    model_kwargs: dict = field(default_factory=dict)
+    position_code: bool = False
     _runtime: dict = field(default_factory=dict, repr=False, compare=False)
 
     def runtime(self, device: torch.device) -> FingerprintViT:
@@ -138,7 +147,30 @@ class Backbone:
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_runtime"] = {}  # device copies are rebuilt where the model is loaded
+        state["module"] = state_arrays(state["module"])
         return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        weights = state.pop("module")
+        self.__dict__.update(state)
+        if isinstance(weights, nn.Module):  # a format-1 pickle; load_model refuses it after
+            self.module = weights
+            return
+        _check_model_name(self.name)
+        vit = _create_vit(self.name, pretrained=False, kwargs=self.model_kwargs, seed=0)
+        self.module = load_state_arrays(FingerprintViT(vit, self.position_code), weights).eval()
+
+
+def state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
+    """A module's ``state_dict`` as CPU numpy arrays (what model files hold: no torch objects)."""
+    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+
+
+def load_state_arrays(module: nn.Module, arrays: dict) -> nn.Module:
+    """Load :func:`state_arrays` output into ``module`` (strict: every key, every shape)."""
+    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
+    return module
 
 
 def _copy_module(module: nn.Module) -> nn.Module:
@@ -314,19 +346,12 @@ def load_backbone(
 
 
 def _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code) -> Backbone:
-    import timm
-
     _check_model_name(name)
     use_hub = pretrained and checkpoint is None
     if use_hub:
         check_pretrained_available(name)
+    vit = _create_vit(name, pretrained=use_hub, kwargs=kwargs, seed=seed)
     with seeded_torch(seed):
-        try:
-            vit = timm.create_model(name, pretrained=use_hub, num_classes=0, **kwargs)
-        except TypeError as exc:
-            raise ValueError(
-                f"model_kwargs {kwargs} do not fit timm model {name!r}: {exc}"
-            ) from exc
         if checkpoint is not None:
             _load_checkpoint(vit, checkpoint)
         if not hasattr(vit, "blocks") or not hasattr(vit, "patch_embed"):
@@ -348,7 +373,23 @@ def _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code) -
         patch_size=int(patch[0] if isinstance(patch, (tuple, list)) else patch),
         mean=tuple(cfg.get("mean", (0.5, 0.5, 0.5))),
         std=tuple(cfg.get("std", (0.5, 0.5, 0.5))),
+        name=name,
+        model_kwargs=dict(kwargs),
+        position_code=position_code,
     )
+
+
+def _create_vit(name: str, *, pretrained: bool, kwargs: dict, seed: int) -> nn.Module:
+    """``timm.create_model`` without its head, initialised from ``seed``."""
+    import timm
+
+    with seeded_torch(seed):
+        try:
+            return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+        except TypeError as exc:
+            raise ValueError(
+                f"model_kwargs {kwargs} do not fit timm model {name!r}: {exc}"
+            ) from exc
 
 
 def with_new_weights(backbone: Backbone, module: FingerprintViT) -> Backbone:

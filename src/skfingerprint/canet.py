@@ -33,6 +33,7 @@ from skorch import NeuralNetBinaryClassifier
 from skorch.callbacks import EarlyStopping, LRScheduler
 from skorch.dataset import Dataset, ValidSplit, unpack_data
 from skorch.helper import predefined_split
+from skorch.history import History
 from skorch.utils import to_tensor
 from torch import nn
 
@@ -40,7 +41,7 @@ from .metrics import check_binary_labels
 
 __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 
-from ._vit import resolve_device, seeded_torch, threads_for
+from ._vit import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
 from ._warnings import warn_at_caller
 from .selection import MASKED_COSINE
 
@@ -826,9 +827,10 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         state = dict(super().__getstate__())  # a copy: object.__getstate__ returns __dict__
         net = state.pop("net_", None)
         if net is not None:
+            # numpy arrays and plain lists only: no torch or skorch objects in a model file
             state["_net_state"] = {
-                "module": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
-                "history": net.history,
+                "module": state_arrays(net.module_),
+                "history": [dict(epoch) for epoch in net.history],
             }
             state.pop("history_", None)
         return state
@@ -842,9 +844,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         net = self._make_net(self._module_kwargs, device)
         with seeded_torch(0, device):  # initialise() draws weights; keep the caller's RNG untouched
             net.initialize()
-        net.module_.load_state_dict(saved["module"])
-        net.history = saved["history"]
-        self.net_, self.history_, self.device_ = net, saved["history"], device
+        load_state_arrays(net.module_, saved["module"])
+        net.history = History(saved["history"])
+        self.net_, self.history_, self.device_ = net, net.history, device
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -2,9 +2,9 @@
 
 ::
 
-    skfingerprint fit TRAIN_DIR -o model.joblib        # learn from a labelled folder
-    skfingerprint predict model.joblib TEST_DIR -o submission.csv
-    skfingerprint evaluate model.joblib TRAIN_DIR       # score against known labels
+    skfingerprint fit TRAIN_DIR -o model.skops        # learn from a labelled folder
+    skfingerprint predict model.skops TEST_DIR -o submission.csv
+    skfingerprint evaluate model.skops TRAIN_DIR       # score against known labels
     skfingerprint demo                                  # everything, on built-in synthetic data
 
 Exit status: 0 success, 1 the work failed, 2 the command line or its inputs are wrong,
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import os
 import re
 import shutil
@@ -25,16 +24,13 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from ._io import atomic_path
+from .persistence import ModelFileError, load_model, save_model
 
 __all__ = ["CLIError", "build_parser", "load_model", "main", "save_model"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
-MODEL_FORMAT = "skfingerprint-model"
-MODEL_FORMAT_VERSION = 1
 DEMO_MARKER = ".skfingerprint-demo"
 
 PROG = "skfingerprint"
@@ -213,148 +209,6 @@ def _load_split(path: str, *, want: str | None = None, command: str = ""):
 
 
 # --------------------------------------------------------------------------------------------
-# Model files
-# --------------------------------------------------------------------------------------------
-
-
-def save_model(estimator: Any, path: str | os.PathLike, **metadata: Any) -> Path:
-    """Save a fitted estimator as a skfingerprint model file (joblib), atomically.
-
-    The file holds a dict ``{"format": "skfingerprint-model", "format_version", "estimator",
-    "skfingerprint_version", "created", **metadata}``; it is written to a temporary file in the
-    same folder and renamed, so an existing file is replaced only by a complete one.
-
-    Parameters
-    ----------
-    estimator : fitted estimator
-        Usually a fitted pipeline from :func:`~skfingerprint.pipeline.make_fingerprint_pipeline`.
-    path : str or Path
-        Where to write.
-    **metadata
-        Anything picklable to keep beside it (training folder, options, training metrics).
-
-    Returns
-    -------
-    Path
-        ``path``.
-
-    Raises
-    ------
-    OSError
-        The folder is missing or not writable (nothing is left behind).
-
-    Examples
-    --------
-    >>> from skfingerprint.cli import load_model, save_model
-    >>> save_model(fitted_pipeline, "model.joblib", train_dir="train/")  # doctest: +SKIP
-    PosixPath('model.joblib')
-    >>> load_model("model.joblib")["train_dir"]  # doctest: +SKIP
-    'train/'
-    """
-    import joblib
-
-    from . import __version__
-
-    path = Path(path)
-    payload = {
-        "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
-        "skfingerprint_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "estimator": estimator,
-        **metadata,
-    }
-    with atomic_path(path) as tmp:
-        joblib.dump(payload, tmp)
-    return path
-
-
-def _is_ours(obj: Any) -> bool:
-    from sklearn.pipeline import Pipeline
-
-    if isinstance(obj, Pipeline):
-        return any(_is_ours(step) for _, step in obj.steps)
-    return type(obj).__module__.split(".")[0] == "skfingerprint"
-
-
-def load_model(path: str | os.PathLike) -> dict:
-    """Read a model file written by :func:`save_model` (or a bare pickled skfingerprint model).
-
-    Model files are pickles: load only files you trust.
-
-    Parameters
-    ----------
-    path : str or Path
-        The model file.
-
-    Returns
-    -------
-    dict
-        The saved payload; ``payload["estimator"]`` is the fitted estimator.
-
-    Raises
-    ------
-    CLIError
-        (exit status 2) The file is missing, truncated, corrupt, not a skfingerprint model,
-        or of a model format version this skfingerprint does not read.
-
-    Examples
-    --------
-    >>> from skfingerprint.cli import load_model
-    >>> model = load_model("model.joblib")  # doctest: +SKIP
-    >>> model["estimator"].predict(X_pairs)  # doctest: +SKIP
-    """
-    import joblib
-
-    path = Path(path)
-    if not path.exists():
-        raise CLIError(f"model file '{path}' does not exist", EXIT_USAGE)
-    if not path.is_file():
-        raise CLIError(f"model file '{path}' is not a file", EXIT_USAGE)
-    if path.stat().st_size == 0:
-        raise CLIError(f"model file '{path}' is empty (0 bytes)", EXIT_USAGE)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            payload = joblib.load(path)
-    except Exception as exc:  # pickle raises many types on bad input
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
-        raise CLIError(
-            f"cannot read model file '{path}': it is not a skfingerprint model file, or it is "
-            f"truncated or corrupt ({type(exc).__name__}{': ' + detail if detail else ''}). "
-            f"Make one with '{PROG} fit'.",
-            EXIT_USAGE,
-        ) from None
-    if isinstance(payload, dict) and payload.get("format") == MODEL_FORMAT:
-        version = payload.get("format_version")
-        if version != MODEL_FORMAT_VERSION:
-            from . import __version__
-
-            fix = (
-                "upgrade skfingerprint to read it"
-                if isinstance(version, int) and version > MODEL_FORMAT_VERSION
-                else f"refit it with '{PROG} fit'"
-            )
-            raise CLIError(
-                f"model file '{path}' has model format version {version!r}, written by "
-                f"skfingerprint {payload.get('skfingerprint_version', 'unknown')}; this is "
-                f"skfingerprint {__version__}, which reads format version {MODEL_FORMAT_VERSION}: "
-                f"{fix}",
-                EXIT_USAGE,
-            )
-        if "estimator" not in payload or not hasattr(payload["estimator"], "predict"):
-            raise CLIError(f"model file '{path}' holds no fitted model", EXIT_USAGE)
-        return payload
-    if _is_ours(payload) and hasattr(payload, "predict"):
-        return {"format": MODEL_FORMAT, "estimator": payload}
-    raise CLIError(
-        f"'{path}' is a joblib/pickle file but not a skfingerprint model (it holds a "
-        f"{type(payload).__name__}). Make one with '{PROG} fit'.",
-        EXIT_USAGE,
-    )
-
-
-# --------------------------------------------------------------------------------------------
 # Commands
 # --------------------------------------------------------------------------------------------
 
@@ -456,6 +310,7 @@ def _cmd_fit(args: argparse.Namespace, log: _Log) -> int:
         save_model(
             pipe,
             out,
+            format=args.format,
             train_dir=str(Path(args.train_dir).resolve()),
             options=options,
             train_metrics=report,
@@ -488,6 +343,12 @@ def _work_errors():
 
 def _predict(model: dict, data, log: _Log, verbose: int):
     est = model["estimator"]
+    if not hasattr(est, "predict"):
+        raise CLIError(
+            f"the model file holds a {type(est).__name__}, which does not predict; save a "
+            f"fitted pipeline (what '{PROG} fit' writes)",
+            EXIT_USAGE,
+        )
     if hasattr(est, "named_steps") and "embed" in est.named_steps:
         _set_verbosity(est, verbose)
     log(f"predicting {_describe(data)}")
@@ -513,7 +374,7 @@ def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
     scores_out = None if args.scores is None else _output_file(args.scores, "scores file")
     if scores_out is not None and scores_out.resolve() == out.resolve():
         raise CLIError("--scores and -o name the same file; give two", EXIT_USAGE)
-    model = load_model(args.model)
+    model = load_model(args.model, allow_pickle=args.allow_pickle)
     data = _load_split(args.test_dir, command="predict")
     if data.split == "train":
         log(
@@ -538,7 +399,7 @@ def _cmd_evaluate(args: argparse.Namespace, log: _Log) -> int:
     from .metrics import format_reports, membership_report
 
     _refuse_swapped(args.model, args.data_dir)
-    model = load_model(args.model)
+    model = load_model(args.model, allow_pickle=args.allow_pickle)
     data = _load_split(args.data_dir, want="train", command="evaluate")
     pred = _predict(model, data, log, args.verbose)
     report = membership_report(data.y, pred, output_dict=True)
@@ -659,7 +520,7 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
     _set_verbosity(pipe, 0)
     with _work_errors():
         submission = write_submission(test.ids, preds["Default"], out / "submission.csv")
-        save_model(pipe, out / "model.joblib", train_dir=str((out / "train").resolve()))
+        save_model(pipe, out / "model.skops", train_dir=str((out / "train").resolve()))
 
     # Which real image each generated image copies: known here, never in a real audit.
     copies = {
@@ -698,7 +559,7 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
     if figure is not None:
         print(f"wrote {figure}")
     print(
-        f"wrote {out / 'model.joblib'}; try: {PROG} evaluate {out / 'model.joblib'} {out / 'train'}"
+        f"wrote {out / 'model.skops'}; try: {PROG} evaluate {out / 'model.skops'} {out / 'train'}"
     )
     return EXIT_OK
 
@@ -755,9 +616,9 @@ def build_parser() -> argparse.ArgumentParser:
     Examples
     --------
     >>> from skfingerprint.cli import build_parser
-    >>> args = build_parser().parse_args(["fit", "train/", "-o", "model.joblib", "--tiny"])
+    >>> args = build_parser().parse_args(["fit", "train/", "-o", "model.skops", "--tiny"])
     >>> args.command, args.output, args.tiny
-    ('fit', 'model.joblib', True)
+    ('fit', 'model.skops', True)
     """
     from . import __version__
 
@@ -772,9 +633,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "typical session:\n"
             f"  {PROG} demo                                    # try it on synthetic data\n"
-            f"  {PROG} fit train/ -o model.joblib              # learn from labelled images\n"
-            f"  {PROG} evaluate model.joblib validation/       # score on labelled images\n"
-            f"  {PROG} predict model.joblib test/ -o submission.csv\n\n"
+            f"  {PROG} fit train/ -o model.skops              # learn from labelled images\n"
+            f"  {PROG} evaluate model.skops validation/       # score on labelled images\n"
+            f"  {PROG} predict model.skops test/ -o submission.csv\n\n"
             f"Run '{PROG} COMMAND --help' for a command's options.\n\n"
             + LAYOUT_HELP
             + "\n"
@@ -805,16 +666,16 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "examples:\n"
-            f"  {PROG} fit data/train -o model.joblib                 # ViT-B/16, pretrained\n"
-            f"  {PROG} fit data/train -o tiny.joblib --tiny --seed 1  # small random ViT\n"
-            f"  {PROG} fit data/train -o m.joblib --layers L3+6+9 --k 50 --cache-dir cache/\n\n"
+            f"  {PROG} fit data/train -o model.skops                 # ViT-B/16, pretrained\n"
+            f"  {PROG} fit data/train -o tiny.skops --tiny --seed 1  # small random ViT\n"
+            f"  {PROG} fit data/train -o m.skops --layers L3+6+9 --k 50 --cache-dir cache/\n\n"
             "Pretrained weights come from timm's hub cache (downloaded once). Offline, pass\n"
             "--checkpoint FILE or --tiny.\n\n" + LAYOUT_HELP + "\n" + EXIT_HELP
         ),
     )
     fit.add_argument("train_dir", metavar="TRAIN_DIR", help="training folder (layout below)")
     fit.add_argument(
-        "-o", "--output", required=True, metavar="MODEL", help="model file to write (.joblib)"
+        "-o", "--output", required=True, metavar="MODEL", help="model file to write (.skops)"
     )
     fit.add_argument(
         "--classifier",
@@ -900,6 +761,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep ViT embeddings on disk there, so later fits skip the ViT",
     )
     fit.add_argument("--seed", type=_seed_arg, default=0, help="random seed (default 0)")
+    fit.add_argument(
+        "--format",
+        choices=("skops", "joblib"),
+        default="skops",
+        help="model file format: skops (default) loads without running code from the file; "
+        "joblib is a pickle, which runs whatever it holds when loaded: only for files that "
+        "never leave your hands",
+    )
     fit.set_defaults(func=_cmd_fit)
 
     # --- predict
@@ -914,7 +783,7 @@ def build_parser() -> argparse.ArgumentParser:
             "A training folder is accepted too: all its real images are labelled."
         ),
         epilog=(
-            f"example:\n  {PROG} predict model.joblib data/test -o submission.csv\n\n"
+            f"example:\n  {PROG} predict model.skops data/test -o submission.csv\n\n"
             "Model files are pickles: load only files you trust.\n\n"
             + LAYOUT_HELP
             + "\n"
@@ -923,6 +792,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("model", metavar="MODEL", help=f"model file from '{PROG} fit'")
     pred.add_argument("test_dir", metavar="TEST_DIR", help="test (or training) folder")
+    pred.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a joblib/pickle model file (format joblib). Loading a pickle runs any code "
+        "it holds: only for files whose every writer you trust",
+    )
     pred.add_argument(
         "-o", "--output", required=True, metavar="CSV", help="submission file to write"
     )
@@ -944,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
             "kappa (the official metric), accuracy, precision, recall and F1."
         ),
         epilog=(
-            f"example:\n  {PROG} evaluate model.joblib data/validation\n\n"
+            f"example:\n  {PROG} evaluate model.skops data/validation\n\n"
             "A test folder (real_unknown/) has no labels and is refused.\n\n"
             + LAYOUT_HELP
             + "\n"
@@ -953,6 +828,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("model", metavar="MODEL", help=f"model file from '{PROG} fit'")
     ev.add_argument("data_dir", metavar="DIR", help="labelled folder (training layout)")
+    ev.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a joblib/pickle model file (format joblib). Loading a pickle runs any code "
+        "it holds: only for files whose every writer you trust",
+    )
     ev.set_defaults(func=_cmd_evaluate)
 
     # --- demo
@@ -966,7 +847,7 @@ def build_parser() -> argparse.ArgumentParser:
             "training images with distortions), write it as ImageCLEF train/ and test/ folders,\n"
             "fit the full method (tiny random ViT + FAISS + CANet) and two baselines on train/,\n"
             "and score all three on test/ against the known truth. Writes DIR/submission.csv,\n"
-            "DIR/leak_candidates.png and DIR/model.joblib. A few minutes on 2 CPU cores."
+            "DIR/leak_candidates.png and DIR/model.skops. A few minutes on 2 CPU cores."
         ),
         epilog=f"example:\n  {PROG} demo --output demo_output\n\n" + EXIT_HELP,
     )
@@ -1021,6 +902,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exception(exc.__cause__, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    except ModelFileError as exc:  # a model file that cannot be used: an input problem
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("\ninterrupted (Ctrl-C)", file=sys.stderr)
         if getattr(args, "cache_dir", None):

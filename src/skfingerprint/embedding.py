@@ -497,6 +497,28 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_features_out_")
         return np.asarray([f"vitfusion{i}" for i in range(self.n_features_out_)], dtype=object)
 
+    # --- persistence: numpy arrays only (the safe model format carries no torch objects) ------
+    def __getstate__(self) -> dict:
+        state = dict(super().__getstate__())
+        for name in ("token_mean_", "token_std_"):
+            if name in state:
+                state[name] = state[name].numpy()
+        if "fusion_" in state:
+            fusion = state.pop("fusion_")
+            state["_fusion_state"] = _vit.state_arrays(fusion)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        fusion = state.pop("_fusion_state", None)
+        super().__setstate__(state)
+        for name in ("token_mean_", "token_std_"):
+            if name in state:
+                setattr(self, name, torch.from_numpy(np.array(state[name], dtype=np.float32)))
+        if fusion is not None:
+            module = GatedFusion(len(self.layers_), self.backbone_.embed_dim, self.fusion)
+            self.fusion_ = _vit.load_state_arrays(module, fusion).eval()
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False  # images or X_pairs, not a feature matrix
