@@ -16,6 +16,7 @@ from .metrics import format_reports, kappa_scorer, membership_report
 from .pairs import PairedImages, PairEmbeddings, make_pairs
 from .pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
 from .plotting import plot_leak_candidates
+from .report import write_report
 from .selection import MASKED_COSINE, FaissCandidateSelector
 
 __version__ = "0.1.0.dev0"
@@ -46,6 +47,7 @@ __all__ = [
     "membership_report",
     "plot_leak_candidates",
     "read_submission",
+    "write_report",
     "write_scores",
     "write_submission",
 ]
