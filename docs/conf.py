@@ -105,7 +105,7 @@ def _write_cli_help() -> None:
     """Capture ``skfingerprint [COMMAND] --help`` for the CLI reference page."""
     out = HERE / "gen_modules" / "cli_help"
     out.mkdir(parents=True, exist_ok=True)
-    for command in ("", "fit", "predict", "evaluate", "demo"):
+    for command in ("", "fit", "predict", "evaluate", "report", "demo"):
         argv = [command, "--help"] if command else ["--help"]
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf), contextlib.suppress(SystemExit):

@@ -12,8 +12,8 @@ import pytest
 import skops.io
 from sklearn.metrics import cohen_kappa_score
 
-from skfingerprint import load_imageclef_gans, read_submission
-from skfingerprint.cli import load_model, main
+from skfingerprint import load_imageclef_gans, load_model, read_submission
+from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 
 # A small fast fit: tiny random ViT, 10 candidates, the default (linear) classifier.
@@ -164,6 +164,10 @@ def test_demo_quick(tmp_path, capsys):
     ids, _ = read_submission(out_dir / "submission.csv")
     assert len(ids) == 48
     assert (out_dir / "leak_candidates.png").stat().st_size > 10_000
+    # the audit report of the test split, with the synthetic truth as labels
+    report = (out_dir / "report.html").read_text()
+    assert f"wrote {out_dir / 'report.html'}" in out
+    assert report.count('data-kind="real"') == 48 and 'id="kappa"' in report
     assert (out_dir / "train" / "real_used").is_dir()
     assert (out_dir / "test" / "real_unknown").is_dir()
     # the saved model works with the other commands

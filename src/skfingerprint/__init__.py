@@ -17,6 +17,7 @@ from .pairs import PairedImages, PairEmbeddings, make_pairs
 from .persistence import ModelFileError, UntrustedModelError, load_model, save_model
 from .pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
 from .plotting import plot_leak_candidates
+from .report import write_report
 from .selection import MASKED_COSINE, FaissCandidateSelector
 
 __version__ = "0.1.0.dev0"
@@ -51,6 +52,7 @@ __all__ = [
     "plot_leak_candidates",
     "read_submission",
     "save_model",
+    "write_report",
     "write_scores",
     "write_submission",
 ]

@@ -5,6 +5,7 @@
     skfingerprint fit TRAIN_DIR -o model.skops        # learn from a labelled folder
     skfingerprint predict model.skops TEST_DIR -o submission.csv
     skfingerprint evaluate model.skops TRAIN_DIR       # score against known labels
+    skfingerprint report model.skops TEST_DIR -o report.html   # an HTML report to read
     skfingerprint demo                                  # everything, on built-in synthetic data
 
 Exit status: 0 success, 1 the work failed, 2 the command line or its inputs are wrong,
@@ -24,10 +25,11 @@ import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .persistence import ModelFileError, load_model, save_model
 
-__all__ = ["CLIError", "build_parser", "load_model", "main", "save_model"]
+__all__ = ["CLIError", "build_parser", "main"]
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -414,6 +416,73 @@ def _cmd_evaluate(args: argparse.Namespace, log: _Log) -> int:
     return EXIT_OK
 
 
+def _cmd_report(args: argparse.Namespace, log: _Log) -> int:
+    from .plotting import _split_model
+
+    out = _output_file(args.output, "report file")
+    _refuse_swapped(args.model, args.data_dir)
+    model = load_model(args.model, allow_pickle=args.allow_pickle)
+    est = model["estimator"]
+    try:
+        _, _, clf = _split_model(est)
+    except TypeError:
+        clf = None
+    if clf is None:
+        raise CLIError(
+            f"model file '{args.model}' holds a {type(est).__name__}; the report needs a "
+            f"pipeline from '{PROG} fit' (an embedder, a candidate selector and a classifier), "
+            "to show each real image's nearest generated images",
+            EXIT_USAGE,
+        )
+    data = _load_split(args.data_dir, command="report")
+    if data.y is not None:
+        log(
+            f"{args.data_dir} is labelled (training layout): the report adds kappa, AUC, the "
+            "confusion matrix and the ROC curve"
+        )
+    if {"embed", "clf"} <= set(est.named_steps):
+        _set_verbosity(est, args.verbose)
+    log(f"scoring {_describe(data)} and writing the report")
+    source = str(args.model)
+    if model.get("train_dir"):
+        source += f" (fitted on {model['train_dir']}"
+        source += f", {model['created']})" if model.get("created") else ")"
+    with _work_errors():
+        _write_report(
+            est,
+            data.X_pairs,
+            out,
+            y=data.y,
+            n_candidates=args.candidates,
+            max_rows=args.max_rows,
+            model_source=source,
+            data_source=str(args.data_dir),
+            **({} if args.title is None else {"title": args.title}),
+        )
+    n = len(data.X_pairs)
+    shown = n if args.max_rows is None else min(n, args.max_rows)
+    print(
+        f"wrote {out}: {shown} of {n} real images ranked by P(used), each beside its "
+        f"{args.candidates} nearest generated images"
+        + ("; metrics against the folder's labels" if data.y is not None else "")
+    )
+    print("open it in a browser: it is one self-contained file (no network needed)")
+    return EXIT_OK
+
+
+def _write_report(*args: Any, **kwargs: Any) -> Path:
+    """:func:`~skfingerprint.write_report`, with a missing jinja2 or matplotlib said plainly."""
+    try:
+        from .report import write_report
+
+        return write_report(*args, **kwargs)
+    except ImportError as exc:
+        raise CLIError(
+            f"the HTML report needs {exc.name or 'jinja2 and matplotlib'}, which is not "
+            "installed: pip install 'jinja2>=3.1' 'matplotlib>=3.7'"
+        ) from exc
+
+
 # --- demo ------------------------------------------------------------------------------------
 
 #: Sizes of the demo's synthetic task (per split; the test split brings its own library, as in
@@ -536,6 +605,24 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
         figure = None
         log("matplotlib is not installed: skipped leak_candidates.png (pip install matplotlib)")
 
+    report = out / "report.html"
+    try:
+        with _work_errors():
+            _write_report(
+                pipe,
+                test.X_pairs,
+                report,
+                y=y_test,
+                title="skfingerprint demo: audit of the synthetic test split",
+                model_source=str(out / "model.skops"),
+                data_source=f"{out / 'test'} (true labels known from the synthetic generator)",
+            )
+    except CLIError as exc:
+        if not isinstance(exc.__cause__, ImportError):
+            raise
+        report = None
+        log(f"skipped report.html: {exc}")
+
     n_test, used = len(y_test), int(y_test.sum())
     print(
         f"Test split: {n_test} real images ({used} used, {n_test - used} not used) against "
@@ -558,6 +645,8 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
     print(f"wrote {submission} ({n_test} lines: <id>,<0|1>, the default pipeline's predictions)")
     if figure is not None:
         print(f"wrote {figure}")
+    if report is not None:
+        print(f"wrote {report} (the audit report: open it in a browser)")
     print(
         f"wrote {out / 'model.skops'}; try: {PROG} evaluate {out / 'model.skops'} {out / 'train'}"
     )
@@ -606,8 +695,17 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=32, width=100)
 
 
+def _add_allow_pickle(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="load a joblib/pickle model file (fit --format joblib). Loading a pickle runs any "
+        "code it holds: only for files whose every writer you trust",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The ``skfingerprint`` argument parser (sub-commands fit, predict, evaluate, demo).
+    """The ``skfingerprint`` argument parser (sub-commands fit, predict, evaluate, report, demo).
 
     Returns
     -------
@@ -635,7 +733,8 @@ def build_parser() -> argparse.ArgumentParser:
             f"  {PROG} demo                                    # try it on synthetic data\n"
             f"  {PROG} fit train/ -o model.skops              # learn from labelled images\n"
             f"  {PROG} evaluate model.skops validation/       # score on labelled images\n"
-            f"  {PROG} predict model.skops test/ -o submission.csv\n\n"
+            f"  {PROG} predict model.skops test/ -o submission.csv\n"
+            f"  {PROG} report model.skops test/ -o report.html   # ranked images, evidence\n\n"
             f"Run '{PROG} COMMAND --help' for a command's options.\n\n"
             + LAYOUT_HELP
             + "\n"
@@ -784,7 +883,8 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             f"example:\n  {PROG} predict model.skops data/test -o submission.csv\n\n"
-            "Model files are pickles: load only files you trust.\n\n"
+            "Model files are skops files: loading one cannot run code from it. A joblib model\n"
+            "(fit --format joblib) needs --allow-pickle: only for files you trust.\n\n"
             + LAYOUT_HELP
             + "\n"
             + EXIT_HELP
@@ -792,12 +892,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pred.add_argument("model", metavar="MODEL", help=f"model file from '{PROG} fit'")
     pred.add_argument("test_dir", metavar="TEST_DIR", help="test (or training) folder")
-    pred.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="load a joblib/pickle model file (format joblib). Loading a pickle runs any code "
-        "it holds: only for files whose every writer you trust",
-    )
+    _add_allow_pickle(pred)
     pred.add_argument(
         "-o", "--output", required=True, metavar="CSV", help="submission file to write"
     )
@@ -828,13 +923,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("model", metavar="MODEL", help=f"model file from '{PROG} fit'")
     ev.add_argument("data_dir", metavar="DIR", help="labelled folder (training layout)")
-    ev.add_argument(
-        "--allow-pickle",
-        action="store_true",
-        help="load a joblib/pickle model file (format joblib). Loading a pickle runs any code "
-        "it holds: only for files whose every writer you trust",
-    )
+    _add_allow_pickle(ev)
     ev.set_defaults(func=_cmd_evaluate)
+
+    # --- report
+    rp = sub.add_parser(
+        "report",
+        parents=[common],
+        formatter_class=_Formatter,
+        help="write an HTML audit report for a folder",
+        description=(
+            "Score the real images of a folder with a fitted model and write one self-contained\n"
+            "HTML file (every image inline; opens offline): the real images ranked by P(used),\n"
+            "each beside its nearest generated images and their similarities, the distribution\n"
+            "of P(used) with the decision threshold, and the hubs (generated images nearest to\n"
+            "many real images). A labelled (training-layout) folder adds Cohen's kappa with a\n"
+            "bootstrap 95% interval, ROC AUC, the confusion matrix and the ROC curve."
+        ),
+        epilog=(
+            "examples:\n"
+            f"  {PROG} report model.skops data/test -o report.html\n"
+            f"  {PROG} report model.skops data/validation -o val.html --max-rows 100\n\n"
+            "Model files are skops files: loading one cannot run code from it. A joblib model\n"
+            "(fit --format joblib) needs --allow-pickle: only for files you trust.\n\n"
+            + LAYOUT_HELP
+            + "\n"
+            + EXIT_HELP
+        ),
+    )
+    rp.add_argument("model", metavar="MODEL", help=f"model file from '{PROG} fit'")
+    rp.add_argument(
+        "data_dir", metavar="DIR", help="test or training folder (its labels are used if any)"
+    )
+    rp.add_argument("-o", "--output", required=True, metavar="HTML", help="report file to write")
+    _add_allow_pickle(rp)
+    rp.add_argument(
+        "--candidates",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="nearest generated images shown beside each real image (default 4)",
+    )
+    rp.add_argument(
+        "--max-rows",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="show only the N real images with the highest P(used) (default: all)",
+    )
+    rp.add_argument("--title", metavar="TEXT", help="the report's title")
+    rp.set_defaults(func=_cmd_report)
 
     # --- demo
     demo = sub.add_parser(
@@ -847,7 +985,8 @@ def build_parser() -> argparse.ArgumentParser:
             "training images with distortions), write it as ImageCLEF train/ and test/ folders,\n"
             "fit the full method (tiny random ViT + FAISS + CANet) and two baselines on train/,\n"
             "and score all three on test/ against the known truth. Writes DIR/submission.csv,\n"
-            "DIR/leak_candidates.png and DIR/model.skops. A few minutes on 2 CPU cores."
+            "DIR/leak_candidates.png, DIR/report.html (the audit report) and DIR/model.skops.\n"
+            "A few minutes on 2 CPU cores."
         ),
         epilog=f"example:\n  {PROG} demo --output demo_output\n\n" + EXIT_HELP,
     )

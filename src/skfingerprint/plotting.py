@@ -1,6 +1,8 @@
 """Figures for an audit: a real image beside the generated images that look most like it.
 
-matplotlib is imported only when a plotting function is called (it is an optional dependency).
+matplotlib is imported only when a plotting function is called. :class:`_AppliedModel` (a
+fitted model applied once to ``X_pairs``: P(used), labels and nearest generated images) is
+shared with :mod:`skfingerprint.report`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,74 @@ def _split_model(model: Any):
             f"{type(embedder).__name__} and {type(selector).__name__}"
         )
     return embedder, selector, clf
+
+
+class _AppliedModel:
+    """A fitted model applied to ``X_pairs`` once: the embeddings are computed here and reused
+    for P(used), the predicted labels and the nearest generated images of any rows.
+
+    Parameters
+    ----------
+    model : fitted Pipeline or tuple (embedder, selector)
+        As :func:`plot_leak_candidates` takes it (see :func:`_split_model`).
+    X_pairs : PairedImages
+
+    Attributes
+    ----------
+    embedder, selector, clf
+        The model's steps (``clf`` None without a classifier).
+    embeddings : PairEmbeddings
+        ``embedder.transform(X_pairs)``.
+    """
+
+    def __init__(self, model: Any, X_pairs: PairedImages) -> None:
+        self.embedder, self.selector, self.clf = _split_model(model)
+        self.X_pairs = X_pairs
+        self._between = _steps_between(model, self.embedder, self.clf)
+        self.embeddings = self.embedder.transform(X_pairs)
+        self._features = None
+
+    def _classifier_input(self):
+        """What the classifier reads: the embeddings through the steps between the embedder and
+        the classifier (the selector, for a pipeline of the factory), as ``Pipeline`` does."""
+        if self._features is None:
+            Xt = self.embeddings
+            for step in self._between:
+                Xt = step.transform(Xt)
+            self._features = Xt
+        return self._features
+
+    def proba(self) -> np.ndarray | None:
+        """P(used) of every row (None without a classifier)."""
+        if self.clf is None:
+            return None
+        return np.asarray(self.clf.predict_proba(self._classifier_input())[:, 1], dtype=float)
+
+    def predict(self) -> np.ndarray | None:
+        """The classifier's 0/1 label of every row (None without a classifier)."""
+        if self.clf is None:
+            return None
+        return np.asarray(self.clf.predict(self._classifier_input())).astype(np.int64)
+
+    def nearest(self, rows=None, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Cosines and library indices ``(len(rows), k_eff)`` of the nearest generated images
+        of ``rows`` (all rows when None), best first, as the selector ranks its candidates;
+        ``k`` is cut to the library's size. Index -1: no neighbour there."""
+        emb = self.embeddings if rows is None else self.embeddings[rows]
+        return self.selector.kneighbors(emb, k=min(k, len(self.X_pairs.library)))
+
+
+def _steps_between(model: Any, embedder, clf) -> list:
+    """The transformers after ``embedder`` and before ``clf`` in a pipeline; ``[selector]``
+    for a tuple (which has no classifier)."""
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(model, Pipeline):
+        return [model[1]]
+    steps = [step for _, step in model.steps if step not in (None, "passthrough")]
+    start = next(i for i, s in enumerate(steps) if s is embedder) + 1
+    stop = len(steps) - 1 if clf is not None else len(steps)
+    return steps[start:stop]
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -119,7 +189,7 @@ def plot_leak_candidates(
     >>> fig = plot_leak_candidates(task.X_pairs, pipe, y=task.y, n_rows=2)  # doctest: +SKIP
     """
     X_pairs = check_pairs(X_pairs, name="X_pairs")
-    embedder, selector, clf = _split_model(model)
+    _split_model(model)  # a wrong model fails before the checks below
     n = len(X_pairs)
     if n_rows < 1 or n_candidates < 1:
         raise ValueError(f"n_rows and n_candidates must be >= 1; got {n_rows}, {n_candidates}")
@@ -139,19 +209,19 @@ def plot_leak_candidates(
                 f"{len(X_pairs.library)} images"
             )
 
-    embeddings = embedder.transform(X_pairs)
-    if proba is None and clf is not None:
-        proba = clf.predict_proba(selector.transform(embeddings))[:, 1]
+    applied = _AppliedModel(model, X_pairs)
+    if proba is None:
+        proba = applied.proba()
     if rows is None:
         if proba is not None:
             score = proba
         else:
-            score = selector.kneighbors(embeddings, k=1)[0][:, 0]
+            score = applied.nearest(k=1)[0][:, 0]
         rows = np.argsort(-score, kind="stable")[: min(n_rows, n)]
     rows = np.atleast_1d(np.asarray(rows, dtype=int))
     if rows.size == 0 or rows.min() < -n or rows.max() >= n:
         raise ValueError(f"rows must be non-empty indices into the {n} rows of X_pairs")
-    sims, idx = selector.kneighbors(embeddings[rows], k=min(n_candidates, len(X_pairs.library)))
+    sims, idx = applied.nearest(rows, k=n_candidates)
 
     if fig is None:
         import matplotlib.pyplot as plt
@@ -198,7 +268,7 @@ def plot_leak_candidates(
     if title is None:
         how = "highest P(used)" if proba is not None else "highest best cosine"
         # the space the selector chose the candidates in: the embedding, or pixels
-        space = getattr(selector, "spaces_", ("vit",))[0]
+        space = getattr(applied.selector, "spaces_", ("vit",))[0]
         space = "embedding" if space == "vit" else space
         title = (
             f"Real images ({how}, left) and their {idx.shape[1]} most similar generated "

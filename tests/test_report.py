@@ -1,0 +1,413 @@
+"""The HTML audit report: what it shows must be what the pipeline computed, and safe to open."""
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from collections import Counter
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
+
+from skfingerprint import load_model, save_model, write_report
+from skfingerprint.cli import main
+from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
+from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
+from skfingerprint.relations import space_vectors
+from skfingerprint.report import N_BOOTSTRAP, _bootstrap_kappa
+
+PNG_URI = "data:image/png;base64,"
+
+
+@pytest.fixture(scope="module")
+def task():
+    return make_synthetic_leak(12, 12, 36, image_size=32, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def pipe(task):
+    """The default pipeline (linear head, pixel-space candidates) on a tiny random ViT."""
+    return make_fingerprint_pipeline(**TINY_VIT, k=10, random_state=0).fit(task.X_pairs, task.y)
+
+
+@pytest.fixture(scope="module")
+def noisy_y(task):
+    """True labels with four flipped, so that kappa, AUC and the confusion matrix are not the
+    trivial perfect ones this easy task gives."""
+    y = task.y.copy()
+    y[[0, 3, 5, 8]] ^= 1
+    return y
+
+
+@pytest.fixture(scope="module")
+def report(task, pipe, noisy_y, tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "report.html"
+    assert write_report(pipe, task.X_pairs, path, y=noisy_y) == path
+    return path.read_text(encoding="utf-8")
+
+
+class _Tags(HTMLParser):
+    """Every start tag as ``(tag, attrs)``, and the text inside elements with an id."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tags = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+
+def tags(html, tag=None, **having):
+    parser = _Tags()
+    parser.feed(html)
+    return [
+        attrs
+        for t, attrs in parser.tags
+        if (tag is None or t == tag) and all(k in attrs for k in having)
+    ]
+
+
+def ranked_rows(html):
+    return tags(html, "tr", **{"data-rank": True})
+
+
+def image_kinds(html):
+    return Counter(a.get("data-kind") for a in tags(html, "img"))
+
+
+def decode(uri):
+    assert uri.startswith(PNG_URI)
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri[len(PNG_URI) :]))))
+
+
+def brute_force_nearest(pipe, X_pairs):
+    """Every real image's library images, most similar first, by a full cosine matrix in the
+    space where the selector picks its candidates (here the centred pixel space)."""
+    emb = pipe.named_steps["embed"].transform(X_pairs)
+    real, lib = space_vectors(emb, pipe.named_steps["select"].spaces_[0])
+    sims = real @ lib.T
+    return np.argsort(-sims, axis=1, kind="stable"), sims
+
+
+# --- what is shown is what the pipeline computed -----------------------------------------------
+
+
+def test_rows_are_ranked_by_p_used_and_show_the_pipelines_values(task, pipe, noisy_y, report):
+    rows = ranked_rows(report)
+    assert [int(r["data-rank"]) for r in rows] == list(range(1, 25))
+    p = [float(r["data-p"]) for r in rows]
+    assert p == sorted(p, reverse=True)  # highest P(used) first
+    # the P shown for each id is predict_proba's for that id, to the last bit
+    proba = pipe.predict_proba(task.X_pairs)[:, 1]
+    assert {r["data-id"]: float(r["data-p"]) for r in rows} == dict(
+        zip(task.ids, proba.tolist(), strict=True)
+    )
+    pred = dict(zip(task.ids, pipe.predict(task.X_pairs).tolist(), strict=True))
+    truth = dict(zip(task.ids, noisy_y.tolist(), strict=True))
+    assert all(int(r["data-pred"]) == pred[r["data-id"]] for r in rows)
+    assert all(int(r["data-true"]) == truth[r["data-id"]] for r in rows)
+    assert len({r["data-p"] for r in rows}) > 1  # not a constant column
+
+
+def test_header_says_what_was_audited(task, report):
+    assert "<title>skfingerprint audit report</title>" in report
+    assert tags(report, id=True)  # ids to navigate exist
+    n_real = re.search(r'id="n-real">(\d+)<', report).group(1)
+    n_gen = re.search(r'id="n-generated">(\d+)<', report).group(1)
+    assert (int(n_real), int(n_gen)) == (24, 36)
+    # the linear head says "used" where P(used) > 0.5
+    assert tags(report, id=True, **{"data-threshold": True})[0]["data-threshold"] == "0.5"
+
+
+def test_the_threshold_shown_is_where_each_classifier_says_used(pipe):
+    from sklearn.linear_model import LogisticRegression
+
+    from skfingerprint import CANetClassifier
+    from skfingerprint.report import _decision_rule
+
+    assert _decision_rule(CANetClassifier(threshold=0.7))[0] == 0.7  # P >= its threshold
+    t, rule = _decision_rule(pipe.named_steps["clf"])  # a sigmoid of score - threshold_
+    assert t == 0.5 and f"{pipe.named_steps['clf'].threshold_:.4g}" in rule
+    assert _decision_rule(LogisticRegression())[0] == 0.5  # sklearn's argmax
+
+
+def test_every_image_is_an_inline_png_and_the_page_fetches_nothing(task, report):
+    imgs = tags(report, "img")
+    n_hubs = len(tags(report, "tr", **{"data-count": True}))
+    kinds = image_kinds(report)
+    assert kinds == {"real": 24, "candidate": 24 * 4, "hub": n_hubs, "histogram": 1, "roc": 1}
+    assert report.count("<img") == len(imgs)
+    assert all(a["src"].startswith(PNG_URI) for a in imgs)
+    assert all(decode(a["src"]).ndim >= 2 for a in imgs)  # each decodes as a PNG
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", report)
+    assert "<link" not in report and "@import" not in report and "url(" not in report
+    assert all("src" not in a for a in tags(report, "script"))
+
+
+def test_the_thumbnail_of_a_row_is_its_own_real_image(task, report):
+    rows = ranked_rows(report)
+    reals = [a for a in tags(report, "img") if a.get("data-kind") == "real"]
+    for row, img in zip(rows[:3], reals[:3], strict=True):
+        i = task.ids.index(row["data-id"])
+        expected = np.round(task.X_pairs.real.read(i)[..., 0] * 255).astype(np.uint8)
+        np.testing.assert_array_equal(decode(img["src"]), expected)  # 32 px: stored as is
+
+
+def test_candidates_are_each_real_images_nearest_generated_images(task, pipe, report):
+    order, sims = brute_force_nearest(pipe, task.X_pairs)
+    lib_ids = task.X_pairs.library.ids
+    rows = re.findall(r'data-id="(real_\d+)"(.*?)</tr>', report, re.S)
+    assert len(rows) == 24
+    for rid, body in rows:
+        i = task.ids.index(rid)
+        shown = re.findall(r"#\d+ (gen_\d+)<br>cos <b>([-0-9.]+)</b>", body)
+        assert [g for g, _ in shown] == [lib_ids[j] for j in order[i, :4]], rid
+        assert [c for _, c in shown] == [f"{sims[i, j]:.3f}" for j in order[i, :4]], rid
+
+
+def test_kappa_auc_and_confusion_matrix_are_sklearns(task, pipe, noisy_y, report):
+    pred = pipe.predict(task.X_pairs)
+    kappa = float(tags(report, id=True, **{"data-kappa": True})[0]["data-kappa"])
+    assert kappa == pytest.approx(cohen_kappa_score(noisy_y, pred), abs=1e-12)
+    assert 0.0 < kappa < 1.0  # the flipped labels make it a real test
+    auc = float(tags(report, id=True, **{"data-auc": True})[0]["data-auc"])
+    assert auc == pytest.approx(roc_auc_score(noisy_y, pipe.predict_proba(task.X_pairs)[:, 1]))
+    cells = {a["data-cell"]: a for a in tags(report, "td", **{"data-cell": True})}
+    assert set(cells) == {"tn", "fp", "fn", "tp"}
+    (tn, fp), (fn, tp) = confusion_matrix(noisy_y, pred)
+    got = dict(re.findall(r'data-cell="(tn|fp|fn|tp)">(\d+)<', report))
+    assert {k: int(v) for k, v in got.items()} == {"tn": tn, "fp": fp, "fn": fn, "tp": tp}
+    ci = tags(report, id=True, **{"data-low": True})[0]
+    low, high = float(ci["data-low"]), float(ci["data-high"])
+    assert low <= round(kappa, 3) <= high and low < high
+
+
+def test_bootstrap_interval_is_the_percentiles_of_resampled_sklearn_kappas():
+    """The vectorised kappa of the bootstrap equals sklearn's on the same resamples."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 40)
+    pred = np.where(rng.random(40) < 0.7, y, 1 - y)
+    draws = np.random.default_rng(0)  # the report's fixed seed, drawn the same way
+    kappas = []
+    for _ in range(N_BOOTSTRAP):
+        idx = draws.integers(0, 40, size=40)
+        if len(np.unique(np.r_[y[idx], pred[idx]])) > 1:
+            kappas.append(cohen_kappa_score(y[idx], pred[idx]))
+    low, high = _bootstrap_kappa(y, pred)
+    assert (low, high) == pytest.approx(tuple(np.percentile(kappas, [2.5, 97.5])), abs=1e-9)
+    assert _bootstrap_kappa(y, y) == (1.0, 1.0)
+    assert _bootstrap_kappa(np.zeros(5, int), np.zeros(5, int)) is None  # never defined
+
+
+def test_hub_counts_are_a_brute_force_count(task, pipe, report):
+    order, _ = brute_force_nearest(pipe, task.X_pairs)
+    counts = Counter(task.X_pairs.library.ids[j] for j in order[:, 0])
+    hubs = {a["data-id"]: int(a["data-count"]) for a in tags(report, "tr", **{"data-count": True})}
+    expected = {g: c for g, c in counts.most_common() if c >= 2}
+    assert hubs and len(hubs) == min(10, len(expected))
+    assert all(hubs[g] == counts[g] for g in hubs)
+    assert min(hubs.values()) >= max(c for g, c in counts.items() if g not in hubs)
+    assert "A hub is weak evidence" in report
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+def test_ids_and_title_from_file_names_are_escaped(task, pipe, tmp_path):
+    ids = list(task.ids)
+    ids[0] = '<script>alert("x")</script>&"'
+    path = write_report(
+        pipe, task.X_pairs, tmp_path / "r.html", ids=ids, title="<b>audit</b>", max_rows=24
+    )
+    html = path.read_text()
+    assert '<script>alert("x")' not in html and "<b>audit</b>" not in html
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;&#34;" in html
+    assert html.count("<script") == 1  # the page's own image check
+    assert ids[0] in {a["data-id"] for a in ranked_rows(html)}  # and it round-trips
+
+
+def test_without_labels_there_are_no_metrics(task, pipe, tmp_path):
+    html = write_report(pipe, task.X_pairs, tmp_path / "r.html").read_text()
+    assert 'id="kappa"' not in html and 'id="confusion"' not in html
+    assert "roc" not in image_kinds(html) and image_kinds(html)["histogram"] == 1
+    assert all("data-true" not in r for r in ranked_rows(html))
+    assert "true labels unknown" in html
+
+
+def test_max_rows_and_n_candidates(task, pipe, tmp_path):
+    html = write_report(
+        pipe, task.X_pairs, tmp_path / "r.html", max_rows=3, n_candidates=2, n_hubs=0
+    ).read_text()
+    rows = ranked_rows(html)
+    proba = pipe.predict_proba(task.X_pairs)[:, 1]
+    top = [task.ids[i] for i in np.argsort(-proba, kind="stable")[:3]]
+    assert [r["data-id"] for r in rows] == top
+    assert image_kinds(html) == {"real": 3, "candidate": 6, "histogram": 1}
+    assert "21 lower-ranked real images are not shown" in html
+    assert 'id="hubs"' not in html
+
+
+def test_an_existing_report_is_replaced_atomically(task, pipe, tmp_path):
+    path = tmp_path / "r.html"
+    path.write_text("old")
+    write_report(pipe, task.X_pairs, path, max_rows=2)
+    assert path.read_text().startswith("<!DOCTYPE html>")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]  # no temporary file left
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(y=[0, 1]), ValueError, "2 labels for 24 real images"),
+        (dict(y=[0, 1, 2] * 8), ValueError, "only 0 .not used. and 1"),
+        (dict(y=np.zeros((24, 2))), ValueError, "1-d"),
+        (dict(ids=["a"]), ValueError, "ids has 1 names"),
+        (dict(n_candidates=0), ValueError, "n_candidates must be an integer >= 1"),
+        (dict(max_rows=0), ValueError, "max_rows"),
+    ],
+)
+def test_bad_inputs_are_refused_before_writing(task, pipe, tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        write_report(pipe, task.X_pairs, tmp_path / "r.html", **kwargs)
+    assert not any(tmp_path.iterdir())
+
+
+def test_unfitted_or_wrong_models_are_refused(task, pipe, tmp_path):
+    unfitted = make_fingerprint_pipeline(**TINY_VIT, k=10)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        write_report(unfitted, task.X_pairs, tmp_path / "r.html")
+    with pytest.raises(TypeError, match="Pipeline"):
+        write_report(pipe.named_steps["clf"], task.X_pairs, tmp_path / "r.html")
+    with pytest.raises(TypeError, match="classifier with predict_proba"):
+        write_report(pipe[:-1], task.X_pairs, tmp_path / "r.html")
+    with pytest.raises(TypeError, match="X_pairs"):
+        write_report(pipe, task.X_pairs.real, tmp_path / "r.html")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_report(pipe, task.X_pairs, tmp_path / "missing" / "r.html")
+    assert not any(tmp_path.iterdir())
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def clef(tmp_path_factory, task, pipe):
+    """An ImageCLEF training folder (the task) and test folder, and the pipeline's model file."""
+    root = tmp_path_factory.mktemp("clef")
+    write_imageclef_layout(task, root / "train", split="train")
+    test = make_synthetic_leak(6, 6, 18, image_size=32, random_state=1)
+    write_imageclef_layout(test, root / "test", split="test")
+    save_model(pipe, root / "model.skops")
+    return root
+
+
+def test_cli_report_on_a_test_folder(clef, capsys, tmp_path):
+    out = tmp_path / "report.html"
+    code = main(["report", str(clef / "model.skops"), str(clef / "test"), "-o", str(out)])
+    stdout, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"wrote {out}: 12 of 12 real images" in stdout
+    html = out.read_text()
+    assert len(ranked_rows(html)) == 12 and 'id="kappa"' not in html
+    assert str(clef / "model.skops") in html and str(clef / "test") in html
+
+
+def test_cli_report_on_a_labelled_folder_uses_its_labels(clef, task, pipe, capsys, tmp_path):
+    out = tmp_path / "r.html"
+    argv = ["report", str(clef / "model.skops"), str(clef / "train"), "-o", str(out)]
+    code = main([*argv, "--candidates", "2", "--max-rows", "5", "--title", "Audit <x>"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert "labelled" in err
+    html = out.read_text()
+    assert len(ranked_rows(html)) == 5 and image_kinds(html)["candidate"] == 10
+    assert "<title>Audit &lt;x&gt;</title>" in html
+    # the folder's labels, in the folder's row order, give sklearn's kappa
+    from skfingerprint import load_imageclef_gans
+
+    split = load_imageclef_gans(clef / "train")
+    kappa = cohen_kappa_score(split.y, pipe.predict(split.X_pairs))
+    assert float(re.search(r'data-kappa="([^"]+)"', html).group(1)) == pytest.approx(kappa)
+
+
+def test_cli_report_refuses_bad_inputs(clef, capsys, tmp_path):
+    def error(*argv):
+        code = main([str(a) for a in argv])
+        err = capsys.readouterr().err
+        assert "Traceback" not in err
+        return code, err
+
+    out = tmp_path / "r.html"
+    code, err = error("report", clef / "test", clef / "model.skops", "-o", out)
+    assert code == 2 and "swapped" in err
+    code, err = error("report", clef / "model.skops", clef / "nope", "-o", out)
+    assert code == 2 and "does not exist" in err
+    code, err = error("report", clef / "model.skops", clef / "test", "-o", tmp_path / "x" / "r")
+    assert code == 2 and "does not exist" in err
+    code, err = error("report", clef / "model.skops", clef / "test", "-o", out, "--max-rows", "0")
+    assert code == 2 and "at least 1" in err
+    # a model file holding a bare classifier: no candidates to show
+    bare = save_model(load_model(clef / "model.skops")["estimator"][-1], tmp_path / "c.skops")
+    code, err = error("report", bare, clef / "test", "-o", out)
+    assert code == 2 and "needs a pipeline" in err
+    assert not out.exists()
+
+
+# --- in a real browser ------------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or (
+    "/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None
+)
+
+
+def _chromium(url, profile, *extra):
+    return subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            "--virtual-time-budget=5000",
+            "--window-size=1200,2000",
+            *extra,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_the_report_renders_in_a_headless_browser(task, pipe, noisy_y, tmp_path):
+    path = write_report(pipe, task.X_pairs, tmp_path / "report.html", y=noisy_y)
+    n_images = len(tags(path.read_text(), "img"))
+    res = _chromium(path.as_uri(), tmp_path / "profile-dom", "--dump-dom")
+    assert res.returncode == 0, res.stderr[-2000:]
+    dom = res.stdout
+    assert "<title>skfingerprint audit report</title>" in dom
+    assert len(ranked_rows(dom)) == 24
+    # the page's own script ran after load and found every image decoded
+    check = tags(dom, "p", id=True, **{"data-broken": True})
+    check = next(a for a in check if a["id"] == "image-check")
+    assert check["data-images"] == str(n_images) and check["data-broken"] == "0", check
+    assert f"all {n_images} images loaded" in dom
+    shot = tmp_path / "report.png"
+    res = _chromium(path.as_uri(), tmp_path / "profile-shot", f"--screenshot={shot}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    image = np.asarray(Image.open(shot).convert("L"))
+    assert image.shape == (2000, 1200)
+    assert image.std() > 20  # a page was drawn, not a blank screen
