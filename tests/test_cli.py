@@ -12,7 +12,7 @@ import pytest
 import skops.io
 from sklearn.metrics import cohen_kappa_score
 
-from skfingerprint import load_imageclef_gans, load_model, read_submission
+from skfingerprint import load_imageclef_gans, load_model, membership_report, read_submission
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 
@@ -70,7 +70,15 @@ def test_fit_writes_a_model_and_prints_training_metrics(data, capsys, tmp_path):
     payload = load_model(path)
     assert payload["format"] == "skfingerprint-model"
     assert payload["estimator"].named_steps["embed"].layers_ == (2, 4)
-    assert set(payload["train_metrics"]) >= {"kappa", "accuracy", "f1"}
+    # the stored and printed training metrics are sklearn's on the saved model's predictions
+    split = load_imageclef_gans(root / "train")
+    expected = membership_report(
+        split.y, payload["estimator"].predict(split.X_pairs), output_dict=True
+    )
+    assert payload["train_metrics"] == pytest.approx(expected)
+    for metric in ("kappa", "accuracy", "precision", "recall", "f1"):
+        line = next(x for x in out.splitlines() if x.startswith(metric))
+        assert line.split()[-1] == f"{expected[metric]:.3f}", metric
     assert [p.name for p in tmp_path.iterdir()] == ["maxsim.skops"]  # no temporary file left
 
 

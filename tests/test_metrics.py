@@ -88,3 +88,45 @@ def test_kappa_scorer_works_as_scoring():
     y = (X[:, 0] > 0).astype(int)
     scores = cross_val_score(LogisticRegression(), X, y, scoring=kappa_scorer, cv=3)
     assert scores.mean() > 0.8
+
+
+# --- label checking and the printed table, exactly (each kills a one-token change) ------------
+
+
+def test_check_binary_labels_returns_int64_and_names_the_argument():
+    from skfingerprint.metrics import check_binary_labels
+
+    for y in ([True, False], [0.0, 1.0], np.array([0, 1], np.uint8)):
+        got = check_binary_labels(y, "y")
+        assert got.dtype == np.int64 and got.tolist() == [int(v) for v in y]
+    assert check_binary_labels([1], "y").tolist() == [1]  # one label is fine
+    with pytest.raises(ValueError, match="^labels is empty$"):
+        check_binary_labels([], "labels")
+    with pytest.raises(ValueError, match=r"found \[2, 3, 4, 5, 6\]$"):  # at most 5 listed
+        check_binary_labels([0, 2, 3, 4, 5, 6, 7], "y")
+    with pytest.raises(ValueError, match="^y_true must hold"):
+        membership_report([0, 2], [0, 1])
+    with pytest.raises(ValueError, match="^y_pred must hold"):
+        membership_report([0, 1], [0, 2])
+
+
+def test_undefined_precision_recall_f1_are_zero_without_a_warning():
+    """No image predicted used (precision 0/0), or none truly used (recall 0/0): 0, silently."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        none_flagged = membership_report([1, 0, 1], [0, 0, 0], output_dict=True)
+        none_used = membership_report([0, 0, 0], [1, 0, 0], output_dict=True)
+        nothing = membership_report([0, 0, 0], [0, 0, 0], output_dict=True)  # F1 is 0/0 too
+    assert nothing["precision"] == nothing["recall"] == nothing["f1"] == 0.0
+    assert none_flagged["precision"] == 0.0 and none_flagged["f1"] == 0.0
+    assert none_used["recall"] == 0.0 and none_used["f1"] == 0.0
+
+
+def test_the_table_is_laid_out_exactly():
+    # columns are max(7, longest name) + 1 wide, right-aligned, 3 decimals
+    assert membership_report([1, 0], [1, 0]).splitlines()[0] == "metric" + " " * 7 + "score"
+    table = format_reports({"a": {"kappa": 0.5}, "long_name": {"kappa": -0.25}})
+    header = "metric" + " " * 4 + " " * 9 + "a" + " long_name"
+    assert table == header + "\n" + "kappa" + " " * 10 + "0.500" + " " * 4 + "-0.250"
