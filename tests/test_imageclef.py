@@ -139,3 +139,32 @@ def test_read_submission_refuses_malformed_files(tmp_path, text, match):
     path.write_text(text)
     with pytest.raises(ValueError, match=match):
         read_submission(path)
+
+
+def test_scores_file_is_ranked_highest_first_with_stable_ties(tmp_path):
+    from skfingerprint import write_scores
+
+    path = write_scores(["a", "b", "c", "d"], [0.2, 0.9, 0.2, 0.5], tmp_path / "s.csv")
+    assert path.read_text() == (
+        "rank,id,p_used\n1,b,0.900000\n2,d,0.500000\n3,a,0.200000\n4,c,0.200000\n"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["s.csv"]  # atomic: no temporary left
+
+
+@pytest.mark.parametrize(
+    ("ids", "scores", "match"),
+    [
+        (["a", "b"], [0.1], r"2 ids but scores of shape \(1,\)"),
+        (["a"], [[0.1]], "give one per id"),
+        (["a", "b"], [0.1, np.nan], "finite"),
+        (["a", "b"], [0.1, np.inf], "finite"),
+        (["a", "a"], [0.1, 0.2], r"duplicated: \['a'\]"),
+        ([], [], "ids is empty"),
+    ],
+)
+def test_scores_file_refuses_bad_content(tmp_path, ids, scores, match):
+    from skfingerprint import write_scores
+
+    with pytest.raises(ValueError, match=match):
+        write_scores(ids, scores, tmp_path / "s.csv")
+    assert not (tmp_path / "s.csv").exists()

@@ -201,3 +201,17 @@ def test_a_seeded_fit_leaves_the_callers_torch_generator_alone(task):
     torch.manual_seed(123)
     pipeline().fit(task.X_pairs, task.y)
     np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+def test_pandas_output_config_leaves_the_pipeline_alone(task):
+    """set_config(transform_output="pandas") must not try to wrap PairEmbeddings or the
+    candidate array (neither is a table): the steps opt out of set_output."""
+    from sklearn import config_context
+
+    expected = pipeline(MaxSimilarityClassifier()).fit(task.X_pairs, task.y)
+    with config_context(transform_output="pandas"):
+        pipe = pipeline(MaxSimilarityClassifier()).fit(task.X_pairs, task.y)
+        np.testing.assert_array_equal(
+            pipe.predict_proba(task.X_pairs), expected.predict_proba(task.X_pairs)
+        )
+        assert isinstance(pipe[:-1].transform(task.X_pairs), np.ndarray)

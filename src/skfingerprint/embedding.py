@@ -105,7 +105,7 @@ def _standardise(tokens: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) ->
     return (tokens - mu) / sigma
 
 
-class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
+class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """Embed images with the fused CLS tokens of several blocks of a timm Vision Transformer.
 
     On ``X_pairs`` (from :func:`~skfingerprint.make_pairs`) ``transform`` returns a

@@ -230,6 +230,8 @@ def write_scores(ids: Sequence[str], scores, path: str | os.PathLike) -> Path:
     >>> write_scores(["img_001", "img_002"], [0.2, 0.9], "scores.csv")  # doctest: +SKIP
     """
     ids = _check_ids(ids)
+    if not ids:
+        raise ValueError("no scores to write: ids is empty")
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 1 or len(ids) != len(scores):
         raise ValueError(f"{len(ids)} ids but scores of shape {scores.shape}; give one per id")

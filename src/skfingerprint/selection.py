@@ -203,7 +203,7 @@ def _spectral_keep(cands: np.ndarray, seed: int) -> np.ndarray:
     return labels == labels[0]
 
 
-class FaissCandidateSelector(TransformerMixin, BaseEstimator):
+class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     """The top-k library candidates of each real image by cosine similarity, found with FAISS.
 
     Both the real and the library embeddings are L2-normalised; the cosine is their inner
