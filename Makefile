@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test lint format demo bench bench-quality bench-data docs clean
+.PHONY: install test lint format demo bench bench-quality bench-data docs clean mutate
 
 install: $(STAMP)
 
@@ -51,6 +51,14 @@ bench-data:
 	    dataset-fashion-mnist fonts-seto \
 	  || { echo "install Debian's dataset-fashion-mnist and fonts-seto (as root)"; exit 1; }; \
 	fi
+
+# Mutation testing of the modules that decide answers ([tool.mutmut] in pyproject.toml): slow,
+# not in CI. Writes benchmarks/RESULTS_mutation.md.
+mutate: $(STAMP)
+	$(BIN)/python -m pip install -q "mutmut>=3.8"
+	rm -rf mutants
+	nice -n 19 $(BIN)/mutmut run
+	$(BIN)/python benchmarks/mutation_report.py
 
 # The site in docs/_build/html; runs every examples/plot_*.py. Warnings are errors.
 docs: $(STAMP)

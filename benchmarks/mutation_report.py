@@ -1,0 +1,102 @@
+"""Mutation score per module, from the last ``mutmut run`` (``make mutate``).
+
+mutmut (configured under ``[tool.mutmut]`` in pyproject.toml) changes one token of the modules
+that decide answers at a time and runs the fast unit tests that cover the changed function; a
+mutant is *killed* when a test fails. This script reads ``mutmut results --all true``, counts
+per module, subtracts the surviving mutants listed in ``benchmarks/mutation_equivalent.txt``
+(each with the reason it cannot change an answer), shows every other survivor's diff, and
+rewrites ``benchmarks/RESULTS_mutation.md``.
+
+    make mutate      # rm -rf mutants; mutmut run; this script
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+from bench_quality import machine  # noqa: E402
+
+MUTMUT = [sys.executable, "-m", "mutmut"]
+LINE = re.compile(r"^\s*(skfingerprint\.(\w+)\.\S+): (.+)$")
+
+
+def equivalents() -> dict[str, str]:
+    """``mutant name -> reason`` from mutation_equivalent.txt (``name: reason`` lines)."""
+    out = {}
+    for line in (BENCH / "mutation_equivalent.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, reason = line.split(":", 1)
+            out[name.strip()] = reason.strip()
+    return out
+
+
+def diff(name: str) -> str:
+    shown = subprocess.run([*MUTMUT, "show", name], capture_output=True, text=True, cwd=ROOT)
+    return "\n".join(
+        line for line in shown.stdout.splitlines() if line[:2] in ("- ", "+ ") and line.strip()
+    )
+
+
+def main() -> int:
+    res = subprocess.run(
+        [*MUTMUT, "results", "--all", "true"], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    status: dict[str, dict[str, str]] = collections.defaultdict(dict)
+    for line in res.stdout.splitlines():
+        m = LINE.match(line)
+        if m:
+            status[m.group(2)][m.group(1)] = m.group(3).strip()
+    if not status:
+        raise SystemExit("no mutants found: run `mutmut run` first (make mutate)")
+    known = equivalents()
+    lines = [
+        "# Mutation testing (`make mutate`)",
+        "",
+        "Rewritten by `benchmarks/mutation_report.py`; edits are lost. "
+        + __doc__.split("\n\n")[1].replace("\n", " "),
+        "",
+        f"Machine: {machine()}",
+        "",
+        "| module | mutants | killed | survived | equivalent | other | score |",
+        "|:---|---:|---:|---:|---:|---:|---:|",
+    ]
+    survivors = []
+    for module in sorted(status):
+        counts = collections.Counter(status[module].values())
+        killed = counts["killed"]
+        survived = [n for n, s in status[module].items() if s == "survived"]
+        equivalent = [n for n in survived if n in known]
+        other = sum(counts.values()) - killed - len(survived)
+        scored = sum(counts.values()) - len(equivalent)
+        score = killed / scored if scored else float("nan")
+        lines.append(
+            f"| {module}.py | {sum(counts.values())} | {killed} | {len(survived)} | "
+            f"{len(equivalent)} | {other} | {100 * score:.1f}% |"
+        )
+        survivors += [(n, known.get(n)) for n in survived]
+    lines += [
+        "",
+        "Score = killed / (mutants - equivalent survivors). *other*: timeouts, mutants no test "
+        "reaches, and skipped ones (counted against the score).",
+        "",
+        "## Surviving mutants",
+        "",
+    ]
+    for name, reason in survivors:
+        lines += [f"### `{name}`", "", "```diff", diff(name), "```", ""]
+        lines += [f"Equivalent: {reason}" if reason else "**Not killed yet.**", ""]
+    (BENCH / "RESULTS_mutation.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines[:8 + len(status) + 2]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
