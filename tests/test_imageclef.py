@@ -1,3 +1,5 @@
+import ast
+
 import numpy as np
 import pytest
 
@@ -168,3 +170,91 @@ def test_scores_file_refuses_bad_content(tmp_path, ids, scores, match):
     with pytest.raises(ValueError, match=match):
         write_scores(ids, scores, tmp_path / "s.csv")
     assert not (tmp_path / "s.csv").exists()
+
+
+# --- the layout's rules and messages, exactly (mutation testing found these unpinned) ----------
+
+
+@pytest.mark.parametrize("only", ["real_used", "real_not_used"])
+def test_either_label_folder_makes_a_training_layout(tmp_path, rng, only):
+    """One label folder alone is a broken training layout (named), not an unknown folder;
+    beside real_unknown/ it is a mixed layout."""
+    make_layout(tmp_path, rng)
+    missing = "real_not_used" if only == "real_used" else "real_used"
+    for p in (tmp_path / missing).iterdir():
+        p.unlink()
+    (tmp_path / missing).rmdir()
+    with pytest.raises(FileNotFoundError) as info:
+        load_imageclef_gans(tmp_path)
+    assert str(info.value) == f"Missing folder '{tmp_path / missing}' (train layout)"
+    (tmp_path / "real_unknown").mkdir()
+    with pytest.raises(ValueError) as info:
+        load_imageclef_gans(tmp_path)
+    assert str(info.value) == (
+        f"'{tmp_path}' mixes the test layout (real_unknown/) with the training layout "
+        "(real_used/, real_not_used/); keep the splits in separate folders"
+    )
+
+
+def test_not_a_layout_message_lists_both_layouts_and_what_is_there(tmp_path):
+    expected = (
+        f"'{tmp_path}' is not an ImageCLEF GANs folder: expected sub-folders generated/, "
+        "real_used/, real_not_used/ (training) or generated/, real_unknown/ (test); found "
+    )
+    with pytest.raises(FileNotFoundError) as info:
+        load_imageclef_gans(tmp_path)
+    assert str(info.value) == expected + "no sub-folders"
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a").mkdir()
+    with pytest.raises(FileNotFoundError) as info:
+        load_imageclef_gans(tmp_path)
+    assert str(info.value) == expected + "['a', 'b']"
+
+
+def test_loaded_fields_are_typed_and_complete(tmp_path, rng):
+    data = load_imageclef_gans(make_layout(tmp_path, rng))
+    assert data.y.dtype == np.int64
+    assert sorted(data.generated_paths) == sorted((tmp_path / "generated").iterdir())
+    assert [p.stem for p in data.real_paths] == data.ids
+
+
+@pytest.mark.parametrize(("folder", "what"), [("generated", "generated"), ("real_used", "real")])
+def test_duplicate_ids_message_names_the_set_and_both_files(tmp_path, rng, folder, what):
+    make_layout(tmp_path, rng)
+    stem = "gen_000" if folder == "generated" else "u_000"
+    write_png(tmp_path / folder / f"{stem}.jpg", np.zeros((16, 16), np.uint8))
+    with pytest.raises(ValueError) as info:
+        load_imageclef_gans(tmp_path)
+    clash = sorted(str(p) for p in (tmp_path / folder).glob(f"{stem}.*"))
+    message = str(info.value)
+    assert message.startswith(
+        f"Duplicate image ids among the {what} images: 1 ids occur more than once "
+        f"(first: '{stem}' in "
+    )
+    assert sorted(ast.literal_eval(message.split(" in ", 1)[1].split(")")[0])) == clash
+    assert message.endswith("must be unique.")
+
+
+def test_mixed_sizes_message_names_the_first_image_and_the_odd_one(tmp_path, rng):
+    """The first image (by id) is the odd one here, 16 wide and 20 high."""
+    make_layout(tmp_path, rng)
+    odd = write_png(tmp_path / "real_not_used" / "a_odd.png", np.zeros((20, 16), np.uint8))
+    data = load_imageclef_gans(tmp_path, check_sizes=False)
+    assert data.real_paths[0] == odd
+    with pytest.raises(ValueError) as info:
+        load_imageclef_gans(tmp_path)
+    assert str(info.value) == (
+        f"Images in '{tmp_path}' have mixed sizes: '{odd}' is 16x20 but "
+        f"'{data.real_paths[1]}' is 16x16 (width x height). ImageCLEF images share one size."
+    )
+
+
+def test_ids_with_any_letter_are_fine_and_duplicates_are_listed_up_to_five(tmp_path):
+    write_submission(["IMG_X1", "XX"], [1, 0], tmp_path / "s.csv")
+    assert read_submission(tmp_path / "s.csv")[0] == ["IMG_X1", "XX"]
+    dups = [f"d{i}" for i in range(7)] * 2
+    with pytest.raises(ValueError) as info:
+        write_submission(dups, [0] * 14, tmp_path / "s.csv")
+    assert str(info.value).endswith("duplicated: ['d0', 'd1', 'd2', 'd3', 'd4']")
+    with pytest.raises(ValueError, match="^labels must hold only 0"):
+        write_submission(["a"], [2], tmp_path / "s.csv")

@@ -29,12 +29,6 @@ TRAIN_FOLDERS = ("generated", "real_used", "real_not_used")
 TEST_FOLDERS = ("generated", "real_unknown")
 
 
-def _images_in(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        raise FileNotFoundError(f"Missing folder '{folder}'")
-    return list_image_files(folder)
-
-
 def _check_unique_stems(paths: list[Path], what: str) -> None:
     counts = Counter(p.stem for p in paths)
     dups = sorted(stem for stem, c in counts.items() if c > 1)
@@ -114,10 +108,13 @@ def load_imageclef_gans(path: str | os.PathLike, *, check_sizes: bool = True) ->
         if name not in present:
             raise FileNotFoundError(f"Missing folder '{root / name}' ({split} layout)")
 
-    generated = _images_in(root / "generated")
+    generated = list_image_files(root / "generated")
     _check_unique_stems(generated, "generated")
     if split == "train":
-        used, not_used = _images_in(root / "real_used"), _images_in(root / "real_not_used")
+        used, not_used = (
+            list_image_files(root / "real_used"),
+            list_image_files(root / "real_not_used"),
+        )
         both = sorted({p.stem for p in used} & {p.stem for p in not_used})
         if both:
             raise ValueError(
@@ -127,7 +124,7 @@ def load_imageclef_gans(path: str | os.PathLike, *, check_sizes: bool = True) ->
         real = used + not_used
         labels = np.r_[np.ones(len(used), np.int64), np.zeros(len(not_used), np.int64)]
     else:
-        real = _images_in(root / "real_unknown")
+        real = list_image_files(root / "real_unknown")
         labels = None
     _check_unique_stems(real, "real")
     order = np.argsort([p.stem for p in real], kind="stable")
