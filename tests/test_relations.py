@@ -213,3 +213,108 @@ def test_canet_on_relations_starts_as_the_linear_head():
     np.testing.assert_allclose(canet.decision_function(X), expected, rtol=1e-3, atol=1e-3)
     assert module.relation_skip is not None
     assert np.corrcoef(expected, X[:, 0, 1] + 0.5 * X[:, 0, 2])[0, 1] > 0.9
+
+
+# --- every score against a brute-force reference (mutation testing found them unpinned) ---------
+
+
+def _reference_raw(real, lib, ids):
+    """The module docstring's definitions, computed densely and naively."""
+    n, m = len(real), len(lib)
+    S = real @ lib.T
+    RR = real @ real.T
+    np.fill_diagonal(RR, -np.inf)
+    owner = S.argmax(0)
+
+    def other_best(g, r):
+        return max((S[q, g] for q in range(n) if q != r), default=np.nan)
+
+    top1, nearest = S.max(1), S.argmax(1)
+    k_lib, k_real = max(1, round(m / 200)), max(1, round((n - 1) / 200))
+    per_real = np.full((n, 5), np.nan)
+    per_cand = np.full((*ids.shape, 3), np.nan)
+    for r in range(n):
+        per_real[r, 0] = top1[r]
+        per_real[r, 2] = np.sum(owner == r) * n / m
+        if n > 1:
+            per_real[r, 1] = top1[r] - RR[r].max()
+            per_real[r, 3] = S[r, nearest[r]] - other_best(nearest[r], r)
+            per_real[r, 4] = np.sort(S[r])[::-1][k_lib - 1] - np.sort(RR[r])[::-1][k_real - 1]
+        for j, g in enumerate(ids[r]):
+            per_cand[r, j] = [S[r, g], float(owner[g] == r), S[r, g] - other_best(g, r)]
+    return per_real, per_cand
+
+
+@pytest.mark.parametrize(("n", "m", "chunk"), [(420, 900, 4096), (30, 50, 7), (2, 9, 4), (1, 5, 2)])
+def test_raw_scores_equal_a_brute_force_reference(n, m, chunk, monkeypatch):
+    """Sizes where k of the density score exceeds 1 on both sides (420 reals, 900 library
+    images), several library chunks, two reals, and one real (its real-real scores NaN)."""
+    monkeypatch.setattr(R, "_CHUNK", chunk)
+    rng = np.random.default_rng(n)
+    real = rng.normal(size=(n, 5))
+    lib = rng.normal(size=(m, 5))
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
+    ids = rng.integers(0, m, size=(n, 3))
+    per_real, per_cand = R._space_raw(real.astype(np.float32), lib.astype(np.float32), ids)
+    ref_real, ref_cand = _reference_raw(real, lib, ids)
+    np.testing.assert_allclose(per_real, ref_real, atol=1e-5)
+    np.testing.assert_allclose(per_cand, ref_cand, atol=1e-5)
+    assert per_real.dtype == per_cand.dtype == np.float64
+
+
+@pytest.mark.parametrize("chunk", [4096, 3])
+def test_top_k_is_exact_best_first_and_breaks_ties_by_library_order(chunk, monkeypatch):
+    monkeypatch.setattr(R, "_CHUNK", chunk)
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(9, 4)).astype(np.float32)
+    lib = rng.normal(size=(20, 4)).astype(np.float32)
+    lib = np.concatenate([lib, lib[:5]])  # rows 20-24 tie with rows 0-4
+    sims, ids = R.top_k(real, lib, 6)
+    S = real @ lib.T
+    for r in range(9):
+        order = sorted(range(len(lib)), key=lambda g: (-S[r, g], g))[:6]
+        assert ids[r].tolist() == order
+        np.testing.assert_allclose(sims[r], S[r, order], atol=1e-6)
+    assert sims.dtype == np.float32
+    assert R.top_k(real, lib[:3], 10)[1].shape == (9, 3)  # k capped at the library size
+
+
+def test_split_statistics_and_standardised_layout_by_hand():
+    per_real = [np.array([[1.0, 2, 3, 4, 5], [3.0, 2, 5, 8, np.nan]])]
+    stats = R.split_statistics(per_real)
+    np.testing.assert_allclose(stats[0, 0], [2.0, 2, 4, 6, 5])  # NaN ignored
+    np.testing.assert_allclose(stats[0, 1], [1.0, 1, 1, 2, 1])  # spread 0 -> 1
+    assert stats.shape == (1, 2, 5) and stats.dtype == np.float64
+    empty = R.split_statistics([np.zeros((0, 5))])
+    np.testing.assert_array_equal(empty[0], [np.zeros(5), np.ones(5)])
+    per_cand = [np.array([[[3.0, 1, 6], [1.0, 0, np.nan]], [[2.0, 0, 8], [0.0, 1, 4]]])]
+    sims = np.array([[0.9, 0.5], [0.7, 0.1]])
+    X = R.standardised(per_real, per_cand, stats, sims)
+    assert X.shape == (2, 2, 9) and X.dtype == np.float32
+    # per candidate: (cos - mean top1) / spread top1, owner as is, (margin - mean) / spread
+    np.testing.assert_allclose(X[0, 0, :3], [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(X[0, 1, :3], [-1.0, 0.0, 0.0])  # NaN -> 0
+    np.testing.assert_allclose(X[1, 1, :3], [-2.0, 1.0, -1.0])
+    # per real, the same on every candidate row, then the selection cosine
+    np.testing.assert_allclose(X[1, :, 3:8], [[1.0, 0, 1, 1, 0]] * 2)
+    np.testing.assert_allclose(X[..., 8], sims)
+
+
+def test_space_vectors_centre_pixels_on_the_library_only():
+    E = _split(n=5, m=7)
+    real, lib = R.space_vectors(E, "pixels")
+    preal, plib = E.spaces["pixels"]
+    mean = plib.mean(0)
+    np.testing.assert_allclose(
+        real, (preal - mean) / np.linalg.norm(preal - mean, axis=1, keepdims=True), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        lib, (plib - mean) / np.linalg.norm(plib - mean, axis=1, keepdims=True), atol=1e-6
+    )
+    vit_real, _ = R.space_vectors(E, "vit")  # the main space is not centred
+    np.testing.assert_allclose(
+        vit_real, E.real / np.linalg.norm(E.real, axis=1, keepdims=True), atol=1e-6
+    )
+    assert R.relation_feature_names(("a", "b"))[7:9] == ["a:density", "b:cos"]
+    assert R.relation_feature_names(("a",))[-1] == "selection_cosine"
