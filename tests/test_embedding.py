@@ -2,7 +2,6 @@ import os
 import subprocess
 import sys
 import time
-import warnings
 
 import joblib
 import numpy as np
@@ -188,7 +187,7 @@ def test_learned_gate_finds_the_block_that_carries_the_signal(monkeypatch):
     real, lib, y = _tokens_with_signal_in_block(80, 200, 4, 32, signal_block=2, rng=rng)
     X = make_pairs(np.zeros((80, 8, 8), np.uint8), np.ones((200, 8, 8), np.uint8))
 
-    def fake_tokens(self, images, backbone, augment_seed=None):
+    def fake_tokens(self, images, backbone, **kwargs):
         tokens = real if len(images) == 80 else lib
         return tokens[:, [v - 1 for v in self.layers_]]
 
@@ -373,9 +372,34 @@ def test_joblib_round_trip_in_a_fresh_process(task, tmp_path):
     assert res.stdout.strip() == "same"
 
 
-def test_verbose_shows_progress(task, capsys):
+def test_verbose_prints_one_line_per_vit_pass_off_a_terminal(task, capsys):
+    # Catches: the tqdm bar (carriage returns, erased when done) written into a log, or a pass
+    # that prints nothing.
     clear_memory_cache()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tiny_embedder(verbose=1, fusion="mean").fit(task.real_images)
-    assert "ViT embedding" in capsys.readouterr().err
+    emb = tiny_embedder(verbose=1).fit(task.X_pairs, task.y)
+    out, err = capsys.readouterr()
+    assert out == "" and "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [
+        "ViT embedding (real images): 24 images",
+        "ViT embedding (generated images): 24 images",
+    ]
+    assert all(line.endswith("images/s)") for line in lines)
+    emb.transform(task.real_images[:5] // 2)  # new images: one more pass
+    assert capsys.readouterr().err.startswith("ViT embedding: 5 images in ")
+
+
+def test_verbose_0_prints_nothing(task, capsys):
+    # Catches: progress shown whatever verbose says.
+    clear_memory_cache()
+    tiny_embedder().fit(task.X_pairs, task.y).transform(task.X_pairs)
+    tiny_embedder(finetune="last", finetune_epochs=1, batch_size=16).fit(task.real_images)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_verbose_fine_tuning_counts_batches(task, capsys):
+    # Catches: a batch skipped by fine-tuning left uncounted (the pass reported as "stopped").
+    emb = tiny_embedder(fusion="mean", finetune="last", finetune_epochs=1, batch_size=10)
+    emb.set_params(verbose=1).fit(task.real_images[:21])  # batches of 10, 10 and 1 (skipped)
+    err = capsys.readouterr().err
+    assert err.startswith("fine-tuning the ViT (1 epoch): 3 batches in "), err

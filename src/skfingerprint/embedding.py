@@ -24,6 +24,7 @@ from torch import nn
 
 from . import _vit
 from ._cache import TokenCache
+from ._progress import Progress
 from .augment import augment_batch
 from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
 from .metrics import check_binary_labels
@@ -164,7 +165,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds random weights (``pretrained=False``), augmentations and training.
     verbose : int, default=0
-        Show progress bars when > 0.
+        > 0 shows the progress of every ViT pass and of fine-tuning on stderr: a bar on a
+        terminal, else one line per pass when it ends
+        (``ViT embedding (real images): 400 images in 12.3 s (32.5 images/s)``).
 
     Attributes
     ----------
@@ -287,9 +290,12 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         ).hexdigest()
         return TokenCache(key, self._cache_folder())
 
-    def _vit_tokens(self, images: ImageSet, backbone, *, augment_seed: int | None = None):
+    def _vit_tokens(
+        self, images: ImageSet, backbone, *, augment_seed: int | None = None, what: str = ""
+    ):
         """The fused blocks' CLS tokens ``(n, len(layers_), D)`` float16, from the cache or one
-        ViT pass (which caches every block, for any later choice of layers)."""
+        ViT pass (which caches every block, for any later choice of layers). ``what`` names the
+        images in the progress line."""
         device, dtype = self._runtime()
         tag = "" if augment_seed is None else f"aug{augment_seed}|{self.augment_p}"
         cache = self._token_cache(backbone, dtype, tag)
@@ -301,18 +307,18 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         todo = list(first_index.values())
         if todo:
             images.check_files()  # fail on a bad file before the long pass, not in the middle
-            self._run_vit(images, todo, keys, cache, backbone, device, dtype, augment_seed)
+            desc = f"ViT embedding ({what})" if what else "ViT embedding"
+            self._run_vit(images, todo, keys, cache, backbone, device, dtype, augment_seed, desc)
         blocks = [v - 1 for v in self.layers_]
         return np.stack([cache.get(k)[blocks] for k in keys])
 
-    def _run_vit(self, images, todo, keys, cache, backbone, device, dtype, augment_seed):
+    def _run_vit(self, images, todo, keys, cache, backbone, device, dtype, augment_seed, desc):
         mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
         std = torch.tensor(backbone.std).view(1, 3, 1, 1)
         gen = None
         if augment_seed is not None:
             gen = torch.Generator().manual_seed(augment_seed)
-        progress = _progress(len(todo), self.verbose, "ViT embedding")
-        try:
+        with Progress(len(todo), self.verbose, desc) as progress:
             for idx, batch in images.iter_batches(self.batch_size, indices=todo):
                 x = to_model_input(batch, backbone.img_size)
                 if gen is not None:
@@ -323,8 +329,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
                 VIT_STATS["images"] += len(idx)
                 VIT_STATS["batches"] += 1
                 progress.update(len(idx))
-        finally:
-            progress.close()
 
     @staticmethod
     def _split_input(X):
@@ -384,8 +388,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
             backbone = finetune_backbone(self, backbone, sets, seed)
         self.backbone_ = backbone
 
-        real_tokens = self._vit_tokens(real, backbone)
-        lib_tokens = None if library is None else self._vit_tokens(library, backbone)
+        names = ("images", None) if library is None else ("real images", "generated images")
+        real_tokens = self._vit_tokens(real, backbone, what=names[0])
+        lib_tokens = None
+        if library is not None:
+            lib_tokens = self._vit_tokens(library, backbone, what=names[1])
         every = real_tokens if lib_tokens is None else np.concatenate([real_tokens, lib_tokens])
         sel = every.astype(np.float32)
         # Centre each block (raw CLS tokens share a large common component) and bring the blocks
@@ -397,7 +404,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
 
         aug_tokens = None
         if self.fusion == "gated" and self.gate_epochs > 0 and y is None:
-            aug_tokens = self._vit_tokens(real, backbone, augment_seed=seed)
+            aug_tokens = self._vit_tokens(
+                real, backbone, augment_seed=seed, what="augmented views for the gate"
+            )
         with _vit.seeded_torch(seed):
             fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
             if self.fusion == "gated" and self.gate_epochs > 0:
@@ -449,8 +458,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
             loss.backward()
             opt.step()
 
-    def _embed(self, images: ImageSet) -> np.ndarray:
-        tokens = self._vit_tokens(images, self.backbone_)
+    def _embed(self, images: ImageSet, what: str = "") -> np.ndarray:
+        tokens = self._vit_tokens(images, self.backbone_, what=what)
         with torch.no_grad():
             return self.fusion_(self._layer_tokens(tokens)).numpy().astype(np.float32)
 
@@ -471,7 +480,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         real, library = self._split_input(X)
         if library is None:
             return self._embed(real)
-        lib = self._embed(library)
+        lib = self._embed(library, "generated images")
         key = hashlib.blake2b(digest_size=16)
         key.update(repr((self.backbone_.digest, self.layers_, self.fusion)).encode())
         key.update(lib.tobytes())
@@ -479,7 +488,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         if self.pixel_size is not None:
             size = self.pixel_size
             spaces["pixels"] = (pixel_vectors(real, size), pixel_vectors(library, size))
-        return PairEmbeddings(self._embed(real), lib, key.hexdigest(), ids=real.ids, spaces=spaces)
+        real_emb = self._embed(real, "real images")
+        return PairEmbeddings(real_emb, lib, key.hexdigest(), ids=real.ids, spaces=spaces)
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding's features: ``vitfusion0``, ``vitfusion1``, ...
@@ -526,9 +536,3 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None and not self.pretrained
         return tags
-
-
-def _progress(total: int, verbose: int, desc: str):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="img", disable=not verbose, leave=False)
