@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import joblib
 import numpy as np
@@ -132,7 +133,8 @@ def test_grid_search_runs_the_vit_once_per_unique_image():
     X = rng.integers(0, 256, size=(30, 32, 32), dtype=np.uint8)
     y = np.arange(30) % 2
     X[y == 1, :8] = 255  # a learnable difference
-    pipe = Pipeline([("embed", tiny_embedder(fusion="mean")), ("clf", LogisticRegression())])
+    embed = tiny_embedder(fusion="mean")
+    pipe = Pipeline([("embed", embed), ("clf", LogisticRegression())])
     grid = GridSearchCV(
         pipe,
         {"embed__layers": [(1,), (2,), (1, 3), (2, 4)], "clf__C": [0.1, 1.0, 10.0]},
@@ -403,3 +405,52 @@ def test_verbose_fine_tuning_counts_batches(task, capsys):
     emb.set_params(verbose=1).fit(task.real_images[:21])  # batches of 10, 10 and 1 (skipped)
     err = capsys.readouterr().err
     assert err.startswith("fine-tuning the ViT (1 epoch): 3 batches in "), err
+
+
+def test_images_of_the_fitted_size_give_no_warning_even_if_the_vit_resizes_them(task):
+    # Catches: comparing with the ViT's input size (32x32 here) instead of the fitted images'
+    # (48x48): every transform would warn.
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    assert emb.image_sizes_ == ((48, 48),)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        emb.transform(task.X_pairs)
+        emb.transform(task.real_images)
+
+
+def test_a_new_size_warns_once_per_call_with_how_many_images(task):
+    # Catches: one warning per image set (real, then library) instead of one per call, or a
+    # count of all images where only some are new.
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    small = make_pairs(task.real_images[:, :40, :40], task.generated_images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb.transform(small)
+    assert [str(w.message).split(": they")[0] for w in caught] == [
+        "the embedder was fitted on 48x48 images; these are 40x40 (24 of 48 images)"
+    ]
+    assert caught[0].filename == __file__
+
+
+def test_sizes_cost_no_extra_reads_of_the_files(tmp_path, rng, monkeypatch):
+    # Catches: the size check opening every header again beside check_files (3 opens a file
+    # instead of 2: one header, one decode), or transform re-reading headers of known files.
+    from skfingerprint import images
+
+    clear_memory_cache()
+    for i in range(4):
+        write_png(tmp_path / f"x_{i}.png", rng.integers(0, 256, (40, 40), dtype=np.uint8))
+    opened = []
+    real_open = images._open_image
+
+    def counting(path):
+        opened.append(path.name)
+        return real_open(path)
+
+    monkeypatch.setattr(images, "_open_image", counting)
+    emb = tiny_embedder(fusion="mean").fit(tmp_path)  # no augmented second pass
+    assert sorted(opened) == sorted(2 * [f"x_{i}.png" for i in range(4)])
+    assert emb.image_sizes_ == ((40, 40),)
+    opened.clear()
+    emb.transform(tmp_path)
+    assert opened == []

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -169,3 +170,24 @@ def test_a_seeded_fit_leaves_the_callers_torch_generator_alone(task):
     torch.manual_seed(123)
     pipeline().fit(task.X_pairs, task.y)
     np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+def test_predict_on_images_of_another_size_warns_once_at_the_callers_line(task):
+    # Catches: no record of the fitted size (the 32 px model silently resizes 48 px images), or
+    # warnings.warn without warn_at_caller (the warning points into sklearn's pipeline.py).
+    small = make_synthetic_leak(20, 20, 40, image_size=32, random_state=0)
+    pipe = pipeline(MaxSimilarityClassifier()).fit(small.X_pairs, small.y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.predict(task.X_pairs)  # 48 px
+    sizes = [w for w in caught if "fitted on" in str(w.message)]
+    assert len(sizes) == 1 and sizes[0].category is UserWarning
+    assert str(sizes[0].message).startswith(
+        "the embedder was fitted on 32x32 images; these are 48x48 (all 80 images): they are "
+        "resized to the ViT's 32x32 input"
+    )
+    assert sizes[0].filename == __file__
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.predict(small.X_pairs)  # the fitted size
+    assert not [w for w in caught if "fitted on" in str(w.message)]

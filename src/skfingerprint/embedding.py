@@ -25,6 +25,7 @@ from torch import nn
 from . import _vit
 from ._cache import TokenCache
 from ._progress import Progress
+from ._warnings import warn_at_caller
 from .augment import augment_batch
 from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
 from .metrics import check_binary_labels
@@ -183,6 +184,10 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
         The fitted fusion module.
+    image_sizes_ : tuple of (int, int)
+        The distinct ``(height, width)`` of the images seen in ``fit``. ``transform`` warns
+        when it meets another size: every image is resized to the ViT's input, so images of a
+        size the model was not fitted on may not score like those it was.
 
     Examples
     --------
@@ -369,6 +374,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
                 raise ValueError(f"y has {len(y)} labels for {len(real)} real images")
             if library is None:
                 y = None  # labels are about membership in a library; plain images have none
+        sizes = _distinct_sizes(real, library)  # file headers, read once: check_files reuses them
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         backbone = _vit.load_backbone(
@@ -420,6 +426,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         with torch.no_grad():
             w = fusion.weights(self._layer_tokens(every))
         self.fusion_weights_ = w.mean(dim=0).numpy()
+        self.image_sizes_ = sizes
         self.n_features_out_ = backbone.embed_dim * (
             len(self.layers_) if self.fusion == "concat" else 1
         )
@@ -478,6 +485,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         """
         check_is_fitted(self, "fusion_")
         real, library = self._split_input(X)
+        self._warn_on_new_sizes(real, library)
         if library is None:
             return self._embed(real)
         lib = self._embed(library, "generated images")
@@ -490,6 +498,25 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
             spaces["pixels"] = (pixel_vectors(real, size), pixel_vectors(library, size))
         real_emb = self._embed(real, "real images")
         return PairEmbeddings(real_emb, lib, key.hexdigest(), ids=real.ids, spaces=spaces)
+
+    def _warn_on_new_sizes(self, real: ImageSet, library: ImageSet | None) -> None:
+        """One warning when images come in sizes the embedder was not fitted on."""
+        fitted = getattr(self, "image_sizes_", None)
+        if fitted is None:  # fitted by a version that did not record them
+            return
+        every = real.sizes() + ([] if library is None else library.sizes())
+        new = sorted({s for s in every if s not in set(fitted)})
+        if not new:
+            return
+        n_new = sum(s in set(new) for s in every)
+        which = f"all {len(every)}" if n_new == len(every) else f"{n_new} of {len(every)}"
+        warn_at_caller(
+            f"the embedder was fitted on {_format_sizes(fitted)} images; these are "
+            f"{_format_sizes(new)} ({which} images): they are resized to the ViT's "
+            f"{_format_sizes([self.backbone_.img_size])} input, and their scores may not be "
+            "comparable with those of the images it was fitted on. Fit on images of the size "
+            "you audit."
+        )
 
     def get_feature_names_out(self, input_features=None):
         """Names of the embedding's features: ``vitfusion0``, ``vitfusion1``, ...
@@ -536,3 +563,16 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None and not self.pretrained
         return tags
+
+
+def _distinct_sizes(real: ImageSet, library: ImageSet | None) -> tuple[tuple[int, int], ...]:
+    every = real.sizes() + ([] if library is None else library.sizes())
+    return tuple(sorted(set(every)))
+
+
+def _format_sizes(sizes) -> str:
+    """``(height, width)`` pairs as ``"64x64"``, ``"64x64 and 96x128"`` (width x height)."""
+    text = [f"{w}x{h}" for h, w in sizes]
+    if len(text) > 4:
+        text = [*text[:3], f"{len(text) - 3} other sizes"]
+    return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
