@@ -133,7 +133,8 @@ def test_grid_search_runs_the_vit_once_per_unique_image():
     X = rng.integers(0, 256, size=(30, 32, 32), dtype=np.uint8)
     y = np.arange(30) % 2
     X[y == 1, :8] = 255  # a learnable difference
-    embed = tiny_embedder(fusion="mean")
+    # y is the classifier's: labels="ignore" lets the embedder take plain images beside it
+    embed = tiny_embedder(fusion="mean", labels="ignore")
     pipe = Pipeline([("embed", embed), ("clf", LogisticRegression())])
     grid = GridSearchCV(
         pipe,
@@ -430,6 +431,24 @@ def test_a_new_size_warns_once_per_call_with_how_many_images(task):
         "the embedder was fitted on 48x48 images; these are 40x40 (24 of 48 images)"
     ]
     assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, as_folder):
+    # Catches: y silently dropped for plain images (the ViT then runs, and a pipeline's next
+    # step refuses them only afterwards), or a message that does not say what was given.
+    X, given = task.real_images, r"an image array of shape \(24, 48, 48\)"
+    if as_folder:
+        for i, img in enumerate(task.real_images[:3]):
+            write_png(tmp_path / f"r{i}.png", img)
+        X, given = tmp_path, "the 3 images of '.*'"
+    before = vit_runs()
+    with pytest.raises(ValueError, match=f"fit got labels y with {given}, not X_pairs.*make_pairs"):
+        tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
+    assert vit_runs() == before
+    with pytest.raises(ValueError, match=r"labels='ignore'"):  # the way out for a featurizer
+        tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
+    tiny_embedder(gate_epochs=2).fit(X)  # without y, plain images are fine
 
 
 def test_sizes_cost_no_extra_reads_of_the_files(tmp_path, rng, monkeypatch):

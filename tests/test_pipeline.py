@@ -191,3 +191,22 @@ def test_predict_on_images_of_another_size_warns_once_at_the_callers_line(task):
         warnings.simplefilter("always")
         pipe.predict(small.X_pairs)  # the fitted size
     assert not [w for w in caught if "fitted on" in str(w.message)]
+
+
+def test_a_raw_array_with_labels_is_refused_before_any_vit_work(task, monkeypatch):
+    # Catches: the embedder dropping y for plain images and running the ViT, so that only the
+    # selector refused them, after the whole forward pass.
+    from skfingerprint import _vit
+
+    def never(*args, **kwargs):
+        raise AssertionError("the ViT was loaded or run")
+
+    monkeypatch.setattr(_vit, "load_backbone", never)
+    monkeypatch.setattr(_vit.Backbone, "embed_batch", never)
+    monkeypatch.setattr(ViTLayerFusionEmbedder, "_vit_tokens", never)
+    message = (
+        r"fit got labels y with an image array of shape \(40, 48, 48\), not X_pairs\. .*"
+        r"X_pairs = make_pairs\(real_images, generated_images\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        pipeline().fit(task.real_images, task.y)

@@ -139,6 +139,12 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
     gate_lr : float, default=1e-2
     gate_temperature : float, default=0.05
         Softness of the nearest-neighbour maximum in the supervised gate objective.
+    labels : {"membership", "ignore"}, default="membership"
+        What ``y`` given to ``fit`` is. ``"membership"``: which real images trained the
+        generator; it trains the gate and needs ``X_pairs``, so plain images with ``y`` are
+        refused before any ViT work (a raw array passed to an audit pipeline). ``"ignore"``:
+        ``y`` is for a later step, e.g. a classifier on the embeddings of plain images in a
+        ``Pipeline``; ``fit`` ignores it and the gate learns self-supervised.
     finetune : {"none", "last", "all"}, default="none"
         Fine-tune the ViT contrastively on augmented views of the real and library images
         before embedding: its last quarter of blocks, or all of it.
@@ -211,6 +217,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         "gate_epochs": [Interval(Integral, 0, None, closed="left")],
         "gate_lr": [Interval(Real, 0, None, closed="neither")],
         "gate_temperature": [Interval(Real, 0, None, closed="neither")],
+        "labels": [StrOptions({"membership", "ignore"})],
         "finetune": [StrOptions({"none", "last", "all"})],
         "finetune_epochs": [Interval(Integral, 1, None, closed="left")],
         "finetune_lr": [Interval(Real, 0, None, closed="neither")],
@@ -237,6 +244,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         gate_epochs: int = 200,
         gate_lr: float = 1e-2,
         gate_temperature: float = 0.05,
+        labels: str = "membership",
         finetune: str = "none",
         finetune_epochs: int = 2,
         finetune_lr: float = 1e-4,
@@ -259,6 +267,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
         self.gate_epochs = gate_epochs
         self.gate_lr = gate_lr
         self.gate_temperature = gate_temperature
+        self.labels = labels
         self.finetune = finetune
         self.finetune_epochs = finetune_epochs
         self.finetune_lr = finetune_lr
@@ -361,19 +370,22 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator):
             paths or an image array ``(n, H, W[, C])``.
         y : array-like of 0/1, default=None
             Membership labels of the real images (1 = used); trains the gate to separate them.
-            Without ``y`` the gate learns that augmented views agree.
+            Without ``y`` the gate learns that augmented views agree. With plain images ``y``
+            is refused (ValueError), unless ``labels="ignore"``.
 
         Returns
         -------
         self
         """
         real, library = self._split_input(X)
+        if self.labels == "ignore":
+            y = None
         if y is not None:
+            if library is None:
+                raise ValueError(_labels_need_pairs_message(X, real))
             y = check_binary_labels(y, "y")
             if len(y) != len(real):
                 raise ValueError(f"y has {len(y)} labels for {len(real)} real images")
-            if library is None:
-                y = None  # labels are about membership in a library; plain images have none
         sizes = _distinct_sizes(real, library)  # file headers, read once: check_files reuses them
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
@@ -576,3 +588,20 @@ def _format_sizes(sizes) -> str:
     if len(text) > 4:
         text = [*text[:3], f"{len(text) - 3} other sizes"]
     return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
+
+
+def _labels_need_pairs_message(X, real: ImageSet) -> str:
+    if real.paths is None:
+        given = f"an image array of shape {real.array.shape}"
+    elif isinstance(X, (str, os.PathLike)):
+        given = f"the {len(real)} images of '{X}'"
+    else:
+        given = f"{len(real)} image files"
+    return (
+        f"fit got labels y with {given}, not X_pairs. y says which real images were used to "
+        "train the generator, so the real images must come paired with the library of images "
+        "it generated: X_pairs = make_pairs(real_images, generated_images) (folders, path "
+        "lists or arrays), or load_imageclef_gans(folder).X_pairs, then fit(X_pairs, y). "
+        "(For a later step that uses y on the embeddings of plain images, such as a "
+        "classifier, set ViTLayerFusionEmbedder(labels='ignore').)"
+    )
