@@ -1,11 +1,13 @@
 """Progress of long steps: a bar that stays on a terminal, plain lines in a log, nothing at 0."""
 
 import io
+import os
+import struct
 import sys
 
 import pytest
 
-from skfingerprint._progress import Progress, format_seconds
+from skfingerprint._progress import Progress, format_seconds, is_interactive
 
 
 class FakeTerminal(io.StringIO):
@@ -70,3 +72,21 @@ def test_nothing_at_verbose_0(monkeypatch, capsys, term):
 def test_format_seconds(seconds, text):
     # Catches: "60.0 s" or "245.0 s" where minutes read better.
     assert format_seconds(seconds) == text
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_a_terminal_without_width_gets_plain_lines():
+    # Catches: a bar drawn on a 0-column pseudo-terminal (docker run -t in CI), which tqdm cuts
+    # to nothing: no progress shown at all.
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(os.dup(slave), "w") as stream:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+            assert stream.isatty() and not is_interactive(stream)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+            assert is_interactive(stream)
+    finally:
+        os.close(master)
+        os.close(slave)

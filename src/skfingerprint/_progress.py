@@ -11,6 +11,7 @@ At ``verbose=0`` nothing is printed.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -29,13 +30,21 @@ def format_seconds(seconds: float) -> str:
 
 
 def is_interactive(stream) -> bool:
-    """A terminal, or a Jupyter kernel's stream (where tqdm.auto draws a widget)."""
+    """A terminal with a width, or a Jupyter kernel's stream (where tqdm.auto draws a widget).
+
+    A pseudo-terminal of 0 columns (``docker run -t`` in CI, ``script``) gets plain lines: tqdm
+    would cut its bar to nothing there."""
     if type(stream).__module__.startswith("ipykernel"):
         return True
     try:
-        return bool(stream.isatty())
+        if not stream.isatty():
+            return False
     except (AttributeError, ValueError):  # no isatty, or a closed stream
         return False
+    try:
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, OSError, ValueError):  # a terminal we cannot measure
+        return True
 
 
 class Progress:
