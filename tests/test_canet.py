@@ -356,3 +356,26 @@ def test_too_few_images_for_a_validation_split_warns_and_trains_on_all():
         clf = CANetClassifier(**{**FAST, "max_epochs": 2}, calibrate=True).fit(X, y)
     assert "valid_loss" not in clf.history_[-1] and clf.temperature_ == 1.0
     assert clf.predict_proba(X).shape == (8, 2)
+
+
+def test_verbose_logs_every_epoch_and_a_last_line_on_stderr(data, capsys):
+    # Catches: the epoch log on stdout (where results go), colour codes in a log file, or no
+    # closing line naming the step and its epochs.
+    X, y = data
+    clf = CANetClassifier(**{**FAST, "max_epochs": 3}, verbose=1).fit(X, y)
+    out, err = capsys.readouterr()
+    assert out == "" and "\x1b[" not in err
+    lines = err.splitlines()
+    assert lines[0].split() == ["epoch", "train_loss", "valid_loss", "lr", "dur"]
+    assert [line.split()[0] for line in lines[2:-1]] == ["1", "2", "3"]  # one line per epoch
+    best = int(np.argmin([e["valid_loss"] for e in clf.history_])) + 1
+    assert lines[-1].startswith("CANet training: 3 epochs on 64 real images in ")
+    assert lines[-1].endswith(f"at epoch {best}")
+
+
+def test_verbose_0_prints_nothing(data, capsys):
+    # Catches: the stderr sink given to skorch at verbose=0 (skorch prints through any sink but
+    # its default print, whatever its own verbose says).
+    X, y = data
+    CANetClassifier(**{**FAST, "max_epochs": 3}).fit(X, y)
+    assert capsys.readouterr() == ("", "")

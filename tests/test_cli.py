@@ -12,12 +12,20 @@ import pytest
 import skops.io
 from sklearn.metrics import cohen_kappa_score
 
-from skfingerprint import load_imageclef_gans, load_model, membership_report, read_submission
+from skfingerprint import (
+    clear_memory_cache,
+    load_imageclef_gans,
+    load_model,
+    membership_report,
+    read_submission,
+)
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 
 # A small fast fit: tiny random ViT, 10 candidates, the default (linear) classifier.
 FIT_FAST = ["--tiny", "--k", "10", "--seed", "0"]  # the default classifier (linear head)
+CANET = ["--classifier", "canet"]
+PAPER = ["--classifier", "canet", "--features", "paper"]
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +169,21 @@ def test_entry_point_in_a_fresh_process(data, model, tmp_path):
     in_process = tmp_path / "again.csv"
     assert main(["predict", str(model), str(root / "test"), "-o", str(in_process)]) == 0
     assert out_csv.read_text() == in_process.read_text()
+
+
+def test_fit_v_shows_each_vit_pass_and_canet_epochs_on_stderr(data, capsys, tmp_path):
+    # Catches: -v mapped to CANet's verbose only at -vv (training silent at -v), or the epoch
+    # log printed on stdout among the results.
+    root = data[0]
+    clear_memory_cache()  # the ViT passes run (a cached image needs none, and shows none)
+    code, out, err = run(capsys, "fit", root / "train", "-o", tmp_path / "m.skops", *FIT_FAST,
+                         *CANET, "--epochs", "3", "-v")  # fmt: skip
+    assert code == 0, err
+    assert "ViT embedding (real images): 24 images in " in err
+    assert "ViT embedding (generated images): 36 images in " in err
+    assert "\n      3 " in err  # skorch's row of epoch 3
+    assert "CANet training: 3 epochs on " in err
+    assert "epoch" not in out and "\r" not in err
 
 
 def test_demo_quick(tmp_path, capsys):
@@ -327,10 +350,6 @@ def test_unexpected_errors_are_reported_as_bugs(monkeypatch, capsys):
     code, _, err = run(capsys, "evaluate", "m", "d")
     assert code == 1
     assert "Traceback" in err and "bug" in err
-
-
-CANET = ["--classifier", "canet"]
-PAPER = ["--classifier", "canet", "--features", "paper"]
 
 
 @pytest.mark.parametrize(

@@ -133,7 +133,9 @@ def test_grid_search_runs_the_vit_once_per_unique_image():
     X = rng.integers(0, 256, size=(30, 32, 32), dtype=np.uint8)
     y = np.arange(30) % 2
     X[y == 1, :8] = 255  # a learnable difference
-    pipe = Pipeline([("embed", tiny_embedder(fusion="mean")), ("clf", LogisticRegression())])
+    # y is the classifier's: labels="ignore" lets the embedder take plain images beside it
+    embed = tiny_embedder(fusion="mean", labels="ignore")
+    pipe = Pipeline([("embed", embed), ("clf", LogisticRegression())])
     grid = GridSearchCV(
         pipe,
         {"embed__layers": [(1,), (2,), (1, 3), (2, 4)], "clf__C": [0.1, 1.0, 10.0]},
@@ -188,7 +190,7 @@ def test_learned_gate_finds_the_block_that_carries_the_signal(monkeypatch):
     real, lib, y = _tokens_with_signal_in_block(80, 200, 4, 32, signal_block=2, rng=rng)
     X = make_pairs(np.zeros((80, 8, 8), np.uint8), np.ones((200, 8, 8), np.uint8))
 
-    def fake_tokens(self, images, backbone, augment_seed=None):
+    def fake_tokens(self, images, backbone, **kwargs):
         tokens = real if len(images) == 80 else lib
         return tokens[:, [v - 1 for v in self.layers_]]
 
@@ -373,9 +375,101 @@ def test_joblib_round_trip_in_a_fresh_process(task, tmp_path):
     assert res.stdout.strip() == "same"
 
 
-def test_verbose_shows_progress(task, capsys):
+def test_verbose_prints_one_line_per_vit_pass_off_a_terminal(task, capsys):
+    # Catches: the tqdm bar (carriage returns, erased when done) written into a log, or a pass
+    # that prints nothing.
     clear_memory_cache()
+    emb = tiny_embedder(verbose=1).fit(task.X_pairs, task.y)
+    out, err = capsys.readouterr()
+    assert out == "" and "\r" not in err
+    lines = err.splitlines()
+    assert [line.split(" in ")[0] for line in lines] == [
+        "ViT embedding (real images): 24 images",
+        "ViT embedding (generated images): 24 images",
+    ]
+    assert all(line.endswith("images/s)") for line in lines)
+    emb.transform(task.real_images[:5] // 2)  # new images: one more pass
+    assert capsys.readouterr().err.startswith("ViT embedding: 5 images in ")
+
+
+def test_verbose_0_prints_nothing(task, capsys):
+    # Catches: progress shown whatever verbose says.
+    clear_memory_cache()
+    tiny_embedder().fit(task.X_pairs, task.y).transform(task.X_pairs)
+    tiny_embedder(finetune="last", finetune_epochs=1, batch_size=16).fit(task.real_images)
+    assert capsys.readouterr() == ("", "")
+
+
+def test_verbose_fine_tuning_counts_batches(task, capsys):
+    # Catches: a batch skipped by fine-tuning left uncounted (the pass reported as "stopped").
+    emb = tiny_embedder(fusion="mean", finetune="last", finetune_epochs=1, batch_size=10)
+    emb.set_params(verbose=1).fit(task.real_images[:21])  # batches of 10, 10 and 1 (skipped)
+    err = capsys.readouterr().err
+    assert err.startswith("fine-tuning the ViT (1 epoch): 3 batches in "), err
+
+
+def test_images_of_the_fitted_size_give_no_warning_even_if_the_vit_resizes_them(task):
+    # Catches: comparing with the ViT's input size (32x32 here) instead of the fitted images'
+    # (48x48): every transform would warn.
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    assert emb.image_sizes_ == ((48, 48),)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        tiny_embedder(verbose=1, fusion="mean").fit(task.real_images)
-    assert "ViT embedding" in capsys.readouterr().err
+        warnings.simplefilter("error")
+        emb.transform(task.X_pairs)
+        emb.transform(task.real_images)
+
+
+def test_a_new_size_warns_once_per_call_with_how_many_images(task):
+    # Catches: one warning per image set (real, then library) instead of one per call, or a
+    # count of all images where only some are new.
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    small = make_pairs(task.real_images[:, :40, :40], task.generated_images)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb.transform(small)
+    assert [str(w.message).split(": they")[0] for w in caught] == [
+        "the embedder was fitted on 48x48 images; these are 40x40 (24 of 48 images)"
+    ]
+    assert caught[0].filename == __file__
+
+
+@pytest.mark.parametrize("as_folder", [False, True])
+def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, as_folder):
+    # Catches: y silently dropped for plain images (the ViT then runs, and a pipeline's next
+    # step refuses them only afterwards), or a message that does not say what was given.
+    X, given = task.real_images, r"an image array of shape \(24, 48, 48\)"
+    if as_folder:
+        for i, img in enumerate(task.real_images[:3]):
+            write_png(tmp_path / f"r{i}.png", img)
+        X, given = tmp_path, "the 3 images of '.*'"
+    before = vit_runs()
+    with pytest.raises(ValueError, match=f"fit got labels y with {given}, not X_pairs.*make_pairs"):
+        tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
+    assert vit_runs() == before
+    with pytest.raises(ValueError, match=r"labels='ignore'"):  # the way out for a featurizer
+        tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
+    tiny_embedder(gate_epochs=2).fit(X)  # without y, plain images are fine
+
+
+def test_sizes_cost_no_extra_reads_of_the_files(tmp_path, rng, monkeypatch):
+    # Catches: the size check opening every header again beside check_files (3 opens a file
+    # instead of 2: one header, one decode), or transform re-reading headers of known files.
+    from skfingerprint import images
+
+    clear_memory_cache()
+    for i in range(4):
+        write_png(tmp_path / f"x_{i}.png", rng.integers(0, 256, (40, 40), dtype=np.uint8))
+    opened = []
+    real_open = images._open_image
+
+    def counting(path):
+        opened.append(path.name)
+        return real_open(path)
+
+    monkeypatch.setattr(images, "_open_image", counting)
+    emb = tiny_embedder(fusion="mean").fit(tmp_path)  # no augmented second pass
+    assert sorted(opened) == sorted(2 * [f"x_{i}.png" for i in range(4)])
+    assert emb.image_sizes_ == ((40, 40),)
+    opened.clear()
+    emb.transform(tmp_path)
+    assert opened == []

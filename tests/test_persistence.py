@@ -144,6 +144,17 @@ def test_each_step_round_trips_on_its_own(task, tmp_path):
     assert loaded.backbone_.digest == emb.backbone_.digest
 
 
+def test_the_fitted_image_size_travels_and_still_warns(default_file, task):
+    # Catches: image_sizes_ lost by the embedder's __getstate__/__setstate__ or turned into
+    # lists by skops (the size check would then fail on an unhashable list, not warn).
+    loaded = load_model(default_file[0])["estimator"]
+    assert loaded.named_steps["embed"].image_sizes_ == ((32, 32),)
+    bigger = make_synthetic_leak(8, 8, 20, image_size=48, random_state=1)
+    with pytest.warns(UserWarning, match="fitted on 32x32 images; these are 48x48") as caught:
+        loaded.predict(bigger.X_pairs)
+    assert [w.filename for w in caught] == [__file__]
+
+
 def test_pickled_state_holds_no_torch_objects(default_file, task):
     """Weights travel as numpy arrays: a CUDA fit cannot leave device tensors in a file, and
     skops needs no torch type (removing a conversion from a __getstate__ fails this)."""

@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import warnings
 
 import joblib
 import numpy as np
@@ -215,3 +216,43 @@ def test_pandas_output_config_leaves_the_pipeline_alone(task):
             pipe.predict_proba(task.X_pairs), expected.predict_proba(task.X_pairs)
         )
         assert isinstance(pipe[:-1].transform(task.X_pairs), np.ndarray)
+
+
+def test_predict_on_images_of_another_size_warns_once_at_the_callers_line(task):
+    # Catches: no record of the fitted size (the 32 px model silently resizes 48 px images), or
+    # warnings.warn without warn_at_caller (the warning points into sklearn's pipeline.py).
+    small = make_synthetic_leak(20, 20, 40, image_size=32, random_state=0)
+    pipe = pipeline(MaxSimilarityClassifier()).fit(small.X_pairs, small.y)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.predict(task.X_pairs)  # 48 px
+    sizes = [w for w in caught if "fitted on" in str(w.message)]
+    assert len(sizes) == 1 and sizes[0].category is UserWarning
+    assert str(sizes[0].message).startswith(
+        "the embedder was fitted on 32x32 images; these are 48x48 (all 80 images): they are "
+        "resized to the ViT's 32x32 input"
+    )
+    assert sizes[0].filename == __file__
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pipe.predict(small.X_pairs)  # the fitted size
+    assert not [w for w in caught if "fitted on" in str(w.message)]
+
+
+def test_a_raw_array_with_labels_is_refused_before_any_vit_work(task, monkeypatch):
+    # Catches: the embedder dropping y for plain images and running the ViT, so that only the
+    # selector refused them, after the whole forward pass.
+    from skfingerprint import _vit
+
+    def never(*args, **kwargs):
+        raise AssertionError("the ViT was loaded or run")
+
+    monkeypatch.setattr(_vit, "load_backbone", never)
+    monkeypatch.setattr(_vit.Backbone, "embed_batch", never)
+    monkeypatch.setattr(ViTLayerFusionEmbedder, "_vit_tokens", never)
+    message = (
+        r"fit got labels y with an image array of shape \(40, 48, 48\), not X_pairs\. .*"
+        r"X_pairs = make_pairs\(real_images, generated_images\)"
+    )
+    with pytest.raises(ValueError, match=message):
+        pipeline().fit(task.real_images, task.y)

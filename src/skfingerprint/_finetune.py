@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _vit
+from ._progress import Progress
 from .augment import augment_batch
 from .images import ImageSet, to_model_input
 
@@ -47,8 +48,6 @@ def _trainable(module: _vit.FingerprintViT, mode: str, deepest: int) -> list[nn.
 
 def finetune_backbone(estimator, backbone: _vit.Backbone, sets: list[ImageSet], seed: int):
     """Return a new :class:`~skfingerprint._vit.Backbone` fine-tuned on the images of ``sets``."""
-    from .embedding import _progress
-
     device, dtype = estimator._runtime()
     module = copy.deepcopy(backbone.module).to(device).train()
     params = _trainable(module, estimator.finetune, max(estimator.layers_))
@@ -68,13 +67,15 @@ def finetune_backbone(estimator, backbone: _vit.Backbone, sets: list[ImageSet], 
     rng = np.random.default_rng(seed)
     mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
     std = torch.tensor(backbone.std).view(1, 3, 1, 1)
-    progress = _progress(steps, estimator.verbose, "fine-tuning")
-    try:
+    epochs = estimator.finetune_epochs
+    desc = f"fine-tuning the ViT ({epochs} epoch{'s' if epochs != 1 else ''})"
+    with Progress(steps, estimator.verbose, desc, noun="batches", unit="batch") as progress:
         for _ in range(estimator.finetune_epochs):
             order = rng.permutation(len(items))
             for start in range(0, len(order), bs):
                 chunk = order[start : start + bs]
-                if len(chunk) < 2:
+                if len(chunk) < 2:  # a batch of one has no negatives for NT-Xent
+                    progress.update(1)
                     continue
                 x = to_model_input(
                     [items[k][0].read(items[k][1]) for k in chunk], backbone.img_size
@@ -101,7 +102,5 @@ def finetune_backbone(estimator, backbone: _vit.Backbone, sets: list[ImageSet], 
                 opt.step()
                 sched.step()
                 progress.update(1)
-    finally:
-        progress.close()
     module.requires_grad_(False)
     return _vit.with_new_weights(backbone, module)

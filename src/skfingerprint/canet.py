@@ -16,6 +16,9 @@ are then pooled and a head ``-> 256 -> GELU -> 1`` gives the logit of P(used).
 from __future__ import annotations
 
 import math
+import re
+import sys
+import time
 from collections.abc import Sequence
 from itertools import pairwise
 from numbers import Integral, Real
@@ -41,6 +44,7 @@ from .metrics import check_binary_labels
 
 __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 
+from ._progress import format_seconds, is_interactive
 from ._vit import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
 from ._warnings import warn_at_caller
 from .selection import MASKED_COSINE
@@ -467,7 +471,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         Seeds the weights, the batch order, dropout and the validation split; with an int,
         results repeat exactly on CPU. The global torch RNG is left untouched.
     verbose : int, default=0
-        > 0 prints skorch's epoch log.
+        > 0 prints skorch's epoch log (one line per epoch with the losses and its duration)
+        and a last line with the number of epochs, the time and the best validation loss, on
+        stderr.
 
     Attributes
     ----------
@@ -624,6 +630,8 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(train.indices), np.asarray(valid.indices)
 
     def _make_net(self, module_kwargs: dict, device: str, valid=None) -> _CANetNet:
+        # skorch prints through any sink but its default `print` whatever its verbose says
+        sink = _to_stderr if self.verbose else print
         callbacks = [
             (
                 "lr_scheduler",
@@ -638,7 +646,12 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             callbacks.append(
                 (
                     "early_stopping",
-                    _EarlyStopping(monitor="valid_loss", patience=self.patience, load_best=True),
+                    _EarlyStopping(
+                        monitor="valid_loss",
+                        patience=self.patience,
+                        load_best=True,
+                        sink=sink,
+                    ),
                 )
             )
         return _CANetNet(
@@ -656,6 +669,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             train_split=None if valid is None else predefined_split(valid),
             callbacks=callbacks,
             callbacks__valid_acc=None,
+            callbacks__print_log__sink=sink,
             device=device,
             verbose=self.verbose,
         )
@@ -727,11 +741,14 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         net = self._make_net(module_kwargs, device, valid_ds)
         widths = (n_features, *hidden)
         flops = 6 * self.batch_size * k * sum(a * b for a, b in pairwise(widths))
+        start = time.perf_counter()
         try:
             with seeded_torch(seed, device), threads_for(flops):
                 net.fit(X_train, y_train.astype(np.float32))
         except _TrainingInterrupted:
             raise KeyboardInterrupt("CANet training interrupted") from None
+        if self.verbose:
+            _to_stderr(_training_summary(net.history, time.perf_counter() - start, len(X_train)))
         net.train_split = None  # do not keep the validation data inside the fitted net
 
         self.net_ = net
@@ -855,6 +872,31 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+_ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _to_stderr(text: str) -> None:
+    """skorch's log sink: epoch tables are progress, so stderr, where results (stdout) are not;
+    without the colour codes of the best values where stderr is a log file, not a terminal."""
+    if not is_interactive(sys.stderr):
+        text = _ANSI_COLOUR.sub("", text)
+    print(text, file=sys.stderr, flush=True)
+
+
+def _training_summary(history, seconds: float, n_train: int) -> str:
+    """One line at the end of training: epochs, time, and the epoch whose weights were kept."""
+    epochs = len(history)
+    line = (
+        f"CANet training: {epochs} epoch{'s' if epochs != 1 else ''} on {n_train} real images "
+        f"in {format_seconds(seconds)}, final train_loss {history[-1, 'train_loss']:.4f}"
+    )
+    valid = [e.get("valid_loss") for e in history]
+    if all(v is not None for v in valid):
+        best = int(np.argmin(valid))
+        line += f", best valid_loss {valid[best]:.4f} at epoch {history[best, 'epoch']}"
+    return line
 
 
 def _scale(std):

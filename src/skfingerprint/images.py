@@ -25,6 +25,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 # File digests by (path, size, mtime): re-hashing a large library on every transform is wasted I/O.
 _FILE_KEYS: dict[tuple[str, int, int], str] = {}
+# (height, width) from file headers, keyed the same way: checking files and learning their sizes
+# opens each header once.
+_FILE_SIZES: dict[tuple[str, int, int], tuple[int, int]] = {}
 
 
 class ImageLoadError(ValueError):
@@ -66,6 +69,23 @@ def _open_image(path: Path) -> Iterator[Image.Image]:
         ) from None
     except (OSError, SyntaxError, ValueError) as exc:  # truncated / corrupt data
         raise ImageLoadError(f"Cannot read image '{path}': {exc}") from exc
+
+
+def _file_memo(path: Path) -> tuple[str, int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"Image file not found: '{path}'") from None
+    return (str(path), st.st_size, st.st_mtime_ns)
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the file's header (opened once per file version)."""
+    memo = _file_memo(path)
+    if memo not in _FILE_SIZES:
+        with _open_image(path) as img:  # parses the header only
+            _FILE_SIZES[memo] = (int(img.height), int(img.width))
+    return _FILE_SIZES[memo]
 
 
 def _read_file(path: Path) -> np.ndarray:
@@ -323,11 +343,7 @@ class ImageSet(Sequence):
         h = hashlib.blake2b(digest_size=16)
         if self.paths is not None:
             path = self.paths[i]
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                raise FileNotFoundError(f"Image file not found: '{path}'") from None
-            memo = (str(path), st.st_size, st.st_mtime_ns)
+            memo = _file_memo(path)
             if memo not in _FILE_KEYS:
                 h.update(b"file")
                 h.update(path.read_bytes())
@@ -346,14 +362,13 @@ class ImageSet(Sequence):
         FileNotFoundError, ImageLoadError
             Naming the first bad file. Corruption past the header shows only on full decode.
         """
-        if self.paths is None:
-            return
-        for path in self.paths:
-            with _open_image(path):  # parses the header only
-                pass
+        self.sizes()
 
     def sizes(self) -> list[tuple[int, int]]:
         """``(height, width)`` of every image, from file headers or the array's shape.
+
+        A file's header is read once per version of the file (path, size, modification time),
+        so checking files and asking their sizes again costs no further reads.
 
         Returns
         -------
@@ -365,12 +380,8 @@ class ImageSet(Sequence):
             A file is missing or its header cannot be read.
         """
         if self.paths is None:
-            return [tuple(self.array.shape[1:3])] * len(self)
-        out = []
-        for path in self.paths:
-            with _open_image(path) as img:
-                out.append((img.height, img.width))
-        return out
+            return [(int(self.array.shape[1]), int(self.array.shape[2]))] * len(self)
+        return [_header_size(path) for path in self.paths]
 
 
 def as_image_set(images: Any, *, name: str = "images") -> ImageSet:

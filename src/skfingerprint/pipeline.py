@@ -148,8 +148,9 @@ def make_fingerprint_pipeline(
     random_state : int, RandomState instance or None, default=None
         Passed to every step that draws random numbers; an int makes the fit repeatable.
     verbose : int, default=0
-        > 0 shows progress bars (ViT embedding, fine-tuning), CANet's epoch log and the
-        pipeline's step timings.
+        > 0 shows, on stderr, the progress of every ViT pass and of fine-tuning (a bar on a
+        terminal, else one line per pass when it ends), CANet's epoch log and the pipeline's
+        step timings.
     cache_dir : str, Path or joblib.Memory, default=None
         Keep the embedder's per-block token cache on disk there as well as in memory.
     embedder_params : dict, default=None

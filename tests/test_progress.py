@@ -1,0 +1,92 @@
+"""Progress of long steps: a bar that stays on a terminal, plain lines in a log, nothing at 0."""
+
+import io
+import os
+import struct
+import sys
+
+import pytest
+
+from skfingerprint._progress import Progress, format_seconds, is_interactive
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_gets_a_bar_that_updates_and_stays(monkeypatch):
+    # Catches: leave=False (the finished bar erased), or no bar at all on a terminal.
+    term = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    with Progress(10, 1, "ViT embedding", noun="images") as progress:
+        for _ in range(5):
+            progress.update(2)
+    text = term.getvalue()
+    assert "\r" in text  # repainted in place while it runs
+    last = text.rstrip("\n").rsplit("\r", 1)[-1]
+    assert last.startswith("ViT embedding: 100%") and "10/10" in last  # left on screen
+
+
+def test_a_log_gets_one_plain_line_when_the_step_ends(capsys):
+    # Catches: a tqdm bar written to a log file (carriage returns), or no line at the end.
+    with Progress(400, 1, "ViT embedding (real images)", noun="images") as progress:
+        for _ in range(4):
+            progress.update(100)
+    out, err = capsys.readouterr()
+    assert out == "" and "\r" not in err
+    assert err.count("\n") == 1
+    assert err.startswith("ViT embedding (real images): 400 images in ")
+    assert err.rstrip().endswith("images/s)")
+
+
+def test_a_long_step_prints_a_line_a_minute_and_an_unfinished_one_says_so(monkeypatch, capsys):
+    # Catches: silence in a log for the whole of a long pass; an interrupted pass reported as
+    # complete.
+    monkeypatch.setattr(Progress, "interval", 0.0)
+    with pytest.raises(KeyboardInterrupt), Progress(10, 1, "step", noun="batches") as progress:
+        progress.update(3)
+        raise KeyboardInterrupt
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].startswith("step: 3/10 batches after ")
+    assert lines[-1].startswith("step: stopped after 3 of 10 batches (")
+
+
+@pytest.mark.parametrize("term", [False, True])
+def test_nothing_at_verbose_0(monkeypatch, capsys, term):
+    # Catches: a bar or a line shown whatever verbose says.
+    if term:
+        monkeypatch.setattr(sys, "stderr", FakeTerminal())
+    with Progress(10, 0, "step") as progress:
+        progress.update(10)
+    assert capsys.readouterr() == ("", "")
+    if term:
+        assert sys.stderr.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.04, "0.0 s"), (12.34, "12.3 s"), (59.96, "1 min 00 s"), (245, "4 min 05 s"),
+     (3720, "1 h 02 min")],
+)  # fmt: skip
+def test_format_seconds(seconds, text):
+    # Catches: "60.0 s" or "245.0 s" where minutes read better.
+    assert format_seconds(seconds) == text
+
+
+@pytest.mark.skipif(not hasattr(os, "openpty"), reason="needs a pseudo-terminal")
+def test_a_terminal_without_width_gets_plain_lines():
+    # Catches: a bar drawn on a 0-column pseudo-terminal (docker run -t in CI), which tqdm cuts
+    # to nothing: no progress shown at all.
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
+    master, slave = os.openpty()
+    try:
+        with os.fdopen(os.dup(slave), "w") as stream:
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+            assert stream.isatty() and not is_interactive(stream)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+            assert is_interactive(stream)
+    finally:
+        os.close(master)
+        os.close(slave)
