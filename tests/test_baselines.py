@@ -298,3 +298,65 @@ def test_end_to_end_pipeline_with_a_tiny_vit():
     pred = pipe.predict(task.X_pairs[test])
     assert set(pred) <= {0, 1}
     assert cohen_kappa_score(task.y[test], pred) >= 0.6
+
+
+# --- exact behaviour the threshold search and pixel baseline promise (found by mutation testing)
+
+
+def test_kappa_at_is_strictly_above_and_zero_for_one_class_predictions():
+    from skfingerprint.baselines import _kappa_at
+
+    y = np.array([0, 0, 1])
+    assert _kappa_at(np.array([0.5, 0.2, 0.9]), y, 0.5) == (0.5, 1.0)  # 0.5 is not above 0.5
+    assert _kappa_at(np.array([0.6, 0.7, 0.9]), y, 0.5) == (0.5, 0.0)  # all flagged: 0, not nan
+
+
+def test_pixel_nn_parameters_and_tags():
+    assert PixelNearestNeighbor().get_params() == {
+        "image_size": 64,
+        "threshold": None,
+        "batch_size": 64,
+    }
+    assert PixelNearestNeighbor(threshold=0.3).threshold == 0.3
+    tags = PixelNearestNeighbor().__sklearn_tags__()
+    assert tags.input_tags.two_d_array is False and tags.classifier_tags.multi_class is False
+
+
+def test_pixel_nn_similarity_is_the_cosine_of_library_centred_pixels(easy_task):
+    """At image_size 16 with batch_size 5: the best cosine of pixels centred on the library's
+    mean image (per pixel), against a dense computation."""
+    from skfingerprint.images import pixel_vectors
+
+    X = easy_task.X_pairs[:12]
+    sims, ids = PixelNearestNeighbor(image_size=16, batch_size=5).kneighbors(X)
+    real, lib = pixel_vectors(X.real, 16), pixel_vectors(X.library, 16)
+    mean = lib.mean(axis=0)
+    r = (real - mean) / np.linalg.norm(real - mean, axis=1, keepdims=True)
+    g = (lib - mean) / np.linalg.norm(lib - mean, axis=1, keepdims=True)
+    dense = r @ g.T
+    np.testing.assert_allclose(sims, dense.max(1), atol=1e-5)
+    np.testing.assert_array_equal(ids, dense.argmax(1))
+    assert sims.dtype == np.float64
+
+
+def test_pixel_nn_cache_keeps_the_most_recent_libraries_and_never_pickles(easy_task):
+    clf = PixelNearestNeighbor(image_size=16)
+    libraries = [make_pairs_like(easy_task, seed) for seed in range(6)]
+    for X in libraries:
+        clf.kneighbors(X)
+    cache = clf.__dict__["_library_cache"]
+    kept = [entry[0] for entry in cache.values()]
+    assert kept == [X.library for X in libraries[-baselines._MAX_CACHED_LIBRARIES :]]
+    # alternating between two cached libraries reads neither again
+    clf.kneighbors(libraries[-1])
+    assert [e[0] for e in cache.values()][-1] is libraries[-1].library
+    assert pickle.loads(pickle.dumps(clf)).__dict__.get("_library_cache") is None
+    assert pickle.loads(pickle.dumps(PixelNearestNeighbor())).image_size == 64  # no cache yet
+
+
+def make_pairs_like(task, seed):
+    """The task's first 4 reals against a new random library of 10 images."""
+    from skfingerprint import make_pairs
+
+    rng = np.random.default_rng(seed)
+    return make_pairs(task.real_images[:4], rng.integers(0, 256, (10, 64, 64), dtype=np.uint8))

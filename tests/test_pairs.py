@@ -54,3 +54,60 @@ def test_make_pairs_validates_both_sides():
         make_pairs(np.zeros((1, 8, 8), np.uint8), [])
     with pytest.raises(TypeError, match="make_pairs"):
         PairedImages(np.zeros((1, 8, 8)), np.zeros((1, 8, 8)))
+
+
+# --- the containers' contracts, exactly (mutation testing found these unpinned) -----------------
+
+
+def test_paired_images_needs_two_image_sets(pairs):
+    message = "^PairedImages takes two ImageSet objects; use make_pairs\\(real, generated\\)$"
+    for real, library in [(pairs.real, "lib"), ("real", pairs.library)]:
+        with pytest.raises(TypeError, match=message):
+            PairedImages(real, library)
+
+
+def test_only_row_indexing_and_iteration_by_row(pairs):
+    assert pairs[1:3, ...].real.ids == pairs.real.ids[1:3]
+    for key in [(slice(0, 2), 1), (0, 1, 2)]:
+        with pytest.raises(IndexError) as info:
+            pairs[key]
+        assert str(info.value) == f"PairedImages supports row indexing only; got {key!r}"
+    rows = list(pairs)
+    assert len(rows) == 6
+    np.testing.assert_array_equal(rows[2][0], pairs.real[2])
+    assert all(lib is pairs.library for _, lib in rows)
+
+
+def test_make_pairs_applies_given_ids_and_keeps_file_paths(tmp_path):
+    from .conftest import write_png
+
+    paths = [write_png(tmp_path / f"f{i}.png", np.full((8, 8), i, np.uint8)) for i in range(3)]
+    X = make_pairs(paths, paths[:2], real_ids=["a", "b", "c"], generated_ids=["g", "h"])
+    assert X.real.ids == ["a", "b", "c"] and X.library.ids == ["g", "h"]
+    assert list(X.real.paths) == paths and list(X.library.paths) == paths[:2]
+    default = make_pairs(paths, paths[:2])
+    assert default.real.ids == ["f0", "f1", "f2"] and default.library.ids == ["f0", "f1"]
+
+
+def test_l2_normalize_scales_every_row_to_one_and_leaves_zero_rows():
+    from skfingerprint.pairs import _l2_normalize
+
+    a = np.array([[0.3, 0.4], [0.0, 0.0], [6.0, 8.0]], dtype=np.float64)  # norms 0.5, 0, 10
+    out = _l2_normalize(a)
+    assert out.dtype == np.float32 and out.shape == (3, 2)
+    np.testing.assert_allclose(out, [[0.6, 0.8], [0.0, 0.0], [0.6, 0.8]], atol=1e-7)
+    np.testing.assert_allclose(_l2_normalize([3.0, 4.0]), [0.6, 0.8], atol=1e-7)  # one vector
+    np.testing.assert_allclose(_l2_normalize(np.ones((2, 3, 4))), np.full((2, 3, 4), 0.5))
+
+
+def test_pair_embeddings_check_their_arrays():
+    from skfingerprint import PairEmbeddings
+
+    E = PairEmbeddings(np.ones((3, 4), np.float64), np.ones((5, 4), np.float64), "k")
+    assert E.real.dtype == E.library.dtype == np.float32
+    for real, lib in [(np.ones(4), np.ones((5, 4))), (np.ones((3, 4)), np.ones(4))]:
+        with pytest.raises(ValueError, match="^PairEmbeddings needs 2-d real and library"):
+            PairEmbeddings(real, lib, "k")
+    with pytest.raises(ValueError, match="^real and library embeddings differ in size: 4 != 3$"):
+        PairEmbeddings(np.ones((3, 4)), np.ones((5, 3)), "k")
+    assert repr(E) == "PairEmbeddings(n_rows=3, library=5, dim=4)"
