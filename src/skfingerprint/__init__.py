@@ -2,57 +2,63 @@
 
 Given the images a GAN or diffusion model generated, decide which real images were in its
 training set, with scikit-learn estimators that compose in a ``Pipeline``.
+
+The names below load their module on first use (PEP 562), so ``import skfingerprint`` and
+``skfingerprint --help`` do not pay for torch, timm, FAISS and skorch up front.
 """
 
-from ._cache import clear_memory_cache
-from ._vit import WeightsUnavailableError
-from .baselines import MaxSimilarityClassifier, PixelNearestNeighbor
-from .canet import CANetClassifier
-from .embedding import ViTLayerFusionEmbedder
-from .imageclef import load_imageclef_gans, read_submission, write_scores, write_submission
-from .images import ImageLoadError, ImageSet, as_image_set
-from .linear_head import LinearRelationClassifier
-from .metrics import format_reports, kappa_scorer, membership_report
-from .pairs import PairedImages, PairEmbeddings, make_pairs
-from .persistence import ModelFileError, UntrustedModelError, load_model, save_model
-from .pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
-from .plotting import plot_leak_candidates
-from .report import write_report
-from .selection import MASKED_COSINE, FaissCandidateSelector
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "MASKED_COSINE",
-    "TINY_CANET",
-    "TINY_VIT",
-    "CANetClassifier",
-    "FaissCandidateSelector",
-    "ImageLoadError",
-    "ImageSet",
-    "LinearRelationClassifier",
-    "MaxSimilarityClassifier",
-    "ModelFileError",
-    "PairEmbeddings",
-    "PairedImages",
-    "PixelNearestNeighbor",
-    "UntrustedModelError",
-    "ViTLayerFusionEmbedder",
-    "WeightsUnavailableError",
-    "__version__",
-    "as_image_set",
-    "clear_memory_cache",
-    "format_reports",
-    "kappa_scorer",
-    "load_imageclef_gans",
-    "load_model",
-    "make_fingerprint_pipeline",
-    "make_pairs",
-    "membership_report",
-    "plot_leak_candidates",
-    "read_submission",
-    "save_model",
-    "write_report",
-    "write_scores",
-    "write_submission",
-]
+#: Public name -> the module that defines it.
+_LAZY = {
+    "clear_memory_cache": "_cache",
+    "WeightsUnavailableError": "_vit",
+    "MaxSimilarityClassifier": "baselines",
+    "PixelNearestNeighbor": "baselines",
+    "CANetClassifier": "canet",
+    "ViTLayerFusionEmbedder": "embedding",
+    "load_imageclef_gans": "imageclef",
+    "read_submission": "imageclef",
+    "write_scores": "imageclef",
+    "write_submission": "imageclef",
+    "ImageLoadError": "images",
+    "ImageSet": "images",
+    "as_image_set": "images",
+    "LinearRelationClassifier": "linear_head",
+    "format_reports": "metrics",
+    "kappa_scorer": "metrics",
+    "membership_report": "metrics",
+    "PairedImages": "pairs",
+    "PairEmbeddings": "pairs",
+    "make_pairs": "pairs",
+    "ModelFileError": "persistence",
+    "UntrustedModelError": "persistence",
+    "load_model": "persistence",
+    "save_model": "persistence",
+    "TINY_CANET": "pipeline",
+    "TINY_VIT": "pipeline",
+    "make_fingerprint_pipeline": "pipeline",
+    "plot_leak_candidates": "plotting",
+    "write_report": "report",
+    "MASKED_COSINE": "selection",
+    "FaissCandidateSelector": "selection",
+}
+
+__all__ = sorted([*_LAZY, "__version__"], key=lambda n: (not n.isupper(), n))
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'skfingerprint' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -8,17 +8,20 @@ and the libraries it is called through.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import warnings
 
-import joblib
-import sklearn
-import skorch
 
-_LIBRARIES = tuple(
-    os.path.dirname(os.path.abspath(path)) + os.sep
-    for path in (__file__, sklearn.__file__, joblib.__file__, skorch.__file__)
+def _package_folder(name: str) -> str:
+    """A package's folder, found without importing it (skorch would import torch)."""
+    return os.path.dirname(os.path.abspath(importlib.util.find_spec(name).origin)) + os.sep
+
+
+_LIBRARIES = (
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+    *(_package_folder(name) for name in ("sklearn", "joblib", "skorch")),
 )
 
 
