@@ -379,3 +379,60 @@ def test_verbose_0_prints_nothing(data, capsys):
     X, y = data
     CANetClassifier(**{**FAST, "max_epochs": 3}).fit(X, y)
     assert capsys.readouterr() == ("", "")
+
+
+# --- a grid over the threshold trains each fold's net once ---------------------------------------
+
+
+def test_grid_over_the_threshold_trains_once_per_fold_and_scores_as_retraining(data, monkeypatch):
+    """3 thresholds x 3 folds + the refit: 4 trainings, not 10; and every cell scores exactly as
+    when each fit trains its own net (the kept state is the state a retraining gives)."""
+    from sklearn.model_selection import GridSearchCV
+
+    from skfingerprint import canet, clear_memory_cache, kappa_scorer
+
+    X, y = data
+    grid = {"threshold": [0.3, 0.5, 0.7]}
+    trainings = []
+    original = canet._CANetNet.fit
+
+    def counting(self, *args, **kwargs):
+        trainings.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(canet._CANetNet, "fit", counting)
+    clear_memory_cache()
+    kept = GridSearchCV(CANetClassifier(**FAST), grid, cv=3, scoring=kappa_scorer).fit(X, y)
+    assert len(trainings) == 4
+    monkeypatch.setattr(canet, "_MAX_FITTED", 0)  # nothing kept: every fit trains
+    clear_memory_cache()
+    trainings.clear()
+    retrained = GridSearchCV(CANetClassifier(**FAST), grid, cv=3, scoring=kappa_scorer).fit(X, y)
+    assert len(trainings) == 10
+    np.testing.assert_array_equal(
+        kept.cv_results_["mean_test_score"], retrained.cv_results_["mean_test_score"]
+    )
+    np.testing.assert_array_equal(
+        kept.best_estimator_.predict_proba(X), retrained.best_estimator_.predict_proba(X)
+    )
+    assert kept.best_estimator_.threshold == kept.best_params_["threshold"]
+
+
+def test_kept_fits_need_an_int_seed_and_the_same_data_and_parameters(data, monkeypatch):
+    from skfingerprint import canet, clear_memory_cache
+
+    X, y = data
+    clear_memory_cache()
+    a = CANetClassifier(**FAST).fit(X, y)
+    assert len(canet._FITTED) == 1
+    b = CANetClassifier(**{**FAST, "threshold": 0.9}).fit(X, y)  # reused: same net
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert b.threshold == 0.9 and (b.predict(X) == (b.predict_proba(X)[:, 1] >= 0.9)).all()
+    assert b.net_ is not a.net_  # a copy, not shared
+    CANetClassifier(**{**FAST, "lr": 1e-3}).fit(X, y)  # another parameter: trained, kept
+    CANetClassifier(**FAST).fit(X[:60], y[:60])  # other data: trained, kept
+    assert len(canet._FITTED) == 3
+    CANetClassifier(**{**FAST, "random_state": None}).fit(X, y)  # unseeded: never kept
+    assert len(canet._FITTED) == 3
+    clear_memory_cache()
+    assert len(canet._FITTED) == 0

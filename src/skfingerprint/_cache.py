@@ -11,6 +11,7 @@ time the entry is written).
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,11 @@ _MEMORY: dict[str, dict[str, np.ndarray]] = {}
 
 
 def clear_memory_cache() -> None:
-    """Forget every in-memory embedding (the on-disk cache is left alone).
+    """Forget every in-memory embedding and kept CANet fit (the on-disk cache is left alone).
 
-    The embedder keeps every image's per-block tokens in memory for the life of the process;
-    call this to free that memory, or to time the ViT from a cold start.
+    The embedder keeps every image's per-block tokens in memory for the life of the process,
+    and CANet keeps its last few seeded fits (so a grid over ``threshold`` trains once per
+    fold); call this to free that memory, or to time a cold start.
 
     Examples
     --------
@@ -35,6 +37,9 @@ def clear_memory_cache() -> None:
     >>> clear_memory_cache()
     """
     _MEMORY.clear()
+    canet = sys.modules.get("skfingerprint.canet")  # loaded only if CANet was used
+    if canet is not None:
+        canet._FITTED.clear()
 
 
 class TokenCache:
