@@ -258,3 +258,53 @@ def test_ids_with_any_letter_are_fine_and_duplicates_are_listed_up_to_five(tmp_p
     assert str(info.value).endswith("duplicated: ['d0', 'd1', 'd2', 'd3', 'd4']")
     with pytest.raises(ValueError, match="^labels must hold only 0"):
         write_submission(["a"], [2], tmp_path / "s.csv")
+
+
+def test_files_are_utf8_whatever_the_locale(tmp_path):
+    """Written and read as UTF-8 even where the locale's encoding is ASCII (LC_ALL=C)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from skfingerprint import read_submission, write_scores, write_submission\n"
+        "d = sys.argv[1]\n"
+        "ids = ['patient_\\u00e91', '\\u00fc2']\n"  # escapes: the command line is ASCII here
+        "write_submission(ids, [1, 0], d + '/s.csv')\n"
+        "write_scores(ids, [0.1, 0.9], d + '/p.csv')\n"
+        "print(ascii(read_submission(d + '/s.csv')[0]))"
+    )
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], env=env, capture_output=True, check=True
+    )
+    assert (tmp_path / "s.csv").read_bytes() == "patient_é1,1\nü2,0\n".encode()
+    assert (tmp_path / "p.csv").read_bytes().decode("utf-8").splitlines()[1] == "1,ü2,0.900000"
+    assert out.stdout.strip() == b"['patient_\\xe91', '\\xfc2']"
+
+
+def test_scores_ties_keep_the_order_of_the_ids_on_long_lists(tmp_path):
+    """Past numpy's small-array insertion sort, a non-stable sort reorders ties."""
+    from skfingerprint import write_scores
+
+    ids = [f"r{i:03d}" for i in range(200)]
+    scores = np.repeat([0.25, 0.75], 100)[np.random.default_rng(0).permutation(200)]
+    lines = write_scores(ids, scores, tmp_path / "s.csv").read_text().splitlines()[1:]
+    ranked = [line.split(",")[1] for line in lines]
+    high = [i for i, s in zip(ids, scores, strict=True) if s == 0.75]
+    low = [i for i, s in zip(ids, scores, strict=True) if s == 0.25]
+    assert ranked == high + low
+
+
+def test_scores_and_submission_messages_exactly(tmp_path):
+    from skfingerprint import write_scores
+
+    with pytest.raises(ValueError, match=r"^no scores to write: ids is empty$"):
+        write_scores([], [], tmp_path / "s.csv")
+    with pytest.raises(ValueError, match=r"^scores must be finite numbers \(NaN or infinity"):
+        write_scores(["a"], [np.nan], tmp_path / "s.csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,1\n  b;0  \n")
+    with pytest.raises(ValueError) as info:
+        read_submission(bad)
+    assert str(info.value) == f"{bad}:2: expected '<id>,<0|1>', got '  b;0'"
