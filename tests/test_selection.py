@@ -456,3 +456,71 @@ def test_index_path_without_metadata_or_unreadable(planted, tmp_path):
     path.with_name("planted.faiss.json").unlink()
     with pytest.raises(ValueError, match="no readable metadata"):
         FaissCandidateSelector(k=5, index_path=path).fit(E)
+
+
+# --- exact contracts found unpinned by mutation testing ------------------------------------------
+
+
+def test_kneighbors_takes_its_own_k_and_checks_it(planted):
+    E, source = planted
+    sel = FaissCandidateSelector(k=5).fit(E)
+    _, ids = sel.kneighbors(E, k=2)
+    assert ids.shape == (20, 2) and ids[:, 0].tolist() == source.tolist()
+    assert sel.kneighbors(E)[1].shape == (20, 5)  # None: the selector's k
+    for bad in (0, -1, 2.5, "2"):
+        with pytest.raises(ValueError) as info:
+            sel.kneighbors(E, k=bad)
+        assert str(info.value) == f"k must be a positive integer; got {bad!r}"
+
+
+def test_relation_selector_kneighbors_searches_its_first_space_with_the_given_k():
+    from skfingerprint import relations
+
+    rng = np.random.default_rng(3)
+    E = PairEmbeddings(
+        rng.normal(size=(25, 6)),
+        rng.normal(size=(60, 6)),
+        "lib",
+        spaces={"pixels": (rng.normal(size=(25, 9)), rng.normal(size=(60, 9)))},
+    )
+    for spaces in [("pixels", "vit"), ("vit", "pixels")]:
+        sel = FaissCandidateSelector(k=4, features="relations", relation_spaces=spaces).fit(E)
+        sims, ids = sel.kneighbors(E, k=3)
+        ref_sims, ref_ids = relations.top_k(*relations.space_vectors(E, spaces[0]), 3)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_allclose(sims, ref_sims)
+
+
+def test_min_similarity_keeps_a_candidate_exactly_at_it_and_adds_to_missing_ones():
+    real = np.array([[1.0, 0.0]], np.float32)
+    lib = np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]], np.float32)  # cosines 1, 0.6, 0
+    E = PairEmbeddings(real, lib, "three")
+    X = FaissCandidateSelector(k=3, min_similarity=0.6).fit(E).transform(E)
+    np.testing.assert_allclose(X[0, :, -1], [1.0, 0.6, MASKED_COSINE], atol=1e-6)
+
+
+def test_exactly_min_split_reals_are_standardised_with_their_own_statistics():
+    from skfingerprint import relations
+
+    rng = np.random.default_rng(4)
+    fit_E = PairEmbeddings(rng.normal(size=(50, 5)) + 3.0, rng.normal(size=(80, 5)), "a")
+    sel = FaissCandidateSelector(k=3, features="relations", relation_spaces=("vit",)).fit(fit_E)
+    E = PairEmbeddings(rng.normal(size=(relations.MIN_SPLIT, 5)), rng.normal(size=(80, 5)), "b")
+    X = sel.transform(E)
+    top1 = X[:, 0, relations.relation_feature_names(("vit",)).index("vit:top1")]
+    assert abs(top1.mean()) < 1e-5 and abs(top1.std() - 1.0) < 1e-4  # its own z-scores
+
+
+def test_pickles_without_index_or_cache_and_saved_meta_names_the_library(planted, tmp_path):
+    E, _ = planted
+    assert pickle.loads(pickle.dumps(FaissCandidateSelector(k=3))).k == 3  # unfitted
+    sel = FaissCandidateSelector(k=3).fit(E)
+    other = PairEmbeddings(E.real, E.library[::-1].copy(), "reversed")
+    sel.transform(other)  # an index for another library, cached
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(sel)).transform(other), sel.transform(other)
+    )
+    path = tmp_path / "lib.index"
+    FaissCandidateSelector(k=3, index_path=path).fit(E)
+    meta = json.loads(path.with_name("lib.index.json").read_text())
+    assert meta == {"library_key": "planted", "n_library": 500, "n_features": 16, "index": "flat"}
