@@ -308,3 +308,22 @@ def test_scores_and_submission_messages_exactly(tmp_path):
     with pytest.raises(ValueError) as info:
         read_submission(bad)
     assert str(info.value) == f"{bad}:2: expected '<id>,<0|1>', got '  b;0'"
+
+
+@pytest.mark.parametrize("line", ["a,1 \n", "a,1X\n"])
+def test_submission_lines_must_end_right_after_the_label(tmp_path, line):
+    path = tmp_path / "s.csv"
+    path.write_bytes(line.encode())
+    with pytest.raises(ValueError, match="expected '<id>,<0|1>'"):
+        read_submission(path)
+    path.write_bytes(b"a,1\r\nb,0\r\n")  # Windows line ends are fine
+    assert read_submission(path)[0] == ["a", "b"]
+
+
+def test_bad_id_message_says_what_an_id_may_not_hold(tmp_path):
+    with pytest.raises(ValueError) as info:
+        write_submission(["a,b"], [1], tmp_path / "s.csv")
+    assert str(info.value) == (
+        "Invalid image id 'a,b' for a submission: ids must be non-empty, without commas, "
+        "quotes, tabs, line breaks or surrounding spaces"
+    )
