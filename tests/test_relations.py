@@ -281,10 +281,11 @@ def test_top_k_is_exact_best_first_and_breaks_ties_by_library_order(chunk, monke
 
 
 def test_split_statistics_and_standardised_layout_by_hand():
-    per_real = [np.array([[1.0, 2, 3, 4, 5], [3.0, 2, 5, 8, np.nan]])]
+    # every column has its own mean and spread, so a swapped index or operator shows
+    per_real = [np.array([[1.0, 2, 3, 4, 5], [5.0, 2, 5, 8, np.nan]])]
     stats = R.split_statistics(per_real)
-    np.testing.assert_allclose(stats[0, 0], [2.0, 2, 4, 6, 5])  # NaN ignored
-    np.testing.assert_allclose(stats[0, 1], [1.0, 1, 1, 2, 1])  # spread 0 -> 1
+    np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5])  # NaN ignored
+    np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1])  # spread 0 -> 1
     assert stats.shape == (1, 2, 5) and stats.dtype == np.float64
     empty = R.split_statistics([np.zeros((0, 5))])
     np.testing.assert_array_equal(empty[0], [np.zeros(5), np.ones(5)])
@@ -293,11 +294,12 @@ def test_split_statistics_and_standardised_layout_by_hand():
     X = R.standardised(per_real, per_cand, stats, sims)
     assert X.shape == (2, 2, 9) and X.dtype == np.float32
     # per candidate: (cos - mean top1) / spread top1, owner as is, (margin - mean) / spread
-    np.testing.assert_allclose(X[0, 0, :3], [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(X[0, 0, :3], [0.0, 1.0, 0.0])
     np.testing.assert_allclose(X[0, 1, :3], [-1.0, 0.0, 0.0])  # NaN -> 0
-    np.testing.assert_allclose(X[1, 1, :3], [-2.0, 1.0, -1.0])
+    np.testing.assert_allclose(X[1, 1, :3], [-1.5, 1.0, -1.0])
     # per real, the same on every candidate row, then the selection cosine
     np.testing.assert_allclose(X[1, :, 3:8], [[1.0, 0, 1, 1, 0]] * 2)
+    np.testing.assert_allclose(X[0, :, 3:8], [[-1.0, 0, -1, -1, 0]] * 2)
     np.testing.assert_allclose(X[..., 8], sims)
 
 
