@@ -8,10 +8,14 @@ per module, subtracts the surviving mutants listed in ``benchmarks/mutation_equi
 rewrites ``benchmarks/RESULTS_mutation.md``.
 
     make mutate      # rm -rf mutants; mutmut run; this script
+
+``--root DIR`` (repeatable) reads the results of other checkouts too, each module from the
+first root that has it: a slow module can come from a separate run.
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import re
 import subprocess
@@ -38,22 +42,35 @@ def equivalents() -> dict[str, str]:
     return out
 
 
-def diff(name: str) -> str:
-    shown = subprocess.run([*MUTMUT, "show", name], capture_output=True, text=True, cwd=ROOT)
+def diff(name: str, root: Path) -> str:
+    shown = subprocess.run([*MUTMUT, "show", name], capture_output=True, text=True, cwd=root)
     return "\n".join(
         line for line in shown.stdout.splitlines() if line[:2] in ("- ", "+ ") and line.strip()
     )
 
 
-def main() -> int:
-    res = subprocess.run(
-        [*MUTMUT, "results", "--all", "true"], capture_output=True, text=True, cwd=ROOT, check=True
-    )
-    status: dict[str, dict[str, str]] = collections.defaultdict(dict)
-    for line in res.stdout.splitlines():
-        m = LINE.match(line)
-        if m:
-            status[m.group(2)][m.group(1)] = m.group(3).strip()
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", type=Path, action="append", default=[])
+    args = parser.parse_args(argv)
+    status: dict[str, dict[str, str]] = {}
+    where: dict[str, Path] = {}
+    for root in [*args.root, ROOT]:
+        res = subprocess.run(
+            [*MUTMUT, "results", "--all", "true"],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            check=True,
+        )
+        found: dict[str, dict[str, str]] = collections.defaultdict(dict)
+        for line in res.stdout.splitlines():
+            m = LINE.match(line)
+            if m:
+                found[m.group(2)][m.group(1)] = m.group(3).strip()
+        for module, mutants in found.items():
+            if module not in status:
+                status[module], where[module] = mutants, root
     if not status:
         raise SystemExit("no mutants found: run `mutmut run` first (make mutate)")
     known = equivalents()
@@ -81,7 +98,7 @@ def main() -> int:
             f"| {module}.py | {sum(counts.values())} | {killed} | {len(survived)} | "
             f"{len(equivalent)} | {other} | {100 * score:.1f}% |"
         )
-        survivors += [(n, known.get(n)) for n in survived]
+        survivors += [(n, known.get(n), where[module]) for n in survived]
     lines += [
         "",
         "Score = killed / (mutants - equivalent survivors). *other*: timeouts, mutants no test "
@@ -90,11 +107,11 @@ def main() -> int:
         "## Surviving mutants",
         "",
     ]
-    for name, reason in survivors:
-        lines += [f"### `{name}`", "", "```diff", diff(name), "```", ""]
+    for name, reason, root in survivors:
+        lines += [f"### `{name}`", "", "```diff", diff(name, root), "```", ""]
         lines += [f"Equivalent: {reason}" if reason else "**Not killed yet.**", ""]
     (BENCH / "RESULTS_mutation.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines[:8 + len(status) + 2]))
+    print("\n".join(lines[: 8 + len(status) + 2]))
     return 0
 
 
