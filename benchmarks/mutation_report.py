@@ -82,8 +82,8 @@ def main(argv=None) -> int:
         "",
         f"Machine: {machine()}",
         "",
-        "| module | mutants | killed | survived | equivalent | other | score |",
-        "|:---|---:|---:|---:|---:|---:|---:|",
+        "| module | mutants | killed | survived | equivalent | other | score | run in |",
+        "|:---|---:|---:|---:|---:|---:|---:|:---|",
     ]
     survivors = []
     for module in sorted(status):
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         score = killed / scored if scored else float("nan")
         lines.append(
             f"| {module}.py | {sum(counts.values())} | {killed} | {len(survived)} | "
-            f"{len(equivalent)} | {other} | {100 * score:.1f}% |"
+            f"{len(equivalent)} | {other} | {100 * score:.1f}% | `{where[module]}` |"
         )
         survivors += [(n, known.get(n), where[module]) for n in survived]
     lines += [
