@@ -456,7 +456,31 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
         -------
         self : FaissCandidateSelector
         """
+        self._fit(_check_embeddings(X))
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit_transform(self, X: PairEmbeddings, y=None) -> np.ndarray:
+        """``fit(X).transform(X)``, with the relation scores computed once (``fit`` needs them
+        for its statistics; a ``Pipeline`` fits through this).
+
+        Parameters
+        ----------
+        X : PairEmbeddings
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        X_candidates : ndarray, as :meth:`transform` returns it
+        """
         E = _check_embeddings(X)
+        raw = self._fit(E)
+        return self.transform(E) if raw is None else self._relation_output(E, raw)
+
+    def _fit(self, E: PairEmbeddings):
+        """Fit on checked embeddings; return the raw relation scores of ``E`` (relation mode)
+        or None."""
         m, d = E.library.shape
         for stale in ("_index_cache", "spaces_", "relation_stats_"):  # of an earlier fit
             self.__dict__.pop(stale, None)
@@ -474,16 +498,17 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
             self.spaces_ = relations.available_spaces(E) if spaces is None else tuple(spaces)
             if not self.spaces_:
                 raise ValueError("relation_spaces is empty; name at least one space")
-            per_real = relations.raw_relations(E, self.spaces_, self.k_)[2]
-            self.relation_stats_ = relations.split_statistics(per_real)
-        elif self.index_path is not None and Path(self.index_path).exists():
+            raw = relations.raw_relations(E, self.spaces_, self.k_)
+            self.relation_stats_ = relations.split_statistics(raw[2])
+            return raw
+        if self.index_path is not None and Path(self.index_path).exists():
             self.index_ = self._load_saved_index()
         else:
             with _faiss_threads(self.n_jobs):
                 self.index_ = self._new_index(E.library)
             if self.index_path is not None:
                 _save_index(self.index_, Path(self.index_path), self._index_meta())
-        return self
+        return None
 
     def _index_meta(self) -> dict:
         """What a saved index must match: the fit-time library and the index type."""
@@ -616,7 +641,11 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     def _relations(self, E: PairEmbeddings, k: int) -> np.ndarray:
         """The ``features="relations"`` output (see :mod:`skfingerprint.relations`)."""
-        sims, _, per_real, per_cand = relations.raw_relations(E, self.spaces_, k)
+        return self._relation_output(E, relations.raw_relations(E, self.spaces_, k))
+
+    def _relation_output(self, E: PairEmbeddings, raw) -> np.ndarray:
+        """Standardised, masked relation features from ``raw_relations(E, ...)``."""
+        sims, _, per_real, per_cand = raw
         stats = self.relation_stats_
         if len(E) >= relations.MIN_SPLIT:
             stats = relations.split_statistics(per_real)
