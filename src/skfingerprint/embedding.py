@@ -386,7 +386,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             y = check_binary_labels(y, "y")
             if len(y) != len(real):
                 raise ValueError(f"y has {len(y)} labels for {len(real)} real images")
-        sizes = _distinct_sizes(real, library)  # file headers, read once: check_files reuses them
+        sizes = tuple(sorted(set(_image_sizes(real, library))))  # check_files reuses the headers
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         backbone = _vit.load_backbone(
@@ -516,11 +516,12 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         fitted = getattr(self, "image_sizes_", None)
         if fitted is None:  # fitted by a version that did not record them
             return
-        every = real.sizes() + ([] if library is None else library.sizes())
-        new = sorted({s for s in every if s not in set(fitted)})
-        if not new:
+        every = _image_sizes(real, library)
+        known = set(fitted)
+        n_new = sum(s not in known for s in every)
+        if not n_new:
             return
-        n_new = sum(s in set(new) for s in every)
+        new = sorted({s for s in every if s not in known})
         which = f"all {len(every)}" if n_new == len(every) else f"{n_new} of {len(every)}"
         warn_at_caller(
             f"the embedder was fitted on {_format_sizes(fitted)} images; these are "
@@ -577,9 +578,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         return tags
 
 
-def _distinct_sizes(real: ImageSet, library: ImageSet | None) -> tuple[tuple[int, int], ...]:
-    every = real.sizes() + ([] if library is None else library.sizes())
-    return tuple(sorted(set(every)))
+def _image_sizes(real: ImageSet, library: ImageSet | None) -> list[tuple[int, int]]:
+    """``(height, width)`` of every real, then library, image (file headers read once)."""
+    return real.sizes() + ([] if library is None else library.sizes())
 
 
 def _format_sizes(sizes) -> str:
