@@ -28,7 +28,6 @@ writes ``benchmarks/RESULTS_spaces.md``.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -38,9 +37,8 @@ from scipy.ndimage import sobel
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from bench_quality import _test_labels, machine  # noqa: E402
-from probe_variants import _z, evaluate, per_real  # noqa: E402
-from realgen.task import DEFAULT_ROOT, TASKS  # noqa: E402
+from bench_quality import _test_labels  # noqa: E402
+from probe_variants import _z, evaluate, per_real, probe_main  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint.images import pixel_vectors  # noqa: E402
@@ -120,42 +118,15 @@ def run(folder: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--output", type=Path, default=BENCH / "RESULTS_spaces.md")
-    args = parser.parse_args(argv)
-    tasks = {}
-    for source, generator in TASKS:
-        folder = args.cache_dir / "tasks" / f"{source}-{generator}"
-        seeds = sorted(folder.iterdir())
-        runs = [run(seed) for seed in seeds]
-        tasks[f"{source} / {generator}"] = {
-            k: (np.mean([r[k] for r in runs], 0), np.std([r[k][0] for r in runs])) for k in runs[0]
-        }
-        print(f"{source} / {generator}: done ({len(seeds)} seeds)", flush=True)
-    names = list(next(iter(tasks.values())))
-    lines = [
-        "# Pixel spaces and local scale (`benchmarks/probe_spaces.py`)",
-        "",
-        "Rewritten by the probe; edits are lost. " + __doc__.split("\n\n")[1].replace("\n", " "),
-        "",
-        f"Command: `.venv/bin/python benchmarks/probe_spaces.py --cache-dir {args.cache_dir}`  ",
-        f"Machine: {machine()}",
-        "",
-        "Test kappa (seed-to-seed sd) / AUC, mean over 3 seeds:",
-        "",
-        "| variant | " + " | ".join(tasks) + " |",
-        "|:---|" + "---:|" * len(tasks),
-    ]
-    for name in names:
-        cells = [
-            f"{tasks[t][name][0][0]:+.3f} ({tasks[t][name][1]:.3f}) / {tasks[t][name][0][1]:.3f}"
-            for t in tasks
-        ]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    args.output.write_text("\n".join(lines) + "\n")
-    print(f"wrote {args.output}")
-    return 0
+    return probe_main(
+        run,
+        __doc__,
+        "Pixel spaces and local scale",
+        "probe_spaces.py",
+        BENCH / "RESULTS_spaces.md",
+        argv,
+        with_sd=True,
+    )
 
 
 if __name__ == "__main__":

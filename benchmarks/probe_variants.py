@@ -137,40 +137,62 @@ def run(folder: Path) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def probe_main(
+    run, doc: str, title: str, script: str, output: Path, argv=None, with_sd: bool = False
+) -> int:
+    """The command line of a probe: ``run(task_folder) -> {variant: (kappa, auc)}`` on every
+    seed of every suite task, the means (and, ``with_sd``, the seed-to-seed sd of kappa) as
+    one markdown table in ``output`` (``--output``). ``doc`` is the probe's docstring,
+    ``script`` its file name (for the command line written beside the table)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--output", type=Path, default=BENCH / "RESULTS_variants.md")
+    parser.add_argument("--output", type=Path, default=output)
     args = parser.parse_args(argv)
     tasks = {}
     for source, generator in TASKS:
         folder = args.cache_dir / "tasks" / f"{source}-{generator}"
-        seeds = sorted(folder.iterdir())
+        seeds = sorted(folder.iterdir()) if folder.is_dir() else []
         if not seeds:
             raise SystemExit(f"no task folders under {folder}: run bench_quality.py first")
         runs = [run(seed) for seed in seeds]
-        tasks[f"{source} / {generator}"] = {k: np.mean([r[k] for r in runs], 0) for k in runs[0]}
+        tasks[f"{source} / {generator}"] = {
+            k: (np.mean([r[k] for r in runs], 0), np.std([r[k][0] for r in runs])) for k in runs[0]
+        }
         print(f"{source} / {generator}: done ({len(seeds)} seeds)", flush=True)
     names = list(next(iter(tasks.values())))
     lines = [
-        "# Relation-score variants (`benchmarks/probe_variants.py`)",
+        f"# {title} (`benchmarks/{script}`)",
         "",
-        "Rewritten by the probe; edits are lost. " + __doc__.split("\n\n")[1].replace("\n", " "),
+        "Rewritten by the probe; edits are lost. " + doc.split("\n\n")[1].replace("\n", " "),
         "",
-        f"Command: `.venv/bin/python benchmarks/probe_variants.py --cache-dir {args.cache_dir}`  ",
+        f"Command: `.venv/bin/python benchmarks/{script} --cache-dir {args.cache_dir}`  ",
         f"Machine: {machine()}",
         "",
-        "Test kappa / AUC, mean over 3 seeds:",
+        f"Test kappa{' (seed-to-seed sd)' if with_sd else ''} / AUC, mean over 3 seeds:",
         "",
         "| variant | " + " | ".join(tasks) + " |",
         "|:---|" + "---:|" * len(tasks),
     ]
     for name in names:
-        cells = [f"{tasks[t][name][0]:+.3f} / {tasks[t][name][1]:.3f}" for t in tasks]
+        cells = []
+        for t in tasks:
+            (kappa, auc), sd = tasks[t][name]
+            cells.append(f"{kappa:+.3f}{f' ({sd:.3f})' if with_sd else ''} / {auc:.3f}")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
     return 0
+
+
+def main(argv=None) -> int:
+    return probe_main(
+        run,
+        __doc__,
+        "Relation-score variants",
+        "probe_variants.py",
+        BENCH / "RESULTS_variants.md",
+        argv,
+    )
 
 
 if __name__ == "__main__":
