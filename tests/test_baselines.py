@@ -360,3 +360,151 @@ def make_pairs_like(task, seed):
 
     rng = np.random.default_rng(seed)
     return make_pairs(task.real_images[:4], rng.integers(0, 256, (10, 64, 64), dtype=np.uint8))
+
+
+# --- survivors of the second mutation run (issue 18): each test names the bug it catches ------
+
+
+def test_threshold_separates_adjacent_float32_scores():
+    """Midpoints are taken in float64: in float32 the midpoint of two adjacent float32 scores
+    rounds onto one of them and ``score > threshold`` mislabels it (catches ``dtype=None``)."""
+    a = np.float32(1.0)
+    b = np.nextafter(a, np.float32(2.0))
+    scores = np.array([a, a, b, b], dtype=np.float32)
+    threshold, kappa = learn_kappa_threshold(scores, [0, 0, 1, 1])
+    assert threshold == (float(a) + float(b)) / 2
+    assert float(a) < threshold < float(b)
+    assert kappa == 1.0
+    np.testing.assert_array_equal(scores > threshold, [False, False, True, True])
+
+
+@pytest.mark.parametrize("fit", ["learn", "estimator"])
+def test_label_errors_name_y(fit):
+    """The message names the argument ``y`` (catches the name passed as None or misspelled)."""
+    with pytest.raises(
+        ValueError, match=r"^y must hold only 0 \(not used\) and 1 \(used\); found \[2\]$"
+    ):
+        if fit == "learn":
+            learn_kappa_threshold([0.1, 0.2], [0, 2])
+        else:
+            MaxSimilarityClassifier().fit(candidates([[0.9], [0.1]]), [0, 2])
+
+
+def test_one_class_message_names_the_estimator_and_what_it_needs():
+    with pytest.raises(ValueError) as err:
+        MaxSimilarityClassifier().fit(candidates([[0.9], [0.1]]), [1, 1])
+    assert str(err.value) == (
+        "y holds only one class (1); MaxSimilarityClassifier needs both used (1) and "
+        "not-used (0) real images to learn its threshold"
+    )
+
+
+def test_equal_training_scores_give_unit_scale_and_finite_probabilities():
+    """With no spread in the training scores the decision is not divided by 0 (catches
+    ``spread >= 0`` and a scale other than 1)."""
+    X = candidates([[0.5], [0.5], [0.5], [0.5]])
+    clf = MaxSimilarityClassifier(threshold=0.25).fit(X, [1, 0, 1, 0])
+    assert clf.score_scale_ == 1.0
+    proba = clf.predict_proba(candidates([[0.75], [0.5]]))[:, 1]
+    np.testing.assert_allclose(proba, 1 / (1 + np.exp(-np.array([0.5, 0.25]))), rtol=1e-12)
+
+
+def test_score_exactly_at_the_threshold_is_not_used():
+    """``predict`` is ``score > threshold_`` (catches ``>=``); the probability there is 0.5."""
+    clf = MaxSimilarityClassifier(threshold=0.5).fit(candidates([[0.9], [0.1]]), [1, 0])
+    X = candidates([[0.5], [0.5000001]])
+    assert clf.predict(X).tolist() == [0, 1]
+    assert clf.predict_proba(X)[0, 1] == 0.5
+
+
+def test_top_m_mean_is_exact_in_float64_and_counts_a_cosine_of_minus_one():
+    """-1.0 is a real (antipodal) cosine, only values below it are masked (catches ``> -1``);
+    the mean is computed in float64 (catches the float32 sum)."""
+    X = candidates([[0.1, 0.2, 0.3], [0.5, -1.0, MASKED_COSINE]])
+    scores = MaxSimilarityClassifier(top_m=3).fit(X, [1, 0]).score_samples(X)
+    c = np.float32([0.1, 0.2, 0.3]).astype(np.float64)
+    assert scores[0] == (c[2] + c[1] + c[0]) / 3
+    assert scores[1] == (0.5 - 1.0) / 2
+    assert scores.dtype == np.float64
+
+
+def test_max_similarity_tags():
+    tags = MaxSimilarityClassifier().__sklearn_tags__()
+    assert tags.input_tags.two_d_array is False
+    assert tags.input_tags.three_d_array is True
+    assert tags.classifier_tags.multi_class is False
+
+
+def test_candidate_array_messages_are_exact():
+    E, y = planted_embeddings()
+    with pytest.raises(TypeError) as err:
+        MaxSimilarityClassifier().fit(E, y)
+    assert str(err.value) == (
+        "got PairEmbeddings; MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array "
+        "of FaissCandidateSelector: put a FaissCandidateSelector step before it"
+    )
+    with pytest.raises(TypeError) as err:
+        MaxSimilarityClassifier().fit([[[0.0, 1.0, 0.9]]], [1])
+    assert str(err.value) == (
+        "MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array of "
+        "FaissCandidateSelector; got list"
+    )
+    with pytest.raises(ValueError) as err:
+        MaxSimilarityClassifier().fit(np.zeros((2, 1, 4)), [1, 0])
+    assert str(err.value) == (
+        "MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array of "
+        "FaissCandidateSelector (cosine in the last column); got shape (2, 1, 4)"
+    )
+    with pytest.raises(ValueError) as err:
+        MaxSimilarityClassifier().fit(np.full((2, 1, 3), "a"), [1, 0])
+    assert str(err.value) == "the candidate array must be numeric; got dtype <U1"
+    with pytest.raises(ValueError) as err:
+        MaxSimilarityClassifier().fit(candidates([[0.9], [np.inf]]), [1, 0])
+    assert str(err.value) == "the candidate array contains NaN or infinite cosines"
+
+
+@pytest.mark.parametrize("shape", [(0, 2, 3), (2, 0, 3)])
+def test_empty_candidate_arrays_are_refused(shape):
+    """No real images, or no candidates per real image (catches ``and`` and a wrong axis)."""
+    with pytest.raises(ValueError) as err:
+        MaxSimilarityClassifier(threshold=0.5).fit(np.zeros(shape, np.float32), [])
+    assert str(err.value) == f"the candidate array is empty; got shape {shape}"
+
+
+def test_array_likes_that_are_not_ndarrays_are_accepted():
+    """Anything with ``__array__`` (a torch tensor here) is taken as an array (catches the
+    check turned into ``or`` and a misspelled attribute)."""
+    import torch
+
+    X = candidates([[0.9], [0.1], [0.8], [0.2]])
+    y = [1, 0, 1, 0]
+    a = MaxSimilarityClassifier().fit(torch.from_numpy(X), y)
+    b = MaxSimilarityClassifier().fit(X, y)
+    assert a.threshold_ == b.threshold_
+    np.testing.assert_array_equal(a.predict(torch.from_numpy(X)), b.predict(X))
+
+
+def test_pixel_nn_reads_images_in_batches_of_batch_size(easy_task, monkeypatch):
+    seen = []
+    real_pixel_vectors = baselines.pixel_vectors
+
+    def spy(images, size, batch_size=64):
+        seen.append(batch_size)
+        return real_pixel_vectors(images, size, batch_size)
+
+    monkeypatch.setattr(baselines, "pixel_vectors", spy)
+    PixelNearestNeighbor(image_size=16, batch_size=7).kneighbors(easy_task.X_pairs[:4])
+    assert seen == [7, 7]  # library, then the real images
+
+
+def test_pixel_nn_similarity_of_a_copied_image_is_at_most_one(easy_task):
+    """A real image found verbatim in the library scores 1, never above (float32 dot products of
+    unit vectors can exceed 1: catches a missing or loosened clip)."""
+    from skfingerprint import make_pairs
+
+    reals = easy_task.real_images[:20]
+    X = make_pairs(reals, np.concatenate([reals, easy_task.real_images[20:40]]))
+    sims, ids = PixelNearestNeighbor(image_size=16).kneighbors(X)
+    np.testing.assert_array_equal(ids, np.arange(20))
+    assert (sims <= 1.0).all()
+    np.testing.assert_allclose(sims, 1.0, atol=1e-6)
