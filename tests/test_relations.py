@@ -181,6 +181,23 @@ def test_linear_head_reads_the_first_candidates_scores():
         clf.predict(Xt[..., 1:])
 
 
+def test_linear_head_is_a_logistic_regression_on_every_score_but_the_cosine():
+    """Its decision values equal a regression fitted by hand on row 0's columns but the last,
+    with the given ``C`` (catches a column dropped, ``C`` or ``threshold`` not stored)."""
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = _planted(200, 2, lambda X: X[:, 0, -2] > 0)  # the signal in the last score column
+    clf = LinearRelationClassifier(C=0.01, threshold=0.3).fit(X, y)
+    assert clf.get_params() == {"C": 0.01, "threshold": 0.3}
+    assert clf.threshold_ == 0.3
+    ref = LogisticRegression(C=0.01, max_iter=2000).fit(X[:, 0, :-1], y)
+    np.testing.assert_allclose(clf.score_samples(X), ref.decision_function(X[:, 0, :-1]))
+    assert clf.model_.coef_.shape == (1, 4)
+    tags = clf.__sklearn_tags__()
+    assert tags.input_tags.two_d_array is False and tags.input_tags.three_d_array is True
+    assert tags.classifier_tags.multi_class is False
+
+
 def test_canet_on_relations_learns_a_neighbourhood_rule_a_cosine_threshold_cannot():
     # used = at least 3 of the 8 candidates have a high score 1: a count over the
     # neighbourhood, invisible to the best cosine and to the first candidate's row alone
