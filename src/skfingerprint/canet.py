@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from scipy.optimize import minimize_scalar
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetBinaryClassifier
@@ -43,17 +42,18 @@ from skorch.history import History
 from skorch.utils import to_tensor
 from torch import nn
 
-from .metrics import check_binary_labels
-
 __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 
+from ._contracts import (
+    MASKED_COSINE,
+    candidate_mask,
+    check_candidates,
+    check_training_labels,
+    derive_seed,
+)
 from ._progress import format_seconds, is_interactive
 from ._vit import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
 from ._warnings import warn_at_caller
-from .selection import MASKED_COSINE
-
-# Anything whose cosine is below MASK_BELOW was masked by the selector.
-MASK_BELOW = -1.0
 
 # SupCon temperatures from the paper (section 3.1): t = 0.07, base t0 = 0.05.
 CONTRASTIVE_TEMPERATURE = 0.07
@@ -71,17 +71,6 @@ _PROFILE_WIDTH = 32
 _FITTED: OrderedDict[str, dict] = OrderedDict()
 _MAX_FITTED = 4
 _NOT_IN_FIT_KEY = ("threshold",)
-
-
-def candidate_mask(X: torch.Tensor) -> torch.Tensor:
-    """Boolean ``(n, k)``: True where a candidate is *valid* (not masked).
-
-    The first candidate of every row counts as valid even when its cosine says masked, so that
-    every real image has at least one candidate to attend to and pool.
-    """
-    valid = X[..., -1] >= MASK_BELOW
-    valid[:, 0] = True
-    return valid
 
 
 class CANetModule(nn.Module):
@@ -393,36 +382,6 @@ class _CANetNet(NeuralNetBinaryClassifier):
         return {"loss": loss, "y_pred": logit}
 
 
-def _check_X(X, name: str = "X", relations: bool = False) -> np.ndarray:
-    arr = np.asarray(X)
-    if arr.ndim != 3:
-        raise ValueError(
-            f"{name} must be a 3-d float array (n real images, k candidates, 2D + 1 features) "
-            f"as FaissCandidateSelector returns; got shape {arr.shape}"
-        )
-    if arr.dtype.kind != "f":
-        raise ValueError(
-            f"{name} must hold floats ([real vector, candidate vector, cosine] per candidate); "
-            f"got dtype {arr.dtype}"
-        )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty: shape {arr.shape}")
-    if relations and arr.shape[2] < 2:
-        raise ValueError(
-            f"{name} must have at least 2 features per candidate (relation scores, cosine) for "
-            f"pair_features='relations'; got {arr.shape[2]}"
-        )
-    if not relations and (arr.shape[2] < 3 or arr.shape[2] % 2 == 0):
-        raise ValueError(
-            f"{name} must have 2D + 1 features per candidate (real vector, candidate vector, "
-            f"cosine), an odd number >= 3; got {arr.shape[2]}"
-        )
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinity")
-    return arr
-
-
 class CANetClassifier(ClassifierMixin, BaseEstimator):
     """The paper's Hybrid CANet as a scikit-learn classifier (trained with skorch).
 
@@ -701,20 +660,11 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         self : CANetClassifier
         """
         relations = self.pair_features == "relations"
-        X = _check_X(X, relations=relations)
-        y = check_binary_labels(y, "y")
-        if y.size != X.shape[0]:
-            raise ValueError(f"X and y differ in length: {X.shape[0]} != {y.size}")
-        if np.unique(y).size < 2:
-            raise ValueError(
-                f"y holds only class {int(y[0])}; CANetClassifier needs both used (1) and "
-                "not used (0) real images"
-            )
+        X = check_candidates(X, relations=relations, dtype=np.float32)
+        y = check_training_labels(y, X.shape[0], "CANetClassifier")
         hidden = self._check_hidden()
         device = str(resolve_device(self.device))
-        seed = None
-        if self.random_state is not None:
-            seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        seed = None if self.random_state is None else derive_seed(self.random_state)
 
         memo = self._fit_key(X, y, device)
         if memo in _FITTED:
@@ -727,8 +677,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         X_train, y_train = X[train_idx], y[train_idx]
 
         # Standardisation from the training rows: real vectors and valid candidates alike.
-        valid = X_train[..., -1] >= MASK_BELOW
-        valid[:, 0] = True
+        valid = candidate_mask(X_train)
         if relations:  # one standardisation per score, over the valid candidates
             vectors = X_train[..., :-1][valid]
         else:  # the same for real and candidate vectors: [r, c] stay comparable
@@ -811,7 +760,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
     # --- prediction --------------------------------------------------------------------------
     def _check_predict_X(self, X) -> np.ndarray:
         check_is_fitted(self, "net_")
-        X = _check_X(X, relations=self.pair_features == "relations")
+        X = check_candidates(X, relations=self.pair_features == "relations", dtype=np.float32)
         if X.shape[2] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[2]} features per candidate, but CANetClassifier was fitted "
@@ -953,8 +902,7 @@ def _skip_logistic(X: np.ndarray, y: np.ndarray, module_kwargs: dict, relations:
     """Weights and intercept of a logistic regression of y on the standardised best cosine of
     each row, preceded (``relations``) by the first candidate's standardised scores: the
     skip the net starts from."""
-    valid = X[..., -1] >= MASK_BELOW
-    valid[:, 0] = True
+    valid = candidate_mask(X)
     best = np.where(valid, np.clip(X[..., -1], -1.0, 1.0), -np.inf).max(1)
     z = ((best - module_kwargs["cosine_mean"]) / module_kwargs["cosine_scale"])[:, None]
     if relations:

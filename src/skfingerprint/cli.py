@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import re
 import shutil
 import sys
 import time
@@ -27,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ._contracts import LAYER_STRING
 from .persistence import ModelFileError, load_model, save_model
 
 __all__ = ["CLIError", "build_parser", "main"]
@@ -113,7 +113,7 @@ def _short_warnings():
 
 
 def _layers_arg(text: str) -> str:
-    if not re.fullmatch(r"\s*L?\s*\d+(\s*\+\s*\d+)*\s*", text):
+    if not LAYER_STRING.fullmatch(text):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a list of blocks like 'L3+6+9' or '3+6+9' (1-based block numbers)"
         )

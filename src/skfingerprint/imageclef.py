@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from ._contracts import check_binary_labels
 from ._io import atomic_path
 from .images import ImageSet, list_image_files
-from .metrics import check_binary_labels
 from .pairs import PairedImages
 
 __all__ = ["load_imageclef_gans", "read_submission", "write_scores", "write_submission"]

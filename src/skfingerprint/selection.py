@@ -25,20 +25,17 @@ from typing import Any
 import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import relations
+from ._contracts import MASKED_COSINE, derive_seed
 from ._io import atomic_path
 from ._warnings import warn_at_caller
 from .pairs import PairEmbeddings, _l2_normalize
 
 __all__ = ["MASKED_COSINE", "FaissCandidateSelector"]
 
-#: Cosine written in the last column of a masked candidate. It lies outside ``[-1, 1]``, so
-#: ``X[..., -1] < -1`` is the mask of a selector's output.
-MASKED_COSINE = -2.0
 
 # Libraries whose index is kept besides the fit-time one (least recently used dropped first).
 _MAX_CACHED_INDEXES = 4
@@ -385,7 +382,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     # --- index management ----------------------------------------------------------------------
     def _seed(self) -> int:
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return derive_seed(self.random_state)
 
     def _effective_k(self, k: int, m: int) -> int:
         if k > m:
@@ -670,8 +667,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
         n, k = mask.shape
         top = min(self.refine_top, k)
-        rng = check_random_state(self.random_state)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=n)
+        seeds = derive_seed(self.random_state, size=n)
         rows = [np.flatnonzero(~mask[i, :top]) for i in range(n)]
         keeps = Parallel(n_jobs=self.n_jobs)(
             delayed(_spectral_keep)(cands[i, r], int(s))

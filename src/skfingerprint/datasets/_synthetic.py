@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import Bunch
 from sklearn.utils._param_validation import Interval, validate_params
 
+from .._contracts import derive_seed
 from ..pairs import make_pairs
 
 __all__ = ["make_synthetic_leak", "write_imageclef_layout"]
@@ -529,8 +530,7 @@ def _generator_finish(img: np.ndarray, distortion: float, rng: np.random.Generat
 def _make_rng(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
-    seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-    return np.random.default_rng(seed)
+    return np.random.default_rng(derive_seed(random_state))
 
 
 def _ids(prefix: str, n: int) -> list[str]:
