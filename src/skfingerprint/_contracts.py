@@ -147,8 +147,8 @@ def check_training_labels(y, n: int, estimator: str) -> np.ndarray:
     present = np.unique(y)
     if present.size < 2:
         raise ValueError(
-            f"y holds only one class ({int(present[0])}); {estimator} needs both used (1) and "
-            "not used (0) real images"
+            f"y holds only one class (only class {int(present[0])} appears); {estimator} needs "
+            "both used (1) and not used (0) real images"
         )
     return y
 
