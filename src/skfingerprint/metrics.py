@@ -85,7 +85,7 @@ def format_reports(reports: Mapping[str, Mapping[str, float]]) -> str:
     --------
     >>> from skfingerprint import format_reports
     >>> print(format_reports({"a": {"kappa": 0.5}, "b": {"kappa": 0.25}}).splitlines()[1])
-    kappa         0.500   0.250
+    kappa        0.500   0.250
     """
     names = list(reports)
     width = max(7, *(len(n) for n in names))
