@@ -75,7 +75,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     threshold : float, default=0.6
-        ``predict`` is ``predict_proba(X)[:, 1] >= threshold`` (the paper's 0.6).
+        ``predict`` is 1 where ``predict_proba(X)[:, 1] > threshold`` (the paper's 0.6): the
+        same strict rule as the baselines' ``score > threshold_``, and ``decision_function(X) >
+        0`` exactly where ``predict`` says 1.
     hidden : sequence of int, default=(1024, 512)
         Widths after the first layer (whose width is the pair width ``2D``); the paper's
         1536 -> 1024 -> 512 for D = 768. The last is the attention width.
@@ -475,8 +477,16 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             ]
         return torch.cat(out).numpy().astype(np.float64)
 
+    def _p_used(self, X) -> np.ndarray:
+        """P(used): the sigmoid of the logit divided by the calibration temperature."""
+        logit = self._logits(self._check_predict_X(X)) / self.temperature_
+        return 1.0 / (1.0 + np.exp(-logit))
+
     def decision_function(self, X) -> np.ndarray:
-        """Logit of P(used), divided by the calibration temperature.
+        """``P(used) - threshold``: positive exactly where ``predict`` says 1 (used).
+
+        As for the baselines (``score - threshold_``), the sign is the decision; the ranks are
+        those of ``predict_proba`` (hence the same ROC AUC).
 
         Parameters
         ----------
@@ -486,7 +496,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n,)
         """
-        return self._logits(self._check_predict_X(X)) / self.temperature_
+        return self._p_used(X) - self.threshold
 
     def predict_proba(self, X) -> np.ndarray:
         """``[P(not used), P(used)]`` per real image.
@@ -499,11 +509,11 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n, 2)
         """
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        p = self._p_used(X)
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X) -> np.ndarray:
-        """1 (used) where ``P(used) >= threshold``, else 0.
+        """1 (used) where ``P(used) > threshold`` (``decision_function(X) > 0``), else 0.
 
         Parameters
         ----------
@@ -513,7 +523,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         -------
         ndarray of int, shape (n,)
         """
-        return (self.predict_proba(X)[:, 1] >= self.threshold).astype(np.int64)
+        return (self.decision_function(X) > 0).astype(np.int64)
 
     # --- persistence -------------------------------------------------------------------------
     def __getstate__(self) -> dict:

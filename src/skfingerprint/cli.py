@@ -639,7 +639,7 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
     print(f"              the library and the other reals (pixels, top-{k} candidates), logistic")
     print("              regression, threshold learned for kappa")
     print("  CANet+ViT   the paper's method: tiny ViT (random weights, none downloaded), gated")
-    print(f"              fusion, FAISS top-{k} candidates, CANet (P(used) >= 0.6)")
+    print(f"              fusion, FAISS top-{k} candidates, CANet (P(used) > 0.6)")
     print("  MaxSim+ViT  one learned threshold on the best cosine, the paper's embeddings")
     print("  PixelNN     one learned threshold on the best pixel-space cosine")
     print()
@@ -850,7 +850,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_float_in(0.0, 1.0, allow_auto=True),
         default="auto",
         metavar="P",
-        help="CANet says 'used' when P(used) >= P (default auto: 0.6 with --features paper, "
+        help="CANet says 'used' when P(used) > P (default auto: 0.6 with --features paper, "
         "0.5 with relations); the other classifiers learn theirs",
     )
     fit.add_argument(
