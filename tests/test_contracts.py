@@ -82,7 +82,7 @@ def test_check_candidates_converts_before_the_finiteness_check():
 
 def test_training_labels_need_both_classes_and_one_per_image():
     assert check_training_labels([True, False], 2, "Est").tolist() == [1, 0]
-    with pytest.raises(ValueError, match=r"only one class \(only class 1 appears\); Est needs both"):
+    with pytest.raises(ValueError, match=r"only one class \(only class 1 appears\); Est needs"):
         check_training_labels([1, 1], 2, "Est")
     with pytest.raises(ValueError, match="3 labels for 2 real images"):
         check_training_labels([1, 0, 1], 2, "Est")
