@@ -557,7 +557,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
     def kneighbors(self, X: PairEmbeddings, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw top-k cosines and library indices of each real row (no threshold, no refinement).
 
-        Works before ``fit`` too (it builds, and keeps, the index of ``X``'s library).
+        Needs ``fit`` first, like ``transform``: before it, raises ``NotFittedError`` and builds
+        no index (its parameters are validated in ``fit``).
 
         Parameters
         ----------
@@ -582,15 +583,11 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
         >>> from skfingerprint.selection import FaissCandidateSelector
         >>> lib = np.eye(4, dtype=np.float32)
         >>> E = PairEmbeddings([[0.0, 2.0, 0.1, 0.0]], lib, library_key="eye")
-        >>> sim, idx = FaissCandidateSelector(k=2).kneighbors(E)
+        >>> sim, idx = FaissCandidateSelector(k=2).fit(E).kneighbors(E)
         >>> idx.tolist()
         [[1, 2]]
         """
-        if hasattr(self, "n_library_"):
-            E = self._check_fitted_input(X)
-        else:
-            self._validate_params()
-            E = _check_embeddings(X)
+        E = self._check_fitted_input(X)
         k = self.k if k is None else k
         if not isinstance(k, (Integral, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer; got {k!r}")
