@@ -1,4 +1,4 @@
-"""ImageCLEFmed GANs ("Detect Training Data Usage") folders in, submission files out.
+"""ImageCLEFmed GANs ("Detect Training Data Usage") folders in and out, submission files out.
 
 Layouts::
 

@@ -1,4 +1,4 @@
-"""Synthetic tasks and dataset writers for auditing generative models."""
+"""Synthetic leak tasks (``make_synthetic_leak``) and their ImageCLEF layout writer, for testing."""
 
 from ..imageclef import write_imageclef_layout
 from ._synthetic import make_synthetic_leak
