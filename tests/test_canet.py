@@ -10,12 +10,14 @@ import joblib
 import numpy as np
 import pytest
 import torch
+from scipy.special import logit
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.utils._param_validation import InvalidParameterError
 
+from skfingerprint.baselines import MaxSimilarityClassifier
 from skfingerprint.canet import (
     MASKED_COSINE,
     CANetClassifier,
@@ -162,8 +164,7 @@ def test_fitted_attributes_and_output_shapes(fitted, data):
     proba = fitted.predict_proba(X)
     assert proba.shape == (len(X), 2)
     np.testing.assert_allclose(proba.sum(1), 1.0)
-    logit = fitted.decision_function(X)
-    np.testing.assert_allclose(proba[:, 1], 1 / (1 + np.exp(-logit)))
+    np.testing.assert_allclose(fitted.decision_function(X), proba[:, 1] - fitted.threshold)
     assert set(np.unique(fitted.predict(X))) <= {0, 1}
 
 
@@ -175,10 +176,36 @@ def test_threshold_changes_predictions_as_documented(fitted, data):
     counts = []
     for t in (0.0, 0.3, 0.5, 0.6, 0.8):
         pred = clf.set_params(threshold=t).predict(X)  # no refit needed
-        np.testing.assert_array_equal(pred, (p >= t).astype(int))
+        np.testing.assert_array_equal(pred, (p > t).astype(int))
         counts.append(pred.sum())
     assert counts[0] == len(X)
     assert counts == sorted(counts, reverse=True) and counts[0] > counts[-1]
+
+
+def test_decision_function_is_positive_exactly_where_predict_says_used(fitted, data):
+    # decision_function used to be the logit: > 0 at P(used) > 0.5, not at the 0.6 threshold
+    X, _ = data
+    clf = clone(fitted).set_params(threshold=0.6)
+    clf.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    p = clf.predict_proba(X)[:, 1]
+    t = float(np.median(p))  # a threshold that splits the images
+    clf.set_params(threshold=t)
+    np.testing.assert_array_equal(clf.predict(X), (clf.decision_function(X) > 0).astype(int))
+    np.testing.assert_allclose(clf.decision_function(X), p - t)
+    assert 0 < clf.predict(X).sum() < len(X)
+
+
+def test_threshold_is_strict_as_in_the_baselines(fitted, data):
+    # CANet said used at P(used) == threshold (>=); the baselines do not at score == threshold_
+    X, y = data
+    clf = clone(fitted)
+    clf.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+    p = clf.predict_proba(X)[:, 1]
+    clf.set_params(threshold=float(p[0]))
+    assert clf.predict(X[:1])[0] == 0
+    assert clf.set_params(threshold=float(np.nextafter(p[0], 0))).predict(X[:1])[0] == 1
+    score = MaxSimilarityClassifier().fit(X, y).score_samples(X[:1])[0]
+    assert MaxSimilarityClassifier(threshold=score).fit(X, y).predict(X[:1])[0] == 0
 
 
 # --- determinism and persistence ---------------------------------------------------------------
@@ -278,7 +305,9 @@ def test_calibration_rescales_the_logit_of_the_same_net(fitted, data):
     assert cal.temperature_ > 0 and cal.temperature_ != 1.0
     # Same seed, same split: the same net, its logit divided by T.
     np.testing.assert_allclose(
-        cal.decision_function(X) * cal.temperature_, fitted.decision_function(X), atol=1e-5
+        logit(cal.predict_proba(X)[:, 1]) * cal.temperature_,
+        logit(fitted.predict_proba(X)[:, 1]),
+        atol=1e-4,
     )
     assert not np.allclose(cal.predict_proba(X), fitted.predict_proba(X))
 

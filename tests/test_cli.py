@@ -329,24 +329,24 @@ def test_help_explains_the_layout(capsys):
 
 
 def test_keyboard_interrupt(monkeypatch, capsys):
-    import skfingerprint.cli as cli
+    from skfingerprint.cli import _commands
 
     def interrupted(args, log):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "_cmd_evaluate", interrupted)
+    monkeypatch.setattr(_commands, "_cmd_evaluate", interrupted)
     code, _, err = run(capsys, "evaluate", "m", "d")
     assert code == 130
     assert "interrupted" in err and "Traceback" not in err
 
 
 def test_unexpected_errors_are_reported_as_bugs(monkeypatch, capsys):
-    import skfingerprint.cli as cli
+    from skfingerprint.cli import _commands
 
     def broken(args, log):
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(cli, "_cmd_evaluate", broken)
+    monkeypatch.setattr(_commands, "_cmd_evaluate", broken)
     code, _, err = run(capsys, "evaluate", "m", "d")
     assert code == 1
     assert "Traceback" in err and "bug" in err
@@ -371,7 +371,8 @@ def test_unexpected_errors_are_reported_as_bugs(monkeypatch, capsys):
 def test_each_fit_option_reaches_the_pipeline(option, context, param, value):
     """Each option of ``fit`` sets the parameter it names in the pipeline it builds, and the
     same command without it builds something else."""
-    from skfingerprint.cli import _pipeline_from_args, build_parser
+    from skfingerprint.cli import build_parser
+    from skfingerprint.cli._commands import _pipeline_from_args
 
     def params(extra):
         argv = ["fit", "train", "-o", "m.skops", "--tiny", *context, *extra]
@@ -382,7 +383,8 @@ def test_each_fit_option_reaches_the_pipeline(option, context, param, value):
 
 
 def test_model_and_checkpoint_options_reach_the_embedder(tmp_path):
-    from skfingerprint.cli import _pipeline_from_args, build_parser
+    from skfingerprint.cli import build_parser
+    from skfingerprint.cli._commands import _pipeline_from_args
 
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"")
@@ -430,7 +432,7 @@ def test_swapped_arguments_are_named(data, model, capsys, tmp_path):
 
 
 def test_demo_reads_its_own_table():
-    from skfingerprint.cli import _demo_verdict
+    from skfingerprint.cli._demo import _demo_verdict
 
     won = _demo_verdict({"Default": 0.8, "CANet+ViT": 0.3, "MaxSim+ViT": 0.4, "PixelNN": 0.7})
     assert won.startswith("The default pipeline beats") and "0.700 for PixelNN" in won

@@ -64,8 +64,8 @@ def test_pipeline_fits_and_predicts_one_label_per_real_image(task):
     proba = pipe.predict_proba(task.X_pairs)
     assert proba.shape == (40, 2) and np.allclose(proba.sum(1), 1)
     assert set(pipe.predict(task.X_pairs)) <= {0, 1}
-    # predict = P(used) >= threshold, the paper's 0.6 by default
-    np.testing.assert_array_equal(pipe.predict(task.X_pairs), proba[:, 1] >= 0.6)
+    # predict = P(used) > threshold, the paper's 0.6 by default
+    np.testing.assert_array_equal(pipe.predict(task.X_pairs), proba[:, 1] > 0.6)
 
 
 def _manual_cv_kappa(estimator, task, cv=3) -> np.ndarray:

@@ -209,15 +209,18 @@ def test_index_built_once_per_library(planted, count_builds):
     assert count_builds == [500, 40, 500]
 
 
-def test_kneighbors_works_before_fit(planted, count_builds):
+def test_kneighbors_before_fit_raises_and_builds_nothing(planted, count_builds):
+    # kneighbors used to build and keep an index before fit, while transform refused to run
     E, source = planted
     sel = FaissCandidateSelector(k=3)
-    _, idx = sel.kneighbors(E)
-    np.testing.assert_array_equal(idx[:, 0], source)
-    sel.kneighbors(E)
-    assert count_builds == [500]
+    before = dict(sel.__dict__)
     with pytest.raises(NotFittedError):
-        sel.transform(E)
+        sel.kneighbors(E)
+    assert count_builds == []
+    assert sel.__dict__ == before  # no index cache, no fitted attribute
+    _, idx = sel.fit(E).kneighbors(E)
+    np.testing.assert_array_equal(idx[:, 0], source)
+    assert count_builds == [500]
 
 
 @pytest.mark.parametrize("index", ["flat", "hnsw", "ivf"])

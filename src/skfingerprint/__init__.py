@@ -44,7 +44,7 @@ _LAZY = {
     "make_fingerprint_pipeline": "pipeline",
     "plot_leak_candidates": "plotting",
     "write_report": "report",
-    "MASKED_COSINE": "selection",
+    "MASKED_COSINE": "_contracts",
     "FaissCandidateSelector": "selection",
 }
 

@@ -23,10 +23,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ._contracts import (
+    candidate_mask,
+    check_binary_labels,
+    check_candidates,
+    check_training_labels,
+    cohen_kappa,
+)
 from .images import pixel_vectors
-from .metrics import check_binary_labels
-from .pairs import PairedImages, PairEmbeddings, check_pairs
-from .selection import _l2_normalize
+from .pairs import PairedImages, _l2_normalize, check_pairs
 
 __all__ = ["MaxSimilarityClassifier", "PixelNearestNeighbor", "learn_kappa_threshold"]
 
@@ -97,16 +102,7 @@ class _ThresholdMixin:
     """
 
     def _check_y(self, y: Any, n: int) -> np.ndarray:
-        y = check_binary_labels(y, "y")
-        if y.size != n:
-            raise ValueError(f"y has {y.size} labels for {n} real images")
-        present = np.unique(y)
-        if present.size < 2:
-            raise ValueError(
-                f"y holds only one class ({int(present[0])}); {type(self).__name__} needs both "
-                "used (1) and not-used (0) real images to learn its threshold"
-            )
-        return y
+        return check_training_labels(y, n, type(self).__name__)
 
     def _fit_threshold(self, scores: np.ndarray, y: np.ndarray) -> None:
         self.classes_ = np.array([0, 1])
@@ -165,40 +161,7 @@ class _ThresholdMixin:
 
 
 def _kappa_at(scores: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:
-    from sklearn.metrics import cohen_kappa_score
-
-    pred = (np.asarray(scores) > threshold).astype(np.int64)
-    if np.unique(np.r_[pred, y]).size < 2:
-        return threshold, 0.0
-    return threshold, float(cohen_kappa_score(y, pred))
-
-
-def _check_candidates(X: Any) -> np.ndarray:
-    """Check the ``(n, k, 2D+1)`` output of :class:`FaissCandidateSelector`."""
-    if isinstance(X, (PairEmbeddings, PairedImages)):
-        raise TypeError(
-            f"got {type(X).__name__}; MaxSimilarityClassifier takes the (n, k, 2D+1) candidate "
-            "array of FaissCandidateSelector: put a FaissCandidateSelector step before it"
-        )
-    if not isinstance(X, np.ndarray) and not hasattr(X, "__array__"):
-        raise TypeError(
-            "MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array of "
-            f"FaissCandidateSelector; got {type(X).__name__}"
-        )
-    X = np.asarray(X)
-    if X.dtype.kind not in "fiu":
-        raise ValueError(f"the candidate array must be numeric; got dtype {X.dtype}")
-    if X.ndim != 3 or X.shape[2] < 3 or X.shape[2] % 2 != 1:
-        raise ValueError(
-            "MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array of "
-            f"FaissCandidateSelector (cosine in the last column); got shape {X.shape}"
-        )
-    if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"the candidate array is empty; got shape {X.shape}")
-    cos = X[..., -1]
-    if not np.isfinite(cos).all():
-        raise ValueError("the candidate array contains NaN or infinite cosines")
-    return X
+    return threshold, cohen_kappa(y, (np.asarray(scores) > threshold).astype(np.int64))
 
 
 class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
@@ -269,7 +232,7 @@ class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         -------
         ndarray of shape (n,)
         """
-        X = _check_candidates(X)
+        X = check_candidates(X, finite="cosine")
         if hasattr(self, "n_features_in_") and X.shape[2] != self.n_features_in_:
             raise ValueError(
                 f"X has candidate rows of size {X.shape[2]}, but MaxSimilarityClassifier was "
@@ -279,7 +242,7 @@ class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         cos = X[..., -1].astype(np.float64)
-        valid = cos >= -1.0
+        valid = candidate_mask(X, first_always_valid=False)
         top = -np.sort(-np.where(valid, cos, -np.inf), axis=1)[:, : self.top_m]
         count = np.minimum(valid.sum(axis=1), self.top_m)
         total = np.where(np.isfinite(top), top, 0.0).sum(axis=1)
@@ -301,7 +264,7 @@ class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         -------
         self : MaxSimilarityClassifier
         """
-        X = _check_candidates(X)
+        X = check_candidates(X, finite="cosine")
         y = self._check_y(y, X.shape[0])
         self.n_features_in_ = X.shape[2]
         self._fit_threshold(self._score(X), y)

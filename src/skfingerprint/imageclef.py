@@ -1,4 +1,4 @@
-"""ImageCLEFmed GANs ("Detect Training Data Usage") folders in, submission files out.
+"""ImageCLEFmed GANs ("Detect Training Data Usage") folders in and out, submission files out.
 
 Layouts::
 
@@ -6,24 +6,32 @@ Layouts::
     <test>/generated/*.png    <test>/real_unknown/*.png
 
 A submission is one line per test real image, ``<image id>,<0|1>`` (id = file stem, 1 = used).
+The layout's writer (:func:`write_imageclef_layout`, for synthetic tasks) sits beside its reader.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.utils import Bunch
 
+from ._contracts import check_binary_labels
 from ._io import atomic_path
 from .images import ImageSet, list_image_files
-from .metrics import check_binary_labels
 from .pairs import PairedImages
 
-__all__ = ["load_imageclef_gans", "read_submission", "write_scores", "write_submission"]
+__all__ = [
+    "load_imageclef_gans",
+    "read_submission",
+    "write_imageclef_layout",
+    "write_scores",
+    "write_submission",
+]
 
 TRAIN_FOLDERS = ("generated", "real_used", "real_not_used")
 TEST_FOLDERS = ("generated", "real_unknown")
@@ -280,3 +288,112 @@ def read_submission(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if not ids:
         raise ValueError(f"Submission file '{path}' is empty")
     return _check_ids(ids), np.asarray(labels, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing the ImageCLEF folder layout (of a task from skfingerprint.datasets)
+# --------------------------------------------------------------------------------------------
+
+
+def _write_pngs(folder: Path, images: np.ndarray, ids: list[str]) -> None:
+    from PIL import Image
+
+    folder.mkdir()
+    for img, name in zip(images, ids, strict=True):
+        Image.fromarray(np.ascontiguousarray(img)).save(folder / f"{name}.png")
+
+
+def write_imageclef_layout(
+    task: Mapping[str, Any], path: str | os.PathLike, *, split: str = "train"
+) -> Path:
+    """Write a task as the ImageCLEFmed GANs folder layout of 8-bit grayscale PNG files.
+
+    For ``split="train"``::
+
+        <path>/generated/<generated id>.png
+        <path>/real_used/<real id>.png
+        <path>/real_not_used/<real id>.png
+
+    For ``split="test"`` the labels are withheld::
+
+        <path>/generated/<generated id>.png
+        <path>/real_unknown/<real id>.png
+
+    Parameters
+    ----------
+    task : Bunch or mapping
+        A task as returned by :func:`~skfingerprint.datasets.make_synthetic_leak`: needs
+        ``real_images``, ``ids``, ``generated_images``, ``generated_ids`` and, for the train
+        split, ``y``.
+    path : str or path-like
+        Folder to write into. It is created if missing; an existing folder must be empty.
+    split : {"train", "test"}, default="train"
+        Which layout to write.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The folder written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and is not an empty folder.
+    ValueError
+        If ``split`` is unknown or ``task`` lacks a field or holds inconsistent arrays.
+
+    Examples
+    --------
+    >>> from skfingerprint import load_imageclef_gans
+    >>> from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
+    >>> task = make_synthetic_leak(10, 10, 30, image_size=32, random_state=0)
+    >>> folder = write_imageclef_layout(task, "train")  # doctest: +SKIP
+    >>> sorted(p.name for p in folder.iterdir())  # doctest: +SKIP
+    ['generated', 'real_not_used', 'real_used']
+    >>> load_imageclef_gans(folder).X_pairs  # doctest: +SKIP
+    PairedImages(n_rows=20, library=30 generated images)
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}.")
+    need = ["real_images", "ids", "generated_images", "generated_ids"]
+    if split == "train":
+        need.append("y")
+    missing = [key for key in need if key not in task]
+    if missing:
+        raise ValueError(f"task lacks the field(s) {missing} needed for split={split!r}.")
+
+    real = np.asarray(task["real_images"])
+    generated = np.asarray(task["generated_images"])
+    ids, gen_ids = [str(i) for i in task["ids"]], [str(i) for i in task["generated_ids"]]
+    for name, arr, names in (("real_images", real, ids), ("generated_images", generated, gen_ids)):
+        if arr.dtype != np.uint8 or arr.ndim != 3:
+            raise ValueError(
+                f"task['{name}'] must be a uint8 array of shape (n, H, W), "
+                f"got dtype {arr.dtype} and shape {arr.shape}."
+            )
+        if len(names) != len(arr):
+            raise ValueError(f"task['{name}'] has {len(arr)} images but {len(names)} ids.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"the ids of task['{name}'] are not unique.")
+    if split == "train":
+        y = np.asarray(task["y"])
+        if y.shape != (len(real),) or not np.isin(y, (0, 1)).all():
+            raise ValueError(f"task['y'] must hold one 0/1 label per real image, got {y!r}.")
+
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a folder.")
+        if any(path.iterdir()):
+            raise FileExistsError(f"{path} is not empty; refusing to write into it.")
+    path.mkdir(parents=True, exist_ok=True)
+
+    _write_pngs(path / "generated", generated, gen_ids)
+    if split == "train":
+        used = y == 1
+        names = np.asarray(ids, dtype=object)
+        _write_pngs(path / "real_used", real[used], list(names[used]))
+        _write_pngs(path / "real_not_used", real[~used], list(names[~used]))
+    else:
+        _write_pngs(path / "real_unknown", real, ids)
+    return path

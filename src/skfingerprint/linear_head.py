@@ -19,8 +19,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
+from ._contracts import check_candidates
 from .baselines import _ThresholdMixin
-from .canet import _check_X
 
 __all__ = ["LinearRelationClassifier"]
 
@@ -82,7 +82,7 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         self.threshold = threshold
 
     def _scores(self, X: Any) -> np.ndarray:
-        return _check_X(X, relations=True)[:, 0, :-1]
+        return check_candidates(X, relations=True, dtype=np.float32)[:, 0, :-1]
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> LinearRelationClassifier:

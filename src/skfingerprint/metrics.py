@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     cohen_kappa_score,
@@ -17,30 +16,14 @@ from sklearn.metrics import (
     recall_score,
 )
 
+from ._contracts import check_binary_labels, cohen_kappa
+
 __all__ = ["METRIC_NAMES", "format_reports", "kappa_scorer", "membership_report"]
 
 METRIC_NAMES = ("kappa", "accuracy", "precision", "recall", "f1")
 
 #: Cohen's kappa as a scorer: ``cross_val_score(pipe, X_pairs, y, scoring=kappa_scorer)``.
 kappa_scorer = make_scorer(cohen_kappa_score)
-
-
-def check_binary_labels(y, name: str) -> np.ndarray:
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-d, one 0/1 label per real image; got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must hold only 0 (not used) and 1 (used); got dtype {arr.dtype}")
-    bad = np.unique(arr[~np.isin(arr, (0, 1))])
-    if bad.size:
-        raise ValueError(
-            f"{name} must hold only 0 (not used) and 1 (used); found {bad[:5].tolist()}"
-        )
-    return arr.astype(np.int64)
 
 
 def membership_report(y_true, y_pred, *, output_dict: bool = False) -> str | dict[str, float]:
@@ -74,7 +57,7 @@ def membership_report(y_true, y_pred, *, output_dict: bool = False) -> str | dic
     if yt.shape != yp.shape:
         raise ValueError(f"y_true and y_pred differ in length: {yt.size} != {yp.size}")
     scores = {
-        "kappa": float(cohen_kappa_score(yt, yp)) if len(np.unique(np.r_[yt, yp])) > 1 else 0.0,
+        "kappa": cohen_kappa(yt, yp),
         "accuracy": float(accuracy_score(yt, yp)),
         "precision": float(precision_score(yt, yp, zero_division=0)),
         "recall": float(recall_score(yt, yp, zero_division=0)),
@@ -102,7 +85,7 @@ def format_reports(reports: Mapping[str, Mapping[str, float]]) -> str:
     --------
     >>> from skfingerprint import format_reports
     >>> print(format_reports({"a": {"kappa": 0.5}, "b": {"kappa": 0.25}}).splitlines()[1])
-    kappa         0.500   0.250
+    kappa        0.500   0.250
     """
     names = list(reports)
     width = max(7, *(len(n) for n in names))

@@ -37,7 +37,7 @@ FEATURES = ("relations", "paper")
 # What "auto" means for each kind of candidate features: the paper's settings for its input; for
 # relation scores no cosine floor (the scores are relative, a low cosine is evidence too), the
 # 32 px pixel space (on the membership benchmark 16 px and 32+16 px did not pay:
-# benchmarks/RESULTS_variants.md) and P(used) >= 0.5 (CANet starts as a logistic regression).
+# benchmarks/RESULTS_variants.md) and P(used) > 0.5 (CANet starts as a logistic regression).
 _AUTO = {
     "paper": dict(min_similarity=0.6, threshold=0.6, pixel_size=None),
     "relations": dict(min_similarity=None, threshold=0.5, pixel_size=32),

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from ._contracts import check_binary_labels
 from ._io import atomic_path
-from .metrics import check_binary_labels, membership_report
+from .metrics import membership_report
 from .pairs import PairedImages, check_pairs
 
 __all__ = ["write_report"]

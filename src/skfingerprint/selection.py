@@ -25,20 +25,17 @@ from typing import Any
 import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import relations
+from ._contracts import MASKED_COSINE, derive_seed
 from ._io import atomic_path
 from ._warnings import warn_at_caller
 from .pairs import PairEmbeddings, _l2_normalize
 
 __all__ = ["MASKED_COSINE", "FaissCandidateSelector"]
 
-#: Cosine written in the last column of a masked candidate. It lies outside ``[-1, 1]``, so
-#: ``X[..., -1] < -1`` is the mask of a selector's output.
-MASKED_COSINE = -2.0
 
 # Libraries whose index is kept besides the fit-time one (least recently used dropped first).
 _MAX_CACHED_INDEXES = 4
@@ -385,7 +382,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     # --- index management ----------------------------------------------------------------------
     def _seed(self) -> int:
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return derive_seed(self.random_state)
 
     def _effective_k(self, k: int, m: int) -> int:
         if k > m:
@@ -560,7 +557,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
     def kneighbors(self, X: PairEmbeddings, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Raw top-k cosines and library indices of each real row (no threshold, no refinement).
 
-        Works before ``fit`` too (it builds, and keeps, the index of ``X``'s library).
+        Needs ``fit`` first, like ``transform``: before it, raises ``NotFittedError`` and builds
+        no index (its parameters are validated in ``fit``).
 
         Parameters
         ----------
@@ -585,15 +583,11 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
         >>> from skfingerprint.selection import FaissCandidateSelector
         >>> lib = np.eye(4, dtype=np.float32)
         >>> E = PairEmbeddings([[0.0, 2.0, 0.1, 0.0]], lib, library_key="eye")
-        >>> sim, idx = FaissCandidateSelector(k=2).kneighbors(E)
+        >>> sim, idx = FaissCandidateSelector(k=2).fit(E).kneighbors(E)
         >>> idx.tolist()
         [[1, 2]]
         """
-        if hasattr(self, "n_library_"):
-            E = self._check_fitted_input(X)
-        else:
-            self._validate_params()
-            E = _check_embeddings(X)
+        E = self._check_fitted_input(X)
         k = self.k if k is None else k
         if not isinstance(k, (Integral, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer; got {k!r}")
@@ -670,8 +664,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
         n, k = mask.shape
         top = min(self.refine_top, k)
-        rng = check_random_state(self.random_state)
-        seeds = rng.randint(np.iinfo(np.int32).max, size=n)
+        seeds = derive_seed(self.random_state, size=n)
         rows = [np.flatnonzero(~mask[i, :top]) for i in range(n)]
         keeps = Parallel(n_jobs=self.n_jobs)(
             delayed(_spectral_keep)(cands[i, r], int(s))
