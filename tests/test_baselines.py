@@ -394,8 +394,8 @@ def test_one_class_message_names_the_estimator_and_what_it_needs():
     with pytest.raises(ValueError) as err:
         MaxSimilarityClassifier().fit(candidates([[0.9], [0.1]]), [1, 1])
     assert str(err.value) == (
-        "y holds only one class (1); MaxSimilarityClassifier needs both used (1) and "
-        "not-used (0) real images to learn its threshold"
+        "y holds only one class (only class 1 appears); MaxSimilarityClassifier needs both "
+        "used (1) and not used (0) real images"
     )
 
 
@@ -440,27 +440,24 @@ def test_candidate_array_messages_are_exact():
     with pytest.raises(TypeError) as err:
         MaxSimilarityClassifier().fit(E, y)
     assert str(err.value) == (
-        "got PairEmbeddings; MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array "
-        "of FaissCandidateSelector: put a FaissCandidateSelector step before it"
-    )
-    with pytest.raises(TypeError) as err:
-        MaxSimilarityClassifier().fit([[[0.0, 1.0, 0.9]]], [1])
-    assert str(err.value) == (
-        "MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array of "
-        "FaissCandidateSelector; got list"
+        "X must be the (n, k, 2D+1) candidate array of FaissCandidateSelector; got "
+        "PairEmbeddings: put a FaissCandidateSelector step before this classifier"
     )
     with pytest.raises(ValueError) as err:
         MaxSimilarityClassifier().fit(np.zeros((2, 1, 4)), [1, 0])
     assert str(err.value) == (
-        "MaxSimilarityClassifier takes the (n, k, 2D+1) candidate array of "
-        "FaissCandidateSelector (cosine in the last column); got shape (2, 1, 4)"
+        "X must have 2D + 1 features per candidate (real vector, candidate vector, cosine), an "
+        "odd number >= 3, as the (n, k, 2D+1) candidate array of FaissCandidateSelector has; "
+        "got 4"
     )
     with pytest.raises(ValueError) as err:
         MaxSimilarityClassifier().fit(np.full((2, 1, 3), "a"), [1, 0])
-    assert str(err.value) == "the candidate array must be numeric; got dtype <U1"
+    assert str(err.value) == (
+        "X must hold floats ([real vector, candidate vector, cosine] per candidate); got dtype <U1"
+    )
     with pytest.raises(ValueError) as err:
         MaxSimilarityClassifier().fit(candidates([[0.9], [np.inf]]), [1, 0])
-    assert str(err.value) == "the candidate array contains NaN or infinite cosines"
+    assert str(err.value) == "X contains NaN or infinite cosines"
 
 
 @pytest.mark.parametrize("shape", [(0, 2, 3), (2, 0, 3)])
@@ -468,20 +465,21 @@ def test_empty_candidate_arrays_are_refused(shape):
     """No real images, or no candidates per real image (catches ``and`` and a wrong axis)."""
     with pytest.raises(ValueError) as err:
         MaxSimilarityClassifier(threshold=0.5).fit(np.zeros(shape, np.float32), [])
-    assert str(err.value) == f"the candidate array is empty; got shape {shape}"
+    assert str(err.value) == f"X is empty: shape {shape}"
 
 
 def test_array_likes_that_are_not_ndarrays_are_accepted():
-    """Anything with ``__array__`` (a torch tensor here) is taken as an array (catches the
-    check turned into ``or`` and a misspelled attribute)."""
+    """Anything numpy converts (a torch tensor, nested lists) is taken as an array, with the
+    same answers as the ndarray."""
     import torch
 
     X = candidates([[0.9], [0.1], [0.8], [0.2]])
     y = [1, 0, 1, 0]
-    a = MaxSimilarityClassifier().fit(torch.from_numpy(X), y)
     b = MaxSimilarityClassifier().fit(X, y)
-    assert a.threshold_ == b.threshold_
-    np.testing.assert_array_equal(a.predict(torch.from_numpy(X)), b.predict(X))
+    for like in (torch.from_numpy(X), X.tolist()):
+        a = MaxSimilarityClassifier().fit(like, y)
+        assert a.threshold_ == b.threshold_
+        np.testing.assert_array_equal(a.predict(like), b.predict(X))
 
 
 def test_pixel_nn_reads_images_in_batches_of_batch_size(easy_task, monkeypatch):
