@@ -527,3 +527,357 @@ def test_pickles_without_index_or_cache_and_saved_meta_names_the_library(planted
     FaissCandidateSelector(k=3, index_path=path).fit(E)
     meta = json.loads(path.with_name("lib.index.json").read_text())
     assert meta == {"library_key": "planted", "n_library": 500, "n_features": 16, "index": "flat"}
+
+
+# --- survivors of the second mutation run (issue 18); each test names the bug it catches ------
+
+
+def test_input_messages_are_exact():
+    """Catches a message emptied, re-cased or naming the wrong type, and the "..." rule."""
+    with pytest.raises(TypeError) as info:
+        FaissCandidateSelector().fit(np.zeros((2, 3)))
+    assert str(info.value) == (
+        "X must be a PairEmbeddings: the output of ViTLayerFusionEmbedder.transform on X_pairs "
+        "(from make_pairs or load_imageclef_gans), or one built by hand as "
+        "PairEmbeddings(real, library, library_key); got ndarray"
+    )
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector().fit(PairEmbeddings(np.zeros((0, 3)), np.ones((4, 3)), "k"))
+    assert str(info.value) == "X: there are no real rows (0 real embeddings)"
+    with pytest.raises(TypeError) as info:
+        FaissCandidateSelector().fit(PairEmbeddings(np.ones((2, 3)), np.ones((4, 3)), 5))
+    assert str(info.value) == "X.library_key must be a str; got int"
+    for n_bad, rows in [
+        (10, "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"),
+        (11, "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9]..."),
+    ]:
+        real = np.ones((12, 3))
+        real[:n_bad] = np.nan
+        with pytest.raises(ValueError) as info:
+            FaissCandidateSelector().fit(PairEmbeddings(real, np.ones((4, 3)), "k"))
+        assert str(info.value) == f"X.real contains NaN or infinite values (rows {rows})"
+
+
+def test_ivf_list_count_follows_its_rule():
+    """About 4 sqrt(m) lists with >= 39 training points each, at least 1 (catches each
+    constant and operator of the rule)."""
+    assert selection._ivf_nlist(10) == 1
+    assert selection._ivf_nlist(1014) == 26  # 1014 // 39; 1014 // 40 would be 25
+    assert selection._ivf_nlist(100_000) == 1265  # round(4 * 316.2)
+
+
+def test_ivf_index_is_spherical_inner_product_and_seeded(planted):
+    from skfingerprint._contracts import derive_seed
+
+    E, _ = planted
+    idx = FaissCandidateSelector(index="ivf", random_state=7).fit(E).index_
+    assert isinstance(idx, faiss.IndexIVFFlat)
+    assert idx.nlist == selection._ivf_nlist(500)
+    assert idx.metric_type == faiss.METRIC_INNER_PRODUCT
+    assert idx.cp.spherical is True and idx.cp.seed == derive_seed(7)
+    assert faiss.downcast_index(idx.quantizer).metric_type == faiss.METRIC_INNER_PRODUCT
+
+
+def test_hnsw_links_per_node_is_hnsw_m(planted):
+    E, _ = planted
+    idx = FaissCandidateSelector(index="hnsw", hnsw_m=12).fit(E).index_
+    assert idx.hnsw.nb_neighbors(1) == 12 and idx.hnsw.nb_neighbors(0) == 24
+
+
+def test_factory_indexes_are_inner_product_seeded_and_get_search_parameters(planted):
+    """A factory string gets the inner-product metric and the seed; nprobe and efSearch reach
+    an IVF or HNSW index wrapped in a transform (catches misspelled parameter names)."""
+    from skfingerprint._contracts import derive_seed
+
+    E, _ = planted
+    sel = FaissCandidateSelector(k=5, index="IVF8,Flat", random_state=3).fit(E)
+    assert sel.index_.metric_type == faiss.METRIC_INNER_PRODUCT
+    assert faiss.extract_index_ivf(sel.index_).cp.seed == derive_seed(3)
+    sel = FaissCandidateSelector(k=5, index="PCA8,IVF8,Flat", nprobe=3).fit(E)
+    sel.transform(E)
+    assert faiss.extract_index_ivf(sel.index_).nprobe == 3
+    sel = FaissCandidateSelector(k=5, index="PCA8,HNSW16", ef_search=40).fit(E)
+    sel.transform(E)
+    inner = faiss.downcast_index(faiss.downcast_index(sel.index_).index)
+    assert inner.hnsw.efSearch == 40
+    FaissCandidateSelector(k=5, index="Flat").fit(E).transform(E)  # no IVF inside: no seed to set
+
+
+def test_factory_errors_end_with_faiss_own_reason(planted):
+    E, _ = planted
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector(index="NoSuchIndex,Flat").fit(E)
+    assert str(info.value).endswith("could not parse index string NoSuchIndex,Flat")
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector(index="IVF4096,Flat").fit(E)
+    assert str(info.value).startswith(
+        "Cannot train the FAISS index 'IVF4096,Flat' on a library of 500 vectors: "
+    )
+    assert not str(info.value).endswith("None")
+
+
+def test_index_path_in_missing_folders_is_created(planted, tmp_path):
+    E, _ = planted
+    path = tmp_path / "a" / "b" / "lib.faiss"
+    FaissCandidateSelector(k=3, index_path=path).fit(E)
+    assert faiss.read_index(str(path)).ntotal == 500
+    assert json.loads(path.with_name("lib.faiss.json").read_text())["n_library"] == 500
+
+
+@pytest.mark.parametrize("mmap", [True, False])
+def test_saved_index_is_memory_mapped_only_when_asked(planted, tmp_path, monkeypatch, mmap):
+    E, _ = planted
+    path = tmp_path / "lib.faiss"
+    FaissCandidateSelector(k=3, index_path=path).fit(E)
+    calls = []
+    real_read = faiss.read_index
+
+    def spy(name, flags=0):
+        calls.append((name, flags))
+        return real_read(name, flags)
+
+    monkeypatch.setattr(faiss, "read_index", spy)
+    FaissCandidateSelector(k=3, index_path=path, mmap=mmap).fit(E)
+    assert calls == [(str(path), faiss.IO_FLAG_MMAP_IFC if mmap else 0)]
+
+
+def test_unreadable_index_message_ends_with_faiss_reason(planted, tmp_path):
+    E, _ = planted
+    path = tmp_path / "lib.faiss"
+    FaissCandidateSelector(k=3, index_path=path).fit(E)
+    path.write_bytes(b"not an index")
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector(k=3, index_path=path).fit(E)
+    message = str(info.value)
+    assert message.startswith(f"Cannot read the FAISS index file '{path}': ")
+    assert not message.endswith("None") and len(message) > len(f"... '{path}': ") + 10
+
+
+def test_saved_index_of_another_size_than_its_metadata_is_refused(planted, tmp_path):
+    E, _ = planted
+    path = tmp_path / "lib.faiss"
+    FaissCandidateSelector(k=3, index_path=path).fit(E)
+    small = faiss.IndexFlatIP(16)
+    small.add(np.ascontiguousarray(unit(E.library[:400]), dtype=np.float32))
+    faiss.write_index(small, str(path))  # metadata still says 500
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector(k=3, index_path=path).fit(E)
+    assert str(info.value) == (
+        f"The FAISS index file '{path}' holds 400 vectors of size 16; its metadata and the "
+        "library say 500 of size 16. Delete it to rebuild"
+    )
+
+
+def test_metadata_mismatch_lists_every_wrong_key(planted, tmp_path):
+    E, _ = planted
+    path = tmp_path / "lib.faiss"
+    FaissCandidateSelector(k=3, index_path=path).fit(E)
+    other = PairEmbeddings(E.real, E.library[:400], "other")
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector(k=3, index_path=path).fit(other)
+    assert "library_key='planted' (now 'other'), n_library=500 (now 400). Delete it" in str(
+        info.value
+    )
+
+
+def test_defaults_and_every_parameter_are_kept():
+    assert FaissCandidateSelector().get_params() == {
+        "k": 100,
+        "min_similarity": 0.6,
+        "index": "flat",
+        "hnsw_m": 32,
+        "ef_construction": 100,
+        "ef_search": 128,
+        "nprobe": 16,
+        "features": "paper",
+        "relation_spaces": None,
+        "refine": None,
+        "refine_top": 50,
+        "index_path": None,
+        "mmap": True,
+        "n_jobs": None,
+        "random_state": None,
+    }
+    params = {"n_jobs": 2, "random_state": 5, "refine_top": 7, "mmap": False}
+    assert FaissCandidateSelector(**params).get_params() | params == (
+        FaissCandidateSelector(**params).get_params()
+    )
+    tags = FaissCandidateSelector().__sklearn_tags__()
+    assert tags.input_tags.two_d_array is False and tags.requires_fit is True
+    assert tags.transformer_tags.preserves_dtype == ["float32"]
+
+
+def test_k_equal_to_the_library_size_does_not_warn(planted):
+    import warnings
+
+    E, _ = planted
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        X = FaissCandidateSelector(k=500, min_similarity=None).fit(E).transform(E)
+    assert X.shape[1] == 500
+
+
+def test_libraries_of_the_same_shape_get_their_own_index(planted):
+    """The cache is keyed by library: two libraries of one shape never share an index."""
+    E, _ = planted
+    rng = np.random.default_rng(1)
+    a = PairEmbeddings(E.real, rng.normal(size=(500, 16)).astype(np.float32), "a")
+    b = PairEmbeddings(E.real, rng.normal(size=(500, 16)).astype(np.float32), "b")
+    sel = FaissCandidateSelector(k=4, min_similarity=None).fit(E)
+    for other in (a, b, a, b):
+        np.testing.assert_array_equal(
+            sel.kneighbors(other)[1], exact_topk(other.real, other.library, 4)[1]
+        )
+
+
+def test_index_cache_keeps_the_four_most_recent_libraries(planted, count_builds):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=2).fit(E)
+    libraries = [PairEmbeddings(E.real, E.library[: 100 + i], f"lib{i}") for i in range(5)]
+    for other in libraries[:4]:
+        sel.transform(other)
+    assert len(count_builds) == 1 + 4
+    for other in libraries[:4]:  # all four still cached
+        sel.transform(other)
+    assert len(count_builds) == 1 + 4
+    sel.transform(libraries[4])  # a fifth evicts the least recently used (lib0)
+    sel.transform(libraries[3])
+    assert len(count_builds) == 1 + 5
+    sel.transform(libraries[0])
+    assert count_builds[-1] == 100 and len(count_builds) == 1 + 6
+
+
+def test_pickled_state_holds_no_faiss_object(planted):
+    """The index cache never reaches the pickle (catches the cache stored or popped under
+    another name): only the fit-time index, as bytes."""
+    E, _ = planted
+    sel = FaissCandidateSelector(k=3).fit(E)
+    sel.transform(PairEmbeddings(E.real, E.library[:300], "other"))
+    state = sel.__getstate__()
+    assert not [key for key, value in state.items() if isinstance(value, (faiss.Index, dict))]
+    assert isinstance(state["_index_bytes"], np.ndarray)
+
+
+class _HolesIndex(faiss.IndexFlatIP):
+    """An exact index that, like an approximate one, fails to return some results: all of row
+    0's and the last two of row 1's."""
+
+    def search(self, x, k, **kwargs):
+        sims, ids = super().search(x, k)
+        sims[0], ids[0] = -3.4e38, -1
+        sims[1, -2:], ids[1, -2:] = -3.4e38, -1
+        return sims, ids
+
+
+def test_results_an_index_missed_are_searched_again_or_masked(planted):
+    E, _ = planted
+    sel = FaissCandidateSelector(k=6, min_similarity=None).fit(E)
+    holes = _HolesIndex(16)
+    holes.add(np.ascontiguousarray(unit(E.library), dtype=np.float32))
+    sel.index_ = holes
+    sims, ids = sel.kneighbors(E)
+    ref_sims, ref_ids = exact_topk(E.real, E.library, 6)
+    np.testing.assert_array_equal(ids[0], ref_ids[0])  # row 0: searched exactly instead
+    np.testing.assert_allclose(sims[0], ref_sims[0], atol=1e-5)
+    np.testing.assert_array_equal(ids[1], np.r_[ref_ids[1, :4], -1, -1])
+    np.testing.assert_array_equal(sims[1, 4:], [MASKED_COSINE, MASKED_COSINE])
+    assert sims.dtype == np.float32
+    X = sel.transform(E)
+    np.testing.assert_array_equal(X[1, 4:, -1], MASKED_COSINE)
+    assert not X[1, 4:, 16:32].any()
+
+
+def test_cosines_of_copies_and_opposites_stay_inside_minus_one_one():
+    """float32 inner products of unit vectors overshoot 1 and -1 by an ulp: clipped, so an
+    opposite vector is a cosine of -1 and never reads as masked (< -1)."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(30, 16)).astype(np.float32)
+    E = PairEmbeddings(real, np.r_[real, -real], "copies")
+    X = FaissCandidateSelector(k=60, min_similarity=None).fit(E).transform(E)
+    assert X[..., -1].max() == 1.0 and X[..., -1].min() == -1.0
+    last = X[:, -1, -1]  # the opposite copy: last, -1 within float32 rounding, not masked
+    assert ((last >= -1.0) & (last < -0.9999)).all()
+
+
+def test_ties_keep_the_exact_index_order():
+    """Re-sorting is stable: equal cosines keep the order FAISS returned (catches an unstable
+    sort, which reorders ties among more than 16 candidates)."""
+    rng = np.random.default_rng(0)
+    tied = rng.normal(size=(1, 8))
+    lib = np.r_[np.tile(tied, (30, 1)), rng.normal(size=(20, 8))]
+    lib = lib[rng.permutation(50)].astype(np.float32)
+    E = PairEmbeddings(tied, lib, "t")
+    idx = faiss.IndexFlatIP(8)
+    idx.add(np.ascontiguousarray(unit(lib), dtype=np.float32))
+    _, raw_ids = idx.search(np.ascontiguousarray(unit(E.real), dtype=np.float32), 40)
+    _, ids = FaissCandidateSelector(k=40, min_similarity=None).fit(E).kneighbors(E)
+    np.testing.assert_array_equal(ids, raw_ids)
+
+
+def test_refit_forgets_the_earlier_fit(planted):
+    """A refit in the paper's mode drops the relation mode's spaces and statistics, and the
+    indexes of earlier libraries (catches the stale names misspelled)."""
+    E, _ = planted
+    rng = np.random.default_rng(2)
+    R = PairEmbeddings(
+        E.real,
+        E.library,
+        "planted",
+        spaces={"pixels": (rng.normal(size=(20, 9)), rng.normal(size=(500, 9)))},
+    )
+    sel = FaissCandidateSelector(k=3, features="relations", relation_spaces=("pixels",)).fit(R)
+    sel.set_params(features="paper").fit(E)
+    assert not hasattr(sel, "spaces_") and not hasattr(sel, "relation_stats_")
+    np.testing.assert_array_equal(sel.kneighbors(E)[1], exact_topk(E.real, E.library, 3)[1])
+    sel.transform(PairEmbeddings(E.real, E.library[:300], "other"))
+    sel.fit(E)
+    assert "_index_cache" not in sel.__dict__
+
+
+def test_relation_mode_messages_are_exact(planted):
+    E, _ = planted
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector(features="relations", refine="spectral").fit(E)
+    assert str(info.value) == (
+        "refine='spectral' prunes the paper's candidates; features='relations' scores every "
+        "candidate. Use one or the other"
+    )
+    with pytest.raises(ValueError) as info:
+        FaissCandidateSelector(features="relations", relation_spaces=()).fit(E)
+    assert str(info.value) == "relation_spaces is empty; name at least one space"
+
+
+def test_unpickled_selector_reads_its_index_file_and_builds_nothing(
+    planted, tmp_path, count_builds
+):
+    E, _ = planted
+    path = tmp_path / "lib.faiss"
+    sel = FaissCandidateSelector(k=3, index_path=path).fit(E)
+    blob = pickle.dumps(sel)
+    del count_builds[:]
+    again = pickle.loads(blob)
+    assert again.index_.ntotal == 500
+    np.testing.assert_array_equal(again.transform(E), sel.transform(E))
+    assert count_builds == []
+    path.unlink()
+    with pytest.raises(FileNotFoundError) as info:
+        pickle.loads(blob)
+    assert str(info.value) == (
+        f"This FaissCandidateSelector reads its index from '{path}', which does not exist any "
+        "more; refit it, or restore the file"
+    )
+
+
+def test_spectral_refinement_splits_three_candidates_and_tolerates_opposites():
+    """Three candidates are enough to split (catches ``< 3`` moved); negative cosines count as
+    no affinity, and a disconnected graph raises no warning."""
+    import warnings
+
+    a, b = np.eye(4, dtype=np.float32)[:2]
+    keep = selection._spectral_keep(np.stack([a, a * 0.99 + b * 0.01, b]), seed=0)
+    assert keep.tolist() == [True, True, False]
+    cands = unit(np.stack([a, a + 0.05 * b, -a, -a - 0.05 * b])).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        keep = selection._spectral_keep(cands, seed=0)
+    assert keep.tolist() == [True, True, False, False]
