@@ -10,7 +10,9 @@ rewrites ``benchmarks/RESULTS_mutation.md``.
     make mutate      # rm -rf mutants; mutmut run; this script
 
 ``--root DIR`` (repeatable) reads the results of other checkouts too, each module from the
-first root that has it: a slow module can come from a separate run.
+first root that has it: a slow module can come from a separate run, and the command line's
+modules come from ``make mutate-cli`` (its tests fit small models, so they run apart, with
+their own test selection, in ``build/mutate-cli``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,9 @@ sys.path.insert(0, str(BENCH))
 from bench_quality import machine  # noqa: E402
 
 MUTMUT = [sys.executable, "-m", "mutmut"]
-LINE = re.compile(r"^\s*(skfingerprint\.(\w+)\.\S+): (.+)$")
+# "skfingerprint.cli._commands.xǁ_Classǁmethod__mutmut_3: survived": the module is what precedes
+# the mangled function name (x_ or xǁ).
+LINE = re.compile(r"^\s*(skfingerprint\.([\w.]+?)\.x[_ǁ]\S*): (.+)$")
 
 
 def equivalents() -> dict[str, str]:
@@ -95,7 +99,7 @@ def main(argv=None) -> int:
         scored = sum(counts.values()) - len(equivalent)
         score = killed / scored if scored else float("nan")
         lines.append(
-            f"| {module}.py | {sum(counts.values())} | {killed} | {len(survived)} | "
+            f"| {module.replace('.', '/')}.py | {sum(counts.values())} | {killed} | {len(survived)} | "
             f"{len(equivalent)} | {other} | {100 * score:.1f}% | `{where[module]}` |"
         )
         survivors += [(n, known.get(n), where[module]) for n in survived]

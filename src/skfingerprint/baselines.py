@@ -88,8 +88,8 @@ def learn_kappa_threshold(scores, y) -> tuple[float, float]:
     tn = neg - fp
     po = (tp + tn) / n
     pe = (pred_pos * pos + (n - pred_pos) * neg) / (n * n)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kappa = np.where(pe < 1.0, (po - pe) / (1.0 - pe), 0.0)
+    # every cut predicts some rows "used" and some not (0 < pred_pos < n), so pe < 1
+    kappa = (po - pe) / (1.0 - pe)
     best = int(np.argmax(kappa))
     return float((uniq[best] + uniq[best + 1]) / 2.0), float(kappa[best])
 
@@ -246,8 +246,7 @@ class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         top = -np.sort(-np.where(valid, cos, -np.inf), axis=1)[:, : self.top_m]
         count = np.minimum(valid.sum(axis=1), self.top_m)
         total = np.where(np.isfinite(top), top, 0.0).sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            return np.where(count > 0, total / np.maximum(count, 1), -1.0)
+        return np.where(count > 0, total / np.maximum(count, 1), -1.0)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> MaxSimilarityClassifier:
