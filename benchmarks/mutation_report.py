@@ -99,7 +99,8 @@ def main(argv=None) -> int:
         scored = sum(counts.values()) - len(equivalent)
         score = killed / scored if scored else float("nan")
         lines.append(
-            f"| {module.replace('.', '/')}.py | {sum(counts.values())} | {killed} | {len(survived)} | "
+            f"| {module.replace('.', '/')}.py | {sum(counts.values())} | {killed} | "
+            f"{len(survived)} | "
             f"{len(equivalent)} | {other} | {100 * score:.1f}% | `{where[module]}` |"
         )
         survivors += [(n, known.get(n), where[module]) for n in survived]
