@@ -433,7 +433,7 @@ def test_grid_over_the_threshold_trains_once_per_fold_and_scores_as_retraining(d
     clear_memory_cache()
     kept = GridSearchCV(CANetClassifier(**FAST), grid, cv=3, scoring=kappa_scorer).fit(X, y)
     assert len(trainings) == 4
-    monkeypatch.setattr(canet, "_MAX_FITTED", 0)  # nothing kept: every fit trains
+    monkeypatch.setattr(canet._FITTED, "max_size", 0)  # nothing kept: every fit trains
     clear_memory_cache()
     trainings.clear()
     retrained = GridSearchCV(CANetClassifier(**FAST), grid, cv=3, scoring=kappa_scorer).fit(X, y)

@@ -16,6 +16,7 @@ __version__ = "0.1.0.dev0"
 #: Public name -> the module that defines it.
 _LAZY = {
     "clear_memory_cache": "_cache",
+    "set_memory_cache_limit": "_cache",
     "WeightsUnavailableError": "_vit",
     "MaxSimilarityClassifier": "baselines",
     "PixelNearestNeighbor": "baselines",

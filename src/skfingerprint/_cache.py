@@ -2,10 +2,11 @@
 
 Entries are keyed by image content and by the model (architecture, weights digest, input size,
 dtype). In memory they live in a process-wide store (so clones made by GridSearchCV share
-them); with ``cache_dir`` each entry is also one ``.npy`` file, written to a temporary name and
-renamed into place, so an interrupted run or two processes sharing the folder never leave a
-corrupt entry (``atomic_path`` also removes the temporary file a killed writer left, the next
-time the entry is written).
+them), bounded by bytes with the least recently used evicted first (see
+:func:`set_memory_cache_limit`); with ``cache_dir`` each entry is also one ``.npy`` file,
+written to a temporary name and renamed into place, so an interrupted run or two processes
+sharing the folder never leave a corrupt entry (``atomic_path`` also removes the temporary file
+a killed writer left, the next time the entry is written).
 """
 
 from __future__ import annotations
@@ -17,18 +18,28 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_path
+from ._lru import LRUCache
 from ._warnings import warn_at_caller
 
-__all__ = ["TokenCache", "clear_memory_cache"]
+__all__ = ["TokenCache", "clear_memory_cache", "set_memory_cache_limit"]
 
-_MEMORY: dict[str, dict[str, np.ndarray]] = {}
+#: Default bound of the in-memory tokens, in bytes. A ViT-B entry is 12 blocks x 768 float16 =
+#: 18,432 bytes, so 2 GiB keeps about 116,000 images (ViT-L, 24 x 1024: about 43,000): a large
+#: library, yet a small share of a workstation's memory.
+DEFAULT_MEMORY_LIMIT = 2 * 1024**3
+
+# Tokens by (model key, image key), all models together, bounded by their bytes.
+_MEMORY: LRUCache[tuple[str, str], np.ndarray] = LRUCache(
+    DEFAULT_MEMORY_LIMIT, size=lambda arr: arr.nbytes
+)
 
 
 def clear_memory_cache() -> None:
-    """Forget every in-memory embedding and kept CANet fit (the on-disk cache is left alone).
+    """Forget every in-memory embedding, file digest and kept CANet fit (not the disk cache).
 
-    The embedder keeps every image's per-block tokens in memory for the life of the process,
-    and CANet keeps its last few seeded fits (so a grid over ``threshold`` trains once per
+    The embedder keeps images' per-block tokens in memory for the life of the process (up to
+    :func:`set_memory_cache_limit` bytes), the image loader the digests and sizes of the files
+    it read, and CANet its last few seeded fits (so a grid over ``threshold`` trains once per
     fold); call this to free that memory, or to time a cold start.
 
     Examples
@@ -37,9 +48,41 @@ def clear_memory_cache() -> None:
     >>> clear_memory_cache()
     """
     _MEMORY.clear()
+    images = sys.modules.get("skfingerprint.images")  # loaded only if images were read
+    if images is not None:
+        images._FILE_KEYS.clear()
+        images._FILE_SIZES.clear()
     canet = sys.modules.get("skfingerprint.canet")  # loaded only if CANet was used
     if canet is not None:
         canet._FITTED.clear()
+
+
+def set_memory_cache_limit(nbytes: int) -> None:
+    """Bound the bytes of per-image tokens kept in memory (default 2 GiB).
+
+    The in-memory token cache is shared by every embedder of the process, all models together.
+    Past the bound the least recently used images are evicted first, at once if the bound
+    shrinks; an evicted image is read back from ``cache_dir`` when the embedder has one, else
+    it goes through the ViT again. ``0`` keeps nothing in memory.
+
+    Parameters
+    ----------
+    nbytes : int
+        The bound in bytes, >= 0. One ViT-B image takes 12 blocks x 768 float16 = 18,432
+        bytes, so the default keeps about 116,000 ViT-B images.
+
+    Raises
+    ------
+    ValueError
+        ``nbytes`` is not an int >= 0.
+
+    Examples
+    --------
+    >>> from skfingerprint import set_memory_cache_limit
+    >>> set_memory_cache_limit(512 * 1024**2)  # 512 MiB
+    >>> set_memory_cache_limit(2 * 1024**3)  # the default
+    """
+    _MEMORY.resize(nbytes)
 
 
 class TokenCache:
@@ -55,14 +98,13 @@ class TokenCache:
 
     def __init__(self, model_key: str, cache_dir: str | os.PathLike | None = None) -> None:
         self.model_key = model_key
-        self.memory = _MEMORY.setdefault(model_key, {})
         self.folder = None if cache_dir is None else Path(cache_dir) / model_key
 
     def _path(self, key: str) -> Path:
         return self.folder / key[:2] / f"{key}.npy"
 
     def get(self, key: str) -> np.ndarray | None:
-        hit = self.memory.get(key)
+        hit = _MEMORY.get((self.model_key, key))
         if hit is not None or self.folder is None:
             return hit
         path = self._path(key)
@@ -76,12 +118,12 @@ class TokenCache:
                 RuntimeWarning,
             )
             return None
-        self.memory[key] = arr
+        _MEMORY.put((self.model_key, key), arr)
         return arr
 
     def put(self, key: str, tokens: np.ndarray) -> None:
         arr = np.ascontiguousarray(tokens, dtype=np.float16)
-        self.memory[key] = arr
+        _MEMORY.put((self.model_key, key), arr)  # not kept if larger than the whole bound
         if self.folder is None:
             return
         path = self._path(key)

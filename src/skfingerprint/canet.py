@@ -18,7 +18,6 @@ import math
 import re
 import sys
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import pairwise
 from numbers import Integral, Real
@@ -50,6 +49,7 @@ from ._contracts import (
     check_training_labels,
     derive_seed,
 )
+from ._lru import LRUCache
 from ._progress import format_seconds, is_interactive
 from ._vit import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
 from ._warnings import warn_at_caller
@@ -59,9 +59,8 @@ __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 # Fitted states of seeded fits, keyed by the data and every parameter but ``threshold`` (which
 # only acts in ``predict``): a GridSearchCV over ``clf__threshold`` trains each fold's net once
 # instead of once per threshold. Seeded fits repeat exactly, so a reused state is the state a
-# retraining would give. Bounded; ``clear_memory_cache()`` empties it.
-_FITTED: OrderedDict[str, dict] = OrderedDict()
-_MAX_FITTED = 4
+# retraining would give. The last 4 are kept; ``clear_memory_cache()`` empties it.
+_FITTED: LRUCache[str, dict] = LRUCache(4)
 _NOT_IN_FIT_KEY = ("threshold",)
 
 
@@ -352,9 +351,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         seed = None if self.random_state is None else derive_seed(self.random_state)
 
         memo = self._fit_key(X, y, device)
-        if memo in _FITTED:
-            _FITTED.move_to_end(memo)
-            return self._restore_fit(_FITTED[memo])
+        kept = None if memo is None else _FITTED.get(memo)
+        if kept is not None:
+            return self._restore_fit(kept)
 
         n, k, n_features = X.shape
         split = self._split(y, seed) if (self.early_stopping or self.calibrate) else None
@@ -412,10 +411,8 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         if self.calibrate and split is not None:
             logits = self._logits(X[split[1]])
             self.temperature_ = _fit_temperature(logits, y[split[1]])
-        if memo is not None and _MAX_FITTED > 0:
-            _FITTED[memo] = copy.deepcopy(self._fitted_state())
-            while len(_FITTED) > _MAX_FITTED:
-                _FITTED.popitem(last=False)
+        if memo is not None and _FITTED.max_size > 0:
+            _FITTED.put(memo, copy.deepcopy(self._fitted_state()))
         return self
 
     def _fit_key(self, X: np.ndarray, y: np.ndarray, device: str) -> str | None:

@@ -18,16 +18,21 @@ from typing import Any
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ._lru import LRUCache
+
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "ImageSet", "as_image_set", "to_model_input"]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
+# Entries kept per file memo below, least recently used evicted first: a few hundred bytes each
+# (path, digest), so at most some 100 MB, and more files than most libraries hold.
+_MAX_FILE_ENTRIES = 200_000
 # File digests by (path, size, mtime): re-hashing a large library on every transform is wasted I/O.
-_FILE_KEYS: dict[tuple[str, int, int], str] = {}
+_FILE_KEYS: LRUCache[tuple[str, int, int], str] = LRUCache(_MAX_FILE_ENTRIES)
 # (height, width) from file headers, keyed the same way: checking files and learning their sizes
 # opens each header once.
-_FILE_SIZES: dict[tuple[str, int, int], tuple[int, int]] = {}
+_FILE_SIZES: LRUCache[tuple[str, int, int], tuple[int, int]] = LRUCache(_MAX_FILE_ENTRIES)
 
 
 class ImageLoadError(ValueError):
@@ -82,10 +87,12 @@ def _file_memo(path: Path) -> tuple[str, int, int]:
 def _header_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` from the file's header (opened once per file version)."""
     memo = _file_memo(path)
-    if memo not in _FILE_SIZES:
+    size = _FILE_SIZES.get(memo)
+    if size is None:
         with _open_image(path) as img:  # parses the header only
-            _FILE_SIZES[memo] = (int(img.height), int(img.width))
-    return _FILE_SIZES[memo]
+            size = (int(img.height), int(img.width))
+        _FILE_SIZES.put(memo, size)
+    return size
 
 
 def _read_file(path: Path) -> np.ndarray:
@@ -344,11 +351,13 @@ class ImageSet(Sequence):
         if self.paths is not None:
             path = self.paths[i]
             memo = _file_memo(path)
-            if memo not in _FILE_KEYS:
+            key = _FILE_KEYS.get(memo)
+            if key is None:
                 h.update(b"file")
                 h.update(path.read_bytes())
-                _FILE_KEYS[memo] = h.hexdigest()
-            return _FILE_KEYS[memo]
+                key = h.hexdigest()
+                _FILE_KEYS.put(memo, key)
+            return key
         img = np.ascontiguousarray(self.array[i])
         h.update(f"array{img.dtype.str}{img.shape}".encode())
         h.update(img.tobytes())
