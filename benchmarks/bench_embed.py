@@ -342,13 +342,7 @@ def write_results(results: dict, path: Path) -> None:
     t, g, r, p = results["throughput"], results["grid"], results["rss"], results["peaks"]
     c = results.get("compile")
     flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in results["flags"].items())
-    probe = "; ".join(
-        f"{k}: {v['skipped']}"
-        if "skipped" in v
-        else f"{k}: {_fmt(v['img_s'], '.2f')} img/s, cosine {v['cosine']:.4f}"
-        for k, v in t["dtype_probe"].items()
-        if isinstance(v, dict)
-    )
+    probe = "; ".join(_probe_text(k, v) for k, v in t["dtype_probe"].items() if isinstance(v, dict))
     peak_rows = [
         f"| {dt} matmul, {shape} | {v:.1f} GFLOP/s |"
         for dt in ("fp32", "bf16")
@@ -362,6 +356,7 @@ def write_results(results: dict, path: Path) -> None:
         f"Load average at the start: {results['load']}. All rows of a section come from one "
         "run.",
         "",
+        *_load_note(results["load"]),
         "## Throughput, vit_base_patch16_224, batch 32",
         "",
         f"{t['n_images']} images (256x256, decoded from memory and resized to 224), the best of "
@@ -420,8 +415,24 @@ def write_results(results: dict, path: Path) -> None:
     path.write_text("\n".join(lines))
 
 
-def _fmt(value, spec: str) -> str:
-    return "not timed" if value is None else format(value, spec)
+def _load_note(load: str) -> list[str]:
+    if float(load.split(",")[0]) <= (os.cpu_count() or 1):
+        return []
+    return [
+        "**The machine was loaded at the start** (load average above its core count: other "
+        "jobs, such as a low-priority mutation-testing run, were running): absolute numbers "
+        "may be lower and noisier than on an idle machine, peaks included; the ratios compare "
+        "timings taken side by side, and each timing is the best of its rounds.",
+        "",
+    ]
+
+
+def _probe_text(name: str, row: dict) -> str:
+    if "skipped" in row:
+        return f"{name} skipped: {row['skipped']}"
+    if row["img_s"] is None:
+        return f"{name}: {row['note']}, not timed"
+    return f"{name}: {row['img_s']:.2f} img/s, cosine {row['cosine']:.4f}"
 
 
 def _compile_lines(c: dict | None) -> list[str]:
@@ -433,7 +444,9 @@ def _compile_lines(c: dict | None) -> list[str]:
     verdict = (
         "slower than eager here, so the embedder stays eager"
         if c["compiled_over_eager"] < 1.0
-        else "faster here; not used yet (see below)"
+        else "faster on this batch, but not used: compiling costs the time above once per "
+        "process and again for each new batch shape (a last, partial batch): more than it saves "
+        "on a few hundred images, and a gain measured on one batch wants repeating first"
     )
     return [
         *head,
