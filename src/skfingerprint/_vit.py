@@ -423,30 +423,35 @@ def check_pretrained_available(name: str) -> None:
         )
 
 
-def _load_checkpoint(vit: nn.Module, checkpoint: str | os.PathLike) -> None:
+def _checkpoint_keys(path: Path) -> set[str]:
     from timm.models import load_state_dict
 
-    path = Path(checkpoint)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: '{path}'")
     try:
-        state = load_state_dict(str(path), weights_only=True)
+        return set(load_state_dict(str(path), weights_only=True))  # "module." stripped
     except Exception as exc:
         raise ValueError(f"Cannot read checkpoint '{path}': {exc}") from exc
-    state = {k.removeprefix("module."): v for k, v in state.items()}
-    state = {
-        k: v for k, v in state.items() if not k.startswith(("head.", "fc_norm.", "head_drop."))
-    }
+
+
+def _create_vit_from_checkpoint(name: str, path: Path, kwargs: dict, seed: int) -> nn.Module:
+    """timm's own loading of a local file (``pretrained_cfg_overlay=dict(file=...)``): weights
+    only, ``module.`` prefixes and the classifier dropped, position embeddings resampled when
+    the file was trained at another input size, every other key required (timm loads
+    non-strictly once it has dropped a classifier, so the keys are checked here)."""
+    in_file = _checkpoint_keys(path)
+    overlay = dict(file=str(path))
     try:
-        result = vit.load_state_dict(state, strict=False)
-    except RuntimeError as exc:  # shape mismatches
-        raise ValueError(f"checkpoint '{path}' does not fit this model: {exc}") from None
-    missing = [k for k in result.missing_keys if not k.startswith(("head.", "fc_norm."))]
-    if missing or result.unexpected_keys:
-        raise ValueError(
-            f"checkpoint '{path}' does not fit this model: missing {missing[:5]}, unexpected "
-            f"{result.unexpected_keys[:5]}"
+        vit = _create_vit(
+            name, pretrained=True, kwargs={**kwargs, "pretrained_cfg_overlay": overlay}, seed=seed
         )
+    except (RuntimeError, KeyError) as exc:  # shape mismatches
+        raise ValueError(f"checkpoint '{path}' does not fit this model: {exc}") from None
+    head = ("head.", "fc_norm.", "head_drop.")
+    missing = sorted(k for k in vit.state_dict() if k not in in_file and not k.startswith(head))
+    if missing:
+        raise ValueError(f"checkpoint '{path}' does not fit this model: missing {missing[:5]}")
+    return vit
 
 
 def load_backbone(
@@ -486,10 +491,11 @@ def _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code) -
     use_hub = pretrained and checkpoint is None
     if use_hub:
         check_pretrained_available(name)
-    vit = _create_vit(name, pretrained=use_hub, kwargs=kwargs, seed=seed)
+    if checkpoint is not None:
+        vit = _create_vit_from_checkpoint(name, Path(checkpoint), kwargs, seed)
+    else:
+        vit = _create_vit(name, pretrained=use_hub, kwargs=kwargs, seed=seed)
     with seeded_torch(seed):
-        if checkpoint is not None:
-            _load_checkpoint(vit, checkpoint)
         if not hasattr(vit, "blocks") or not hasattr(vit, "patch_embed"):
             raise ValueError(f"timm model {name!r} is not a Vision Transformer (no blocks)")
         if getattr(vit, "cls_token", None) is None:
