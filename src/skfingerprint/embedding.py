@@ -126,7 +126,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Load timm's pretrained weights (downloaded once into timm's hub cache). With no
         network and no cached weights this fails at once with an error that says how to fix it.
     checkpoint : str or Path, default=None
-        A local weights file (``.safetensors``, ``.pth``) loaded instead of downloading.
+        A local weights file (``.safetensors``, ``.pth``) loaded instead of downloading, by
+        timm's own loader: a file trained at another input size has its position embedding
+        resampled; one missing weights of the model is refused.
     model_kwargs : dict, default=None
         Extra arguments for ``timm.create_model`` (``depth``, ``embed_dim``, ``img_size``, ...).
     layers : sequence of int or str, default=None
