@@ -20,6 +20,7 @@ results are rewritten into ``benchmarks/RESULTS_embed.md``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -36,13 +37,48 @@ HERE = Path(__file__).resolve().parent
 VIT_B_GFLOP = 17.6  # forward FLOPs of vit_base_patch16_224 per image (multiply-adds x 2)
 
 
-def matmul_gflops(dtype: torch.dtype, n: int = 1024, reps: int = 3) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+# Matrix products whose speed bounds the ViT's: square ones, and the shape of ViT-B's MLP at
+# batch 32 ((32 x 196 tokens) x 768 @ 768 x 3072), where most of its FLOPs are spent.
+MATMUL_SHAPES = {"1024^3": (1024, 1024, 1024), "2048^3": (2048, 2048, 2048)}
+MATMUL_SHAPES["ViT-B MLP 6272x768x3072"] = (6272, 768, 3072)
+
+
+def matmul_gflops(dtype: torch.dtype, shape: tuple[int, int, int], min_s: float = 1.0) -> float:
+    """GFLOP/s of ``(m, k) @ (k, n)`` products, repeated for at least ``min_s`` after a warm-up."""
+    m, k, n = shape
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
     a @ b
-    start = time.perf_counter()
-    for _ in range(reps):
+    reps, start = 0, time.perf_counter()
+    while reps == 0 or time.perf_counter() - start < min_s:
         a @ b
-    return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+        reps += 1
+    return 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9
+
+
+def cpu_flags() -> dict:
+    try:
+        flags = set(
+            re.search(r"flags\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).split()
+        )
+    except (OSError, AttributeError):
+        flags = set()
+    return {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+
+
+def bench_peaks(quick: bool) -> dict:
+    """Measured matmul peaks. bf16 is timed on every shape only where it is native: emulated
+    (AVX2), one 1024^3 product takes seconds and the large ones minutes."""
+    from skfingerprint._vit import cpu_has_fast_bf16
+
+    res = {"fp32": {}, "bf16": {}}
+    for name, shape in MATMUL_SHAPES.items():
+        res["fp32"][name] = matmul_gflops(torch.float32, shape, 0.5 if quick else 1.5)
+    bf16_shapes = MATMUL_SHAPES if cpu_has_fast_bf16() else {"1024^3": MATMUL_SHAPES["1024^3"]}
+    for name, shape in bf16_shapes.items():
+        res["bf16"][name] = matmul_gflops(torch.bfloat16, shape, 0.5 if quick else 1.5)
+    res["fp32_peak"] = max(res["fp32"].values())
+    res["bf16_peak"] = max(res["bf16"].values())
+    return res
 
 
 def synthetic_images(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
@@ -52,61 +88,144 @@ def synthetic_images(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
     return task.real_images
 
 
-def bench_throughput(n_images: int, n_bf16: int) -> dict:
+@contextlib.contextmanager
+def count_vit_images():
+    """Count the images that go through ``Backbone.embed_batch`` inside the block."""
+    from skfingerprint import _vit
+
+    counter = {"images": 0}
+    real = _vit.Backbone.embed_batch
+
+    def counting(self, x, *args, **kwargs):
+        counter["images"] += len(x)
+        return real(self, x, *args, **kwargs)
+
+    _vit.Backbone.embed_batch = counting
+    try:
+        yield counter
+    finally:
+        _vit.Backbone.embed_batch = real
+
+
+def bench_throughput(n_images: int, n_bf16: int, rounds: int, peaks: dict) -> dict:
+    """Three timings of the same images at batch 32, construction excluded from all three,
+    interleaved over ``rounds`` (the best round of each is kept): a naive timm fp32 loop
+    (decode, resize, ``model(x)``); the embedder's ViT forward alone on inputs prepared
+    beforehand, in the precision dtype="auto" chose; and the whole ``fit_transform``."""
     import timm
 
     from skfingerprint import ViTLayerFusionEmbedder, clear_memory_cache
     from skfingerprint.images import as_image_set, to_model_input
 
     images = synthetic_images(n_images)
+    imgs = as_image_set(images)
     torch.manual_seed(0)
     naive = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=0).eval()
-    imgs = as_image_set(images)
 
     def naive_loop():
-        outs = []
-        for _, batch in imgs.iter_batches(32):
-            x = to_model_input(batch, 224, (0.5,) * 3, (0.5,) * 3)
-            with torch.no_grad():
-                outs.append(naive(x))
-        return torch.cat(outs)
+        with torch.no_grad():
+            for _, batch in imgs.iter_batches(32):
+                naive(to_model_input(batch, 224, (0.5,) * 3, (0.5,) * 3))
 
-    def embedder(dtype, data):
-        clear_memory_cache()
-        emb = ViTLayerFusionEmbedder(
-            "vit_base_patch16_224", pretrained=False, fusion="mean", dtype=dtype, random_state=0
-        )
-        start = time.perf_counter()
-        out = emb.fit_transform(data)
-        return time.perf_counter() - start, out, emb
-
-    fp32_peak, bf16_peak = matmul_gflops(torch.float32), matmul_gflops(torch.bfloat16)
-    naive_loop()  # warm-up: oneDNN/MKL kernels, page cache
+    emb = ViTLayerFusionEmbedder(
+        "vit_base_patch16_224", pretrained=False, fusion="mean", dtype="auto", random_state=0
+    )
     start = time.perf_counter()
-    naive_loop()
-    t_naive = time.perf_counter() - start
-    t_auto, _, emb_auto = embedder("auto", images)
-    auto_dtype = str(emb_auto._runtime()[1]).removeprefix("torch.")
-    # agreement: bf16 vs fp32 on the same images
-    _, e32, _ = embedder("float32", images[:n_bf16])
-    t_bf16, e16, _ = embedder("bfloat16", images[:n_bf16])
+    emb.fit(images[:1])  # builds the ViT-B and runs the dtype probe (once per process)
+    t_setup = time.perf_counter() - start
+    device, dtype = emb._runtime()
+    backbone = emb.backbone_
+    inputs = [emb._model_input(batch, backbone) for _, batch in imgs.iter_batches(emb.batch_size)]
+
+    def forward_only():
+        for x in inputs:
+            backbone.embed_batch(x, device, dtype)
+
+    def whole():
+        clear_memory_cache()
+        return emb.fit_transform(images)
+
+    naive(inputs[0][:4])  # warm-up: oneDNN/MKL kernels
+    forward_only()
+    times = {"naive": [], "forward": [], "embed": []}
+    for _ in range(rounds):
+        for name, fn in (("naive", naive_loop), ("forward", forward_only), ("embed", whole)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    t_naive, t_fwd, t_embed = (min(times[k]) for k in ("naive", "forward", "embed"))
+
+    # agreement of bf16 embeddings with fp32 ones on the same images
+    def embed_as(dt, data):
+        clear_memory_cache()
+        e = ViTLayerFusionEmbedder(
+            "vit_base_patch16_224", pretrained=False, fusion="mean", dtype=dt, random_state=0
+        )
+        return e.fit_transform(data)
+
+    e32, e16 = embed_as("float32", images[:n_bf16]), embed_as("bfloat16", images[:n_bf16])
     cos = (e32 * e16).sum(1) / np.linalg.norm(e32, axis=1) / np.linalg.norm(e16, axis=1)
+    name = str(dtype).removeprefix("torch.")
+    peak = peaks["bf16_peak"] if dtype == torch.bfloat16 else peaks["fp32_peak"]
     res = {
         "n_images": n_images,
+        "rounds": rounds,
+        "setup_s": t_setup,
+        "dtype_auto": name,
+        "dtype_probe": emb.dtype_probe_,
         "naive_fp32_img_s": n_images / t_naive,
-        "embedder_auto_img_s": n_images / t_auto,
-        "embedder_auto_dtype": auto_dtype,
-        "speedup_auto_vs_naive": t_naive / t_auto,
-        "embedder_bf16_img_s": n_bf16 / t_bf16,
-        "fp32_matmul_gflops": fp32_peak,
-        "bf16_matmul_gflops": bf16_peak,
-        "embedder_auto_gflops": VIT_B_GFLOP * n_images / t_auto,
+        "forward_img_s": n_images / t_fwd,
+        "embedder_auto_img_s": n_images / t_embed,
+        "roofline_img_s": peak / VIT_B_GFLOP,
+        "fp32_roofline_img_s": peaks["fp32_peak"] / VIT_B_GFLOP,
+        "bf16_roofline_img_s": peaks["bf16_peak"] / VIT_B_GFLOP,
+        "speedup_auto_vs_naive": t_naive / t_embed,
+        "overhead_fraction": t_embed / t_fwd - 1,
         "bf16_vs_fp32_cos_min": float(cos.min()),
         "bf16_vs_fp32_cos_mean": float(cos.mean()),
         "n_bf16": n_bf16,
+        "times_s": times,
     }
-    res["auto_fraction_of_bf16_peak"] = res["embedder_auto_gflops"] / bf16_peak
-    res["auto_fraction_of_fp32_peak"] = res["embedder_auto_gflops"] / fp32_peak
+    res["auto_fraction_of_roofline"] = res["embedder_auto_img_s"] / res["roofline_img_s"]
+    res["forward_fraction_of_roofline"] = res["forward_img_s"] / res["roofline_img_s"]
+    probe_cos = (emb.dtype_probe_ or {}).get(name, {}).get("cosine")
+    res["auto_vs_fp32_cos"] = 1.0 if dtype == torch.float32 else probe_cos
+    return res
+
+
+def bench_compile(peaks: dict) -> dict:
+    """``torch.compile`` (inductor) of the fp32 forward against eager, one batch of 32, side by
+    side after the compiled module's first call (which includes compiling)."""
+    from skfingerprint import _vit
+
+    backbone = _vit.load_backbone(
+        "vit_base_patch16_224",
+        pretrained=False,
+        checkpoint=None,
+        model_kwargs=None,
+        seed=0,
+        position_code=False,
+    )
+    module = backbone.runtime(torch.device("cpu"))
+    x = torch.randn(32, 3, 224, 224)
+    res = {}
+    with torch.inference_mode():
+        eager_out = module(x)
+        start = time.perf_counter()
+        try:
+            compiled = torch.compile(module)
+            out = compiled(x)
+        except Exception as exc:  # no C compiler, no triton/inductor backend, ...
+            return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        res["compile_s"] = time.perf_counter() - start
+        res["max_abs_diff"] = float((out - eager_out).abs().max())
+        for name, fn in (("eager", module), ("compiled", compiled), ("eager2", module)):
+            start = time.perf_counter()
+            fn(x)
+            res[f"{name}_img_s"] = 32 / (time.perf_counter() - start)
+    res["compiled_over_eager"] = res["compiled_img_s"] / max(
+        res["eager_img_s"], res["eager2_img_s"]
+    )
     return res
 
 
@@ -122,7 +241,6 @@ def bench_grid(n_real: int, n_lib: int) -> dict:
         kappa_scorer,
     )
     from skfingerprint.datasets import make_synthetic_leak
-    from skfingerprint.embedding import VIT_STATS
 
     task = make_synthetic_leak(
         n_real // 2, n_real - n_real // 2, n_lib, image_size=128, random_state=0
@@ -142,12 +260,13 @@ def bench_grid(n_real: int, n_lib: int) -> dict:
             ]
         )
 
+    # build the ViT-B (same seed, so the same cached backbone) outside both timings
+    pipe().steps[0][1].fit(task.real_images[:1])
     clear_memory_cache()
-    before = VIT_STATS["images"]
-    start = time.perf_counter()
-    pipe().fit(task.X_pairs, task.y)
-    t_fit = time.perf_counter() - start
-    passes_fit = VIT_STATS["images"] - before
+    with count_vit_images() as passes_fit:
+        start = time.perf_counter()
+        pipe().fit(task.X_pairs, task.y)
+        t_fit = time.perf_counter() - start
     clear_memory_cache()
     grid = GridSearchCV(
         pipe(),
@@ -158,14 +277,14 @@ def bench_grid(n_real: int, n_lib: int) -> dict:
         cv=3,
         scoring=kappa_scorer,
     )
-    before = VIT_STATS["images"]
-    start = time.perf_counter()
-    grid.fit(task.X_pairs, task.y)
-    t_grid = time.perf_counter() - start
+    with count_vit_images() as passes_grid:
+        start = time.perf_counter()
+        grid.fit(task.X_pairs, task.y)
+        t_grid = time.perf_counter() - start
     return {
         "unique_images": n_real + n_lib,
-        "vit_images_one_fit": passes_fit,
-        "vit_images_grid": VIT_STATS["images"] - before,
+        "vit_images_one_fit": passes_fit["images"],
+        "vit_images_grid": passes_grid["images"],
         "n_candidates_fitted": 4 * 3 * 3 + 1,
         "one_fit_s": t_fit,
         "grid_s": t_grid,
@@ -174,12 +293,12 @@ def bench_grid(n_real: int, n_lib: int) -> dict:
 
 
 RSS_CHILD = r"""
-import json, resource, sys
+import json, sys
 from pathlib import Path
 from skfingerprint import ViTLayerFusionEmbedder
-def rss_mb():
+def rss_mb(field="VmRSS"):
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS"):
+        if line.startswith(field):
             return int(line.split()[1]) / 1024
 kw = dict(img_size=64, patch_size=32, embed_dim=768, depth=12, num_heads=12)
 emb = ViTLayerFusionEmbedder("vit_base_patch16_224", pretrained=False, model_kwargs=kw,
@@ -188,7 +307,9 @@ first = sorted(Path(sys.argv[1]).glob("*.png"))[:1]
 emb.fit(first)  # loads the model and warms every code path: the baseline
 base = rss_mb()
 out = emb.fit_transform(sys.argv[1])
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: Python starts this process by vfork + exec, and Linux hands the
+# parent's peak RSS (the whole benchmark's) on to the child's ru_maxrss at exec
+peak = rss_mb("VmHWM")
 print(json.dumps({"n": len(out), "rss_model_mb": base, "rss_peak_mb": peak}))
 """
 
@@ -220,30 +341,55 @@ def bench_rss(n_files: int) -> dict:
 
 
 def write_results(results: dict, path: Path) -> None:
-    t, g, r = results["throughput"], results["grid"], results["rss"]
+    t, g, r, p = results["throughput"], results["grid"], results["rss"], results["peaks"]
+    c = results.get("compile")
+    flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in results["flags"].items())
+    probe = "; ".join(_probe_text(k, v) for k, v in t["dtype_probe"].items() if isinstance(v, dict))
+    peak_rows = [
+        f"| {dt} matmul, {shape} | {v:.1f} GFLOP/s |"
+        for dt in ("fp32", "bf16")
+        for shape, v in p[dt].items()
+    ]
     lines = [
         "# Embedder benchmark",
         "",
-        f"Written by `python benchmarks/bench_embed.py` on {results['machine']}, "
-        f"{time.strftime('%Y-%m-%d')}. All rows of a section come from one run.",
+        f"Written by `python benchmarks/bench_embed.py{' --quick' if results['quick'] else ''}`"
+        f" on {results['machine']}, {time.strftime('%Y-%m-%d')}. CPU flags: {flags}. "
+        f"Load average at the start: {results['load']}. All rows of a section come from one "
+        "run.",
         "",
+        *_load_note(results["load"]),
         "## Throughput, vit_base_patch16_224, batch 32",
+        "",
+        f"{t['n_images']} images (256x256, decoded from memory and resized to 224), the best of "
+        f"{t['rounds']} interleaved rounds of each timing; building the ViT-B is outside every "
+        f"timing ({t['setup_s']:.1f} s, with the dtype probe). The roofline is the measured "
+        f"matmul peak / {VIT_B_GFLOP} GFLOP per image: the largest of the shapes below, since "
+        "the forward's products are large (its MLP is the last shape) and a small product "
+        "would understate what the machine can do.",
         "",
         "| what | value |",
         "|---|---|",
+        *peak_rows,
+        f"| ViT-B/16 roofline, fp32 / bf16 | {t['fp32_roofline_img_s']:.2f} / "
+        f"{t['bf16_roofline_img_s']:.3f} img/s |",
         f"| naive timm fp32 `model(x)` loop | {t['naive_fp32_img_s']:.2f} img/s |",
-        f"| embedder, dtype=auto ({t['embedder_auto_dtype']}) | {t['embedder_auto_img_s']:.2f} "
-        f"img/s |",
-        f"| **speed-up vs naive** (target >= 4x) | **{t['speedup_auto_vs_naive']:.2f}x** |",
-        f"| embedder, dtype=bfloat16 | {t['embedder_bf16_img_s']:.2f} img/s |",
-        f"| fp32 / bf16 matmul peak measured | {t['fp32_matmul_gflops']:.0f} / "
-        f"{t['bf16_matmul_gflops']:.1f} GFLOP/s |",
-        f"| embedder (auto) achieved | {t['embedder_auto_gflops']:.0f} GFLOP/s = "
-        f"{t['auto_fraction_of_fp32_peak']:.0%} of fp32 peak, "
-        f"{t['auto_fraction_of_bf16_peak']:.0%} of bf16 peak |",
-        f"| bf16 vs fp32 embedding cosine, min / mean over {t['n_bf16']} images (target >= 0.99) "
-        f"| {t['bf16_vs_fp32_cos_min']:.5f} / {t['bf16_vs_fp32_cos_mean']:.5f} |",
+        f"| dtype=auto chose | {t['dtype_auto']} ({probe}) |",
+        f"| embedder ViT forward alone ({t['dtype_auto']}) | {t['forward_img_s']:.2f} img/s = "
+        f"{t['forward_fraction_of_roofline']:.0%} of the {t['dtype_auto']} roofline |",
+        f"| **embedder, dtype=auto, whole fit_transform** | **{t['embedder_auto_img_s']:.2f} "
+        "img/s** |",
+        f"| **% of the roofline of the precision it picked** (target >= 70%) | "
+        f"**{t['auto_fraction_of_roofline']:.0%}** |",
+        f"| **ratio to naive fp32** (target >= 1.0 on AVX2-only CPUs) | "
+        f"**{t['speedup_auto_vs_naive']:.2f}x** |",
+        f"| **overhead: whole embed / forward alone - 1** (target <= 10%) | "
+        f"**{t['overhead_fraction']:.1%}** |",
+        f"| embeddings' cosine to fp32 (dtype=auto) | {t['auto_vs_fp32_cos']:.5f} |",
+        f"| bf16 vs fp32 embedding cosine, min / mean over {t['n_bf16']} images | "
+        f"{t['bf16_vs_fp32_cos_min']:.5f} / {t['bf16_vs_fp32_cos_mean']:.5f} |",
         "",
+        *_compile_lines(c),
         "## GridSearchCV: 4 layer sets x 3 thresholds x 3 folds (37 fits with the refit)",
         "",
         "| what | value |",
@@ -265,10 +411,59 @@ def write_results(results: dict, path: Path) -> None:
         f"| embedding time | {r['embed_s']:.0f} s |",
         "",
         "The memory run uses a ViT of ViT-B's width and depth (768 x 12, so the same cache per "
-        "image) on 64 px input with 32 px patches, so 10,000 images fit in minutes.",
+        "image) on 64 px input with 32 px patches, so 10,000 images fit in minutes. The peak "
+        "is the child process's VmHWM: its ru_maxrss would include the parent's peak, handed "
+        "on through vfork + exec.",
         "",
+        *results.get("notes", []),
     ]
     path.write_text("\n".join(lines))
+
+
+def _load_note(load: str) -> list[str]:
+    if float(load.split(",")[0]) <= (os.cpu_count() or 1):
+        return []
+    return [
+        "**The machine was loaded at the start** (load average above its core count: other "
+        "jobs, such as a low-priority mutation-testing run, were running): absolute numbers "
+        "may be lower and noisier than on an idle machine, peaks included; the ratios compare "
+        "timings taken side by side, and each timing is the best of its rounds.",
+        "",
+    ]
+
+
+def _probe_text(name: str, row: dict) -> str:
+    if "skipped" in row:
+        return f"{name} skipped: {row['skipped']}"
+    if row["img_s"] is None:
+        return f"{name}: {row['note']}, not timed"
+    return f"{name}: {row['img_s']:.2f} img/s, cosine {row['cosine']:.4f}"
+
+
+def _compile_lines(c: dict | None) -> list[str]:
+    if c is None:
+        return []
+    head = ["## torch.compile (inductor), fp32 forward, one batch of 32", ""]
+    if "error" in c:
+        return [*head, f"Failed here: `{c['error']}`. The embedder stays eager.", ""]
+    verdict = (
+        "slower than eager here, so the embedder stays eager"
+        if c["compiled_over_eager"] < 1.0
+        else "faster on this batch, but not used: compiling costs the time above once per "
+        "process and again for each new batch shape (a last, partial batch): more than it saves "
+        "on a few hundred images, and a gain measured on one batch wants repeating first"
+    )
+    return [
+        *head,
+        "| what | value |",
+        "|---|---|",
+        f"| compile + first call | {c['compile_s']:.0f} s |",
+        f"| eager / compiled / eager again | {c['eager_img_s']:.2f} / {c['compiled_img_s']:.2f} "
+        f"/ {c['eager2_img_s']:.2f} img/s |",
+        f"| compiled / best eager | {c['compiled_over_eager']:.2f}x ({verdict}) |",
+        f"| largest difference from eager | {c['max_abs_diff']:.1e} |",
+        "",
+    ]
 
 
 def machine() -> str:
@@ -283,12 +478,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (smoke test)")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS_embed.md")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile trial")
+    parser.add_argument("--only-throughput", action="store_true", help="skip grid and memory")
     args = parser.parse_args()
     q = args.quick
-    results = {"machine": machine()}
-    print(f"machine: {results['machine']}", flush=True)
-    results["throughput"] = bench_throughput(8 if q else 64, 2 if q else 8)
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    results = {"machine": machine(), "flags": cpu_flags(), "quick": q, "load": load}
+    print(f"machine: {results['machine']}; {results['flags']}; load {load}", flush=True)
+    results["peaks"] = bench_peaks(q)
+    print(json.dumps(results["peaks"], indent=1), flush=True)
+    results["throughput"] = bench_throughput(
+        32 if q else 64, 2 if q else 8, 1 if q else 2, results["peaks"]
+    )
     print(json.dumps(results["throughput"], indent=1), flush=True)
+    if not args.no_compile:
+        results["compile"] = bench_compile(results["peaks"])
+        print(json.dumps(results["compile"], indent=1), flush=True)
+    if args.only_throughput:
+        return
     results["grid"] = bench_grid(8 if q else 48, 8 if q else 48)
     print(json.dumps(results["grid"], indent=1), flush=True)
     results["rss"] = bench_rss(200 if q else 10_000)

@@ -34,3 +34,43 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class ViTPasses:
+    """How many images and batches went through the ViT (``Backbone.embed_batch``)."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.batches = 0
+
+    def wrap(self, embed_batch):
+        def counting(backbone, x, *args, **kwargs):
+            out = embed_batch(backbone, x, *args, **kwargs)
+            self.images += len(x)
+            self.batches += 1
+            return out
+
+        counting.vit_passes = self
+        return counting
+
+
+@pytest.fixture
+def vit_passes(monkeypatch):
+    """Count the images embedded by the ViT during a test (library code keeps no counter)."""
+    from skfingerprint import _vit
+
+    counter = ViTPasses()
+    monkeypatch.setattr(_vit.Backbone, "embed_batch", counter.wrap(_vit.Backbone.embed_batch))
+    return counter
+
+
+def install_vit_counter() -> ViTPasses:
+    """Count ViT passes for the rest of this process (for worker processes, where a fixture
+    cannot reach); installing twice returns the same counter."""
+    from skfingerprint import _vit
+
+    current = getattr(_vit.Backbone.embed_batch, "vit_passes", None)
+    if current is None:
+        current = ViTPasses()
+        _vit.Backbone.embed_batch = current.wrap(_vit.Backbone.embed_batch)
+    return current

@@ -17,7 +17,8 @@ from sklearn.model_selection import GridSearchCV
 
 from skfingerprint import _vit, clear_memory_cache, kappa_scorer, make_fingerprint_pipeline
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.embedding import VIT_STATS
+
+from .conftest import install_vit_counter
 
 distributed = pytest.importorskip("distributed")
 
@@ -80,10 +81,10 @@ def test_concurrent_backbone_loads_get_the_seeded_weights():
         assert all(b is loaded[0] for b in loaded), "built once, shared"
 
 
-def test_grid_search_on_dask_threads_matches_the_default_backend(task, reference):
+def test_grid_search_on_dask_threads_matches_the_default_backend(task, reference, vit_passes):
     clear_memory_cache()
     _vit._BACKBONES.clear()  # the workers' first fits load the ViT concurrently
-    before = VIT_STATS["images"]
+    before = vit_passes.images
     with (
         distributed.LocalCluster(
             n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
@@ -96,15 +97,14 @@ def test_grid_search_on_dask_threads_matches_the_default_backend(task, reference
     # In-process workers share the process-wide memory cache. Two fits running at once may both
     # miss an image before either has stored it, so each of the 64 unique images goes through
     # the ViT once or twice, never once per fit (12 fits + the refit).
-    assert 64 <= VIT_STATS["images"] - before <= 2 * 64
+    assert 64 <= vit_passes.images - before <= 2 * 64
 
 
 def _worker_counts():
     """(images this process ran through the ViT, tokens in its memory cache)."""
     from skfingerprint._cache import _MEMORY
-    from skfingerprint.embedding import VIT_STATS
 
-    return VIT_STATS["images"], len(_MEMORY)
+    return install_vit_counter().images, len(_MEMORY)
 
 
 @pytest.mark.slow
@@ -121,6 +121,7 @@ def test_worker_processes_reuse_a_shared_cache_dir(task, reference, tmp_path):
         distributed.Client(cluster) as client,
         joblib.parallel_backend("dask"),
     ):
+        client.run(install_vit_counter)  # each worker process counts its own ViT passes
         on_dask = grid_search(task, tmp_path).set_params(n_jobs=-1).fit(task.X_pairs, task.y)
         with_disk = list(client.run(_worker_counts).values())
         # the same search without cache_dir, on workers whose memory cache is emptied first

@@ -23,7 +23,7 @@ from skfingerprint import (
     make_pairs,
 )
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.embedding import VIT_STATS, parse_layers
+from skfingerprint.embedding import parse_layers
 from skfingerprint.pairs import PairEmbeddings
 
 from .conftest import write_png
@@ -41,10 +41,6 @@ def tiny_embedder(**params):
 @pytest.fixture(scope="module")
 def task():
     return make_synthetic_leak(12, 12, 24, image_size=48, random_state=0)
-
-
-def vit_runs():
-    return VIT_STATS["images"]
 
 
 def test_outputs_on_pairs_and_plain_images(task):
@@ -106,28 +102,28 @@ def test_layers_out_of_range_at_fit_names_the_depth(task):
         tiny_embedder(layers="L6+12+18").fit(task.X_pairs, task.y)
 
 
-def test_changing_layers_fusion_or_cloning_never_reruns_the_vit(task):
+def test_changing_layers_fusion_or_cloning_never_reruns_the_vit(task, vit_passes):
     clear_memory_cache()
-    before = vit_runs()
+    before = vit_passes.images
     emb = tiny_embedder().fit(task.X_pairs, task.y)
-    assert vit_runs() - before == 48  # 24 reals + 24 library images, once each
-    before = vit_runs()
+    assert vit_passes.images - before == 48  # 24 reals + 24 library images, once each
+    before = vit_passes.images
     for params in ({"layers": (2, 4)}, {"fusion": "mean"}, {"fusion": "concat"}):
         clone(emb).set_params(**params).fit(task.X_pairs, task.y).transform(task.X_pairs)
-    assert vit_runs() == before
+    assert vit_passes.images == before
 
 
-def test_duplicate_images_are_embedded_once():
+def test_duplicate_images_are_embedded_once(vit_passes):
     clear_memory_cache()
     rng = np.random.default_rng(1)
     imgs = rng.integers(0, 256, size=(3, 32, 32), dtype=np.uint8)
-    before = vit_runs()
+    before = vit_passes.images
     out = tiny_embedder(fusion="mean").fit_transform(np.concatenate([imgs, imgs]))
-    assert vit_runs() - before == 3
+    assert vit_passes.images - before == 3
     np.testing.assert_allclose(out[:3], out[3:])
 
 
-def test_grid_search_runs_the_vit_once_per_unique_image():
+def test_grid_search_runs_the_vit_once_per_unique_image(vit_passes):
     clear_memory_cache()
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, size=(30, 32, 32), dtype=np.uint8)
@@ -141,36 +137,36 @@ def test_grid_search_runs_the_vit_once_per_unique_image():
         {"embed__layers": [(1,), (2,), (1, 3), (2, 4)], "clf__C": [0.1, 1.0, 10.0]},
         cv=3,
     )
-    before = vit_runs()
+    before = vit_passes.images
     grid.fit(X, y)
-    assert vit_runs() - before == 30
+    assert vit_passes.images - before == 30
     assert grid.best_score_ > 0.6
 
 
-def test_disk_cache_survives_the_process_and_writes_atomically(task, tmp_path):
+def test_disk_cache_survives_the_process_and_writes_atomically(task, tmp_path, vit_passes):
     clear_memory_cache()
     tiny_embedder(cache_dir=tmp_path).fit(task.X_pairs, task.y)
     files = list(tmp_path.rglob("*"))
     assert sum(f.suffix == ".npy" for f in files) == 48
     assert not [f for f in files if f.name.endswith(".tmp")]
     clear_memory_cache()  # as in a new process
-    before = vit_runs()
+    before = vit_passes.images
     emb = tiny_embedder(cache_dir=joblib.Memory(tmp_path, verbose=0)).fit(task.X_pairs, task.y)
-    assert vit_runs() == before
+    assert vit_passes.images == before
     assert emb.transform(task.real_images).shape == (24, 32)
 
 
-def test_corrupt_cache_entry_is_recomputed_with_a_warning(task, tmp_path):
+def test_corrupt_cache_entry_is_recomputed_with_a_warning(task, tmp_path, vit_passes):
     clear_memory_cache()
     emb = tiny_embedder(cache_dir=tmp_path, fusion="mean").fit(task.X_pairs, task.y)
     ref = emb.transform(task.real_images)
     entry = sorted(tmp_path.rglob("*.npy"))[0]
     entry.write_bytes(b"garbage")
     clear_memory_cache()
-    before = vit_runs()
+    before = vit_passes.images
     with pytest.warns(RuntimeWarning, match="unreadable cache entry"):
         again = tiny_embedder(cache_dir=tmp_path, fusion="mean").fit(task.X_pairs, task.y)
-    assert vit_runs() - before == 1
+    assert vit_passes.images - before == 1
     np.testing.assert_allclose(again.transform(task.real_images), ref, atol=1e-6)
 
 
@@ -306,15 +302,15 @@ def test_bad_models(task, model, kwargs, error, match):
         ViTLayerFusionEmbedder(model, pretrained=False, model_kwargs=kwargs).fit(task.real_images)
 
 
-def test_corrupt_image_fails_before_the_vit_runs(tmp_path, rng):
+def test_corrupt_image_fails_before_the_vit_runs(tmp_path, rng, vit_passes):
     clear_memory_cache()
     for i in range(3):
         write_png(tmp_path / f"ok_{i}.png", rng.integers(0, 256, (32, 32), dtype=np.uint8))
     (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    before = vit_runs()
+    before = vit_passes.images
     with pytest.raises(ImageLoadError, match=r"bad\.png"):
         tiny_embedder().fit(tmp_path)
-    assert vit_runs() == before
+    assert vit_passes.images == before
 
 
 @pytest.mark.parametrize(
@@ -382,7 +378,8 @@ def test_verbose_prints_one_line_per_vit_pass_off_a_terminal(task, capsys):
     emb = tiny_embedder(verbose=1).fit(task.X_pairs, task.y)
     out, err = capsys.readouterr()
     assert out == "" and "\r" not in err
-    lines = err.splitlines()
+    probe, *lines = err.splitlines()
+    assert probe.startswith("dtype='auto' on ") and f": {emb.dtype_} (probe " in probe
     assert [line.split(" in ")[0] for line in lines] == [
         "ViT embedding (real images): 24 images",
         "ViT embedding (generated images): 24 images",
@@ -404,7 +401,7 @@ def test_verbose_fine_tuning_counts_batches(task, capsys):
     # Catches: a batch skipped by fine-tuning left uncounted (the pass reported as "stopped").
     emb = tiny_embedder(fusion="mean", finetune="last", finetune_epochs=1, batch_size=10)
     emb.set_params(verbose=1).fit(task.real_images[:21])  # batches of 10, 10 and 1 (skipped)
-    err = capsys.readouterr().err
+    err = capsys.readouterr().err.split("\n", 1)[1]  # after the dtype probe's line
     assert err.startswith("fine-tuning the ViT (1 epoch): 3 batches in "), err
 
 
@@ -434,7 +431,7 @@ def test_a_new_size_warns_once_per_call_with_how_many_images(task):
 
 
 @pytest.mark.parametrize("as_folder", [False, True])
-def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, as_folder):
+def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, as_folder, vit_passes):
     # Catches: y silently dropped for plain images (the ViT then runs, and a pipeline's next
     # step refuses them only afterwards), or a message that does not say what was given.
     X, given = task.real_images, r"an image array of shape \(24, 48, 48\)"
@@ -442,10 +439,10 @@ def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, as_
         for i, img in enumerate(task.real_images[:3]):
             write_png(tmp_path / f"r{i}.png", img)
         X, given = tmp_path, "the 3 images of '.*'"
-    before = vit_runs()
+    before = vit_passes.images
     with pytest.raises(ValueError, match=f"fit got labels y with {given}, not X_pairs.*make_pairs"):
         tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
-    assert vit_runs() == before
+    assert vit_passes.images == before
     with pytest.raises(ValueError, match=r"labels='ignore'"):  # the way out for a featurizer
         tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
     tiny_embedder(gate_epochs=2).fit(X)  # without y, plain images are fine

@@ -154,3 +154,16 @@ def test_unicode_and_spaces_in_paths(tmp_path, rng):
     images = as_image_set(path.parent)
     assert images.ids == ["scan 01 ü"]
     np.testing.assert_allclose(images.read(0)[:, :, 0], a / 255.0, atol=1e-6)
+
+
+def test_a_grayscale_image_gives_the_input_of_its_rgb_copy():
+    # Catches: resizing grayscale once and repeating it giving other values than resizing
+    # the three repeated channels (the input the ViT was always given).
+
+    gray = np.random.default_rng(0).random((50, 70, 1), dtype=np.float32)
+    rgb = np.repeat(gray, 3, axis=2)
+    for size in (32, (40, 56)):
+        a = to_model_input([gray], size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        b = to_model_input([rgb], size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        assert a.shape == b.shape == (1, 3, *((size, size) if isinstance(size, int) else size))
+        assert torch.equal(a, b)

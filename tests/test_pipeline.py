@@ -29,7 +29,6 @@ from skfingerprint import (
     make_pairs,
 )
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.embedding import VIT_STATS
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2)
 
@@ -85,9 +84,9 @@ def test_cross_val_score_with_kappa_equals_the_folds_by_hand(task):
     assert scores.mean() > 0.3  # the synthetic leak is learnable: not a degenerate 0
 
 
-def test_grid_search_over_layers_k_and_threshold_runs_the_vit_once(task):
+def test_grid_search_over_layers_k_and_threshold_runs_the_vit_once(task, vit_passes):
     clear_memory_cache()
-    before = VIT_STATS["images"]
+    before = vit_passes.images
     grid = GridSearchCV(
         pipeline(MaxSimilarityClassifier()),
         {
@@ -98,7 +97,7 @@ def test_grid_search_over_layers_k_and_threshold_runs_the_vit_once(task):
         cv=3,
         scoring=kappa_scorer,
     ).fit(task.X_pairs, task.y)
-    assert VIT_STATS["images"] - before == 80  # 40 reals + 40 library images, once
+    assert vit_passes.images - before == 80  # 40 reals + 40 library images, once
     # every cell equals the same parameters cross-validated by hand (the token cache shared by
     # the cells must not mix layer sets, and each parameter must reach its step)
     for params, score in zip(

@@ -37,7 +37,6 @@ from skfingerprint._cache import TokenCache
 from skfingerprint._io import STALE_TEMP_SECONDS
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
-from skfingerprint.embedding import VIT_STATS
 from skfingerprint.images import ImageLoadError, as_image_set
 from skfingerprint.persistence import ModelFileError, load_model, save_model
 from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
@@ -145,17 +144,17 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
-def test_bad_file_through_the_api(case, layout):
+def test_bad_file_through_the_api(case, layout, vit_passes):
     damage, error, _, problem = BAD_FILES[case]
     bad = damage(layout)
     clear_memory_cache()
-    before = VIT_STATS["images"]
+    before = vit_passes.images
     with pytest.raises(error) as info:
         data = load_imageclef_gans(layout)  # layout problems are found here,
         fast_pipeline().fit(data.X_pairs, data.y)  # unreadable files before the ViT runs
     message = str(info.value)
     assert problem.lower() in message.lower() and bad.name in message, message
-    assert VIT_STATS["images"] == before  # failed at once, not after an embedding pass
+    assert vit_passes.images == before  # failed at once, not after an embedding pass
 
 
 @pytest.mark.parametrize("case", list(BAD_FILES))
@@ -485,7 +484,7 @@ def check_cache(cache_dir, folder, n_expected):
             np.testing.assert_allclose(by_key[key].astype(np.float32), tokens, rtol=2e-3, atol=2e-3)
 
 
-def test_ctrl_c_during_embedding_keeps_finished_batches(folder, tmp_path, monkeypatch):
+def test_ctrl_c_during_embedding_keeps_finished_batches(folder, tmp_path, monkeypatch, vit_passes):
     cache_dir = tmp_path / "cache"
     real_embed = _vit.Backbone.embed_batch
     calls = {"n": 0}
@@ -505,9 +504,9 @@ def test_ctrl_c_during_embedding_keeps_finished_batches(folder, tmp_path, monkey
     assert not [p for p in cache_dir.rglob("*") if p.name.endswith(".tmp")]
 
     clear_memory_cache()  # a new process: only the disk cache is left
-    before = VIT_STATS["images"]
+    before = vit_passes.images
     embedder(cache_dir).fit(folder)
-    assert VIT_STATS["images"] - before == 24 - 8  # the finished images are not recomputed
+    assert vit_passes.images - before == 24 - 8  # the finished images are not recomputed
     check_cache(cache_dir, folder, 24)
 
 
@@ -552,7 +551,7 @@ def wait_for_lines(stream, proc, marker: str, n: int, timeout: float = 120) -> s
 
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds
-def test_killed_embedding_process_leaves_a_valid_cache_and_resumes(folder, tmp_path):
+def test_killed_embedding_process_leaves_a_valid_cache_and_resumes(folder, tmp_path, vit_passes):
     cache_dir = tmp_path / "cache"
     proc = subprocess.Popen(
         [sys.executable, "-c", embed_script(folder, cache_dir, delay=0.3)],
@@ -583,9 +582,9 @@ def test_killed_embedding_process_leaves_a_valid_cache_and_resumes(folder, tmp_p
         os.utime(tmp, (time.time() - STALE_TEMP_SECONDS - 1,) * 2)
 
     clear_memory_cache()
-    before = VIT_STATS["images"]
+    before = vit_passes.images
     embedder(cache_dir).fit(folder)
-    assert VIT_STATS["images"] - before == 24 - n_done
+    assert vit_passes.images - before == 24 - n_done
     check_cache(cache_dir, folder, 24)
     assert not list(cache_dir.rglob("*.tmp"))  # the resumed run cleaned up after the kill
 
@@ -611,7 +610,7 @@ def test_an_entry_write_removes_only_abandoned_temp_files_of_that_entry(tmp_path
 
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds
-def test_two_processes_share_one_cache_dir(folder, tmp_path, monkeypatch):
+def test_two_processes_share_one_cache_dir(folder, tmp_path, monkeypatch, vit_passes):
     """Another process and this one embed the same images into one cache_dir, in opposite
     orders, at the same time: after each one's first batch, both write all 24 entries."""
     cache_dir, go = tmp_path / "cache", tmp_path / "go"
@@ -634,9 +633,9 @@ def test_two_processes_share_one_cache_dir(folder, tmp_path, monkeypatch):
 
         monkeypatch.setattr(_vit.Backbone, "embed_batch", slow)
         clear_memory_cache()
-        before = VIT_STATS["images"]
+        before = vit_passes.images
         embedder(cache_dir).fit(sorted(folder.iterdir(), reverse=True))
-        assert VIT_STATS["images"] - before == 24  # none was on disk when this one began
+        assert vit_passes.images - before == 24  # none was on disk when this one began
         out, err = proc.communicate(timeout=180)
     finally:
         proc.kill()
@@ -645,9 +644,9 @@ def test_two_processes_share_one_cache_dir(folder, tmp_path, monkeypatch):
     assert not [p for p in cache_dir.rglob("*") if p.name.endswith(".tmp")]
     check_cache(cache_dir, folder, 24)
     clear_memory_cache()
-    before = VIT_STATS["images"]
+    before = vit_passes.images
     embedder(cache_dir).fit(folder)
-    assert VIT_STATS["images"] == before  # all 24 are there
+    assert vit_passes.images == before  # all 24 are there
 
 
 # --- Ctrl-C on the command line ---------------------------------------------------------------

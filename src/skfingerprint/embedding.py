@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import re
+import sys
+import threading
 from numbers import Integral, Real
 
 import numpy as np
@@ -32,9 +35,6 @@ from .metrics import check_binary_labels
 from .pairs import PairedImages, PairEmbeddings
 
 __all__ = ["GatedFusion", "ViTLayerFusionEmbedder", "parse_layers"]
-
-# How many images went through the ViT in this process (tests and benchmarks read it).
-VIT_STATS = {"images": 0, "batches": 0}
 
 
 def parse_layers(layers, depth: int) -> tuple[int, ...]:
@@ -126,7 +126,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Load timm's pretrained weights (downloaded once into timm's hub cache). With no
         network and no cached weights this fails at once with an error that says how to fix it.
     checkpoint : str or Path, default=None
-        A local weights file (``.safetensors``, ``.pth``) loaded instead of downloading.
+        A local weights file (``.safetensors``, ``.pth``) loaded instead of downloading, by
+        timm's own loader: a file trained at another input size has its position embedding
+        resampled; one missing weights of the model is refused.
     model_kwargs : dict, default=None
         Extra arguments for ``timm.create_model`` (``depth``, ``embed_dim``, ``img_size``, ...).
     layers : sequence of int or str, default=None
@@ -166,7 +168,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     device : str, default="auto"
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype : {"auto", "float32", "bfloat16"}, default="auto"
-        ``"auto"`` runs the ViT in bf16 where the CPU (AMX, AVX512-BF16) or GPU has fast bf16.
+        ``"auto"`` measures, once per process and model: on the first images of ``fit`` it
+        times each precision the hardware runs natively (fp32; bf16 on GPUs and on CPUs with
+        AMX or AVX512-BF16; fp16 on GPUs) and keeps the fastest whose tokens agree with fp32's
+        (cosine >= 0.99 on every image). Where fp32 is the only candidate (a CPU without
+        native bf16) nothing is timed. The choice is ``dtype_``, the numbers ``dtype_probe_``.
     cache_dir : str, Path or joblib.Memory, default=None
         Also keep the token cache on disk there (shared by processes, survives restarts).
     random_state : int, RandomState instance or None, default=None
@@ -174,7 +180,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     verbose : int, default=0
         > 0 shows the progress of every ViT pass and of fine-tuning on stderr: a bar on a
         terminal, else one line per pass when it ends
-        (``ViT embedding (real images): 400 images in 12.3 s (32.5 images/s)``).
+        (``ViT embedding (real images): 400 images in 12.3 s (32.5 images/s)``), and the
+        precision ``dtype="auto"`` chose with the probe's numbers.
 
     Attributes
     ----------
@@ -186,6 +193,12 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Size of one embedding.
     fusion_weights_ : ndarray of shape (n_layers,)
         The mean fusion weight of each block of ``layers_`` over the images seen in ``fit``.
+    dtype_ : str
+        The precision the ViT runs in (``"float32"``, ``"bfloat16"`` or ``"float16"``).
+    dtype_probe_ : dict or None
+        What ``dtype="auto"`` measured: per precision ``{"img_s", "cosine"}`` (cosine with
+        fp32's tokens, lowest over the probe's images) or ``{"skipped": why}``; ``"device"``;
+        ``"probe_s"``, the probe's own time. None when ``dtype`` was given.
     backbone_ : Backbone
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
@@ -294,8 +307,42 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         return cache_dir
 
     def _runtime(self):
+        """``(device, torch dtype)``: the precision chosen in ``fit`` on this kind of device,
+        else (a model fitted before the probe existed, or fitted on another kind of device) the
+        static rule of :func:`~skfingerprint._vit.resolve_dtype`."""
         device = _vit.resolve_device(self.device)
+        probe = getattr(self, "dtype_probe_", None)
+        if probe is not None and torch.device(probe["device"]).type == device.type:
+            return device, getattr(torch, self.dtype_)
         return device, _vit.resolve_dtype(self.dtype, device)
+
+    def _choose_dtype(self, backbone, images: ImageSet) -> tuple[str, dict | None]:
+        """``(dtype_, dtype_probe_)``: the explicit dtype, or for "auto" the fastest precision
+        whose tokens agree with fp32, probed once per process and model on the first images."""
+        device = _vit.resolve_device(self.device)
+        if self.dtype != "auto":
+            return self.dtype, None
+
+        def sample():
+            n = min(self.batch_size, 16, len(images))
+            _, batch = next(images.iter_batches(n))
+            return self._model_input(batch, backbone)
+
+        choice, probe = _vit.choose_dtype(backbone, device, sample)
+        if self.verbose:
+            print(_vit.describe_probe(choice, probe), file=sys.stderr, flush=True)
+        return str(choice).removeprefix("torch."), dict(probe)
+
+    @staticmethod
+    def _model_input(batch, backbone, gen=None, augment_p=0.0) -> torch.Tensor:
+        """Decoded images -> the ViT's normalised input ``(B, 3, h, w)`` (augmented when
+        ``gen`` is given)."""
+        x = to_model_input(batch, backbone.img_size)
+        if gen is not None:
+            x = augment_batch(x, gen, p=augment_p, patch_size=backbone.patch_size)
+        mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
+        std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+        return (x - mean) / std
 
     def _token_cache(self, backbone, dtype, tag: str = "") -> TokenCache:
         key = hashlib.blake2b(
@@ -327,22 +374,25 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         return np.stack([cache.get(k)[blocks] for k in keys])
 
     def _run_vit(self, images, todo, keys, cache, backbone, device, dtype, augment_seed, desc):
-        mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
-        std = torch.tensor(backbone.std).view(1, 3, 1, 1)
         gen = None
         if augment_seed is not None:
             gen = torch.Generator().manual_seed(augment_seed)
-        with Progress(len(todo), self.verbose, desc) as progress:
+
+        def inputs():
             for idx, batch in images.iter_batches(self.batch_size, indices=todo):
-                x = to_model_input(batch, backbone.img_size)
-                if gen is not None:
-                    x = augment_batch(x, gen, p=self.augment_p, patch_size=backbone.patch_size)
-                out = backbone.embed_batch((x - mean) / std, device, dtype)
-                for j, i in enumerate(idx):
-                    cache.put(keys[i], out[j])
-                VIT_STATS["images"] += len(idx)
-                VIT_STATS["batches"] += 1
-                progress.update(len(idx))
+                yield idx, self._model_input(batch, backbone, gen, self.augment_p)
+
+        # the next batch is decoded and resized in a thread while the ViT runs on this one
+        batches = _prefetch(inputs())
+        try:
+            with Progress(len(todo), self.verbose, desc) as progress:
+                for idx, x in batches:
+                    out = backbone.embed_batch(x, device, dtype)
+                    for j, i in enumerate(idx):
+                        cache.put(keys[i], out[j])
+                    progress.update(len(idx))
+        finally:
+            batches.close()
 
     @staticmethod
     def _split_input(X):
@@ -399,6 +449,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         )
         self.layers_ = parse_layers(self.layers, backbone.depth)
         self.depth_ = backbone.depth
+        self.dtype_, self.dtype_probe_ = self._choose_dtype(backbone, real)
         if self.finetune != "none":
             from ._finetune import finetune_backbone
 
@@ -576,6 +627,47 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None and not self.pretrained
         return tags
+
+
+def _prefetch(items, depth: int = 1):
+    """Yield ``items``' values, computing up to ``depth`` ahead in a thread (which ends when the
+    generator is closed). An exception raised making an item is raised where that item would
+    have been yielded, so every item before it is handed on first."""
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((done, exc))
+
+    worker = threading.Thread(target=produce, name="skfingerprint-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _image_sizes(real: ImageSet, library: ImageSet | None) -> list[tuple[int, int]]:

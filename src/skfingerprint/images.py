@@ -479,13 +479,11 @@ def to_model_input(
     std_t = torch.tensor(std or (1.0,) * 3, dtype=torch.float32).view(3, 1, 1)
     for j, img in enumerate(images):
         t = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
-        if t.shape[0] == 1:
-            t = t.expand(3, -1, -1)
-        if t.shape[1:] != (h, w):
+        if t.shape[1:] != (h, w):  # before repeating grayscale: a third of the work, same values
             t = F.interpolate(
                 t[None], size=(h, w), mode="bilinear", align_corners=False, antialias=True
             )[0]
-        out[j] = (t - mean_t) / std_t
+        out[j] = (t - mean_t) / std_t  # a grayscale channel broadcasts to the three
     return out
 
 

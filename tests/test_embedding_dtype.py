@@ -1,0 +1,262 @@
+"""dtype="auto": the precision is chosen by a timed probe, once per process and model."""
+
+import threading
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from skfingerprint import ViTLayerFusionEmbedder, _vit, clear_memory_cache
+from skfingerprint.datasets import make_synthetic_leak
+from skfingerprint.embedding import _prefetch
+
+TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2)
+CPU = torch.device("cpu")
+FP32, BF16, FP16 = torch.float32, torch.bfloat16, torch.float16
+
+
+def tiny_embedder(**params):
+    params = {"gate_epochs": 5, "random_state": 0, "fusion": "mean", **params}
+    return ViTLayerFusionEmbedder(
+        "vit_tiny_patch16_224", pretrained=False, model_kwargs=TINY, **params
+    )
+
+
+@pytest.fixture(scope="module")
+def images():
+    return make_synthetic_leak(6, 6, 4, image_size=32, random_state=0).real_images
+
+
+@pytest.fixture(autouse=True)
+def fresh_probe_cache(monkeypatch):
+    monkeypatch.setattr(_vit, "_DTYPE_CHOICES", {})
+
+
+def fake_probe(monkeypatch, seconds: dict, noise: dict, candidates=(FP32, BF16, FP16)):
+    """Candidates and timed passes replaced: ``seconds`` per dtype, tokens = fp32's + noise of
+    the given size. Returns the list of dtypes probed, in order."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(8, 4, 32))
+    calls = []
+
+    def probe_pass(backbone, x, device, dtype):
+        calls.append(dtype)
+        return seconds[dtype], base + noise.get(dtype, 0.0) * rng.normal(size=base.shape)
+
+    monkeypatch.setattr(_vit, "candidate_dtypes", lambda device: (list(candidates), {}))
+    monkeypatch.setattr(_vit, "probe_pass", probe_pass)
+    return calls
+
+
+def backbone(digest="w1"):
+    return SimpleNamespace(digest=digest)
+
+
+def sample():
+    return torch.zeros(8, 3, 32, 32)
+
+
+def test_the_fastest_precision_that_agrees_with_fp32_is_kept(monkeypatch):
+    # Catches: keeping fp32 (or the first candidate) whatever the measurements say.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {BF16: 0.01, FP16: 0.01})
+    choice, probe = _vit.choose_dtype(backbone(), CPU, sample)
+    assert choice == BF16
+    assert probe["bfloat16"]["img_s"] == pytest.approx(8 / 0.25)
+    assert probe["float32"]["img_s"] == pytest.approx(8.0)
+    assert probe["float32"]["cosine"] == pytest.approx(1.0)
+    assert probe["bfloat16"]["cosine"] > 0.99 and probe["device"] == "cpu"
+
+
+def test_a_faster_precision_that_disagrees_with_fp32_is_rejected(monkeypatch):
+    # Catches: choosing by speed alone (bf16 tokens too far from fp32's for the fingerprint).
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {BF16: 0.5, FP16: 0.01})
+    choice, probe = _vit.choose_dtype(backbone(), CPU, sample)
+    assert probe["bfloat16"]["cosine"] < 0.99
+    assert choice == FP16  # the fastest of those that agree
+
+
+def test_fp32_is_kept_when_nothing_faster_agrees(monkeypatch):
+    # Catches: an empty set of agreeing candidates (fp32 agrees with itself) or a slower pick.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 2.0}, {BF16: 0.5})
+    assert _vit.choose_dtype(backbone(), CPU, sample)[0] == FP32
+
+
+def test_the_probe_runs_once_per_process_and_model(monkeypatch):
+    # Catches: probing on every fit (a grid search would pay it for every candidate and fold).
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.5, FP16: 0.7}, {})
+    first = _vit.choose_dtype(backbone("w1"), CPU, sample)
+    assert _vit.choose_dtype(backbone("w1"), CPU, sample) == first
+    assert len(calls) == 3
+    _vit.choose_dtype(backbone("w2"), CPU, sample)  # other weights: probed again
+    assert len(calls) == 6
+
+
+def test_threads_asking_at_once_share_one_probe(monkeypatch):
+    # Catches: a threaded grid search probing once per thread.
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.5, FP16: 0.7}, {})
+    threads = [
+        threading.Thread(target=_vit.choose_dtype, args=(backbone(), CPU, sample)) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 3
+
+
+def test_no_bf16_trial_on_a_cpu_without_native_bf16(monkeypatch):
+    # Catches: timing emulated bf16 on an AVX2-only CPU (one ViT-B batch would take minutes).
+    monkeypatch.setattr(_vit, "cpu_has_fast_bf16", lambda: False)
+
+    def no_pass(*args):
+        raise AssertionError("nothing should be timed")
+
+    monkeypatch.setattr(_vit, "probe_pass", no_pass)
+    choice, probe = _vit.choose_dtype(backbone(), CPU, lambda: no_pass())
+    assert choice == FP32
+    assert "native bf16" in probe["bfloat16"]["skipped"]
+    assert probe["float32"]["img_s"] is None
+
+
+def test_bf16_is_a_candidate_on_a_cpu_with_native_bf16(monkeypatch):
+    # Catches: the capability check ignored, so AMX machines never get bf16.
+    monkeypatch.setattr(_vit, "cpu_has_fast_bf16", lambda: True)
+    assert _vit.candidate_dtypes(CPU)[0] == [FP32, BF16]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_an_explicit_dtype_skips_the_probe(monkeypatch, images, dtype):
+    # Catches: the probe overriding (or delaying) a precision the user asked for.
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.1, FP16: 0.1}, {})
+    emb = tiny_embedder(dtype=dtype).fit(images)
+    assert calls == [] and emb.dtype_ == dtype and emb.dtype_probe_ is None
+    assert emb._runtime()[1] == getattr(torch, dtype)
+
+
+def test_the_embedder_runs_in_the_probed_precision_and_shows_it(monkeypatch, images, capsys):
+    # Catches: the choice computed but not used, or not recorded/shown.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {FP16: 0.5}, (FP32, BF16, FP16))
+    used = []
+    real_embed = _vit.Backbone.embed_batch
+
+    def spy(self, x, device, dtype):
+        used.append(dtype)
+        return real_embed(self, x, device, dtype)
+
+    monkeypatch.setattr(_vit.Backbone, "embed_batch", spy)
+    clear_memory_cache()
+    emb = tiny_embedder(verbose=1).fit(images)
+    assert emb.dtype_ == "bfloat16" and set(used) == {BF16}
+    assert emb.dtype_probe_["bfloat16"]["img_s"] == pytest.approx(len(images) / 0.25)
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith("dtype='auto' on cpu: bfloat16 (probe ")
+    assert f"float32 {len(images):.1f} img/s, cosine 1.0000" in line and "float16" in line
+    emb.transform(images[:2] // 2)  # new images, embedded in the fitted precision
+    assert set(used) == {BF16}
+
+
+def test_the_real_probe_times_each_candidate_and_compares_tokens(monkeypatch, images):
+    # Catches: a probe pass that fails on a real model, or an fp32 reference that is not fp32.
+    monkeypatch.setattr(_vit, "cpu_has_fast_bf16", lambda: True)
+    emb = tiny_embedder().fit(images)
+    probe = emb.dtype_probe_
+    assert probe["float32"]["cosine"] == pytest.approx(1.0, abs=1e-6)
+    assert probe["float32"]["img_s"] > 0 and probe["bfloat16"]["img_s"] > 0
+    assert 0.5 < probe["bfloat16"]["cosine"] < 1.0  # bf16 rounds: close, not identical
+    assert emb.dtype_ in ("float32", "bfloat16")
+
+
+def test_a_model_fitted_on_another_kind_of_device_falls_back_to_the_static_rule(images):
+    # Catches: a GPU's fp16 choice applied on a CPU after loading the model there.
+    emb = tiny_embedder().fit(images)
+    emb.dtype_, emb.dtype_probe_ = "float16", {"device": "cuda:0"}
+    assert emb._runtime()[1] == _vit.resolve_dtype("auto", CPU)
+
+
+def test_token_agreement_sees_past_the_tokens_common_component():
+    # Catches: comparing raw CLS tokens, whose shared component makes any two sets agree.
+    rng = np.random.default_rng(0)
+    common = 50 * rng.normal(size=(1, 3, 16))
+    ref = common + rng.normal(size=(10, 3, 16))
+    noisy = common + rng.normal(size=(10, 3, 16))  # image-specific parts unrelated
+    raw = (ref * noisy).sum(-1) / np.linalg.norm(ref, axis=-1) / np.linalg.norm(noisy, axis=-1)
+    assert raw.min() > 0.99
+    assert _vit.token_agreement(ref, noisy) < 0.5
+    assert _vit.token_agreement(ref, ref) == pytest.approx(1.0)
+    assert _vit.token_agreement(ref, ref + 0.01 * rng.normal(size=ref.shape)) > 0.99
+
+
+def test_prefetch_hands_on_every_item_before_a_failure():
+    # Catches: a decode error in the prefetching thread lost, or raised before earlier batches.
+    def items():
+        yield 0
+        yield 1
+        raise ValueError("bad image")
+
+    got = []
+    with pytest.raises(ValueError, match="bad image"):
+        for item in _prefetch(items()):
+            got.append(item)
+    assert got == [0, 1]
+
+
+def test_prefetch_thread_ends_when_the_consumer_stops():
+    # Catches: a thread left decoding (or blocked) after Ctrl-C or an error in the ViT pass.
+    def endless():
+        i = 0
+        while True:
+            yield i
+            i += 1
+
+    gen = _prefetch(endless())
+    assert next(gen) == 0
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name == "skfingerprint-prefetch"]
+
+
+@pytest.mark.parametrize("position_code", [False, True])
+def test_the_public_timm_pass_gives_the_hand_written_one(position_code):
+    # Catches: forward_intermediates (or the hook adding the position code) giving other
+    # numbers than the pass the token caches were made with.
+    backbone = _vit.load_backbone(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        checkpoint=None,
+        model_kwargs=TINY,
+        seed=3,
+        position_code=position_code,
+    )
+    module = backbone.module
+    if position_code:  # a trained (non-zero) code, so that skipping it would show
+        torch.nn.init.normal_(module.position_code.proj.weight)
+    m = module.vit
+    x = torch.randn(3, 3, 32, 32)
+    with torch.inference_mode():
+        tokens = m._pos_embed(m.patch_embed(x))
+        if position_code:
+            tokens = module.position_code(tokens, m.num_prefix_tokens)
+        tokens = m.norm_pre(m.patch_drop.forward(tokens))
+        cls = []
+        for block in m.blocks:
+            tokens = block(tokens)
+            cls.append(tokens[:, 0])
+        torch.testing.assert_close(module(x), torch.stack(cls, 1), rtol=0, atol=0)
+    if position_code:
+        torch.nn.init.zeros_(module.position_code.proj.weight)  # the cached backbone is shared
+
+
+def test_mean_and_std_come_from_timm_data_config():
+    # Catches: normalising with constants that are not the model's.
+    import timm
+
+    backbone = _vit.load_backbone(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        checkpoint=None,
+        model_kwargs=TINY,
+        seed=0,
+        position_code=False,
+    )
+    cfg = timm.data.resolve_model_data_config(backbone.module.vit)
+    assert backbone.mean == tuple(cfg["mean"]) and backbone.std == tuple(cfg["std"])
