@@ -20,18 +20,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from . import _vit
 from ._cache import TokenCache
+from ._contracts import LAYER_STRING, check_binary_labels, derive_seed
 from ._progress import Progress
 from ._warnings import warn_at_caller
 from .augment import augment_batch
 from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
-from .metrics import check_binary_labels
 from .pairs import PairedImages, PairEmbeddings
 
 __all__ = ["GatedFusion", "ViTLayerFusionEmbedder", "parse_layers"]
@@ -46,7 +45,7 @@ def parse_layers(layers, depth: int) -> tuple[int, ...]:
     if layers is None:
         return tuple(sorted({max(1, round(depth * f)) for f in (0.25, 0.5, 0.75)}))
     if isinstance(layers, str):
-        if not re.fullmatch(r"\s*L?\s*\d+(\s*\+\s*\d+)*\s*", layers):
+        if not LAYER_STRING.fullmatch(layers):
             raise ValueError(
                 f"layers={layers!r} is not of the form 'L6+12+18' or a sequence of block numbers"
             )
@@ -437,8 +436,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             if len(y) != len(real):
                 raise ValueError(f"y has {len(y)} labels for {len(real)} real images")
         sizes = tuple(sorted(set(_image_sizes(real, library))))  # check_files reuses the headers
-        rng = check_random_state(self.random_state)
-        seed = int(rng.randint(np.iinfo(np.int32).max))
+        seed = derive_seed(self.random_state)
         backbone = _vit.load_backbone(
             self.model,
             pretrained=self.pretrained,
