@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+
+from ._lru import LRUCache
 
 __all__ = [
     "Backbone",
@@ -351,8 +352,7 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
 
 # Loaded backbones, shared by every clone of an estimator in this process (GridSearchCV clones
 # many): loading a ViT-B and hashing its weights costs seconds, so it happens once.
-_BACKBONES: OrderedDict[tuple, Backbone] = OrderedDict()
-_MAX_BACKBONES = 2
+_BACKBONES: LRUCache[tuple, Backbone] = LRUCache(2)
 # Loads run one at a time, so threads that ask for the same backbone at once (GridSearchCV on
 # joblib's threads or Dask workers) build it once and share it; seeding is `seeded_torch`'s job.
 _BACKBONES_LOCK = threading.RLock()
@@ -474,13 +474,10 @@ def load_backbone(
         ckpt_id = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     key = (name, bool(pretrained), ckpt_id, repr(sorted(kwargs.items())), seed, position_code)
     with _BACKBONES_LOCK:
-        if key in _BACKBONES:
-            _BACKBONES.move_to_end(key)
-            return _BACKBONES[key]
-        backbone = _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code)
-        _BACKBONES[key] = backbone
-        while len(_BACKBONES) > _MAX_BACKBONES:
-            _BACKBONES.popitem(last=False)
+        backbone = _BACKBONES.get(key)
+        if backbone is None:
+            backbone = _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code)
+            _BACKBONES.put(key, backbone)
         return backbone
 
 
