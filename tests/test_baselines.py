@@ -420,10 +420,10 @@ def test_score_exactly_at_the_threshold_is_not_used():
 def test_top_m_mean_is_exact_in_float64_and_counts_a_cosine_of_minus_one():
     """-1.0 is a real (antipodal) cosine, only values below it are masked (catches ``> -1``);
     the mean is computed in float64 (catches the float32 sum)."""
-    X = candidates([[0.1, 0.2, 0.3], [0.5, -1.0, MASKED_COSINE]])
+    tiny = 2.0**-24  # 1 + tiny rounds back to 1 in float32
+    X = candidates([[1.0, tiny, tiny], [0.5, -1.0, MASKED_COSINE]])
     scores = MaxSimilarityClassifier(top_m=3).fit(X, [1, 0]).score_samples(X)
-    c = np.float32([0.1, 0.2, 0.3]).astype(np.float64)
-    assert scores[0] == (c[2] + c[1] + c[0]) / 3
+    assert scores[0] == (1.0 + 2 * tiny) / 3
     assert scores[1] == (0.5 - 1.0) / 2
     assert scores.dtype == np.float64
 

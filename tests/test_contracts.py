@@ -109,3 +109,41 @@ def test_layer_string_accepts_the_paper_notation(text):
 @pytest.mark.parametrize("text", ["L6,12", "L", "6+", "six"])
 def test_layer_string_refuses_other_text(text):
     assert not LAYER_STRING.fullmatch(text)
+
+
+def test_overflow_to_float32_is_an_error_not_a_warning():
+    """The float32 conversion's overflow is refused by message, without a RuntimeWarning first
+    (catches the ``errstate`` dropped)."""
+    import warnings
+
+    X = _candidates().astype(np.float64)
+    X[0, 0, 0] = 1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="NaN or infinity"):
+            check_candidates(X, dtype=np.float32)
+
+
+def test_relation_rows_need_one_score_and_the_cosine():
+    """Two features (one relation score, the cosine) is the smallest relation row (catches
+    ``< 2`` moved to 3); one is refused by an exact message."""
+    assert check_candidates(np.zeros((1, 1, 2), np.float32), relations=True).shape == (1, 1, 2)
+    with pytest.raises(ValueError) as info:
+        check_candidates(np.zeros((1, 1, 1), np.float32), relations=True)
+    assert str(info.value) == (
+        "X must have at least 2 features per candidate (relation scores, cosine) for "
+        "pair_features='relations'; got 1"
+    )
+
+
+def test_max_similarity_reads_only_the_cosines():
+    """Non-finite values outside the cosine column do not stop the baseline, which never reads
+    them (catches the default ``finite="all"``); a non-finite cosine does."""
+    X = _candidates()
+    X[0, 1, 0] = np.nan
+    y = np.tile([1, 0], 3)
+    clf = MaxSimilarityClassifier().fit(X, y)
+    np.testing.assert_array_equal(clf.score_samples(X), X[:, 0, -1].astype(np.float64))
+    X[0, 1, -1] = np.inf
+    with pytest.raises(ValueError, match="infinite cosines"):
+        clf.score_samples(X)

@@ -194,6 +194,10 @@ def test_linear_head_is_a_logistic_regression_on_every_score_but_the_cosine():
     ref = LogisticRegression(C=0.01, max_iter=2000).fit(X[:, 0, :-1], y)
     np.testing.assert_allclose(clf.score_samples(X), ref.decision_function(X[:, 0, :-1]))
     assert clf.model_.coef_.shape == (1, 4)
+    assert LinearRelationClassifier().C == 0.1  # the documented default
+    # read in float32 whatever the input: a float64 copy gives the same regression
+    as64 = LinearRelationClassifier(C=0.01).fit(X.astype(np.float64), y)
+    np.testing.assert_array_equal(as64.model_.coef_, clf.model_.coef_)
     tags = clf.__sklearn_tags__()
     assert tags.input_tags.two_d_array is False and tags.input_tags.three_d_array is True
     assert tags.classifier_tags.multi_class is False
