@@ -470,3 +470,84 @@ def test_sizes_cost_no_extra_reads_of_the_files(tmp_path, rng, monkeypatch):
     opened.clear()
     emb.transform(tmp_path)
     assert opened == []
+
+
+# --- the gate memo: a grid over later steps trains each fold's gate once ----------------------
+
+
+@pytest.fixture
+def gate_trainings(monkeypatch):
+    from skfingerprint import embedding
+
+    calls = []
+    for name in ("_train_gate_supervised", "_train_gate_views"):
+        original = getattr(ViTLayerFusionEmbedder, name)
+
+        def counting(self, *args, _original=original, _name=name):
+            calls.append(_name)
+            return _original(self, *args)
+
+        monkeypatch.setattr(ViTLayerFusionEmbedder, name, counting)
+    embedding._GATES.clear()
+    yield calls
+    embedding._GATES.clear()
+
+
+def test_threshold_grid_trains_each_folds_gate_once_with_the_same_result(task, gate_trainings):
+    """3 thresholds x 2 folds + the refit: 3 gate trainings, not 7, and the same scores as
+    with the memo off (catches a key that ignores the data: folds would share one gate)."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    from skfingerprint import (
+        FaissCandidateSelector,
+        MaxSimilarityClassifier,
+        embedding,
+        kappa_scorer,
+    )
+
+    def grid():
+        pipe = Pipeline(
+            [
+                ("embed", tiny_embedder()),
+                ("select", FaissCandidateSelector(k=3, min_similarity=None)),
+                ("clf", MaxSimilarityClassifier()),
+            ]
+        )
+        cv = StratifiedKFold(2, shuffle=True, random_state=0)
+        search = GridSearchCV(
+            pipe, {"clf__threshold": [0.2, 0.5, 0.8]}, cv=cv, scoring=kappa_scorer
+        )
+        return search.fit(task.X_pairs, task.y)
+
+    with_memo = grid()
+    assert gate_trainings == ["_train_gate_supervised"] * 3
+    embedding._GATES.clear()
+    embedding._GATES.resize(0)  # memo off: every cell trains
+    try:
+        without = grid()
+    finally:
+        embedding._GATES.resize(8)
+    assert len(gate_trainings) == 3 + 7
+    for key in ("split0_test_score", "split1_test_score"):
+        np.testing.assert_array_equal(with_memo.cv_results_[key], without.cv_results_[key])
+
+
+def test_gate_memo_key_holds_every_input_of_the_training(task, gate_trainings):
+    """Another gate parameter, other labels or an unseeded fit train again; an identical
+    seeded fit does not, and gives the same embeddings."""
+    from skfingerprint import clear_memory_cache, embedding
+
+    a = tiny_embedder().fit(task.X_pairs, task.y)
+    b = tiny_embedder().fit(task.X_pairs, task.y)
+    assert len(gate_trainings) == 1
+    np.testing.assert_array_equal(a.transform(task.real_images), b.transform(task.real_images))
+    tiny_embedder(gate_lr=0.02).fit(task.X_pairs, task.y)
+    tiny_embedder().fit(task.X_pairs, 1 - task.y)
+    tiny_embedder(random_state=None).fit(task.X_pairs, task.y)
+    tiny_embedder(random_state=None).fit(task.X_pairs, task.y)
+    assert len(gate_trainings) == 5
+    clear_memory_cache()
+    assert len(embedding._GATES) == 0
+    tiny_embedder().fit(task.X_pairs, task.y)
+    assert len(gate_trainings) == 6

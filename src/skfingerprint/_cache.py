@@ -39,8 +39,9 @@ def clear_memory_cache() -> None:
 
     The embedder keeps images' per-block tokens in memory for the life of the process (up to
     :func:`set_memory_cache_limit` bytes), the image loader the digests and sizes of the files
-    it read, and CANet its last few seeded fits (so a grid over ``threshold`` trains once per
-    fold); call this to free that memory, or to time a cold start.
+    it read, and the embedder's gates and CANet's nets of their last few seeded fits (so a grid
+    over later parameters trains them once per fold); call this to free that memory, or to
+    time a cold start.
 
     Examples
     --------
@@ -52,6 +53,9 @@ def clear_memory_cache() -> None:
     if images is not None:
         images._FILE_KEYS.clear()
         images._FILE_SIZES.clear()
+    embedding = sys.modules.get("skfingerprint.embedding")  # its kept gates
+    if embedding is not None:
+        embedding._GATES.clear()
     canet = sys.modules.get("skfingerprint.canet")  # loaded only if CANet was used
     if canet is not None:
         canet._FITTED.clear()
