@@ -881,3 +881,50 @@ def test_spectral_refinement_splits_three_candidates_and_tolerates_opposites():
         warnings.simplefilter("error")
         keep = selection._spectral_keep(cands, seed=0)
     assert keep.tolist() == [True, True, False, False]
+
+
+class _WorstFirstIndex(faiss.IndexFlatIP):
+    """An exact index that returns its results worst first, as an approximate one may."""
+
+    def search(self, x, k, **kwargs):
+        sims, ids = super().search(x, k)
+        return sims[:, ::-1].copy(), ids[:, ::-1].copy()
+
+
+def test_results_are_sorted_best_first_and_ties_keep_the_index_order():
+    """Catches an unstable sort: ties (many copies of two vectors) come in the order the index
+    returned them."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 8))
+    lib = np.r_[np.tile(a, (40, 1)), np.tile(0.3 * a + b, (40, 1))][rng.permutation(80)]
+    E = PairEmbeddings(a[None], lib.astype(np.float32), "ties")
+    sel = FaissCandidateSelector(k=80, min_similarity=None).fit(E)
+    index = _WorstFirstIndex(8)
+    index.add(np.ascontiguousarray(unit(lib), dtype=np.float32))
+    sel.index_ = index
+    returned = index.search(np.ascontiguousarray(unit(E.real), dtype=np.float32), 80)[1][0]
+    sims, ids = sel.kneighbors(E)
+    assert (np.diff(sims[0]) <= 0).all()
+    for group in (np.flatnonzero((lib == a).all(1)), np.flatnonzero((lib != a).any(1))):
+        in_index_order = [i for i in returned if i in set(group)]
+        assert [i for i in ids[0] if i in set(group)] == in_index_order
+
+
+@pytest.mark.filterwarnings("ignore:Graph is not fully connected")  # the reference's
+def test_spectral_keep_is_sklearn_spectral_clustering_on_the_clipped_cosines():
+    """Against the documented recipe computed here: SpectralClustering(2, precomputed affinity
+    max(cos, 0) with a unit diagonal, cluster_qr), keeping row 0's cluster (catches another
+    affinity, label assignment or clipping)."""
+    from sklearn.cluster import SpectralClustering
+
+    rng = np.random.default_rng(5)
+    for trial in range(6):
+        centres = rng.normal(size=(3, 6))
+        cands = unit(centres[rng.integers(0, 3, 12)] + 0.6 * rng.normal(size=(12, 6)))
+        affinity = np.clip(cands @ cands.T, 0.0, 1.0)
+        np.fill_diagonal(affinity, 1.0)
+        labels = SpectralClustering(
+            n_clusters=2, affinity="precomputed", assign_labels="cluster_qr", random_state=0
+        ).fit_predict(affinity)
+        keep = selection._spectral_keep(cands.astype(np.float32), seed=trial)
+        np.testing.assert_array_equal(keep, labels == labels[0])
