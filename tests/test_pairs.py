@@ -111,3 +111,57 @@ def test_pair_embeddings_check_their_arrays():
     with pytest.raises(ValueError, match="^real and library embeddings differ in size: 4 != 3$"):
         PairEmbeddings(np.ones((3, 4)), np.ones((5, 3)), "k")
     assert repr(E) == "PairEmbeddings(n_rows=3, library=5, dim=4)"
+
+
+def test_l2_normalize_writes_zero_rows_whatever_the_memory_held():
+    """Zero rows come out 0 even where a fresh array would hold old values (catches the output
+    array left uninitialised)."""
+    from skfingerprint.pairs import _l2_normalize
+
+    for _ in range(20):
+        junk = np.full((64, 16), 7.0, np.float32)
+        del junk
+        out = _l2_normalize(np.zeros((64, 16), np.float32))
+        assert not out.any()
+
+
+def test_pair_embeddings_keep_ids_and_spaces_and_slice_them_together():
+    """ids and every space follow the rows (catches ids dropped or not sliced, spaces kept in
+    their input dtype, and the ``E[rows, ...]`` form mishandled)."""
+    from skfingerprint import PairEmbeddings
+
+    rng = np.random.default_rng(0)
+    spaces = {"pixels": (rng.normal(size=(4, 3)), rng.normal(size=(5, 3)))}
+    E = PairEmbeddings(rng.normal(size=(4, 2)), rng.normal(size=(5, 2)), "k", list("abcd"), spaces)
+    assert E.ids == list("abcd")
+    assert {a.dtype for a in E.spaces["pixels"]} == {np.dtype(np.float32)}
+    for sub in (E[[2, 0]], E[[2, 0], ...]):
+        assert sub.ids == ["c", "a"]
+        np.testing.assert_array_equal(sub.real, E.real[[2, 0]])
+        np.testing.assert_array_equal(sub.spaces["pixels"][0], E.spaces["pixels"][0][[2, 0]])
+        assert sub.spaces["pixels"][1] is E.spaces["pixels"][1] and sub.library is E.library
+    assert E[1].ids == ["b"] and len(E[1]) == 1
+    with pytest.raises(IndexError):
+        E[[0, 1], 0]  # a column index is not a row selection
+
+
+@pytest.mark.parametrize(
+    ("real", "lib"),
+    [
+        ((4, 3), (6, 3)),  # library rows differ, widths agree
+        ((3, 3), (5, 3)),  # real rows differ
+        ((4, 3), (5, 2)),  # widths differ, rows agree
+        ((4,), (5, 3)),  # a 1-d real side only
+        ((4, 3), (5,)),  # a 1-d library side only
+    ],
+)
+def test_every_space_mismatch_is_refused_with_its_shapes(real, lib):
+    from skfingerprint import PairEmbeddings
+
+    spaces = {"pixels": (np.zeros(real), np.zeros(lib))}
+    with pytest.raises(ValueError) as info:
+        PairEmbeddings(np.zeros((4, 2)), np.zeros((5, 2)), "k", spaces=spaces)
+    assert str(info.value) == (
+        f"space 'pixels': real {real} and library {lib} do not match the main embeddings "
+        "(4 real, 5 library rows, one width)"
+    )
