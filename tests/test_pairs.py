@@ -165,3 +165,14 @@ def test_every_space_mismatch_is_refused_with_its_shapes(real, lib):
         f"space 'pixels': real {real} and library {lib} do not match the main embeddings "
         "(4 real, 5 library rows, one width)"
     )
+
+
+def test_check_pairs_message_is_exact():
+    from skfingerprint.pairs import check_pairs
+
+    with pytest.raises(TypeError) as info:
+        check_pairs(np.zeros(3))
+    assert str(info.value) == (
+        "X must be X_pairs built by skfingerprint.make_pairs(real, generated) or "
+        "load_imageclef_gans(path); got ndarray"
+    )
