@@ -928,3 +928,15 @@ def test_spectral_keep_is_sklearn_spectral_clustering_on_the_clipped_cosines():
         ).fit_predict(affinity)
         keep = selection._spectral_keep(cands.astype(np.float32), seed=trial)
         np.testing.assert_array_equal(keep, labels == labels[0])
+
+
+def test_a_cached_index_of_another_size_is_rebuilt():
+    """A library whose key was seen before with another size gets a new index (catches the
+    staleness check needing both the size and the width to differ)."""
+    rng = np.random.default_rng(6)
+    real = rng.normal(size=(5, 8)).astype(np.float32)
+    library = rng.normal(size=(60, 8)).astype(np.float32)
+    sel = FaissCandidateSelector(k=3, min_similarity=None).fit(PairEmbeddings(real, library, "a"))
+    sel.kneighbors(PairEmbeddings(real, library, "b"))
+    smaller = PairEmbeddings(real, library[:30], "b")
+    np.testing.assert_array_equal(sel.kneighbors(smaller)[1], exact_topk(real, library[:30], 3)[1])
