@@ -94,9 +94,11 @@ def main(argv=None) -> int:
         counts = collections.Counter(status[module].values())
         killed = counts["killed"]
         survived = [n for n, s in status[module].items() if s == "survived"]
-        # a test process that dies on the mutant (SIGSEGV in FAISS) caught it, though mutmut's
-        # fork server can report it as survived: listed as "crash: ..." after a check by hand
-        crashed = [n for n in survived if known.get(n, "").startswith("crash:")]
+        # Counted as killed after a check by hand (apply, run the tests, revert), listed with
+        # the reason: "crash: ..." (the test process dies on the mutant, SIGSEGV in FAISS, which
+        # mutmut's fork server can report as survived) and "killed later: ..." (a test added
+        # after this run fails on it).
+        crashed = [n for n in survived if known.get(n, "").startswith(("crash:", "killed later:"))]
         killed += len(crashed)
         survived = [n for n in survived if n not in crashed]
         equivalent = [n for n in survived if n in known]

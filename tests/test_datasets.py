@@ -285,3 +285,55 @@ def test_written_layout_loads_with_imageclef_reader(task, tmp_path):
     np.testing.assert_array_equal(loaded.y, task.y)
     assert len(loaded.X_pairs) == len(task.ids)
     assert len(loaded.X_pairs.library) == len(task.generated_ids)
+
+
+def _small_task():
+    from skfingerprint.datasets import make_synthetic_leak
+
+    task = make_synthetic_leak(4, 4, 6, image_size=32, random_state=0)
+    return {k: task[k] for k in ("real_images", "ids", "generated_images", "generated_ids", "y")}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"real_images": lambda t: t["real_images"].astype(float)},
+            "task['real_images'] must be a uint8 array of shape (n, H, W), got dtype float64 and "
+            "shape (8, 32, 32).",
+        ),
+        (
+            {"generated_images": lambda t: t["generated_images"].reshape(6, -1)},
+            "task['generated_images'] must be a uint8 array of shape (n, H, W), got dtype uint8 "
+            "and shape (6, 1024).",
+        ),
+        ({"ids": lambda t: t["ids"][:7]}, "task['real_images'] has 8 images but 7 ids."),
+        (
+            {"generated_ids": lambda t: ["g"] * 6},
+            "the ids of task['generated_images'] are not unique.",
+        ),
+        (
+            {"y": lambda t: np.r_[t["y"], 1]},
+            "task['y'] must hold one 0/1 label per real image, got {y!r}.",
+        ),
+    ],
+)
+def test_layout_writer_names_the_bad_field_exactly(tmp_path, change, message):
+    """Each check fires on its own (catches ``or`` turned into ``and``) with its exact message."""
+    from skfingerprint.datasets import write_imageclef_layout
+
+    task = _small_task()
+    task.update({key: fn(task) for key, fn in change.items()})
+    with pytest.raises(ValueError) as info:
+        write_imageclef_layout(task, tmp_path / "out")
+    assert str(info.value) == message.format(y=task["y"])
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+
+
+def test_layout_writer_refuses_a_file_in_the_way(tmp_path):
+    from skfingerprint.datasets import write_imageclef_layout
+
+    (tmp_path / "out").write_text("x")
+    with pytest.raises(FileExistsError) as info:
+        write_imageclef_layout(_small_task(), tmp_path / "out")
+    assert str(info.value) == f"{tmp_path / 'out'} exists and is not a folder."
