@@ -96,9 +96,14 @@ def main(argv=None) -> int:
         survived = [n for n, s in status[module].items() if s == "survived"]
         # Counted as killed after a check by hand (apply, run the tests, revert), listed with
         # the reason: "crash: ..." (the test process dies on the mutant, SIGSEGV in FAISS, which
-        # mutmut's fork server can report as survived) and "killed later: ..." (a test added
-        # after this run fails on it).
-        crashed = [n for n in survived if known.get(n, "").startswith(("crash:", "killed later:"))]
+        # mutmut's fork server can report as survived), "caught: ..." (a test mutmut cannot
+        # observe, such as one in a subprocess, fails on it) and "killed later: ..." (a test
+        # added after this run fails on it).
+        crashed = [
+            n
+            for n in survived
+            if known.get(n, "").startswith(("crash:", "caught:", "killed later:"))
+        ]
         killed += len(crashed)
         survived = [n for n in survived if n not in crashed]
         equivalent = [n for n in survived if n in known]
