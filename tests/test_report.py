@@ -411,3 +411,48 @@ def test_the_report_renders_in_a_headless_browser(task, pipe, noisy_y, tmp_path)
     image = np.asarray(Image.open(shot).convert("L"))
     assert image.shape == (2000, 1200)
     assert image.std() > 20  # a page was drawn, not a blank screen
+
+
+def test_cli_report_says_which_model_and_shows_progress(clef, pipe, capsys, tmp_path):
+    """The page names the model file, the folder it was fitted on and when; -v reaches the
+    pipeline; every message of the command is exact (catches the source line, the verbosity
+    switch or a log line lost)."""
+    from skfingerprint import clear_memory_cache
+
+    path = save_model(pipe, tmp_path / "m.skops", train_dir="/data/train")
+    created = load_model(path)["created"]
+    out = tmp_path / "r.html"
+    clear_memory_cache()  # the ViT runs again, so its progress shows
+    code = main(["report", str(path), str(clef / "train"), "-o", str(out), "-v"])
+    _, err = capsys.readouterr()
+    assert code == 0, err
+    assert f"{path} (fitted on /data/train, {created})" in out.read_text()
+    assert (
+        f"{clef / 'train'} is labelled (training layout): the report adds kappa, AUC, the "
+        "confusion matrix and the ROC curve"
+    ) in err
+    assert "scoring " in err and " and writing the report" in err
+    assert "ViT embedding (real images): 24 images in " in err
+    joblib_path = save_model(pipe, tmp_path / "m.joblib", format="joblib")
+    argv = ["report", str(joblib_path), str(clef / "test"), "-o", str(out)]
+    assert main(argv) == 2 and "--allow-pickle" in capsys.readouterr().err
+    assert main([*argv, "--allow-pickle"]) == 0
+
+
+def test_cli_report_error_messages_name_what_is_wrong(clef, capsys, tmp_path):
+    bare = save_model(load_model(clef / "model.skops")["estimator"][-1], tmp_path / "c.skops")
+    out = tmp_path / "r.html"
+    assert main(["report", str(bare), str(clef / "test"), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"model file '{bare}' holds a LinearRelationClassifier; the report needs a pipeline "
+        "from 'skfingerprint fit' (an embedder, a candidate selector and a classifier), to show "
+        "each real image's nearest generated images"
+    ) in err
+    missing = tmp_path / "nope" / "r.html"
+    assert main(["report", str(clef / "model.skops"), str(clef / "test"), "-o", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write report file '{missing}': folder '{missing.parent}'" in err
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(clef / "model.skops"), str(tmp_path / "empty"), "-o", str(out)]) == 2
+    assert "(see 'skfingerprint report --help' for the layout)" in capsys.readouterr().err
