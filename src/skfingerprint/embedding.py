@@ -182,7 +182,10 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     cache_dir : str, Path or joblib.Memory, default=None
         Also keep the token cache on disk there (shared by processes, survives restarts).
     random_state : int, RandomState instance or None, default=None
-        Seeds random weights (``pretrained=False``), augmentations and training.
+        Seeds random weights (``pretrained=False``), augmentations and training. With an int,
+        the trained gates of the last 8 fits are kept, so an identical refit (a grid over the
+        later steps' parameters refits the embedder on each fold) reuses its gate instead of
+        training it again; ``clear_memory_cache()`` forgets them.
     verbose : int, default=0
         > 0 shows the progress of every ViT pass and of fine-tuning on stderr: a bar on a
         terminal, else one line per pass when it ends
