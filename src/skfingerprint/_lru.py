@@ -1,7 +1,8 @@
 """One bounded, thread-safe least-recently-used store for the package's process-wide caches.
 
 The token cache (bounded by bytes), the file digests and header sizes of ``images`` (bounded by
-entry count) and CANet's kept fits all use it, so no process-wide cache grows without bound.
+entry count), the loaded backbones and the kept fits of CANet and of the embedder's gate all use
+it, so no process-wide cache grows without bound; ``seeded_fit_key`` keys the two memos of fits.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable, Hashable
 from numbers import Integral
 from typing import Generic, TypeVar
 
-__all__ = ["LRUCache"]
+__all__ = ["LRUCache", "seeded_fit_key"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -114,3 +115,29 @@ class LRUCache(Generic[K, V]):
         while self.total > self.max_size:
             _, (_, size) = self._entries.popitem(last=False)
             self.total -= size
+
+
+def seeded_fit_key(estimator, *data, context=(), exclude=()) -> str | None:
+    """Key of a fit in a memo of seeded fits: a digest of everything the fit reads.
+
+    The estimator's parameters (but ``exclude``), ``context`` (what else decides the result:
+    device, model digest, precision) and each of ``data`` (arrays, shape and dtype included;
+    None allowed). None when ``random_state`` is not an int: only seeded fits repeat exactly.
+    """
+    import hashlib
+
+    import numpy as np
+
+    if not isinstance(estimator.get_params().get("random_state"), Integral):
+        return None
+    params = sorted((k, repr(v)) for k, v in estimator.get_params().items() if k not in exclude)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((params, tuple(context))).encode())
+    for arr in data:
+        if arr is None:
+            h.update(b"none")
+            continue
+        arr = np.ascontiguousarray(arr)
+        h.update(repr((arr.shape, str(arr.dtype))).encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()

@@ -13,7 +13,6 @@ network, its losses and the skorch training step are in ``skfingerprint._canet_n
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import re
 import sys
@@ -49,7 +48,7 @@ from ._contracts import (
     check_training_labels,
     derive_seed,
 )
-from ._lru import LRUCache
+from ._lru import LRUCache, seeded_fit_key
 from ._progress import format_seconds, is_interactive
 from ._vit import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
 from ._warnings import warn_at_caller
@@ -350,7 +349,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         device = str(resolve_device(self.device))
         seed = None if self.random_state is None else derive_seed(self.random_state)
 
-        memo = self._fit_key(X, y, device)
+        memo = seeded_fit_key(self, X, y, context=(device,), exclude=_NOT_IN_FIT_KEY)
         kept = None if memo is None else _FITTED.get(memo)
         if kept is not None:
             return self._restore_fit(kept)
@@ -414,17 +413,6 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         if memo is not None and _FITTED.max_size > 0:
             _FITTED.put(memo, copy.deepcopy(self._fitted_state()))
         return self
-
-    def _fit_key(self, X: np.ndarray, y: np.ndarray, device: str) -> str | None:
-        """Key of this fit in :data:`_FITTED`; None when the fit is not seeded by an int."""
-        if not isinstance(self.random_state, Integral):
-            return None
-        params = {k: v for k, v in self.get_params().items() if k not in _NOT_IN_FIT_KEY}
-        h = hashlib.blake2b(digest_size=16)
-        h.update(repr((sorted(params.items()), X.shape, str(X.dtype), device)).encode())
-        h.update(np.ascontiguousarray(X).tobytes())
-        h.update(np.ascontiguousarray(y).tobytes())
-        return h.hexdigest()
 
     def _fitted_state(self) -> dict:
         """The fitted attributes, as pickled (numpy weights, no torch objects)."""

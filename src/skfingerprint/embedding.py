@@ -27,14 +27,14 @@ from torch import nn
 from . import _vit
 from ._cache import TokenCache
 from ._contracts import LAYER_STRING, check_binary_labels, derive_seed
-from ._lru import LRUCache
+from ._lru import LRUCache, seeded_fit_key
 from ._progress import Progress
 from ._warnings import warn_at_caller
 from .augment import augment_batch
 from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
 from .pairs import PairedImages, PairEmbeddings
 
-# Trained gates of seeded fits, keyed by everything their training reads (``_gate_key``): a
+# Trained gates of seeded fits, keyed by everything their training reads (seeded_fit_key): a
 # GridSearchCV over the steps after the embedder (thresholds, k, the classifier) refits the
 # embedder with the same parameters on the same fold, and seeded training repeats exactly, so the
 # kept gate is the one retraining would give. Bounded; ``clear_memory_cache()`` empties it.
@@ -480,7 +480,10 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         self.token_std_ = torch.from_numpy(rms.astype(np.float32) + 1e-6)[:, None]
 
         trains_gate = self.fusion == "gated" and self.gate_epochs > 0
-        memo = self._gate_key(backbone, every, y) if trains_gate else None
+        # the gate's training reads the parameters, the model, the precision, the tokens of the
+        # fit's images (real, then library) and the labels
+        context = (backbone.digest, self.dtype_)
+        memo = seeded_fit_key(self, every, y, context=context) if trains_gate else None
         kept = None if memo is None else _GATES.get(memo)
         aug_tokens = None
         if trains_gate and y is None and kept is None:
@@ -509,21 +512,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             len(self.layers_) if self.fusion == "concat" else 1
         )
         return self
-
-    def _gate_key(self, backbone, tokens: np.ndarray, y) -> str | None:
-        """Key of this fit's gate in :data:`_GATES`; None when the fit is not seeded by an int.
-
-        Everything the gate's training reads: the parameters, the model, the precision, the
-        tokens of the fit's images (real, then library) and the labels.
-        """
-        if not isinstance(self.random_state, Integral):
-            return None
-        h = hashlib.blake2b(digest_size=16)
-        params = sorted((k, repr(v)) for k, v in self.get_params().items())
-        h.update(repr((params, backbone.digest, self.dtype_, tokens.shape)).encode())
-        h.update(np.ascontiguousarray(tokens).tobytes())
-        h.update(b"none" if y is None else np.ascontiguousarray(y).tobytes())
-        return h.hexdigest()
 
     def _train_gate_supervised(self, fusion, real_tokens, lib_tokens, y):
         """Make used reals closer to their nearest library image than unused ones (BCE on a
