@@ -10,6 +10,7 @@ import joblib
 import numpy as np
 import pytest
 import skops.io
+from sklearn.base import BaseEstimator
 from sklearn.metrics import cohen_kappa_score
 
 from skfingerprint import (
@@ -438,3 +439,294 @@ def test_demo_reads_its_own_table():
     assert won.startswith("The default pipeline beats") and "0.700 for PixelNN" in won
     lost = _demo_verdict({"Default": 0.2, "CANet+ViT": 0.3, "MaxSim+ViT": 0.4, "PixelNN": 0.7})
     assert lost.startswith("PixelNN beats the default") and "--checkpoint" in lost
+
+
+# --- every status line, message and saved field, exactly --------------------------------------
+# Mutation testing (make mutate-cli) showed that checking a word of a message lets a changed or
+# lost message pass; these compare whole lines.
+
+
+def log_lines(err):
+    """stderr's status lines without their ``[  1.2s] `` time prefix."""
+    return [line.split("] ", 1)[1] for line in err.splitlines() if line.startswith("[")]
+
+
+def parse(*argv):
+    from skfingerprint.cli import build_parser
+
+    return build_parser().parse_args([str(a) for a in argv])
+
+
+def test_fit_status_lines_saved_fields_and_quiet_saved_model(data, capsys, tmp_path):
+    """Catches: a status line lost or changed, ``train_dir`` or ``options`` not saved (or
+    saved with the command/output/verbosity), and the model saved still verbose after -v."""
+    root = data[0]
+    path = tmp_path / "m.skops"
+    argv = ["fit", root / "train", "-o", path, *FIT_FAST, "-v"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    lines = log_lines(err)
+    assert lines[0] == f"read {root / 'train'}: 24 real images (12 used, 12 not used) and 36 " \
+        "generated images"  # fmt: skip
+    assert lines[1] == "fitting: vit_tiny_patch16_224 (random init) -> top-10 candidates -> linear"
+    assert lines[-2:] == ["scoring the training images", f"saved the model to {path}"]
+    assert out.splitlines()[0] == (
+        f"Training metrics on {root / 'train'} (the images the model was fitted on: optimistic)"
+    )
+    assert out.splitlines()[-1] == f"model saved to {path}"
+    payload = load_model(path)
+    assert payload["train_dir"] == str((root / "train").resolve())
+    expected = {
+        k: v
+        for k, v in vars(parse(*argv)).items()
+        if k not in ("func", "command", "output", "verbose")
+    }
+    assert payload["options"] == expected and "train_dir" in expected and "k" in expected
+    pipe = payload["estimator"]
+    assert pipe.verbose is False and pipe.named_steps["embed"].verbose == 0
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (
+            [],
+            "fitting: vit_tiny_patch16_224 (random init) -> top-10 candidates -> linear  "
+            "(add -v for progress)",
+        ),
+        (
+            ["--finetune", "last", "-v"],
+            "fitting: vit_tiny_patch16_224 (random init, fine-tuned) -> top-10 "
+            "candidates -> linear",
+        ),
+        (
+            ["--classifier", "maxsim", "--k", "3"],
+            "fitting: vit_tiny_patch16_224 (random init) -> top-3 "
+            "candidates -> maxsim  (add -v for progress)",
+        ),
+    ],
+)
+def test_fit_says_what_it_fits(data, capsys, tmp_path, monkeypatch, extra, expected):
+    """The "fitting:" line names the model, its weights, fine-tuning, k and the classifier
+    (the fit itself is stopped right after it, by a ValueError: exit 1)."""
+    from sklearn.pipeline import Pipeline
+
+    def stop(self, X, y=None, **params):
+        raise ValueError("stopped by the test")
+
+    monkeypatch.setattr(Pipeline, "fit", stop)
+    code, _, err = run(capsys, "fit", data[0] / "train", "-o", tmp_path / "m.skops", *FIT_FAST,
+                       *extra)  # fmt: skip
+    assert code == 1 and err.endswith("error: stopped by the test\n"), err
+    assert log_lines(err)[1] == expected
+
+
+def test_weights_are_named_in_the_fit_line():
+    from types import SimpleNamespace
+
+    from skfingerprint.cli._commands import _weights
+
+    assert _weights(SimpleNamespace(checkpoint="w.pth", pretrained=False)) == "weights from w.pth"
+    assert _weights(SimpleNamespace(checkpoint=None, pretrained=True)) == "pretrained"
+    assert _weights(SimpleNamespace(checkpoint=None, pretrained=False)) == "random init"
+
+
+def test_pretrained_model_and_tiny_rules(tmp_path):
+    """Without --tiny: timm's pretrained ViT-B/16 unless told otherwise; an explicit
+    --pretrained wins over a checkpoint; --tiny is random init and CANet's tiny settings."""
+    from skfingerprint.cli._commands import _pipeline_from_args
+    from skfingerprint.pipeline import TINY_CANET
+
+    def params(*extra):
+        return _pipeline_from_args(parse("fit", "t", "-o", "m", *extra)).get_params()
+
+    default = params()
+    assert default["embed__model"] == "vit_base_patch16_224"
+    assert default["embed__pretrained"] is True
+    assert params("--no-pretrained")["embed__pretrained"] is False
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    assert params("--checkpoint", weights, "--pretrained")["embed__pretrained"] is True
+    assert params("--tiny", "--no-pretrained")["embed__pretrained"] is False
+    assert params("--cache-dir", tmp_path)["embed__cache_dir"] == str(tmp_path)
+    tiny_canet = params("--tiny", *CANET)
+    assert {k: tiny_canet[f"clf__{k}"] for k in TINY_CANET} == TINY_CANET
+    full_canet = params(*CANET)
+    assert {k: full_canet[f"clf__{k}"] for k in TINY_CANET} != TINY_CANET
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--tiny", "--model", "vit_b"], "--tiny picks the model itself; drop --model"),
+        (["--tiny", "--pretrained"], "--tiny is a randomly initialised ViT; drop --pretrained"),
+        (
+            ["--tiny", "--classifier", "maxsim", "--epochs", "3"],
+            "--epochs trains CANet; --classifier maxsim has no epochs",
+        ),
+        (
+            ["--tiny", "--features", "paper"],
+            "classifier='linear' reads relation scores; use features='relations' (or "
+            "classifier='canet' / 'maxsim' with the paper's features)",
+        ),
+    ],
+)
+def test_conflicting_options_exact_messages(data, capsys, tmp_path, extra, message):
+    """Each conflict is a usage error (exit 2) whose whole message is printed once."""
+    err = expect_error(capsys, 2, f"error: {message}\n", "fit", data[0] / "train", "-o",
+                       tmp_path / "m.skops", *extra)  # fmt: skip
+    assert not (tmp_path / "m.skops").exists()
+    assert err.endswith(f"error: {message}\n")
+
+
+def test_output_file_messages(data, model, capsys, tmp_path, monkeypatch):
+    """The file kind and path in each message; a file name without a folder is in '.'."""
+    from skfingerprint.cli import _common
+
+    missing = tmp_path / "no" / "m.skops"
+    expect_error(capsys, 2, f"error: cannot write model file '{missing}': folder "
+                 f"'{missing.parent}' does not exist (create it first)\n",
+                 "fit", data[0] / "train", "-o", missing, "--tiny")  # fmt: skip
+    expect_error(capsys, 2, f"error: submission file '{tmp_path}' is a folder; give a file "
+                 "name\n", "predict", model, data[0] / "test", "-o", tmp_path)  # fmt: skip
+    sub = tmp_path / "s.csv"
+    expect_error(capsys, 2, f"error: cannot write scores file '{missing}': folder "
+                 f"'{missing.parent}' does not exist (create it first)\n",
+                 "predict", model, data[0] / "test", "-o", sub, "--scores", missing)  # fmt: skip
+    expect_error(capsys, 2, "error: --scores and -o name the same file; give two\n",
+                 "predict", model, data[0] / "test", "-o", sub, "--scores", sub)  # fmt: skip
+    # a folder that cannot be written (root ignores permissions: simulate the refusal)
+    monkeypatch.setattr(_common.os, "access", lambda path, mode: False)
+    monkeypatch.chdir(tmp_path)
+    expect_error(capsys, 2, "error: cannot write report file 'r.html': folder '.' is not "
+                 "writable\n", "report", model, data[0] / "test", "-o", "r.html")  # fmt: skip
+
+
+def test_status_line_time_is_the_time_since_the_start(monkeypatch, capsys):
+    from skfingerprint.cli import _common
+
+    clock = iter([100.0, 102.5])
+    monkeypatch.setattr(_common.time, "perf_counter", lambda: next(clock))
+    _common._Log()("hello")
+    assert capsys.readouterr().err == "[   2.5s] hello\n"
+
+
+def test_warnings_are_one_line_and_the_handler_is_restored(capsys):
+    import warnings
+
+    from skfingerprint.cli._common import _short_warnings
+
+    before = warnings.showwarning
+    with _short_warnings(), warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("careful", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "warning: careful\n"
+    assert warnings.showwarning is before
+
+
+def test_layout_messages_name_the_command(data, model, capsys, tmp_path):
+    test_dir = data[0] / "test"
+    expect_error(capsys, 2, f"error: '{test_dir}' is a test layout (real_unknown/): it has no "
+                 "labels. 'evaluate' needs a training layout with real_used/ and real_not_used/ "
+                 f"(use 'skfingerprint predict MODEL {test_dir} -o submission.csv' to label these "
+                 "images)\n", "evaluate", model, test_dir)  # fmt: skip
+    expect_error(capsys, 2, f"error: '{test_dir}' is a test layout (real_unknown/): it has no "
+                 "labels. 'fit' needs a training layout with real_used/ and real_not_used/ \n",
+                 "fit", test_dir, "-o", tmp_path / "m.skops", "--tiny")  # fmt: skip
+    (tmp_path / "empty").mkdir()
+    err = expect_error(capsys, 2, "(see 'skfingerprint predict --help' for the layout)",
+                       "predict", model, tmp_path / "empty", "-o", tmp_path / "s.csv")  # fmt: skip
+    expect_error(capsys, 2, f"error: folder '{tmp_path / 'nope'}' does not exist\n", "evaluate",
+                 model, tmp_path / "nope")  # fmt: skip
+    expect_error(capsys, 2, f"error: folder '{model}' is not a folder\n", "evaluate", model,
+                 model)  # fmt: skip
+    assert "Traceback" not in err
+
+
+def test_predict_status_lines_and_summary(data, model, capsys, tmp_path):
+    """Catches the percentage computed wrong, the "predicting" line lost, and -v not reaching
+    the pipeline at predict time."""
+    root = data[0]
+    sub = tmp_path / "s.csv"
+    clear_memory_cache()  # the ViT runs, so -v has progress to show
+    code, out, err = run(capsys, "predict", model, root / "train", "-o", sub, "-v")
+    assert code == 0, err
+    lines = log_lines(err)
+    assert lines[0] == (
+        f"{root / 'train'} is a training layout: predicting all its real images and ignoring "
+        "their labels (use 'skfingerprint evaluate' to score against them)"
+    )
+    assert lines[1] == "predicting 24 real images (12 used, 12 not used) and 36 generated images"
+    assert "ViT embedding (real images): 24 images in " in err
+    used = int(read_submission(sub)[1].sum())
+    assert out.splitlines() == [
+        f"wrote 24 predictions to {sub}",
+        f"predicted used: {used} of 24 real images ({100 * used / 24:.1f}%)",
+    ]
+
+
+def test_a_model_folder_is_not_taken_for_swapped_arguments(data, model, capsys, tmp_path):
+    """Only a folder as MODEL *and* a file as the folder argument is called swapped."""
+    test_dir = data[0] / "test"
+    err = expect_error(capsys, 2, f"error: MODEL '{test_dir}' is a folder and the folder "
+                       f"argument '{model}' is a file: the two look swapped; the model file "
+                       "comes first\n", "evaluate", test_dir, model)  # fmt: skip
+    err = expect_error(capsys, 2, f"error: model file '{test_dir}' is not a file\n",
+                       "evaluate", test_dir, test_dir)  # fmt: skip
+    assert "swapped" not in err
+
+
+class FlagFirstHalf(BaseEstimator):
+    """Not a pipeline, yet predicts ``X_pairs``: the first half of the real images is "used"."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        n = len(X)
+        return (np.arange(n) < n // 2).astype(int)
+
+
+def test_a_model_that_is_not_a_pipeline(data, capsys, tmp_path):
+    """Any saved estimator that predicts ``X_pairs`` works with predict and evaluate (named by
+    its type); one that does not predict is refused with its type named."""
+    from sklearn.preprocessing import StandardScaler
+
+    from skfingerprint import save_model
+
+    root = data[0]
+    path = save_model(FlagFirstHalf(), tmp_path / "m.joblib", format="joblib")
+    code, out, err = run(capsys, "evaluate", path, root / "train", "--allow-pickle")
+    assert code == 0, err
+    split = load_imageclef_gans(root / "train")
+    kappa = cohen_kappa_score(split.y, FlagFirstHalf().predict(split.X_pairs))
+    assert out.splitlines()[0] == (
+        f"Membership metrics on {root / 'train'} (24 real images (12 used, 12 not used) and 36 "
+        "generated images)"
+    )
+    assert "FlagFirstHalf" in out.splitlines()[1]
+    assert next(x for x in out.splitlines() if x.startswith("kappa")).split()[-1] == (
+        f"{kappa:.3f}"
+    )
+    assert "optimistic" not in out  # no train_dir saved: nothing to compare
+    sub = tmp_path / "s.csv"
+    assert run(capsys, "predict", path, root / "test", "-o", sub, "--allow-pickle")[0] == 0
+    assert int(read_submission(sub)[1].sum()) == 10
+    scaler = save_model(StandardScaler().fit(np.zeros((2, 1))), tmp_path / "s.joblib",
+                        format="joblib")  # fmt: skip
+    expect_error(capsys, 2, "error: the model file holds a StandardScaler, which does not "
+                 "predict; save a fitted pipeline (what 'skfingerprint fit' writes)\n",
+                 "predict", scaler, root / "test", "-o", sub, "--allow-pickle")  # fmt: skip
+
+
+def test_evaluate_says_optimistic_only_on_the_folder_fitted_on(data, model, capsys, tmp_path):
+    root = data[0]
+    code, out, _ = run(capsys, "evaluate", model, root / "train")
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "note: this is the folder the model was fitted on; these numbers are optimistic"
+    )
+    other = tmp_path / "copy"
+    shutil.copytree(root / "train", other)
+    code, out, _ = run(capsys, "evaluate", model, other)
+    assert code == 0 and "note:" not in out

@@ -456,3 +456,60 @@ def test_cli_report_error_messages_name_what_is_wrong(clef, capsys, tmp_path):
     (tmp_path / "empty").mkdir()
     assert main(["report", str(clef / "model.skops"), str(tmp_path / "empty"), "-o", str(out)]) == 2
     assert "(see 'skfingerprint report --help' for the layout)" in capsys.readouterr().err
+
+
+def test_cli_report_summary_lines_are_exact(clef, capsys, tmp_path):
+    """Catches --max-rows not counted in the summary, the labels clause shown on an unlabelled
+    folder (or lost on a labelled one), a closing line changed, and a title of None when no
+    --title is given."""
+    out = tmp_path / "r.html"
+    model = str(clef / "model.skops")
+    assert main(["report", model, str(clef / "test"), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        f"wrote {out}: 12 of 12 real images ranked by P(used), each beside its 4 nearest "
+        "generated images",
+        "open it in a browser: it is one self-contained file (no network needed)",
+    ]
+    assert "<title>skfingerprint audit report</title>" in out.read_text()
+    argv = ["report", model, str(clef / "train"), "-o", str(out), "--max-rows", "5"]
+    assert main([*argv, "--candidates", "2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == (
+        f"wrote {out}: 5 of 24 real images ranked by P(used), each beside its 2 nearest "
+        "generated images; metrics against the folder's labels"
+    )
+
+
+def test_cli_report_names_the_fit_folder_without_a_date(clef, pipe, capsys, tmp_path):
+    """A model file that records where it was fitted but not when (written by hand)."""
+    import joblib
+
+    from skfingerprint.persistence import MODEL_FORMAT, MODEL_FORMAT_VERSION
+
+    path = tmp_path / "m.joblib"
+    joblib.dump(
+        {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "estimator": pipe,
+         "train_dir": "/data/train"},
+        path,
+    )  # fmt: skip
+    out = tmp_path / "r.html"
+    argv = ["report", str(path), str(clef / "test"), "-o", str(out), "--allow-pickle"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert f"{path} (fitted on /data/train)<" in out.read_text()
+
+
+@pytest.mark.parametrize("missing, named", [("jinja2", "jinja2"), (None, "jinja2 and matplotlib")])
+def test_cli_report_says_which_dependency_is_missing(
+    clef, capsys, tmp_path, monkeypatch, missing, named
+):
+    import skfingerprint.report
+
+    def no_dependency(*args, **kwargs):
+        raise ImportError("simulated", name=missing)
+
+    monkeypatch.setattr(skfingerprint.report, "write_report", no_dependency)
+    out = tmp_path / "r.html"
+    assert main(["report", str(clef / "model.skops"), str(clef / "test"), "-o", str(out)]) == 1
+    assert capsys.readouterr().err.endswith(
+        f"error: the HTML report needs {named}, which is not installed: pip install "
+        "'jinja2>=3.1' 'matplotlib>=3.7'\n"
+    )

@@ -76,7 +76,7 @@ def _output_file(path: str, what: str) -> Path:
     p = Path(path)
     if p.is_dir():
         raise CLIError(f"{what} '{p}' is a folder; give a file name", EXIT_USAGE)
-    parent = p.parent if str(p.parent) else Path(".")
+    parent = p.parent  # "." for a bare file name
     if not parent.is_dir():
         raise CLIError(
             f"cannot write {what} '{p}': folder '{parent}' does not exist (create it first)",
