@@ -327,3 +327,12 @@ def test_bad_id_message_says_what_an_id_may_not_hold(tmp_path):
         "Invalid image id 'a,b' for a submission: ids must be non-empty, without commas, "
         "quotes, tabs, line breaks or surrounding spaces"
     )
+
+
+def test_scores_of_an_unsigned_dtype_are_ranked_as_numbers(tmp_path):
+    """Catches ranking on the caller's dtype: negating uint8 scores wraps (-1 -> 255), which
+    would put the lowest score first."""
+    from skfingerprint import write_scores
+
+    path = write_scores(["a", "b", "c"], np.array([0, 2, 1], dtype=np.uint8), tmp_path / "s.csv")
+    assert path.read_text() == "rank,id,p_used\n1,b,2.000000\n2,c,1.000000\n3,a,0.000000\n"

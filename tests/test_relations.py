@@ -268,10 +268,16 @@ def _reference_raw(real, lib, ids):
     return per_real, per_cand
 
 
-@pytest.mark.parametrize(("n", "m", "chunk"), [(420, 900, 4096), (30, 50, 7), (2, 9, 4), (1, 5, 2)])
+@pytest.mark.parametrize(
+    ("n", "m", "chunk"),
+    [(420, 900, 4096), (300, 250, 4096), (301, 250, 4096), (30, 50, 7), (2, 9, 4), (1, 5, 2)],
+)
 def test_raw_scores_equal_a_brute_force_reference(n, m, chunk, monkeypatch):
     """Sizes where k of the density score exceeds 1 on both sides (420 reals, 900 library
-    images), several library chunks, two reals, and one real (its real-real scores NaN)."""
+    images); k = 1 over long rows (250 library images: numpy's partition is exact on short rows
+    whatever the kth, so a k - 2 slip shows only there); 300 and 301 reals, where
+    ``round((n - 1) / 200)`` and ``round((n +- 1) / 200)`` differ (1 vs 2); several library
+    chunks, two reals, and one real (its real-real scores NaN)."""
     monkeypatch.setattr(R, "_CHUNK", chunk)
     rng = np.random.default_rng(n)
     real = rng.normal(size=(n, 5))
@@ -301,6 +307,31 @@ def test_top_k_is_exact_best_first_and_breaks_ties_by_library_order(chunk, monke
         np.testing.assert_allclose(sims[r], S[r, order], atol=1e-6)
     assert sims.dtype == np.float32
     assert R.top_k(real, lib[:3], 10)[1].shape == (9, 3)  # k capped at the library size
+    # k = 1 over long rows (numpy's partition is exact on short rows whatever the kth)
+    long_lib = rng.normal(size=(900, 4)).astype(np.float32)
+    np.testing.assert_array_equal(
+        R.top_k(real, long_lib, 1)[1][:, 0], (real @ long_lib.T).argmax(1)
+    )
+
+
+def test_kth_best_is_the_kth_largest_of_each_row():
+    rng = np.random.default_rng(1)
+    sims = rng.normal(size=(5, 900))
+    for k in (1, 2, 5):
+        np.testing.assert_array_equal(R._kth_best(sims, k), np.sort(sims, axis=1)[:, -k])
+
+
+def test_a_tie_between_library_chunks_goes_to_the_first_library_image(monkeypatch):
+    """Two library images equally close to real 0, in different chunks: its nearest library
+    image is the first (as in ``top_k``), whose best other real sets the margin."""
+    monkeypatch.setattr(R, "_CHUNK", 2)
+    c, s = 0.8, 0.6
+    real = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], dtype=np.float32)
+    lib = np.array(
+        [[c, s, 0, 0], [-1, 0, 0, 0], [c, 0, s, 0], [-1, 0, 0, 0]], dtype=np.float32
+    )  # rows 0 and 2 tie for real 0; row 0 is also close to real 1 (cosine s)
+    per_real, _ = R._space_raw(real, lib, np.zeros((2, 1), dtype=np.int64))
+    assert per_real[0, 3] == pytest.approx(c - s)  # not c - 0, the margin of row 2
 
 
 def test_split_statistics_and_standardised_layout_by_hand():

@@ -940,3 +940,20 @@ def test_a_cached_index_of_another_size_is_rebuilt():
     sel.kneighbors(PairEmbeddings(real, library, "b"))
     smaller = PairEmbeddings(real, library[:30], "b")
     np.testing.assert_array_equal(sel.kneighbors(smaller)[1], exact_topk(real, library[:30], 3)[1])
+
+
+def test_exact_fallback_runs_only_for_rows_the_index_left_empty(monkeypatch):
+    """A row whose best candidate is library image 0 is found, not "missing" (id -1 marks a
+    missing one): the exact search fallback is not run for it."""
+    from skfingerprint import relations
+
+    rng = np.random.default_rng(0)
+    library = rng.normal(size=(50, 8)).astype(np.float32)
+    E = PairEmbeddings(2.0 * library[[0, 3]], library, "zero")
+    calls = []
+    exact = relations.top_k
+    monkeypatch.setattr(
+        relations, "top_k", lambda q, lib, k: calls.append(len(q)) or exact(q, lib, k)
+    )
+    _, ids = FaissCandidateSelector(k=5, min_similarity=None).fit(E).kneighbors(E)
+    assert ids[:, 0].tolist() == [0, 3] and calls == []
