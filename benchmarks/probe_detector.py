@@ -1,0 +1,212 @@
+"""Which new relation scores pay? Hypotheses for the detector issue, with paired intervals.
+
+On the suite's task folders (``bench_quality.py``'s cache), each variant adds scores to the
+default pipeline's pixel relation scores (the best candidate's ``cos, owner, owner_margin`` and
+the five per-real scores of :mod:`skfingerprint.relations`, 32 px, each standardised within its
+split), fitted like ``LinearRelationClassifier`` (logistic regression, ``C=0.1``, one
+kappa-maximising threshold on the train scores). Hypotheses, fixed before the run:
+
+- **reverse k-NN counts** (``rknn``): attribution counts, for each real image, the library
+  images whose nearest real it is, a noisy count of about 1. Counting the library images that
+  have it among their ``k`` nearest reals (k = 3, 10; times ``n / (m k)``, so 1 on average
+  whatever the sizes) estimates the same thing with less noise.
+- **shift-tolerant similarity** (``shift``): a generator reproduces a training image's layout
+  but rarely pixel-aligned; the best cosine over the real image shifted by up to 1 pixel (9
+  shifts), and that minus the same for its nearest other real (as ``calib``).
+- **density at several scales** (``density``): the ``q |G|``-th best library cosine minus the
+  ``q |R|``-th best real cosine for q = 1/100 and 1/50, beside the default's 1/200.
+- **all three** (``all``).
+
+A variant is kept only if its paired difference to the default is above 0 on the pooled
+tasks' interval and not below 0 on any task (a difference inside its interval is no result).
+
+    .venv/bin/python benchmarks/probe_detector.py [--cache-dir DIR]
+
+writes ``benchmarks/RESULTS_detector.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from bench_quality import _test_labels, kappa_interval, machine  # noqa: E402
+from realgen.task import DEFAULT_ROOT, TASKS  # noqa: E402
+
+from skfingerprint import load_imageclef_gans  # noqa: E402
+from skfingerprint import relations as R  # noqa: E402
+from skfingerprint.baselines import learn_kappa_threshold  # noqa: E402
+from skfingerprint.images import pixel_vectors  # noqa: E402
+from skfingerprint.pairs import _l2_normalize  # noqa: E402
+
+SIZE = 32
+N_RESAMPLES = 2000
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean(0)) / np.where(x.std(0) > 1e-12, x.std(0), 1.0)
+
+
+def base_scores(real: np.ndarray, lib: np.ndarray) -> np.ndarray:
+    """The default's 8 scores of the best candidate (unit, library-centred vectors)."""
+    _, ids = R.top_k(real, lib, 1)
+    per_real, per_cand = R._space_raw(real, lib, ids)
+    return np.c_[per_cand[:, 0, :], per_real]
+
+
+def rknn_scores(real: np.ndarray, lib: np.ndarray, ks=(3, 10)) -> np.ndarray:
+    n, m = len(real), len(lib)
+    out = []
+    for k in ks:
+        _, nearest_reals = R.top_k(lib, real, k)  # each library image's k nearest reals
+        out.append(np.bincount(nearest_reals.ravel(), minlength=n) * n / (m * k))
+    return np.stack(out, 1)
+
+
+def _shifted(images: np.ndarray) -> list[np.ndarray]:
+    """The 9 copies of ``(n, S, S)`` images shifted by -1..1 pixel (edges repeated)."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    return [padded[:, 1 + dy : 1 + dy + SIZE, 1 + dx : 1 + dx + SIZE] for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)]  # fmt: skip
+
+
+def shift_scores(real_px: np.ndarray, lib_px: np.ndarray) -> np.ndarray:
+    mean = lib_px.mean(0, keepdims=True)
+    lib = _l2_normalize(lib_px - mean)
+    real_unit = _l2_normalize(real_px - mean)
+    best = np.full(len(real_px), -np.inf)
+    best_real = np.full(len(real_px), -np.inf)
+    for shifted in _shifted(real_px.reshape(-1, SIZE, SIZE)):
+        v = _l2_normalize(shifted.reshape(len(real_px), -1) - mean)
+        best = np.maximum(best, (v @ lib.T).max(1))
+        rr = v @ real_unit.T
+        np.fill_diagonal(rr, -np.inf)
+        best_real = np.maximum(best_real, rr.max(1))
+    return np.stack([best, best - best_real], 1)
+
+
+def density_scores(real: np.ndarray, lib: np.ndarray, qs=(1 / 100, 1 / 50)) -> np.ndarray:
+    n, m = len(real), len(lib)
+    s_lib = real @ lib.T
+    s_real = real @ real.T
+    np.fill_diagonal(s_real, -np.inf)
+    out = []
+    for q in qs:
+        k_lib, k_real = max(1, round(q * m)), max(1, round(q * (n - 1)))
+        out.append(np.sort(s_lib, 1)[:, -k_lib] - np.sort(s_real, 1)[:, -k_real])
+    return np.stack(out, 1)
+
+
+def split_features(pairs) -> dict:
+    real_px = pixel_vectors(pairs.real, SIZE)
+    lib_px = pixel_vectors(pairs.library, SIZE)
+    mean = lib_px.mean(0, keepdims=True)
+    real, lib = _l2_normalize(real_px - mean), _l2_normalize(lib_px - mean)
+    return {
+        "base": base_scores(real, lib),
+        "rknn": rknn_scores(real, lib),
+        "shift": shift_scores(real_px, lib_px),
+        "density": density_scores(real, lib),
+    }
+
+
+VARIANTS = {
+    "default (8 pixel scores)": ["base"],
+    "+ rknn": ["base", "rknn"],
+    "+ shift": ["base", "shift"],
+    "+ density": ["base", "density"],
+    "+ all three": ["base", "rknn", "shift", "density"],
+}
+
+
+def fit_score(f_train, y_train, f_test) -> tuple[np.ndarray, np.ndarray]:
+    clf = LogisticRegression(C=0.1, max_iter=2000).fit(_z(f_train), y_train)
+    s_train, s_test = clf.decision_function(_z(f_train)), clf.decision_function(_z(f_test))
+    t, _ = learn_kappa_threshold(s_train, y_train)
+    return s_test, (s_test > t).astype(int)
+
+
+def run(folder: Path) -> dict:
+    train, test = load_imageclef_gans(folder / "train"), load_imageclef_gans(folder / "test")
+    y = _test_labels(folder, test.ids)
+    f_train, f_test = split_features(train.X_pairs), split_features(test.X_pairs)
+    out = {"y": y}
+    for name, parts in VARIANTS.items():
+        out[name] = fit_score(
+            np.concatenate([f_train[p] for p in parts], 1),
+            train.y,
+            np.concatenate([f_test[p] for p in parts], 1),
+        )
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
+    parser.add_argument("--output", type=Path, default=BENCH / "RESULTS_detector.md")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    reference = next(iter(VARIANTS))
+    rows = {name: [] for name in VARIANTS}
+    pooled = {name: ([], [], [], []) for name in VARIANTS}  # y, pred, reference pred, seed id
+    names = []
+    for t, (source, generator) in enumerate(TASKS):
+        folder = args.cache_dir / "tasks" / f"{source}-{generator}"
+        seeds = sorted(folder.iterdir()) if folder.is_dir() else []
+        if not seeds:
+            raise SystemExit(f"no task folders under {folder}: run bench_quality.py first")
+        runs = [run(seed) for seed in seeds]
+        names.append(f"{source} / {generator}")
+        y = np.concatenate([r["y"] for r in runs])
+        sid = np.concatenate([np.full(len(r["y"]), t * 100 + i) for i, r in enumerate(runs)])
+        ref = np.concatenate([r[reference][1] for r in runs])
+        for name in VARIANTS:
+            pred = np.concatenate([r[name][1] for r in runs])
+            kappa = kappa_interval(y, pred, sid, N_RESAMPLES)
+            diff = kappa_interval(y, pred, sid, N_RESAMPLES, reference=ref)
+            auc = np.mean([roc_auc_score(r["y"], r[name][0]) for r in runs])
+            rows[name].append((kappa, diff, auc))
+            for store, value in zip(pooled[name], (y, pred, ref, sid), strict=True):
+                store.append(value)
+        print(f"{names[-1]}: done ({len(seeds)} seeds)", flush=True)
+    fmt = "{:+.3f} [{:+.3f}, {:+.3f}]".format
+    lines = [
+        "# Detector hypotheses (`benchmarks/probe_detector.py`)",
+        "",
+        "Rewritten by the probe; edits are lost. " + __doc__.split("\n\n")[1].replace("\n", " "),
+        "",
+        f"Command: `.venv/bin/python benchmarks/probe_detector.py --cache-dir {args.cache_dir}`  ",
+        f"Machine: {machine()}; {time.perf_counter() - start:.0f} s",
+        "",
+        "Test kappa [paired bootstrap 95% CI over the test images of all seeds] / AUC, mean over "
+        "seeds; second line of each variant: minus the default, and the pooled column: the mean "
+        "over tasks of that difference, its interval resampling every task's images:",
+        "",
+        "| variant | " + " | ".join(names) + " | all tasks |",
+        "|:---|" + "---:|" * (len(names) + 1),
+    ]
+    for name in VARIANTS:
+        y, pred, ref, sid = (np.concatenate(v) for v in pooled[name])
+        all_diff = kappa_interval(y, pred, sid, N_RESAMPLES, reference=ref)
+        all_kappa = kappa_interval(y, pred, sid, N_RESAMPLES)
+        cells = [f"{fmt(*k)} / {a:.3f}" for k, _, a in rows[name]]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {fmt(*all_kappa)} |")
+        if name != reference:
+            cells = [fmt(*d) for _, d, _ in rows[name]]
+            lines.append("| &nbsp; minus default | " + " | ".join(cells) + f" | {fmt(*all_diff)} |")
+    args.output.write_text("\n".join(lines) + "\n")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
