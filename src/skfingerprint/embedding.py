@@ -29,6 +29,16 @@ from ._cache import TokenCache
 from ._contracts import LAYER_STRING, check_binary_labels, derive_seed
 from ._lru import LRUCache, seeded_fit_key
 from ._progress import Progress
+from ._runtime import (
+    choose_dtype,
+    describe_probe,
+    load_state_arrays,
+    resolve_device,
+    resolve_dtype,
+    seeded_torch,
+    state_arrays,
+    threads_for,
+)
 from ._warnings import warn_at_caller
 from .augment import augment_batch
 from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
@@ -318,17 +328,17 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     def _runtime(self):
         """``(device, torch dtype)``: the precision chosen in ``fit`` on this kind of device,
         else (a model fitted before the probe existed, or fitted on another kind of device) the
-        static rule of :func:`~skfingerprint._vit.resolve_dtype`."""
-        device = _vit.resolve_device(self.device)
+        static rule of :func:`~skfingerprint._runtime.resolve_dtype`."""
+        device = resolve_device(self.device)
         probe = getattr(self, "dtype_probe_", None)
         if probe is not None and torch.device(probe["device"]).type == device.type:
             return device, getattr(torch, self.dtype_)
-        return device, _vit.resolve_dtype(self.dtype, device)
+        return device, resolve_dtype(self.dtype, device)
 
     def _choose_dtype(self, backbone, images: ImageSet) -> tuple[str, dict | None]:
         """``(dtype_, dtype_probe_)``: the explicit dtype, or for "auto" the fastest precision
         whose tokens agree with fp32, probed once per process and model on the first images."""
-        device = _vit.resolve_device(self.device)
+        device = resolve_device(self.device)
         if self.dtype != "auto":
             return self.dtype, None
 
@@ -337,9 +347,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             _, batch = next(images.iter_batches(n))
             return self._model_input(batch, backbone)
 
-        choice, probe = _vit.choose_dtype(backbone, device, sample)
+        choice, probe = choose_dtype(backbone, device, sample)
         if self.verbose:
-            print(_vit.describe_probe(choice, probe), file=sys.stderr, flush=True)
+            print(describe_probe(choice, probe), file=sys.stderr, flush=True)
         return str(choice).removeprefix("torch."), dict(probe)
 
     @staticmethod
@@ -490,19 +500,19 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             aug_tokens = self._vit_tokens(
                 real, backbone, augment_seed=seed, what="augmented views for the gate"
             )
-        with _vit.seeded_torch(seed):
+        with seeded_torch(seed):
             fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
             if kept is not None:
-                _vit.load_state_arrays(fusion, kept)
+                load_state_arrays(fusion, kept)
             elif trains_gate:
                 n_tokens = len(every) * len(self.layers_)
-                with _vit.threads_for(6 * n_tokens * backbone.embed_dim * 256):
+                with threads_for(6 * n_tokens * backbone.embed_dim * 256):
                     if y is not None:
                         self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
                     else:
                         self._train_gate_views(fusion, real_tokens, aug_tokens)
                 if memo is not None:
-                    _GATES.put(memo, {k: v.copy() for k, v in _vit.state_arrays(fusion).items()})
+                    _GATES.put(memo, {k: v.copy() for k, v in state_arrays(fusion).items()})
         self.fusion_ = fusion.eval()
         with torch.no_grad():
             w = fusion.weights(self._layer_tokens(every))
@@ -624,7 +634,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 state[name] = state[name].numpy()
         if "fusion_" in state:
             fusion = state.pop("fusion_")
-            state["_fusion_state"] = _vit.state_arrays(fusion)
+            state["_fusion_state"] = state_arrays(fusion)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -636,7 +646,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 setattr(self, name, torch.from_numpy(np.array(state[name], dtype=np.float32)))
         if fusion is not None:
             module = GatedFusion(len(self.layers_), self.backbone_.embed_dim, self.fusion)
-            self.fusion_ = _vit.load_state_arrays(module, fusion).eval()
+            self.fusion_ = load_state_arrays(module, fusion).eval()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
