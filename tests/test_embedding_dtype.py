@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from skfingerprint import ViTLayerFusionEmbedder, _runtime, _vit, clear_memory_cache
+from skfingerprint._runtime import _prefetch
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.embedding import _prefetch
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2)
 CPU = torch.device("cpu")

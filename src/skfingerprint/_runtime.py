@@ -1,12 +1,14 @@
 """The torch plumbing the ViT, the embedder and CANet share: threads, device, precision, seeding.
 
-Also the precision probe of ``dtype="auto"`` and weights as numpy arrays (what model files
-hold). Imports no model code: the probe takes any object with a weights ``digest`` and a
+Also the precision probe of ``dtype="auto"``, weights as numpy arrays (what model files hold),
+and the prefetcher that decodes the next batch in a thread while the ViT runs on this one.
+Imports no model code: the probe takes any object with a weights ``digest`` and a
 ``runtime(device)`` module, so the ViT module imports this one and never the reverse.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from contextlib import contextmanager
@@ -238,3 +240,44 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
         f"dtype='auto' on {probe['device']}: {_dtype_name(choice)} "
         f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)})"
     )
+
+
+def _prefetch(items, depth: int = 1):
+    """Yield ``items``' values, computing up to ``depth`` ahead in a thread (which ends when the
+    generator is closed). An exception raised making an item is raised where that item would
+    have been yielded, so every item before it is handed on first."""
+    done = object()
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce():
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            put((done, exc))
+
+    worker = threading.Thread(target=produce, name="skfingerprint-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = slots.get()
+            if error is not None:
+                raise error
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
