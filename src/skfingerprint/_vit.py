@@ -1,5 +1,8 @@
-"""timm ViT backbones: loading (pretrained, checkpoint or random), weights digests, and one pass
-that returns the CLS token of every block."""
+"""timm ViT backbones: loading (pretrained, checkpoint or random), digests, every block's CLS token.
+
+A :class:`Backbone` is a loaded ViT without its head whose one pass returns the CLS token of every
+block; loads are shared per process. Devices, precision and seeding live in ``_runtime.py``.
+"""
 
 from __future__ import annotations
 
