@@ -68,7 +68,7 @@ def cpu_flags() -> dict:
 def bench_peaks(quick: bool) -> dict:
     """Measured matmul peaks. bf16 is timed on every shape only where it is native: emulated
     (AVX2), one 1024^3 product takes seconds and the large ones minutes."""
-    from skfingerprint._vit import cpu_has_fast_bf16
+    from skfingerprint._runtime import cpu_has_fast_bf16
 
     res = {"fp32": {}, "bf16": {}}
     for name, shape in MATMUL_SHAPES.items():

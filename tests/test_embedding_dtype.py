@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from skfingerprint import ViTLayerFusionEmbedder, _vit, clear_memory_cache
+from skfingerprint import ViTLayerFusionEmbedder, _runtime, _vit, clear_memory_cache
+from skfingerprint._runtime import _prefetch
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.embedding import _prefetch
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2)
 CPU = torch.device("cpu")
@@ -30,7 +30,7 @@ def images():
 
 @pytest.fixture(autouse=True)
 def fresh_probe_cache(monkeypatch):
-    monkeypatch.setattr(_vit, "_DTYPE_CHOICES", {})
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
 
 
 def fake_probe(monkeypatch, seconds: dict, noise: dict, candidates=(FP32, BF16, FP16)):
@@ -44,8 +44,8 @@ def fake_probe(monkeypatch, seconds: dict, noise: dict, candidates=(FP32, BF16, 
         calls.append(dtype)
         return seconds[dtype], base + noise.get(dtype, 0.0) * rng.normal(size=base.shape)
 
-    monkeypatch.setattr(_vit, "candidate_dtypes", lambda device: (list(candidates), {}))
-    monkeypatch.setattr(_vit, "probe_pass", probe_pass)
+    monkeypatch.setattr(_runtime, "candidate_dtypes", lambda device: (list(candidates), {}))
+    monkeypatch.setattr(_runtime, "probe_pass", probe_pass)
     return calls
 
 
@@ -60,7 +60,7 @@ def sample():
 def test_the_fastest_precision_that_agrees_with_fp32_is_kept(monkeypatch):
     # Catches: keeping fp32 (or the first candidate) whatever the measurements say.
     fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {BF16: 0.01, FP16: 0.01})
-    choice, probe = _vit.choose_dtype(backbone(), CPU, sample)
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, sample)
     assert choice == BF16
     assert probe["bfloat16"]["img_s"] == pytest.approx(8 / 0.25)
     assert probe["float32"]["img_s"] == pytest.approx(8.0)
@@ -71,7 +71,7 @@ def test_the_fastest_precision_that_agrees_with_fp32_is_kept(monkeypatch):
 def test_a_faster_precision_that_disagrees_with_fp32_is_rejected(monkeypatch):
     # Catches: choosing by speed alone (bf16 tokens too far from fp32's for the fingerprint).
     fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {BF16: 0.5, FP16: 0.01})
-    choice, probe = _vit.choose_dtype(backbone(), CPU, sample)
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, sample)
     assert probe["bfloat16"]["cosine"] < 0.99
     assert choice == FP16  # the fastest of those that agree
 
@@ -79,16 +79,16 @@ def test_a_faster_precision_that_disagrees_with_fp32_is_rejected(monkeypatch):
 def test_fp32_is_kept_when_nothing_faster_agrees(monkeypatch):
     # Catches: an empty set of agreeing candidates (fp32 agrees with itself) or a slower pick.
     fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 2.0}, {BF16: 0.5})
-    assert _vit.choose_dtype(backbone(), CPU, sample)[0] == FP32
+    assert _runtime.choose_dtype(backbone(), CPU, sample)[0] == FP32
 
 
 def test_the_probe_runs_once_per_process_and_model(monkeypatch):
     # Catches: probing on every fit (a grid search would pay it for every candidate and fold).
     calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.5, FP16: 0.7}, {})
-    first = _vit.choose_dtype(backbone("w1"), CPU, sample)
-    assert _vit.choose_dtype(backbone("w1"), CPU, sample) == first
+    first = _runtime.choose_dtype(backbone("w1"), CPU, sample)
+    assert _runtime.choose_dtype(backbone("w1"), CPU, sample) == first
     assert len(calls) == 3
-    _vit.choose_dtype(backbone("w2"), CPU, sample)  # other weights: probed again
+    _runtime.choose_dtype(backbone("w2"), CPU, sample)  # other weights: probed again
     assert len(calls) == 6
 
 
@@ -96,7 +96,8 @@ def test_threads_asking_at_once_share_one_probe(monkeypatch):
     # Catches: a threaded grid search probing once per thread.
     calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.5, FP16: 0.7}, {})
     threads = [
-        threading.Thread(target=_vit.choose_dtype, args=(backbone(), CPU, sample)) for _ in range(4)
+        threading.Thread(target=_runtime.choose_dtype, args=(backbone(), CPU, sample))
+        for _ in range(4)
     ]
     for t in threads:
         t.start()
@@ -107,13 +108,13 @@ def test_threads_asking_at_once_share_one_probe(monkeypatch):
 
 def test_no_bf16_trial_on_a_cpu_without_native_bf16(monkeypatch):
     # Catches: timing emulated bf16 on an AVX2-only CPU (one ViT-B batch would take minutes).
-    monkeypatch.setattr(_vit, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: False)
 
     def no_pass(*args):
         raise AssertionError("nothing should be timed")
 
-    monkeypatch.setattr(_vit, "probe_pass", no_pass)
-    choice, probe = _vit.choose_dtype(backbone(), CPU, lambda: no_pass())
+    monkeypatch.setattr(_runtime, "probe_pass", no_pass)
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, lambda: no_pass())
     assert choice == FP32
     assert "native bf16" in probe["bfloat16"]["skipped"]
     assert probe["float32"]["img_s"] is None
@@ -121,8 +122,8 @@ def test_no_bf16_trial_on_a_cpu_without_native_bf16(monkeypatch):
 
 def test_bf16_is_a_candidate_on_a_cpu_with_native_bf16(monkeypatch):
     # Catches: the capability check ignored, so AMX machines never get bf16.
-    monkeypatch.setattr(_vit, "cpu_has_fast_bf16", lambda: True)
-    assert _vit.candidate_dtypes(CPU)[0] == [FP32, BF16]
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: True)
+    assert _runtime.candidate_dtypes(CPU)[0] == [FP32, BF16]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
@@ -158,7 +159,7 @@ def test_the_embedder_runs_in_the_probed_precision_and_shows_it(monkeypatch, ima
 
 def test_the_real_probe_times_each_candidate_and_compares_tokens(monkeypatch, images):
     # Catches: a probe pass that fails on a real model, or an fp32 reference that is not fp32.
-    monkeypatch.setattr(_vit, "cpu_has_fast_bf16", lambda: True)
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: True)
     emb = tiny_embedder().fit(images)
     probe = emb.dtype_probe_
     assert probe["float32"]["cosine"] == pytest.approx(1.0, abs=1e-6)
@@ -171,7 +172,7 @@ def test_a_model_fitted_on_another_kind_of_device_falls_back_to_the_static_rule(
     # Catches: a GPU's fp16 choice applied on a CPU after loading the model there.
     emb = tiny_embedder().fit(images)
     emb.dtype_, emb.dtype_probe_ = "float16", {"device": "cuda:0"}
-    assert emb._runtime()[1] == _vit.resolve_dtype("auto", CPU)
+    assert emb._runtime()[1] == _runtime.resolve_dtype("auto", CPU)
 
 
 def test_token_agreement_sees_past_the_tokens_common_component():
@@ -182,9 +183,9 @@ def test_token_agreement_sees_past_the_tokens_common_component():
     noisy = common + rng.normal(size=(10, 3, 16))  # image-specific parts unrelated
     raw = (ref * noisy).sum(-1) / np.linalg.norm(ref, axis=-1) / np.linalg.norm(noisy, axis=-1)
     assert raw.min() > 0.99
-    assert _vit.token_agreement(ref, noisy) < 0.5
-    assert _vit.token_agreement(ref, ref) == pytest.approx(1.0)
-    assert _vit.token_agreement(ref, ref + 0.01 * rng.normal(size=ref.shape)) > 0.99
+    assert _runtime.token_agreement(ref, noisy) < 0.5
+    assert _runtime.token_agreement(ref, ref) == pytest.approx(1.0)
+    assert _runtime.token_agreement(ref, ref + 0.01 * rng.normal(size=ref.shape)) > 0.99
 
 
 def test_prefetch_hands_on_every_item_before_a_failure():

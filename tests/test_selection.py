@@ -9,7 +9,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils._param_validation import InvalidParameterError
 
-from skfingerprint import selection
+from skfingerprint import _faiss_index, selection
 from skfingerprint.pairs import PairedImages, PairEmbeddings, make_pairs
 from skfingerprint.selection import MASKED_COSINE, FaissCandidateSelector
 
@@ -561,9 +561,9 @@ def test_input_messages_are_exact():
 def test_ivf_list_count_follows_its_rule():
     """About 4 sqrt(m) lists with >= 39 training points each, at least 1 (catches each
     constant and operator of the rule)."""
-    assert selection._ivf_nlist(10) == 1
-    assert selection._ivf_nlist(1014) == 26  # 1014 // 39; 1014 // 40 would be 25
-    assert selection._ivf_nlist(100_000) == 1265  # round(4 * 316.2)
+    assert _faiss_index._ivf_nlist(10) == 1
+    assert _faiss_index._ivf_nlist(1014) == 26  # 1014 // 39; 1014 // 40 would be 25
+    assert _faiss_index._ivf_nlist(100_000) == 1265  # round(4 * 316.2)
 
 
 def test_ivf_index_is_spherical_inner_product_and_seeded(planted):
@@ -572,7 +572,7 @@ def test_ivf_index_is_spherical_inner_product_and_seeded(planted):
     E, _ = planted
     idx = FaissCandidateSelector(index="ivf", random_state=7).fit(E).index_
     assert isinstance(idx, faiss.IndexIVFFlat)
-    assert idx.nlist == selection._ivf_nlist(500)
+    assert idx.nlist == _faiss_index._ivf_nlist(500)
     assert idx.metric_type == faiss.METRIC_INNER_PRODUCT
     assert idx.cp.spherical is True and idx.cp.seed == derive_seed(7)
     assert faiss.downcast_index(idx.quantizer).metric_type == faiss.METRIC_INNER_PRODUCT

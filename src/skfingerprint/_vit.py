@@ -1,5 +1,8 @@
-"""timm ViT backbones: loading (pretrained, checkpoint or random), weights digests, and one pass
-that returns the CLS token of every block."""
+"""timm ViT backbones: loading (pretrained, checkpoint or random), digests, every block's CLS token.
+
+A :class:`Backbone` is a loaded ViT without its head whose one pass returns the CLS token of every
+block; loads are shared per process. Devices, precision and seeding live in ``_runtime.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,6 @@ import hashlib
 import os
 import socket
 import threading
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -18,28 +19,9 @@ import torch
 from torch import nn
 
 from ._lru import LRUCache
+from ._runtime import load_state_arrays, seeded_torch, state_arrays
 
-__all__ = [
-    "Backbone",
-    "WeightsUnavailableError",
-    "choose_dtype",
-    "load_backbone",
-    "resolve_device",
-    "resolve_dtype",
-]
-
-
-@contextmanager
-def threads_for(flops_per_step: float):
-    """Run small training problems on one thread. Their steps take milliseconds, and with the
-    other cores busy, torch's OpenMP workers spin-wait for each other: 10x slower, measured."""
-    before = torch.get_num_threads()
-    if flops_per_step < 2e9:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+__all__ = ["Backbone", "WeightsUnavailableError", "load_backbone"]
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -168,17 +150,6 @@ class Backbone:
         self.module = load_state_arrays(FingerprintViT(vit, self.position_code), weights).eval()
 
 
-def state_arrays(module: nn.Module) -> dict[str, np.ndarray]:
-    """A module's ``state_dict`` as CPU numpy arrays (what model files hold: no torch objects)."""
-    return {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
-
-
-def load_state_arrays(module: nn.Module, arrays: dict) -> nn.Module:
-    """Load :func:`state_arrays` output into ``module`` (strict: every key, every shape)."""
-    module.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in arrays.items()})
-    return module
-
-
 def _copy_module(module: nn.Module) -> nn.Module:
     import copy
 
@@ -193,188 +164,12 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use device='auto'")
-    return dev
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """An explicit ``dtype``, or for ``"auto"`` the static rule (bf16 where the hardware has it
-    natively). Fitted embedders use the precision :func:`choose_dtype` measured instead; this
-    rule is left for models fitted before it, and for a device other than the one probed."""
-    if dtype == "float32":
-        return torch.float32
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
-
-
-# dtype="auto" keeps the fastest precision whose tokens agree with fp32 at least this well.
-MIN_PROBE_COSINE = 0.99
-# The probe's choice per (weights digest, device): measured once per process and model.
-_DTYPE_CHOICES: dict[tuple[str, str], tuple[torch.dtype, dict]] = {}
-_DTYPE_LOCK = threading.Lock()
-
-
-def candidate_dtypes(device: torch.device) -> tuple[list[torch.dtype], dict[str, str]]:
-    """The precisions worth timing on ``device`` (float32 first), and why the others are not.
-
-    bf16 is tried only where it is native (CUDA, or a CPU with AMX/AVX512-BF16): elsewhere it is
-    emulated, ~50x slower than fp32, and even a one-batch trial would cost minutes."""
-    candidates, skipped = [torch.float32], {}
-    if device.type == "cuda":
-        if torch.cuda.is_bf16_supported():
-            candidates.append(torch.bfloat16)
-        else:
-            skipped["bfloat16"] = "this GPU has no bf16"
-        candidates.append(torch.float16)
-    else:
-        if cpu_has_fast_bf16():
-            candidates.append(torch.bfloat16)
-        else:
-            skipped["bfloat16"] = "no native bf16 on this CPU (no amx_bf16 or avx512_bf16 flag)"
-        skipped["float16"] = "probed on GPUs only"
-    return candidates, skipped
-
-
-def probe_pass(
-    backbone: Backbone, x: torch.Tensor, device: torch.device, dtype: torch.dtype
-) -> tuple[float, np.ndarray]:
-    """Seconds of one pass of ``x`` in ``dtype`` (timed after a warm-up pass), and its tokens."""
-    module = backbone.runtime(device)
-    x = x.to(device)
-    with (
-        torch.inference_mode(),
-        torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
-    ):
-        module(x)  # warm-up: kernel selection, caches
-        _synchronize(device)
-        start = time.perf_counter()
-        out = module(x)
-        _synchronize(device)
-        seconds = time.perf_counter() - start
-    return seconds, out.float().cpu().numpy()
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def token_agreement(reference: np.ndarray, tokens: np.ndarray) -> float:
-    """The lowest cosine, over images, between two ``(n, depth, D)`` token sets, each block
-    standardised as ``fit`` does (centred on the reference's mean over the images when there
-    are several, scaled by its RMS): raw CLS tokens share a large common component that would
-    hide disagreement."""
-    ref, other = reference.astype(np.float64), tokens.astype(np.float64)
-    if len(ref) > 1:
-        mean = ref.mean(axis=0)
-        ref, other = ref - mean, other - mean
-    scale = np.sqrt((ref**2).mean(axis=(0, 2)))[:, None] + 1e-12
-    ref, other = (ref / scale).reshape(len(ref), -1), (other / scale).reshape(len(ref), -1)
-    norms = np.linalg.norm(ref, axis=1) * np.linalg.norm(other, axis=1)
-    return float(((ref * other).sum(axis=1) / np.maximum(norms, 1e-300)).min())
-
-
-def choose_dtype(backbone: Backbone, device: torch.device, sample) -> tuple[torch.dtype, dict]:
-    """``dtype="auto"``: the fastest precision whose tokens agree with fp32, by measurement.
-
-    Each candidate (:func:`candidate_dtypes`) embeds one batch, ``sample()`` (called only when
-    there is more than one candidate), after a warm-up pass; the fastest whose tokens have a
-    cosine >= :data:`MIN_PROBE_COSINE` with fp32's on every image (:func:`token_agreement`) is
-    kept. Measured once per process, weights and device (threads asking at once wait for one
-    probe). Returns the dtype and the probe: per precision ``img_s`` and ``cosine``, or
-    ``skipped`` and why; ``device``; ``probe_s``, the probe's own time.
-    """
-    key = (backbone.digest, str(device))
-    with _DTYPE_LOCK:
-        if key in _DTYPE_CHOICES:
-            return _DTYPE_CHOICES[key]
-        start = time.perf_counter()
-        candidates, skipped = candidate_dtypes(device)
-        probe: dict = {}
-        if len(candidates) == 1:
-            probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
-            choice = torch.float32
-        else:
-            x = sample()
-            reference = None
-            for dtype in candidates:
-                seconds, tokens = probe_pass(backbone, x, device, dtype)
-                reference = tokens if reference is None else reference
-                cosine = token_agreement(reference, tokens)
-                probe[_dtype_name(dtype)] = {"img_s": len(x) / seconds, "cosine": cosine}
-            agree = [d for d in candidates if probe[_dtype_name(d)]["cosine"] >= MIN_PROBE_COSINE]
-            choice = max(agree, key=lambda d: probe[_dtype_name(d)]["img_s"])
-        for name, why in skipped.items():
-            probe[name] = {"skipped": why}
-        probe.update(device=str(device), probe_s=time.perf_counter() - start)
-        _DTYPE_CHOICES[key] = (choice, probe)
-        return choice, probe
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
-
-
-def describe_probe(choice: torch.dtype, probe: dict) -> str:
-    """One line for ``verbose``: the choice and each candidate's numbers."""
-    parts = []
-    for name, row in probe.items():
-        if not isinstance(row, dict):
-            continue
-        if "skipped" in row:
-            parts.append(f"{name} skipped ({row['skipped']})")
-        elif row["img_s"] is None:
-            parts.append(f"{name} ({row['note']}, not timed)")
-        else:
-            parts.append(f"{name} {row['img_s']:.1f} img/s, cosine {row['cosine']:.4f}")
-    return (
-        f"dtype='auto' on {probe['device']}: {_dtype_name(choice)} "
-        f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)})"
-    )
-
-
 # Loaded backbones, shared by every clone of an estimator in this process (GridSearchCV clones
 # many): loading a ViT-B and hashing its weights costs seconds, so it happens once.
 _BACKBONES: LRUCache[tuple, Backbone] = LRUCache(2)
 # Loads run one at a time, so threads that ask for the same backbone at once (GridSearchCV on
 # joblib's threads or Dask workers) build it once and share it; seeding is `seeded_torch`'s job.
 _BACKBONES_LOCK = threading.RLock()
-
-# torch's default generator is process-wide: seeded work running in threads (a threaded grid
-# search) must not interleave its draws, or two fits with the same seed get different weights.
-_TORCH_RNG_LOCK = threading.RLock()
-
-
-@contextmanager
-def seeded_torch(seed: int | None, device: str = "cpu"):
-    """Run a block with torch's global RNG seeded, one thread at a time, and restore it after.
-
-    The caller's RNG state is left as it was. ``seed=None`` runs the block unseeded.
-    """
-    if seed is None:
-        yield
-        return
-    devices = [torch.device(device).index or 0] if device.startswith("cuda") else []
-    with _TORCH_RNG_LOCK, torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
 
 
 def _check_model_name(name: str) -> None:

@@ -50,7 +50,7 @@ from ._contracts import (
 )
 from ._lru import LRUCache, seeded_fit_key
 from ._progress import format_seconds, is_interactive
-from ._vit import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
+from ._runtime import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
 from ._warnings import warn_at_caller
 
 __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import queue
-import re
 import sys
-import threading
 from numbers import Integral, Real
 
 import numpy as np
@@ -26,9 +23,21 @@ from torch import nn
 
 from . import _vit
 from ._cache import TokenCache
-from ._contracts import LAYER_STRING, check_binary_labels, derive_seed
+from ._contracts import check_binary_labels, derive_seed
+from ._fusion import GatedFusion, _standardise, parse_layers
 from ._lru import LRUCache, seeded_fit_key
 from ._progress import Progress
+from ._runtime import (
+    _prefetch,
+    choose_dtype,
+    describe_probe,
+    load_state_arrays,
+    resolve_device,
+    resolve_dtype,
+    seeded_torch,
+    state_arrays,
+    threads_for,
+)
 from ._warnings import warn_at_caller
 from .augment import augment_batch
 from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
@@ -41,76 +50,6 @@ from .pairs import PairedImages, PairEmbeddings
 _GATES: LRUCache[str, dict] = LRUCache(8)
 
 __all__ = ["GatedFusion", "ViTLayerFusionEmbedder", "parse_layers"]
-
-
-def parse_layers(layers, depth: int) -> tuple[int, ...]:
-    """Validate 1-based block numbers against the model's depth.
-
-    Accepts a sequence of ints or the paper's notation ``"L6+12+18"``; ``None`` gives the paper's
-    best relative depths ``depth/4, depth/2, 3*depth/4``.
-    """
-    if layers is None:
-        return tuple(sorted({max(1, round(depth * f)) for f in (0.25, 0.5, 0.75)}))
-    if isinstance(layers, str):
-        if not LAYER_STRING.fullmatch(layers):
-            raise ValueError(
-                f"layers={layers!r} is not of the form 'L6+12+18' or a sequence of block numbers"
-            )
-        layers = [int(v) for v in re.findall(r"\d+", layers)]
-    try:
-        values = [int(v) for v in layers]
-    except (TypeError, ValueError):
-        raise ValueError(f"layers must be block numbers (ints); got {layers!r}") from None
-    if any(isinstance(v, (bool, np.bool_)) or int(v) != v for v in layers):
-        raise ValueError(f"layers must be whole block numbers; got {layers!r}")
-    if not values:
-        raise ValueError("layers is empty; give at least one block number")
-    bad = [v for v in values if not 1 <= v <= depth]
-    if bad:
-        raise ValueError(
-            f"layers {bad} out of range: this model has {depth} blocks, numbered 1..{depth} "
-            f"(the paper's 6/12/18 assume a deeper ViT; for depth {depth} try "
-            f"{parse_layers(None, depth)})"
-        )
-    if len(set(values)) != len(values):
-        raise ValueError(f"layers {values} repeat a block")
-    return tuple(values)
-
-
-class GatedFusion(nn.Module):
-    """``LayerNorm(sum_i a_i GELU(cls_i))`` with ``a = softmax_i(gate(cls_i) + b_i)``.
-
-    The gate maps each CLS token through ``D -> 256 -> GELU -> 1``; ``b`` is a learned per-block
-    preference. ``mode="mean"`` fixes ``a_i = 1/L``; ``mode="concat"`` concatenates the
-    per-block ``LayerNorm(GELU(cls_i))`` instead.
-    """
-
-    def __init__(self, n_layers: int, dim: int, mode: str = "gated", hidden: int = 256) -> None:
-        super().__init__()
-        self.mode = mode
-        self.gate = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
-        self.layer_bias = nn.Parameter(torch.zeros(n_layers))
-        nn.init.zeros_(self.gate[2].weight)  # start as the mean; training moves it
-        nn.init.zeros_(self.gate[2].bias)
-
-    def weights(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Fusion weights ``(n, L)`` for tokens ``(n, L, D)``."""
-        n, n_layers, _ = tokens.shape
-        if self.mode != "gated":
-            return tokens.new_full((n, n_layers), 1.0 / n_layers)
-        scores = self.gate(tokens).squeeze(-1) + self.layer_bias
-        return scores.softmax(dim=-1)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        act = F.gelu(tokens)
-        if self.mode == "concat":
-            return F.layer_norm(act, act.shape[-1:]).flatten(1)
-        fused = (self.weights(tokens).unsqueeze(-1) * act).sum(dim=1)
-        return F.layer_norm(fused, fused.shape[-1:])
-
-
-def _standardise(tokens: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    return (tokens - mu) / sigma
 
 
 class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -318,17 +257,17 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     def _runtime(self):
         """``(device, torch dtype)``: the precision chosen in ``fit`` on this kind of device,
         else (a model fitted before the probe existed, or fitted on another kind of device) the
-        static rule of :func:`~skfingerprint._vit.resolve_dtype`."""
-        device = _vit.resolve_device(self.device)
+        static rule of :func:`~skfingerprint._runtime.resolve_dtype`."""
+        device = resolve_device(self.device)
         probe = getattr(self, "dtype_probe_", None)
         if probe is not None and torch.device(probe["device"]).type == device.type:
             return device, getattr(torch, self.dtype_)
-        return device, _vit.resolve_dtype(self.dtype, device)
+        return device, resolve_dtype(self.dtype, device)
 
     def _choose_dtype(self, backbone, images: ImageSet) -> tuple[str, dict | None]:
         """``(dtype_, dtype_probe_)``: the explicit dtype, or for "auto" the fastest precision
         whose tokens agree with fp32, probed once per process and model on the first images."""
-        device = _vit.resolve_device(self.device)
+        device = resolve_device(self.device)
         if self.dtype != "auto":
             return self.dtype, None
 
@@ -337,9 +276,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             _, batch = next(images.iter_batches(n))
             return self._model_input(batch, backbone)
 
-        choice, probe = _vit.choose_dtype(backbone, device, sample)
+        choice, probe = choose_dtype(backbone, device, sample)
         if self.verbose:
-            print(_vit.describe_probe(choice, probe), file=sys.stderr, flush=True)
+            print(describe_probe(choice, probe), file=sys.stderr, flush=True)
         return str(choice).removeprefix("torch."), dict(probe)
 
     @staticmethod
@@ -490,19 +429,19 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             aug_tokens = self._vit_tokens(
                 real, backbone, augment_seed=seed, what="augmented views for the gate"
             )
-        with _vit.seeded_torch(seed):
+        with seeded_torch(seed):
             fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
             if kept is not None:
-                _vit.load_state_arrays(fusion, kept)
+                load_state_arrays(fusion, kept)
             elif trains_gate:
                 n_tokens = len(every) * len(self.layers_)
-                with _vit.threads_for(6 * n_tokens * backbone.embed_dim * 256):
+                with threads_for(6 * n_tokens * backbone.embed_dim * 256):
                     if y is not None:
                         self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
                     else:
                         self._train_gate_views(fusion, real_tokens, aug_tokens)
                 if memo is not None:
-                    _GATES.put(memo, {k: v.copy() for k, v in _vit.state_arrays(fusion).items()})
+                    _GATES.put(memo, {k: v.copy() for k, v in state_arrays(fusion).items()})
         self.fusion_ = fusion.eval()
         with torch.no_grad():
             w = fusion.weights(self._layer_tokens(every))
@@ -624,7 +563,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 state[name] = state[name].numpy()
         if "fusion_" in state:
             fusion = state.pop("fusion_")
-            state["_fusion_state"] = _vit.state_arrays(fusion)
+            state["_fusion_state"] = state_arrays(fusion)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -636,7 +575,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 setattr(self, name, torch.from_numpy(np.array(state[name], dtype=np.float32)))
         if fusion is not None:
             module = GatedFusion(len(self.layers_), self.backbone_.embed_dim, self.fusion)
-            self.fusion_ = _vit.load_state_arrays(module, fusion).eval()
+            self.fusion_ = load_state_arrays(module, fusion).eval()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -645,47 +584,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None and not self.pretrained
         return tags
-
-
-def _prefetch(items, depth: int = 1):
-    """Yield ``items``' values, computing up to ``depth`` ahead in a thread (which ends when the
-    generator is closed). An exception raised making an item is raised where that item would
-    have been yielded, so every item before it is handed on first."""
-    done = object()
-    slots: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                slots.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce():
-        try:
-            for item in items:
-                if not put((item, None)):
-                    return
-            put((done, None))
-        except BaseException as exc:  # handed to the consumer, raised there
-            put((done, exc))
-
-    worker = threading.Thread(target=produce, name="skfingerprint-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = slots.get()
-            if error is not None:
-                raise error
-            if item is done:
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
 
 
 def _image_sizes(real: ImageSet, library: ImageSet | None) -> list[tuple[int, int]]:

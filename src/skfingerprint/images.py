@@ -35,6 +35,16 @@ _FILE_KEYS: LRUCache[tuple[str, int, int], str] = LRUCache(_MAX_FILE_ENTRIES)
 _FILE_SIZES: LRUCache[tuple[str, int, int], tuple[int, int]] = LRUCache(_MAX_FILE_ENTRIES)
 
 
+def _row_key(key: Any, refusal: str) -> Any:
+    """The rows in ``key`` (of an ``ImageSet`` or ``PairedImages``): sklearn's ``_array_indexing``
+    passes ``(rows, Ellipsis)``; any other tuple raises ``IndexError`` (``refusal``, then key)."""
+    if isinstance(key, tuple):
+        if len(key) == 2 and key[1] is Ellipsis:
+            return key[0]
+        raise IndexError(f"{refusal}; got {key!r}")
+    return key
+
+
 class ImageLoadError(ValueError):
     """An image file could not be read; the message names the file and the reason.
 
@@ -260,11 +270,7 @@ class ImageSet(Sequence):
         return (len(self),)
 
     def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, tuple):  # sklearn's _array_indexing passes (key, Ellipsis)
-            if len(key) == 2 and key[1] is Ellipsis:
-                key = key[0]
-            else:
-                raise IndexError(f"ImageSet supports 1-d indexing only; got {key!r}")
+        key = _row_key(key, "ImageSet supports 1-d indexing only")
         if isinstance(key, (int, np.integer)):
             return self.paths[key] if self.paths is not None else self.array[key]
         idx = np.arange(len(self))[key]

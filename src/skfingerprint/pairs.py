@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .images import ImageSet, as_image_set
+from .images import ImageSet, _row_key, as_image_set
 
 __all__ = ["PairEmbeddings", "PairedImages", "make_pairs"]
 
@@ -73,11 +73,7 @@ class PairedImages:
         return len(self.real)
 
     def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, tuple):  # sklearn's _array_indexing passes (key, Ellipsis)
-            if len(key) == 2 and key[1] is Ellipsis:
-                key = key[0]
-            else:
-                raise IndexError(f"PairedImages supports row indexing only; got {key!r}")
+        key = _row_key(key, "PairedImages supports row indexing only")
         if isinstance(key, (int, np.integer)):
             return self.real[key], self.library
         return PairedImages(self.real[key], self.library)
