@@ -285,16 +285,38 @@ def test_clone_get_params_set_params():
     assert clf.set_params(threshold=0.7) is clf and clf.threshold == 0.7
 
 
+def _kappa_by_hand(params, X, y, cv):
+    """Per-fold kappa computed here: fit a CANet on each training fold, threshold its P(used)
+    on the test fold by hand (strictly above), sklearn's kappa."""
+    from sklearn.model_selection import StratifiedKFold
+
+    out = []
+    for train, test in StratifiedKFold(cv).split(X[:, 0, 0], y):
+        clf = CANetClassifier(**params).fit(X[train], y[train])
+        used = (clf.predict_proba(X[test])[:, 1] > params["threshold"]).astype(int)
+        out.append(cohen_kappa_score(y[test], used))
+    return np.array(out)
+
+
 def test_cross_val_score_and_grid_search_over_threshold(data):
+    """cross_val_score with kappa_scorer gives each fold's kappa of P(used) > threshold, and the
+    grid over the threshold scores each cell so and keeps the best (catches a scorer that is not
+    kappa, a threshold lost by clone/set_params, or predict not reading the threshold)."""
     X, y = data
-    quick = {**FAST, "max_epochs": 3, "early_stopping": False}
+    quick = {**FAST, "max_epochs": 3, "early_stopping": False, "threshold": 0.5}
     scores = cross_val_score(CANetClassifier(**quick), X, y, cv=3, scoring=kappa_scorer)
-    assert scores.shape == (3,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(scores, _kappa_by_hand(quick, X, y, 3), atol=1e-12)
+    thresholds = [0.4, 0.6]
     grid = GridSearchCV(
-        CANetClassifier(**quick), {"threshold": [0.4, 0.6]}, cv=2, scoring=kappa_scorer
+        CANetClassifier(**quick), {"threshold": thresholds}, cv=2, scoring=kappa_scorer
     ).fit(X, y)
-    assert grid.best_params_["threshold"] in (0.4, 0.6)
-    assert grid.predict(X).shape == (len(X),)
+    by_hand = [_kappa_by_hand({**quick, "threshold": t}, X, y, 2).mean() for t in thresholds]
+    np.testing.assert_allclose(grid.cv_results_["mean_test_score"], by_hand, atol=1e-12)
+    assert by_hand[0] != by_hand[1]  # the threshold really changes the scores here
+    best = thresholds[int(np.argmax(by_hand))]
+    assert grid.best_params_["threshold"] == best
+    refit = CANetClassifier(**{**quick, "threshold": best}).fit(X, y)
+    np.testing.assert_array_equal(grid.predict(X), refit.predict(X))
 
 
 # --- training options ---------------------------------------------------------------------------
