@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.metrics import cohen_kappa_score
 from sklearn.pipeline import Pipeline
 
 from skfingerprint import (
@@ -140,11 +141,23 @@ def test_canet_pipeline_fits_and_predicts(task, fitted_canet):
 
 
 def test_maxsim_pipeline_fits_and_predicts(task):
+    """It flags a real image where its best candidate's cosine is above the learned threshold,
+    and that threshold gives the best training kappa of any cut of those cosines (checked by
+    brute force here; catches a threshold not learned on the selector's cosines, a kappa that
+    is not the best, or predict not reading the threshold)."""
     pipe = make_fingerprint_pipeline("maxsim", **FAST).fit(task.X_pairs, task.y)
     pred = pipe.predict(task.X_pairs)
     assert pred.shape == (32,)
-    assert set(np.unique(pred)) <= {0, 1}
-    assert -1.0 <= pipe.named_steps["clf"].threshold_ <= 1.0
+    clf = pipe.named_steps["clf"]
+    best = pipe[:-1].transform(task.X_pairs)[:, 0, -1].astype(np.float64)
+    np.testing.assert_array_equal(pred, (best > clf.threshold_).astype(int))
+    cuts = np.unique(best)
+    best_kappa = max(
+        cohen_kappa_score(task.y, best > t) for t in np.r_[cuts[0] - 1, (cuts[:-1] + cuts[1:]) / 2]
+    )
+    assert cohen_kappa_score(task.y, pred) == pytest.approx(best_kappa, abs=1e-12)
+    assert clf.train_kappa_ == pytest.approx(best_kappa, abs=1e-12)
+    assert 0 < pred.sum() < len(pred)  # a real cut, not all one class
 
 
 def test_plot_leak_candidates(task, fitted_canet, tmp_path):
