@@ -64,11 +64,27 @@ def test_same_seed_same_task_other_seed_other_task():
 
 
 def test_random_state_instances_are_accepted():
-    rs = np.random.RandomState(0)
-    task = _task(random_state=rs)
-    assert task.real_images.shape[0] == 44
-    task = _task(random_state=np.random.default_rng(0))
-    assert task.real_images.shape[0] == 44
+    """A RandomState or Generator instance drives the draw: the same seed gives the same task,
+    another seed another one, and a RandomState(s) gives what the int s gives, as in sklearn
+    (catches an instance ignored or replaced by fresh entropy)."""
+    a = _task(random_state=np.random.RandomState(0))
+    assert a.real_images.shape[0] == 44
+    np.testing.assert_array_equal(a.real_images, _task(random_state=0).real_images)
+    np.testing.assert_array_equal(a.y, _task(random_state=np.random.RandomState(0)).y)
+    assert not np.array_equal(
+        a.real_images, _task(random_state=np.random.RandomState(1)).real_images
+    )
+    g = _task(random_state=np.random.default_rng(0))
+    assert g.real_images.shape[0] == 44
+    again = _task(random_state=np.random.default_rng(0))
+    for name in ("real_images", "generated_images", "y", "generated_source"):
+        np.testing.assert_array_equal(g[name], again[name])
+    other = _task(random_state=np.random.default_rng(1))
+    assert not np.array_equal(g.real_images, other.real_images)
+    # a Generator is used as given: a second task from the same object continues its stream
+    shared = np.random.default_rng(0)
+    _task(random_state=shared)
+    assert not np.array_equal(_task(random_state=shared).real_images, g.real_images)
 
 
 def test_label_counts_and_rows_are_shuffled(task):
@@ -171,14 +187,28 @@ def test_no_leak():
 
 
 def test_full_leak():
+    """Every generated image is a copy of a used real image, and nearest to it in pixels
+    (catches sources drawn from every real row, or novel images left in the library)."""
     task = _task(leak_fraction=1.0)
     assert np.all(task.generated_source >= 0)
+    assert np.all(task.y[task.generated_source] == 1)
+    dist = _mse(task.generated_images, task.real_images)
+    nearest = dist.argmin(axis=1)
+    assert np.mean(nearest == task.generated_source) > 0.9
 
 
 def test_image_size_32_works():
+    """The smallest size still gives a task: the leaked copies are nearest their source
+    (catches a size-dependent blur or noise that washes the leak out at 32 px)."""
     task = make_synthetic_leak(3, 3, 4, image_size=32, random_state=0)
     assert task.real_images.shape == (6, 32, 32)
     assert task.generated_images.shape == (4, 32, 32)
+    assert task.real_images.min() < 30 and task.real_images.max() > 180  # not a blank image
+    task = make_synthetic_leak(6, 6, 20, image_size=32, leak_fraction=0.5, random_state=0)
+    leaked = np.flatnonzero(task.generated_source >= 0)
+    assert leaked.size == 10
+    dist = _mse(task.generated_images[leaked], task.real_images)
+    assert np.mean(dist.argmin(axis=1) == task.generated_source[leaked]) >= 0.9
 
 
 @pytest.mark.parametrize(
