@@ -112,6 +112,11 @@ def test_best_candidate_is_never_masked():
     X = FaissCandidateSelector(k=5, min_similarity=0.99).fit_transform(E)
     assert (X[:, 0, -1] >= -1).all() and (X[:, 0, -1] < 0.99).all()
     assert (X[:, 1:, -1] == MASKED_COSINE).all()
+    # the kept one is each row's true nearest library vector, its cosine and vector intact
+    # (catches the first candidate unmasked with a placeholder cosine or a zeroed vector)
+    ref_sims, ref_idx = exact_topk(E.real, library, 1)
+    np.testing.assert_allclose(X[:, 0, -1], ref_sims[:, 0], atol=1e-5)
+    np.testing.assert_allclose(X[:, 0, 32:64], unit(library[ref_idx[:, 0]]), atol=1e-6)
 
 
 def test_k_larger_than_library_warns_and_is_cut():
@@ -373,6 +378,13 @@ def test_zero_vectors_do_not_produce_nan():
     E = PairEmbeddings(np.zeros((1, 4)), library, "zeros")
     X = FaissCandidateSelector(k=3, min_similarity=None).fit_transform(E)
     assert np.isfinite(X).all()
+    # a zero vector stays zero and has cosine 0 with everything; so does the zero library row
+    # (catches a zero row normalised to NaN and then replaced by another value than 0)
+    np.testing.assert_array_equal(X[0, :, :4], 0.0)
+    np.testing.assert_array_equal(X[0, :, -1], 0.0)
+    library_rows = [r for r in X[0, :, 4:8] if r.any()]
+    for row in library_rows:
+        np.testing.assert_allclose(np.sort(np.abs(row)), [0, 0, 0, 1])
 
 
 @pytest.mark.slow
