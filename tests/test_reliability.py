@@ -754,14 +754,22 @@ def test_ctrl_c_during_canet_training_stops_fit(task, monkeypatch):
         clf.predict(C)
 
 
-def test_early_stopping_still_ends_training_quietly():
-    """skorch's early stopping also raises KeyboardInterrupt; it must not look like Ctrl-C."""
+def test_early_stopping_still_ends_training_quietly(capsys):
+    """skorch's early stopping also raises KeyboardInterrupt; it must not look like Ctrl-C.
+    Training ends ``patience`` epochs after the best validation loss, prints nothing, and the
+    model is fitted (catches the stop re-raised as an interruption, or patience not passed)."""
     rng = np.random.default_rng(0)
     C = rng.normal(size=(40, 5, 2 * 8 + 1)).astype(np.float32)
     clf = CANetClassifier(max_epochs=200, patience=2, batch_size=8, random_state=0)
-    clf.fit(C, rng.permutation(np.arange(40) % 2))  # noise: the validation loss stalls at once
-    assert len(clf.history_) < 200
-    assert clf.predict(C).shape == (40,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.fit(C, rng.permutation(np.arange(40) % 2))  # noise: the validation loss stalls
+    assert capsys.readouterr() == ("", "")
+    losses = [epoch["valid_loss"] for epoch in clf.history_]
+    assert len(losses) < 200
+    assert len(losses) == int(np.argmin(losses)) + 1 + 2  # the best epoch, then 2 misses
+    proba = clf.predict_proba(C)[:, 1]
+    np.testing.assert_array_equal(clf.predict(C), (proba > clf.threshold).astype(int))
 
 
 def _raise_interrupt(*args, **kwargs):
