@@ -36,6 +36,13 @@ def test_a_checkpoint_trained_at_another_size_is_resampled(tmp_path):
     loaded = load(path, 48).module.vit
     assert loaded.pos_embed.shape == (1, 1 + 6 * 6, 32)
     assert torch.equal(loaded.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
+    # resampled from the file's 4x4 grid, not a fresh random one: the CLS position as saved,
+    # the patch grid as timm's resampling of it
+    from timm.layers import resample_abs_pos_embed
+
+    assert torch.equal(loaded.pos_embed[:, :1], vit.pos_embed[:, :1])
+    expected = resample_abs_pos_embed(vit.pos_embed, (6, 6), num_prefix_tokens=1)
+    torch.testing.assert_close(loaded.pos_embed, expected)
 
 
 def test_module_prefixes_and_a_classifier_head_are_dropped(tmp_path):
