@@ -182,19 +182,37 @@ def test_plot_leak_candidates(task, fitted_canet, tmp_path):
 
 
 def test_plot_leak_candidates_from_embedder_and_selector(task, fitted_canet):
+    """Without a classifier: each row shows its nearest library images by a brute-force cosine
+    in the embedding, marked "copy" exactly where the generator copied that real image
+    (catches another space or order of candidates, or the copy mark compared to the wrong
+    id)."""
     pytest.importorskip("matplotlib")
     from matplotlib.figure import Figure
 
     from skfingerprint.plotting import plot_leak_candidates
 
     pair = (fitted_canet.named_steps["embed"], fitted_canet.named_steps["select"])
+    E = pair[0].transform(task.X_pairs)
+    real = E.real / np.linalg.norm(E.real, axis=1, keepdims=True)
+    lib = E.library / np.linalg.norm(E.library, axis=1, keepdims=True)
+    sims = real @ lib.T
+    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :3]
+    # row 0, and the first real image with a copy of it among its 3 nearest
+    copied = [i for i in range(len(real)) if (task.generated_source[nearest[i]] == i).any()]
+    rows = [0, copied[0]]
     # ground truth of the generator: which real image each generated one copies
     source = [task.ids[s] if s >= 0 else None for s in task.generated_source]
     fig = plot_leak_candidates(
-        task.X_pairs, pair, rows=[0, 5], n_candidates=3, library_source=source, fig=Figure()
+        task.X_pairs, pair, rows=rows, n_candidates=3, library_source=source, fig=Figure()
     )
     assert len(fig.axes) == 2 * 4
     assert "P(used)" not in fig.axes[0].get_title()  # no classifier, no probability
+    for r, row in enumerate(rows):
+        assert fig.axes[4 * r].get_title().startswith(f"real: {task.ids[row]}")
+        for c, j in enumerate(nearest[row]):
+            copy = ", copy" if task.generated_source[j] == row else ""
+            expected = f"#{c + 1} {task.generated_ids[j]}\ncos {sims[row, j]:.3f}{copy}"
+            assert fig.axes[4 * r + 1 + c].get_title() == expected
     with pytest.raises(TypeError, match="fitted Pipeline"):
         plot_leak_candidates(task.X_pairs, "model", fig=Figure())
     with pytest.raises(ValueError, match="library_source"):
