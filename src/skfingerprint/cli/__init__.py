@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    log = _Log(args.verbose)
+    log = _Log()
     try:
         with _short_warnings():
             return args.func(args, log)

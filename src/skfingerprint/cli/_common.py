@@ -38,8 +38,7 @@ class CLIError(Exception):
 class _Log:
     """Status lines on stderr (results go to stdout), with the time since the start."""
 
-    def __init__(self, verbose: int = 0) -> None:
-        self.verbose = verbose
+    def __init__(self) -> None:
         self.start = time.perf_counter()
 
     def __call__(self, message: str) -> None:
