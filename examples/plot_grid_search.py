@@ -9,8 +9,10 @@ the audit most. Both are ordinary pipeline parameters, so scikit-learn's
 ImageCLEFmed GANs task. Cross-validation folds split the *real* images; every fold keeps the
 whole generated library.
 
-The embedder caches every block's tokens per image, so each image goes through the ViT once for
-the whole search; only the gate and the classifier are refitted per candidate.
+With ``stop_early=False`` the embedder runs and caches every block's tokens per image, so each
+image goes through the ViT once for the whole search; only the gate and the classifier are
+refitted per candidate. (The default, ``stop_early=True``, stops after the deepest block asked
+for: faster for one fit, one more pass when a deeper layer set comes.)
 """
 
 # %%
@@ -34,7 +36,7 @@ pipe = make_fingerprint_pipeline(
     k=20,
     max_epochs=15,
     random_state=0,
-    embedder_params=dict(gate_epochs=50),
+    embedder_params=dict(gate_epochs=50, stop_early=False),
     **TINY_CANET,
 )
 

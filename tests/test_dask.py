@@ -37,7 +37,7 @@ def pipeline(cache_dir=None):
         min_similarity=None,
         random_state=0,
         cache_dir=cache_dir,
-        embedder_params={"gate_epochs": 0, "batch_size": 32},
+        embedder_params={"gate_epochs": 0, "batch_size": 32, "stop_early": False},
     )
 
 

@@ -105,7 +105,7 @@ def test_layers_out_of_range_at_fit_names_the_depth(task):
 def test_changing_layers_fusion_or_cloning_never_reruns_the_vit(task, vit_passes):
     clear_memory_cache()
     before = vit_passes.images
-    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    emb = tiny_embedder(stop_early=False).fit(task.X_pairs, task.y)
     assert vit_passes.images - before == 48  # 24 reals + 24 library images, once each
     before = vit_passes.images
     for params in ({"layers": (2, 4)}, {"fusion": "mean"}, {"fusion": "concat"}):
@@ -130,7 +130,7 @@ def test_grid_search_runs_the_vit_once_per_unique_image(vit_passes):
     y = np.arange(30) % 2
     X[y == 1, :8] = 255  # a learnable difference
     # y is the classifier's: labels="ignore" lets the embedder take plain images beside it
-    embed = tiny_embedder(fusion="mean", labels="ignore")
+    embed = tiny_embedder(fusion="mean", labels="ignore", stop_early=False)
     pipe = Pipeline([("embed", embed), ("clf", LogisticRegression())])
     grid = GridSearchCV(
         pipe,
@@ -141,6 +141,54 @@ def test_grid_search_runs_the_vit_once_per_unique_image(vit_passes):
     grid.fit(X, y)
     assert vit_passes.images - before == 30
     assert grid.best_score_ > 0.6
+
+
+def _count_block_calls(emb_or_backbone_module, counts):
+    for i, block in enumerate(emb_or_backbone_module.vit.blocks):
+        block.register_forward_hook(lambda *_, i=i: counts.__setitem__(i, counts.get(i, 0) + 1))
+
+
+def test_stop_early_skips_the_blocks_after_the_deepest_layer_with_the_same_tokens(task):
+    clear_memory_cache()
+    emb = tiny_embedder(layers=(1, 2), fusion="mean").fit(task.real_images)
+    counts = {}
+    _count_block_calls(emb.backbone_.module, counts)
+    clear_memory_cache()
+    early = emb.transform(task.real_images)
+    assert sorted(counts) == [0, 1]  # blocks 3 and 4 never ran
+    clear_memory_cache()
+    counts.clear()
+    full = emb.set_params(stop_early=False).transform(task.real_images)
+    assert sorted(counts) == [0, 1, 2, 3]
+    np.testing.assert_array_equal(early, full)  # same blocks, same numbers
+
+
+def test_a_deeper_layer_set_runs_the_vit_again_once_over_every_block(task, vit_passes):
+    clear_memory_cache()
+    before = vit_passes.images
+    images = task.real_images
+    emb = tiny_embedder(layers=(1,), fusion="mean").fit(images)
+    assert vit_passes.images - before == 24
+    deeper = clone(emb).set_params(layers=(2, 3)).fit(images)  # the cached block 1 is too shallow
+    assert vit_passes.images - before == 48
+    counts = {}
+    _count_block_calls(deeper.backbone_.module, counts)
+    for layers in [(4,), (1, 4), (2,)]:  # that second pass cached every block
+        clone(emb).set_params(layers=layers).fit(images).transform(images)
+    assert vit_passes.images - before == 48 and not counts
+    clear_memory_cache()
+    ref = clone(deeper).set_params(stop_early=False).fit(images)
+    np.testing.assert_array_equal(deeper.transform(images), ref.transform(images))
+
+
+def test_model_files_from_before_stop_early_load_with_it_on(task):
+    emb = tiny_embedder(fusion="mean").fit(task.real_images)
+    state = emb.__getstate__()
+    del state["stop_early"]  # as pickled by 0.x, before the parameter existed
+    old = ViTLayerFusionEmbedder.__new__(ViTLayerFusionEmbedder)
+    old.__setstate__(state)
+    assert old.get_params()["stop_early"] is True
+    np.testing.assert_array_equal(old.transform(task.real_images), emb.transform(task.real_images))
 
 
 def test_disk_cache_survives_the_process_and_writes_atomically(task, tmp_path, vit_passes):

@@ -88,7 +88,7 @@ def test_grid_search_over_layers_k_and_threshold_runs_the_vit_once(task, vit_pas
     clear_memory_cache()
     before = vit_passes.images
     grid = GridSearchCV(
-        pipeline(MaxSimilarityClassifier()),
+        pipeline(MaxSimilarityClassifier(), stop_early=False),  # every block in one pass
         {
             "embed__layers": [(1, 2), (2, 4)],
             "select__k": [1, 5],

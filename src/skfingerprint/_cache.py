@@ -90,7 +90,8 @@ def set_memory_cache_limit(nbytes: int) -> None:
 
 
 class TokenCache:
-    """Per-image ``(depth, D)`` float16 CLS tokens for one model.
+    """Per-image ``(blocks, D)`` float16 CLS tokens of a model's first blocks (all of them, or
+    up to the deepest block a fit needed).
 
     Parameters
     ----------

@@ -1,7 +1,7 @@
-"""timm ViT backbones: loading (pretrained, checkpoint or random), digests, every block's CLS token.
+"""timm ViT backbones: loading (pretrained, checkpoint or random), digests, blocks' CLS tokens.
 
-A :class:`Backbone` is a loaded ViT without its head whose one pass returns the CLS token of every
-block; loads are shared per process. Devices, precision and seeding live in ``_runtime.py``.
+A :class:`Backbone` is a loaded ViT without its head whose one pass returns the CLS token of
+every block, or of the first blocks only, stopping there; loads are shared per process. Devices, precision and seeding live in ``_runtime.py``.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class NormalisedPositionCode(nn.Module):
 
 
 class FingerprintViT(nn.Module):
-    """A timm ViT (head removed) whose forward returns every block's CLS token ``(B, depth, D)``.
+    """A timm ViT (head removed) whose forward returns its blocks' CLS tokens ``(B, depth, D)``.
 
     The pass is timm's public ``forward_intermediates``; the position code, when there is one,
     is added to the tokens as they leave the position embedding (a forward pre-hook on
@@ -84,11 +84,19 @@ class FingerprintViT(nn.Module):
     def _add_position_code(self, _module: nn.Module, args: tuple) -> tuple:
         return (self.position_code(args[0], self.vit.num_prefix_tokens), *args[1:])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        blocks = self.vit.forward_intermediates(
-            x, output_fmt="NLC", intermediates_only=True, return_prefix_tokens=True
+    def forward(self, x: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+        """CLS tokens ``(B, blocks, D)`` of the first ``blocks`` blocks (None: all); the pass
+        stops after the last of them, so the later blocks cost nothing."""
+        indices = None if blocks is None else list(range(blocks))
+        outputs = self.vit.forward_intermediates(
+            x,
+            indices=indices,
+            stop_early=blocks is not None,
+            output_fmt="NLC",
+            intermediates_only=True,
+            return_prefix_tokens=True,
         )
-        return torch.stack([prefix[:, 0] for _, prefix in blocks], dim=1)
+        return torch.stack([prefix[:, 0] for _, prefix in outputs], dim=1)
 
 
 @dataclass
@@ -123,14 +131,17 @@ class Backbone:
             self._runtime[key] = mod.eval().requires_grad_(False)
         return self._runtime[key]
 
-    def embed_batch(self, x: torch.Tensor, device: torch.device, dtype: torch.dtype) -> np.ndarray:
-        """Every block's CLS token ``(B, depth, D)`` for a normalised input batch."""
+    def embed_batch(
+        self, x: torch.Tensor, device: torch.device, dtype: torch.dtype, blocks: int | None = None
+    ) -> np.ndarray:
+        """The CLS tokens ``(B, blocks, D)`` of the first ``blocks`` blocks (None: every block)
+        for a normalised input batch."""
         module = self.runtime(device)
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
         ):
-            return module(x.to(device)).float().cpu().numpy()
+            return module(x.to(device), blocks).float().cpu().numpy()
 
     def __getstate__(self):
         state = self.__dict__.copy()
