@@ -187,6 +187,25 @@ def test_fit_v_shows_each_vit_pass_and_canet_epochs_on_stderr(data, capsys, tmp_
     assert "epoch" not in out and "\r" not in err
 
 
+@pytest.mark.parametrize(
+    "verbose, expected",
+    [(0, (0, 0, False)), (1, (1, 1, False)), (2, (1, 1, True)), (3, (1, 1, True))],
+)
+def test_verbosity_levels_reach_the_embedder_canet_and_the_pipeline(verbose, expected):
+    # Catches: CANet's epoch log on without -v, the pipeline's step timings dropped or moved
+    # from -vv to -vvv, the embedder's progress not following -v.
+    from skfingerprint import make_fingerprint_pipeline
+    from skfingerprint.cli._commands import _set_verbosity
+
+    pipe = make_fingerprint_pipeline("canet")
+    _set_verbosity(pipe, verbose)
+    got = (pipe.named_steps["embed"].verbose, pipe.named_steps["clf"].verbose, pipe.verbose)
+    assert got == expected
+    linear = make_fingerprint_pipeline()  # its classifier has no verbose: nothing set there
+    _set_verbosity(linear, verbose)
+    assert (linear.named_steps["embed"].verbose, linear.verbose) == (expected[0], expected[2])
+
+
 def test_demo_quick(tmp_path, capsys):
     out_dir = tmp_path / "demo"
     code, out, err = run(capsys, "demo", "--quick", "--output", out_dir)

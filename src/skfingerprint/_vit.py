@@ -1,7 +1,8 @@
 """timm ViT backbones: loading (pretrained, checkpoint or random), digests, blocks' CLS tokens.
 
 A :class:`Backbone` is a loaded ViT without its head whose one pass returns the CLS token of
-every block, or of the first blocks only, stopping there; loads are shared per process. Devices, precision and seeding live in ``_runtime.py``.
+every block, or of the first blocks only, stopping there; loads are shared per process.
+Devices, precision and seeding live in ``_runtime.py``.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def _output_file(path: str, what: str) -> Path:
     return p
 
 
-def _load_split(path: str, *, want: str | None = None, command: str = ""):
+def _load_split(path: str, *, command: str, want: str | None = None):
     """Read an ImageCLEF folder; layout problems are usage errors (exit 2)."""
     from ..imageclef import load_imageclef_gans
     from ..images import ImageLoadError
