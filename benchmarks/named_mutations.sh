@@ -36,8 +36,8 @@ mutate "kappa_scorer = make_scorer(cohen_kappa_score)" "kappa_scorer = make_scor
   tests/test_metrics.py::test_kappa_scorer_is_kappa_not_accuracy
 mutate "enabled=dtype != torch.float32),
         ):
-            return module(x.to(device))" "enabled=False),
+            return module(x.to(device), blocks)" "enabled=False),
         ):
-            return module(x.to(device))" tests/test_embedding.py::test_bf16_agrees_with_fp32
+            return module(x.to(device), blocks)" tests/test_embedding.py::test_bf16_agrees_with_fp32
 git diff --quiet -- src && echo "sources clean" || { echo "sources modified!"; status=1; }
 exit $status
