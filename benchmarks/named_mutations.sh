@@ -2,7 +2,10 @@
 # Issue 18's three named one-line mutations: apply each, run the test that must catch it, revert.
 # Each must print "failed"; the files are restored whatever happens. Run from the repository root:
 #     bash benchmarks/named_mutations.sh
+# With --check it only checks that each text still occurs once in the sources (a test runs that,
+# so that a change to a line named here cannot silently break the script).
 set -u
+CHECK=$([ "${1:-}" = "--check" ] && echo 1 || echo 0)
 PY=${PY:-.venv/bin/python}
 export HF_HUB_OFFLINE=1 PYTHONHASHSEED=0
 status=0
@@ -13,6 +16,12 @@ hits = [str(p) for p in sorted(pathlib.Path("src/skfingerprint").rglob("*.py"))
         if sys.argv[1] in p.read_text()]
 print(hits[0] if len(hits) == 1 else "")' "$1")
   [ -n "$file" ] || { echo "not found in exactly one file: $1"; exit 2; }
+  if [ "$CHECK" = 1 ]; then
+    "$PY" -c 'import sys; t = open(sys.argv[1]).read()
+sys.exit(0 if t.count(sys.argv[2]) == 1 else 2)' "$file" "$1" || { echo "not once in $file: $1"; exit 2; }
+    echo "found in $file: $3"
+    return
+  fi
   cp "$file" "$file.orig"
   trap 'mv "$file.orig" "$file"' EXIT
   "$PY" - "$file" "$1" "$2" <<'PY'

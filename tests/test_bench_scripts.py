@@ -1,0 +1,38 @@
+"""Helpers of the benchmark scripts that the suite does not run (they are slow): the parts that
+can silently go stale or wrong are checked here."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def test_named_mutations_still_find_each_line_they_mutate():
+    # Catches: a source line named by benchmarks/named_mutations.sh changed without the script
+    # (it happened once: the script then stopped before its third mutation).
+    res = subprocess.run(
+        ["bash", "benchmarks/named_mutations.sh", "--check"],
+        cwd=ROOT,
+        env={**os.environ, "PY": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("found in src/skfingerprint/") == 3
+
+
+def test_vit_b_flops_count_two_per_multiply_add():
+    # Catches: the roofline divided by fvcore's 17.56 GMACs ("GFLOPs") instead of 2 x that, which
+    # halves the image rate the matmul peak allows; and a block count ignored.
+    from bench_embed import vit_b_gflop
+
+    assert vit_b_gflop() == pytest.approx(2 * 17.56, rel=0.005)
+    # the 12 blocks cost the same each; the patch embedding is the rest (~0.7%)
+    assert vit_b_gflop(9) == pytest.approx(vit_b_gflop(0) + 0.75 * (vit_b_gflop() - vit_b_gflop(0)))
+    assert 0.005 < vit_b_gflop(0) / vit_b_gflop() < 0.01
