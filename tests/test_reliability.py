@@ -475,7 +475,8 @@ def fresh_tokens(folder) -> np.ndarray:
 
 
 def check_cache(cache_dir, folder, n_expected):
-    """Every entry loads and equals a fresh computation; no other file is an entry."""
+    """Every entry loads and equals a fresh computation of the blocks the embedder runs; no
+    other file is an entry."""
     entries = cache_entries(cache_dir)
     assert len(entries) == n_expected
     images = as_image_set(folder)
@@ -484,7 +485,9 @@ def check_cache(cache_dir, folder, n_expected):
     expected = fresh_tokens(folder)
     for key, tokens in zip(keys, expected, strict=True):
         if key in by_key:
-            np.testing.assert_allclose(by_key[key].astype(np.float32), tokens, rtol=2e-3, atol=2e-3)
+            stored = by_key[key].astype(np.float32)
+            assert len(stored) == 3  # default layers 1, 2, 3 of 4 blocks: the pass stops at 3
+            np.testing.assert_allclose(stored, tokens[:3], rtol=2e-3, atol=2e-3)
 
 
 def test_ctrl_c_during_embedding_keeps_finished_batches(folder, tmp_path, monkeypatch, vit_passes):
