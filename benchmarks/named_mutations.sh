@@ -2,8 +2,8 @@
 # Issue 18's three named one-line mutations: apply each, run the test that must catch it, revert.
 # Each must print "failed"; the files are restored whatever happens. Run from the repository root:
 #     bash benchmarks/named_mutations.sh
-# With --check it only checks that each text still occurs once in the sources (a test runs that,
-# so that a change to a line named here cannot silently break the script).
+# With --check it only checks that each text still occurs exactly once in one source file (a
+# test runs that, so that a change to a line named here cannot silently break the script).
 set -u
 CHECK=$([ "${1:-}" = "--check" ] && echo 1 || echo 0)
 PY=${PY:-.venv/bin/python}
@@ -14,11 +14,9 @@ mutate() { # text to replace, replacement, test; the file is the one source file
   file=$("$PY" -c 'import pathlib, sys
 hits = [str(p) for p in sorted(pathlib.Path("src/skfingerprint").rglob("*.py"))
         if sys.argv[1] in p.read_text()]
-print(hits[0] if len(hits) == 1 else "")' "$1")
-  [ -n "$file" ] || { echo "not found in exactly one file: $1"; exit 2; }
+print(hits[0] if len(hits) == 1 and open(hits[0]).read().count(sys.argv[1]) == 1 else "")' "$1")
+  [ -n "$file" ] || { echo "not found exactly once in exactly one file: $1"; exit 2; }
   if [ "$CHECK" = 1 ]; then
-    "$PY" -c 'import sys; t = open(sys.argv[1]).read()
-sys.exit(0 if t.count(sys.argv[2]) == 1 else 2)' "$file" "$1" || { echo "not once in $file: $1"; exit 2; }
     echo "found in $file: $3"
     return
   fi

@@ -230,9 +230,9 @@ def main(argv=None) -> int:
                 store.append(value)
         print(f"{names[-1]}: done ({len(seeds)} seeds)", flush=True)
     fmt = "{:+.3f} [{:+.3f}, {:+.3f}]".format
-    seed_args = "" if args.seeds is None else " --seeds " + " ".join(map(str, args.seeds))
+    extra_args = "" if args.seeds is None else " --seeds " + " ".join(map(str, args.seeds))
     if args.output != BENCH / "RESULTS_detector.md":
-        seed_args += f" --output {args.output}"
+        extra_args += f" --output {args.output}"
     verdicts = []
     lines = [
         "# Detector hypotheses (`benchmarks/probe_detector.py`)",
@@ -240,7 +240,7 @@ def main(argv=None) -> int:
         "Rewritten by the probe; edits are lost. " + __doc__.split("\n\n")[1].replace("\n", " "),
         "",
         "Command: `.venv/bin/python benchmarks/probe_detector.py --cache-dir "
-        f"{args.cache_dir}{seed_args}`  ",
+        f"{args.cache_dir}{extra_args}`  ",
         f"Machine: {machine()}; {time.perf_counter() - start:.0f} s",
         "",
         "Test kappa [paired bootstrap 95% CI over the test images of all seeds] / AUC, mean over "

@@ -1,3 +1,4 @@
+import contextlib
 import os
 import subprocess
 import sys
@@ -143,22 +144,32 @@ def test_grid_search_runs_the_vit_once_per_unique_image(vit_passes):
     assert grid.best_score_ > 0.6
 
 
-def _count_block_calls(emb_or_backbone_module, counts):
-    for i, block in enumerate(emb_or_backbone_module.vit.blocks):
+@contextlib.contextmanager
+def block_calls(module):
+    """``{block index: forward calls}`` of a FingerprintViT while the block is open; the hooks
+    come off at the end (the backbone is shared by the whole process)."""
+    counts = {}
+    handles = [
         block.register_forward_hook(lambda *_, i=i: counts.__setitem__(i, counts.get(i, 0) + 1))
+        for i, block in enumerate(module.vit.blocks)
+    ]
+    try:
+        yield counts
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def test_stop_early_skips_the_blocks_after_the_deepest_layer_with_the_same_tokens(task):
     clear_memory_cache()
     emb = tiny_embedder(layers=(1, 2), fusion="mean").fit(task.real_images)
-    counts = {}
-    _count_block_calls(emb.backbone_.module, counts)
     clear_memory_cache()
-    early = emb.transform(task.real_images)
+    with block_calls(emb.backbone_.module) as counts:
+        early = emb.transform(task.real_images)
     assert sorted(counts) == [0, 1]  # blocks 3 and 4 never ran
     clear_memory_cache()
-    counts.clear()
-    full = emb.set_params(stop_early=False).transform(task.real_images)
+    with block_calls(emb.backbone_.module) as counts:
+        full = emb.set_params(stop_early=False).transform(task.real_images)
     assert sorted(counts) == [0, 1, 2, 3]
     np.testing.assert_array_equal(early, full)  # same blocks, same numbers
 
@@ -171,10 +182,9 @@ def test_a_deeper_layer_set_runs_the_vit_again_once_over_every_block(task, vit_p
     assert vit_passes.images - before == 24
     deeper = clone(emb).set_params(layers=(2, 3)).fit(images)  # the cached block 1 is too shallow
     assert vit_passes.images - before == 48
-    counts = {}
-    _count_block_calls(deeper.backbone_.module, counts)
-    for layers in [(4,), (1, 4), (2,)]:  # that second pass cached every block
-        clone(emb).set_params(layers=layers).fit(images).transform(images)
+    with block_calls(deeper.backbone_.module) as counts:
+        for layers in [(4,), (1, 4), (2,)]:  # that second pass cached every block
+            clone(emb).set_params(layers=layers).fit(images).transform(images)
     assert vit_passes.images - before == 48 and not counts
     clear_memory_cache()
     ref = clone(deeper).set_params(stop_early=False).fit(images)
