@@ -46,5 +46,6 @@ mutate "enabled=dtype != torch.float32),
             return module(x.to(device), blocks)" "enabled=False),
         ):
             return module(x.to(device), blocks)" tests/test_embedding.py::test_bf16_agrees_with_fp32
+[ "$CHECK" = 1 ] && exit $status # nothing was touched; a work tree may hold uncommitted changes
 git diff --quiet -- src && echo "sources clean" || { echo "sources modified!"; status=1; }
 exit $status

@@ -82,6 +82,24 @@ def test_threshold_toy_cases():
         learn_kappa_threshold([0.1, 0.2], [0, 1, 1])
 
 
+def test_prior_threshold_marks_the_training_used_fraction():
+    """The quantile at 1 - mean(y), on unbalanced labels (a cut at mean(y) marks 3 of 4)."""
+    scores = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]
+    y = [0, 0, 0, 0, 0, 0, 1, 1]
+    t = baselines.prior_threshold(scores, y)
+    assert t == pytest.approx(np.quantile(scores, 0.75))
+    assert (np.asarray(scores) > t).sum() == 2
+    with pytest.raises(ValueError, match="differ in length"):
+        baselines.prior_threshold([0.1, 0.2], [0, 1, 1])
+    with pytest.raises(ValueError, match=r"only 0 \(not used\) and 1 \(used\); found \[2\]"):
+        baselines.prior_threshold([0.1, 0.2], [0, 2])
+    # the baselines take the same rule by name
+    X = candidates([[0.9], [0.8], [0.7], [0.6], [0.5], [0.4], [0.3], [0.2]])
+    clf = MaxSimilarityClassifier(threshold="prior").fit(X, [1, 0, 1, 0, 0, 0, 0, 0])
+    assert clf.threshold_ == pytest.approx(np.quantile(clf.score_samples(X), 0.75))
+    np.testing.assert_array_equal(clf.predict(X), [1, 1, 0, 0, 0, 0, 0, 0])
+
+
 def test_both_baselines_use_the_one_threshold_helper(monkeypatch):
     calls = []
     original = baselines.learn_kappa_threshold

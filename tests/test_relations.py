@@ -68,7 +68,7 @@ def test_attribution_averages_one_whatever_the_sizes():
 
 
 def test_per_real_scores_survive_duplicating_every_library_image():
-    E = _split(m=400)  # density's k = m / 200: 2, then 4 on the duplicated library
+    E = _split(m=400)  # density's k = m / 200, m / 100, m / 50: 2, 4, 8, then twice that
     dup = _with(
         E,
         lib=np.concatenate([E.library, E.library]),
@@ -99,7 +99,7 @@ def test_selector_relation_output_layout_and_mask():
     sel = FaissCandidateSelector(k=5, min_similarity=0.8, features="relations").fit(E)
     X = sel.transform(E)
     assert sel.spaces_ == ("vit", "pixels")
-    assert X.shape == (len(E), 5, 8 * 2 + 1)
+    assert X.shape == (len(E), 5, 10 * 2 + 1)
     assert len(R.relation_feature_names(sel.spaces_)) == X.shape[2]
     # candidates chosen in the first space: the same cosines and mask as the paper's search
     np.testing.assert_allclose(X[..., -1], paper[..., -1], atol=1e-6)
@@ -118,7 +118,7 @@ def test_candidates_come_from_the_first_relation_space():
     real, lib = R.space_vectors(E, "pixels")
     best = np.sort(real @ lib.T, axis=1)[:, ::-1][:, :5]
     np.testing.assert_allclose(X[..., -1], best, atol=1e-5)
-    assert X.shape[2] == 9
+    assert X.shape[2] == 11
     with pytest.raises(ValueError, match="not in the input"):
         sel.set_params(relation_spaces=("pixels16",)).fit(E)
 
@@ -203,6 +203,40 @@ def test_linear_head_is_a_logistic_regression_on_every_score_but_the_cosine():
     assert tags.classifier_tags.multi_class is False
 
 
+def test_linear_head_cuts_at_the_training_splits_used_fraction_by_default():
+    """``threshold="prior"`` (the default) marks the training split's used fraction, not half
+    and not the complement (catches ``quantile(y.mean())`` for ``1 - y.mean()``); ``"kappa"``
+    and None learn the kappa-maximising cut of the same scores."""
+    from skfingerprint.baselines import learn_kappa_threshold
+
+    X, _ = _planted(400, 3, lambda X: X[:, 0, 1] > 0)
+    y = (X[:, 0, 1] + np.random.default_rng(4).normal(scale=1.5, size=400) > 1.0).astype(int)
+    assert 0.2 < y.mean() < 0.35  # a weak signal, a minority used
+    clf = LinearRelationClassifier().fit(X, y)
+    assert clf.get_params()["threshold"] == "prior"
+    scores = clf.score_samples(X)
+    assert clf.threshold_ == np.quantile(scores, 1 - y.mean())
+    assert clf.predict(X).mean() == pytest.approx(y.mean(), abs=1 / 400)
+    assert clf.train_kappa_ == pytest.approx(cohen_kappa_score(y, clf.predict(X)))
+    for rule in ("kappa", None):
+        kappa = LinearRelationClassifier(threshold=rule).fit(X, y)
+        assert (kappa.threshold_, kappa.train_kappa_) == learn_kappa_threshold(scores, y)
+    assert kappa.threshold_ != clf.threshold_
+    with pytest.raises(ValueError, match="threshold"):
+        LinearRelationClassifier(threshold="median").fit(X, y)
+
+
+def test_a_selector_fitted_with_fewer_relation_scores_asks_to_be_refit():
+    """A selector pickled by a version with 5 per-real scores (before the two coarser density
+    scales): its statistics do not fit the 7 scores computed now, which must say so, not
+    broadcast or feed the head misaligned columns."""
+    E = _split()
+    sel = FaissCandidateSelector(k=5, min_similarity=None, features="relations").fit(E)
+    sel.relation_stats_ = sel.relation_stats_[:, :, :5]
+    with pytest.raises(ValueError, match="fitted with 5 per-real relation scores.*computes 7"):
+        sel.transform(E)
+
+
 def test_canet_on_relations_learns_a_neighbourhood_rule_a_cosine_threshold_cannot():
     # used = at least 3 of the 8 candidates have a high score 1: a count over the
     # neighbourhood, invisible to the best cosine and to the first candidate's row alone
@@ -253,8 +287,7 @@ def _reference_raw(real, lib, ids):
         return max((S[q, g] for q in range(n) if q != r), default=np.nan)
 
     top1, nearest = S.max(1), S.argmax(1)
-    k_lib, k_real = max(1, round(m / 200)), max(1, round((n - 1) / 200))
-    per_real = np.full((n, 5), np.nan)
+    per_real = np.full((n, 7), np.nan)
     per_cand = np.full((*ids.shape, 3), np.nan)
     for r in range(n):
         per_real[r, 0] = top1[r]
@@ -262,7 +295,9 @@ def _reference_raw(real, lib, ids):
         if n > 1:
             per_real[r, 1] = top1[r] - RR[r].max()
             per_real[r, 3] = S[r, nearest[r]] - other_best(nearest[r], r)
-            per_real[r, 4] = np.sort(S[r])[::-1][k_lib - 1] - np.sort(RR[r])[::-1][k_real - 1]
+            for col, q in zip((4, 5, 6), (200, 100, 50), strict=True):
+                k_lib, k_real = max(1, round(m / q)), max(1, round((n - 1) / q))
+                per_real[r, col] = np.sort(S[r])[::-1][k_lib - 1] - np.sort(RR[r])[::-1][k_real - 1]
         for j, g in enumerate(ids[r]):
             per_cand[r, j] = [S[r, g], float(owner[g] == r), S[r, g] - other_best(g, r)]
     return per_real, per_cand
@@ -270,14 +305,23 @@ def _reference_raw(real, lib, ids):
 
 @pytest.mark.parametrize(
     ("n", "m", "chunk"),
-    [(420, 900, 4096), (300, 250, 4096), (301, 250, 4096), (30, 50, 7), (2, 9, 4), (1, 5, 2)],
+    [
+        (420, 900, 4096),
+        (420, 900, 7),
+        (300, 250, 4096),
+        (301, 250, 4096),
+        (30, 50, 7),
+        (2, 9, 4),
+        (1, 5, 2),
+    ],
 )
 def test_raw_scores_equal_a_brute_force_reference(n, m, chunk, monkeypatch):
-    """Sizes where k of the density score exceeds 1 on both sides (420 reals, 900 library
-    images); k = 1 over long rows (250 library images: numpy's partition is exact on short rows
-    whatever the kth, so a k - 2 slip shows only there); 300 and 301 reals, where
-    ``round((n - 1) / 200)`` and ``round((n +- 1) / 200)`` differ (1 vs 2); several library
-    chunks, two reals, and one real (its real-real scores NaN)."""
+    """Sizes where k of the density scores exceeds 1 on both sides (420 reals, 900 library
+    images: k = 4, 9, 18 and 2, 4, 8), also in library chunks of 7, fewer than k, so that the
+    best cosines kept across chunks decide; k = 1 over long rows (250 library images: numpy's
+    partition is exact on short rows whatever the kth, so a k - 2 slip shows only there); 300
+    and 301 reals, where ``round((n - 1) / 200)`` and ``round((n +- 1) / 200)`` differ (1 vs
+    2); several library chunks, two reals, and one real (its real-real scores NaN)."""
     monkeypatch.setattr(R, "_CHUNK", chunk)
     rng = np.random.default_rng(n)
     real = rng.normal(size=(n, 5))
@@ -336,25 +380,25 @@ def test_a_tie_between_library_chunks_goes_to_the_first_library_image(monkeypatc
 
 def test_split_statistics_and_standardised_layout_by_hand():
     # every column has its own mean and spread, so a swapped index or operator shows
-    per_real = [np.array([[1.0, 2, 3, 4, 5], [5.0, 2, 5, 8, np.nan]])]
+    per_real = [np.array([[1.0, 2, 3, 4, 5, 0, 1], [5.0, 2, 5, 8, np.nan, 4, 7]])]
     stats = R.split_statistics(per_real)
-    np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5])  # NaN ignored
-    np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1])  # spread 0 -> 1
-    assert stats.shape == (1, 2, 5) and stats.dtype == np.float64
-    empty = R.split_statistics([np.zeros((0, 5))])
-    np.testing.assert_array_equal(empty[0], [np.zeros(5), np.ones(5)])
+    np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5, 2, 4])  # NaN ignored
+    np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1, 2, 3])  # spread 0 -> 1
+    assert stats.shape == (1, 2, 7) and stats.dtype == np.float64
+    empty = R.split_statistics([np.zeros((0, 7))])
+    np.testing.assert_array_equal(empty[0], [np.zeros(7), np.ones(7)])
     per_cand = [np.array([[[3.0, 1, 6], [1.0, 0, np.nan]], [[2.0, 0, 8], [0.0, 1, 4]]])]
     sims = np.array([[0.9, 0.5], [0.7, 0.1]])
     X = R.standardised(per_real, per_cand, stats, sims)
-    assert X.shape == (2, 2, 9) and X.dtype == np.float32
+    assert X.shape == (2, 2, 11) and X.dtype == np.float32
     # per candidate: (cos - mean top1) / spread top1, owner as is, (margin - mean) / spread
     np.testing.assert_allclose(X[0, 0, :3], [0.0, 1.0, 0.0])
     np.testing.assert_allclose(X[0, 1, :3], [-1.0, 0.0, 0.0])  # NaN -> 0
     np.testing.assert_allclose(X[1, 1, :3], [-1.5, 1.0, -1.0])
     # per real, the same on every candidate row, then the selection cosine
-    np.testing.assert_allclose(X[1, :, 3:8], [[1.0, 0, 1, 1, 0]] * 2)
-    np.testing.assert_allclose(X[0, :, 3:8], [[-1.0, 0, -1, -1, 0]] * 2)
-    np.testing.assert_allclose(X[..., 8], sims)
+    np.testing.assert_allclose(X[1, :, 3:10], [[1.0, 0, 1, 1, 0, 1, 1]] * 2)
+    np.testing.assert_allclose(X[0, :, 3:10], [[-1.0, 0, -1, -1, 0, -1, -1]] * 2)
+    np.testing.assert_allclose(X[..., 10], sims)
 
 
 def test_space_vectors_centre_pixels_on_the_library_only():
@@ -372,5 +416,10 @@ def test_space_vectors_centre_pixels_on_the_library_only():
     np.testing.assert_allclose(
         vit_real, E.real / np.linalg.norm(E.real, axis=1, keepdims=True), atol=1e-6
     )
-    assert R.relation_feature_names(("a", "b"))[7:9] == ["a:density", "b:cos"]
+    assert R.relation_feature_names(("a", "b"))[7:11] == [
+        "a:density",
+        "a:density_q100",
+        "a:density_q50",
+        "b:cos",
+    ]
     assert R.relation_feature_names(("a",))[-1] == "selection_cosine"

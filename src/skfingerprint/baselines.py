@@ -20,7 +20,7 @@ import faiss
 import numpy as np
 from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._contracts import (
@@ -33,7 +33,12 @@ from ._contracts import (
 from .images import pixel_vectors
 from .pairs import PairedImages, _l2_normalize, check_pairs
 
-__all__ = ["MaxSimilarityClassifier", "PixelNearestNeighbor", "learn_kappa_threshold"]
+__all__ = [
+    "MaxSimilarityClassifier",
+    "PixelNearestNeighbor",
+    "learn_kappa_threshold",
+    "prior_threshold",
+]
 
 # Libraries whose pixel vectors a PixelNearestNeighbor keeps (least recently used dropped first).
 _MAX_CACHED_LIBRARIES = 4
@@ -106,8 +111,10 @@ class _ThresholdMixin:
 
     def _fit_threshold(self, scores: np.ndarray, y: np.ndarray) -> None:
         self.classes_ = np.array([0, 1])
-        if self.threshold is None:
+        if self.threshold is None or self.threshold == "kappa":
             self.threshold_, self.train_kappa_ = learn_kappa_threshold(scores, y)
+        elif self.threshold == "prior":
+            self.threshold_, self.train_kappa_ = _kappa_at(scores, y, prior_threshold(scores, y))
         else:
             self.threshold_ = float(self.threshold)
             _, self.train_kappa_ = _kappa_at(scores, y, self.threshold_)
@@ -160,6 +167,40 @@ class _ThresholdMixin:
         return self.classes_[(self.decision_function(X) > 0).astype(np.int64)]
 
 
+def prior_threshold(scores, y) -> float:
+    """The cut on ``scores`` that marks the training rows' used fraction as used.
+
+    The quantile ``1 - mean(y)`` of the training scores. On weak signals the kappa-maximising
+    cut of ~200 scores is a noisy estimate that drifts to the extremes; this one only assumes
+    that a test split's used fraction is near the training split's, and with scores
+    standardised within each split (the relation features) it marks about that fraction of the
+    test split (``benchmarks/RESULTS_detector.md``).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n,)
+        Higher means "more likely used".
+    y : array-like of 0/1, shape (n,)
+        Membership labels (1 = used).
+
+    Returns
+    -------
+    float
+        Predict 1 where ``score > threshold``.
+
+    Examples
+    --------
+    >>> from skfingerprint.baselines import prior_threshold
+    >>> prior_threshold([1.0, 2.0, 3.0, 4.0], [0, 1, 0, 1])
+    2.5
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = check_binary_labels(y, "y")
+    if s.shape != y.shape:
+        raise ValueError(f"scores and y differ in length: {s.size} != {y.size}")
+    return float(np.quantile(s, 1.0 - y.mean()))
+
+
 def _kappa_at(scores: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:
     return threshold, cohen_kappa(y, (np.asarray(scores) > threshold).astype(np.int64))
 
@@ -178,8 +219,10 @@ class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
     ----------
     top_m : int, default=1
         How many of the best unmasked candidates are averaged (fewer if a row has fewer).
-    threshold : float or None, default=None
-        None learns the kappa-maximising threshold in ``fit``; a float fixes it.
+    threshold : {"kappa", "prior"}, float or None, default=None
+        None or ``"kappa"`` learns the kappa-maximising threshold in ``fit``; ``"prior"`` cuts
+        at the training scores' quantile that marks the training rows' used fraction
+        (:func:`prior_threshold`); a float fixes it.
 
     Attributes
     ----------
@@ -213,10 +256,10 @@ class MaxSimilarityClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "top_m": [Interval(Integral, 1, None, closed="left")],
-        "threshold": [Real, None],
+        "threshold": [Real, StrOptions({"kappa", "prior"}), None],
     }
 
-    def __init__(self, top_m: int = 1, threshold: float | None = None) -> None:
+    def __init__(self, top_m: int = 1, threshold: float | str | None = None) -> None:
         self.top_m = top_m
         self.threshold = threshold
 
@@ -293,8 +336,10 @@ class PixelNearestNeighbor(_ThresholdMixin, ClassifierMixin, BaseEstimator):
     ----------
     image_size : int, default=64
         Side of the resized images.
-    threshold : float or None, default=None
-        None learns the kappa-maximising threshold in ``fit``; a float fixes it.
+    threshold : {"kappa", "prior"}, float or None, default=None
+        None or ``"kappa"`` learns the kappa-maximising threshold in ``fit``; ``"prior"`` cuts
+        at the training scores' quantile that marks the training rows' used fraction
+        (:func:`prior_threshold`); a float fixes it.
     batch_size : int, default=64
         Images read at a time.
 
@@ -326,12 +371,12 @@ class PixelNearestNeighbor(_ThresholdMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "image_size": [Interval(Integral, 2, None, closed="left")],
-        "threshold": [Real, None],
+        "threshold": [Real, StrOptions({"kappa", "prior"}), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
-        self, image_size: int = 64, threshold: float | None = None, batch_size: int = 64
+        self, image_size: int = 64, threshold: float | str | None = None, batch_size: int = 64
     ) -> None:
         self.image_size = image_size
         self.threshold = threshold

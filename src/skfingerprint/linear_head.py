@@ -3,7 +3,8 @@
 The simple head beside CANet on the selector's relation features
 (``FaissCandidateSelector(features="relations")``): it reads the first candidate's row (the
 per-real scores of every space, and the best candidate's own scores), fits a regularised
-logistic regression, and learns one kappa-maximising threshold on the training scores. CANet
+logistic regression, and cuts its scores where they mark the training split's used fraction
+(or at the kappa-maximising threshold, or a fixed one). CANet
 on the same features starts from a regression of the same kind (its linear skip: ``C=1``, the
 best cosine as one more input) and must earn anything it adds.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils._param_validation import Interval
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._contracts import check_candidates
@@ -35,9 +36,14 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         with ~200 labelled images, on the membership benchmark it gave a higher AUC on all 5
         tasks (+0.004 to +0.032) and kappa +0.07 and +0.03 on two of them, within 0.02 on the
         others (``benchmarks/RESULTS_variants.md``).
-    threshold : float or None, default=None
-        None learns the kappa-maximising threshold on the training decision values; a float
-        fixes it.
+    threshold : {"prior", "kappa"}, float or None, default="prior"
+        ``"prior"``: the training decision values' quantile that marks the training split's
+        used fraction (:func:`~skfingerprint.baselines.prior_threshold`). ``"kappa"`` (or
+        None): the kappa-maximising threshold on them. A float fixes it. ``"prior"`` by
+        default because on weak signals the kappa-maximising cut of ~200 scores drifts to the
+        extremes; with the coarser density scores it was confirmed on three unseen seeds of
+        every task (``benchmarks/RESULTS_detector_seeds345.md``). It assumes a test split's
+        used fraction is near the training split's.
 
     Attributes
     ----------
@@ -74,10 +80,10 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "C": [Interval(Real, 0, None, closed="neither")],
-        "threshold": [Real, None],
+        "threshold": [Real, StrOptions({"kappa", "prior"}), None],
     }
 
-    def __init__(self, C: float = 0.1, threshold: float | None = None) -> None:
+    def __init__(self, C: float = 0.1, threshold: float | str | None = "prior") -> None:
         self.C = C
         self.threshold = threshold
 

@@ -16,10 +16,12 @@ per real image (the same on every candidate row of ``r``)
     other real (a real image that is close to everything is not evidence);
     ``attribution``: how many library images have ``r`` as their nearest real, times
     ``|R| / |G|`` (1 on average whatever the sizes); ``margin``: for ``r``'s nearest library
-    image ``g``, ``cos(g, r)`` minus ``g``'s best cosine to another real; ``density``: the
-    ``q|G|``-th best cosine to ``G`` minus the ``q|R|``-th best cosine to the other reals
-    (a k-NN density ratio in the spirit of DOMIAS, with ``k`` proportional to the sizes so the
-    score does not move when the library is duplicated).
+    image ``g``, ``cos(g, r)`` minus ``g``'s best cosine to another real; ``density``,
+    ``density_q100``, ``density_q50``: the ``q|G|``-th best cosine to ``G`` minus the
+    ``q|R|``-th best cosine to the other reals, for q = 1/200, 1/100 and 1/50 (a k-NN density
+    ratio in the spirit of DOMIAS, with ``k`` proportional to the sizes so the score does not
+    move when the library is duplicated; the coarser scales held where the nearest image's
+    similarity was inverted, ``benchmarks/RESULTS_detector_seeds345.md``).
 per candidate ``g_j``
     ``cos``: ``cos(r, g_j)``; ``owner``: 1 if ``r`` is ``g_j``'s nearest real; ``owner_margin``:
     ``cos(g_j, r)`` minus ``g_j``'s best cosine to another real (reverse attribution).
@@ -38,14 +40,15 @@ from .pairs import PairEmbeddings, _l2_normalize
 
 __all__ = ["MIN_SPLIT", "PER_CANDIDATE", "PER_REAL", "relation_feature_names"]
 
-PER_REAL = ("top1", "calib", "attribution", "margin", "density")
+PER_REAL = ("top1", "calib", "attribution", "margin", "density", "density_q100", "density_q50")
 PER_CANDIDATE = ("cos", "owner", "owner_margin")
 
 #: Fewest real images a ``transform`` call needs to standardise with its own statistics.
 MIN_SPLIT = 20
 
-# The fraction of a set's size that sets the k of the density score's k-th best cosine.
-_DENSITY_FRACTION = 1 / 200
+# The fractions of a set's size that set the k of the density scores' k-th best cosines, in
+# the order of PER_REAL's density scores.
+_DENSITY_FRACTIONS = (1 / 200, 1 / 100, 1 / 50)
 
 # Library rows compared with the reals at a time (bounds memory to chunk x n floats).
 _CHUNK = 4096
@@ -62,8 +65,8 @@ def relation_feature_names(spaces) -> list[str]:
     Returns
     -------
     list of str
-        ``"<space>:<score>"`` for the 8 scores of each space (the 3 per-candidate ones, then
-        the 5 per-real ones), then ``"selection_cosine"``.
+        ``"<space>:<score>"`` for the 10 scores of each space (the 3 per-candidate ones, then
+        the 7 per-real ones), then ``"selection_cosine"``.
 
     Examples
     --------
@@ -116,9 +119,9 @@ def _kth_best(sims: np.ndarray, k: int) -> np.ndarray:
 
 
 def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
-    """Raw per-real ``(n, 5)`` and per-candidate ``(n, k, 3)`` scores in one space."""
+    """Raw per-real ``(n, 7)`` and per-candidate ``(n, k, 3)`` scores in one space."""
     n, m = len(real), len(lib)
-    k_lib = max(1, round(_DENSITY_FRACTION * m))
+    k_libs = [max(1, round(q * m)) for q in _DENSITY_FRACTIONS]
     rr = real @ real.T
     np.fill_diagonal(rr, -np.inf)
     # For every library image: its nearest real, that cosine, and the second-best one.
@@ -127,7 +130,8 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
     second = np.full(m, -np.inf, dtype=np.float32)
     top1 = np.full(n, -np.inf, dtype=np.float32)
     nearest_lib = np.zeros(n, dtype=np.int64)
-    kept = []  # each real's k_lib best cosines of every chunk (enough for the k_lib-th overall)
+    # each real's max(k_libs) best cosines so far (merged per chunk: memory n x 2 max(k_libs))
+    kept = np.empty((n, 0), dtype=np.float32)
     for start in range(0, m, _CHUNK):
         gr = lib[start : start + _CHUNK] @ real.T  # (chunk, n)
         top2 = np.argsort(-gr, axis=1)[:, :2] if n > 1 else np.zeros((len(gr), 1), np.int64)
@@ -139,8 +143,9 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
         better = chunk_best > top1
         nearest_lib[better] = start + gr.argmax(0)[better]
         top1 = np.maximum(top1, chunk_best)
-        kk = min(k_lib, len(gr))
-        kept.append(-np.partition(-gr.T, kk - 1, axis=1)[:, :kk])
+        kept = np.concatenate([kept, gr.T], axis=1)
+        kk = min(max(k_libs), kept.shape[1])
+        kept = -np.partition(-kept, kk - 1, axis=1)[:, :kk]
 
     def other_best(g: np.ndarray, rows: np.ndarray) -> np.ndarray:
         """Best cosine of library images ``g`` to a real other than ``rows`` (per element)."""
@@ -149,15 +154,18 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(n)
     own = np.einsum("nd,nd->n", real, lib[nearest_lib])
     real_nn = rr.max(1) if n > 1 else np.full(n, np.nan, np.float32)
-    k_real = max(1, round(_DENSITY_FRACTION * (n - 1)))
-    real_kth = _kth_best(rr, k_real) if n > 1 else np.full(n, np.nan, np.float32)
+    density = [
+        _kth_best(kept, k_lib)
+        - (_kth_best(rr, max(1, round(q * (n - 1)))) if n > 1 else np.full(n, np.nan))
+        for q, k_lib in zip(_DENSITY_FRACTIONS, k_libs, strict=True)
+    ]
     per_real = np.stack(
         [
             top1,
             top1 - real_nn,
             np.bincount(owner, minlength=n) * n / m,
             own - other_best(nearest_lib, rows),
-            _kth_best(np.concatenate(kept, axis=1), k_lib) - real_kth,
+            *density,
         ],
         axis=1,
     )
@@ -178,7 +186,7 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
         axis=2,
     )
     if n < 2:  # no other real: the scores against other reals are undefined (NaN -> 0 later)
-        per_real[:, [1, 3, 4]] = np.nan
+        per_real[:, [1, 3, 4, 5, 6]] = np.nan
         per_cand[..., 2] = np.nan
     return per_real.astype(np.float64), per_cand.astype(np.float64)
 
@@ -194,7 +202,7 @@ def raw_relations(E: PairEmbeddings, spaces, k: int):
     sims, ids : ndarray of shape (n, k)
         Cosines in ``spaces[0]`` and library indices of the candidates, best first.
     per_real, per_cand : list of ndarray
-        Per space, in the order of ``spaces``: raw ``(n, 5)`` and ``(n, k, 3)`` scores.
+        Per space, in the order of ``spaces``: raw ``(n, 7)`` and ``(n, k, 3)`` scores.
     """
     missing = [s for s in spaces if s not in available_spaces(E)]
     if missing:
@@ -213,7 +221,7 @@ def raw_relations(E: PairEmbeddings, spaces, k: int):
 
 
 def split_statistics(per_real: list) -> np.ndarray:
-    """``(n_spaces, 2, 5)``: mean and spread of each per-real score over the split's reals."""
+    """``(n_spaces, 2, 7)``: mean and spread of each per-real score over the split's reals."""
     stats = []
     for pr in per_real:
         mean = np.nanmean(pr, axis=0) if len(pr) else np.zeros(pr.shape[1])
@@ -223,7 +231,7 @@ def split_statistics(per_real: list) -> np.ndarray:
 
 
 def standardised(per_real: list, per_cand: list, stats: np.ndarray, sims: np.ndarray):
-    """The ``(n, k, 8 * n_spaces + 1)`` float32 feature array (see the module docstring).
+    """The ``(n, k, 10 * n_spaces + 1)`` float32 feature array (see the module docstring).
 
     NaN scores (real-real scores of a split of one image) become 0, the mean."""
     n, k = sims.shape
