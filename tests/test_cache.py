@@ -10,7 +10,7 @@ from PIL import Image
 import skfingerprint.images as images
 from skfingerprint import clear_memory_cache, set_memory_cache_limit
 from skfingerprint._cache import _MEMORY, DEFAULT_MEMORY_LIMIT, TokenCache
-from skfingerprint._lru import LRUCache
+from skfingerprint._lru import LRUCache, array_nbytes
 from skfingerprint.images import ImageSet
 
 ENTRY = np.zeros((4, 8), dtype=np.float16)  # 64 bytes
@@ -195,3 +195,12 @@ def test_lru_cache_counts_entries_without_a_size_function():
     cache.put("c", 30)
     assert cache.keys() == ["a", "c"] and cache.total == 2
     assert cache.get("b", "missing") == "missing"
+
+
+def test_array_nbytes_sums_nested_arrays_with_a_floor():
+    """The size of a kept fit: every array in nested dicts, lists and tuples (catches a branch
+    that skips one), at least 1 KiB, so that array-less states are still bounded in number."""
+    a, b, c = np.zeros(1000), np.zeros((10, 30), np.float32), np.zeros(500, np.int16)
+    assert array_nbytes({"x": a, "y": [b, (c, "text")], "z": 3}) == 8000 + 1200 + 1000
+    assert array_nbytes({"weights": {"w": a}}) == 8000
+    assert array_nbytes({"n": 1, "name": "x"}) == array_nbytes(np.zeros(3)) == 1024

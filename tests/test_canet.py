@@ -471,6 +471,30 @@ def test_grid_over_the_threshold_trains_once_per_fold_and_scores_as_retraining(d
     assert kept.best_estimator_.threshold == kept.best_params_["threshold"]
 
 
+def test_kept_nets_outlast_a_grid_that_varies_another_parameter_faster(data, monkeypatch):
+    """GridSearchCV varies the parameter named last fastest (in a pipeline, ``embed__layers``
+    after ``clf__threshold``): here 5 weight decays x 2 folds = 10 nets to keep between the two
+    thresholds. A memo of 4 entries (as it was) trained 20; now 10 + the refit."""
+    from sklearn.model_selection import GridSearchCV
+
+    from skfingerprint import canet, clear_memory_cache, kappa_scorer
+
+    X, y = data
+    trainings = []
+    original = canet._CANetNet.fit
+
+    def counting(self, *args, **kwargs):
+        trainings.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(canet._CANetNet, "fit", counting)
+    clear_memory_cache()
+    grid = {"threshold": [0.3, 0.7], "weight_decay": [0.0, 1e-4, 1e-3, 1e-2, 1e-1]}
+    fast = {**FAST, "max_epochs": 2}
+    GridSearchCV(CANetClassifier(**fast), grid, cv=2, scoring=kappa_scorer).fit(X, y)
+    assert len(trainings) == 5 * 2 + 1
+
+
 def test_kept_fits_need_an_int_seed_and_the_same_data_and_parameters(data, monkeypatch):
     from skfingerprint import canet, clear_memory_cache
 

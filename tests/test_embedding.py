@@ -585,10 +585,35 @@ def test_threshold_grid_trains_each_folds_gate_once_with_the_same_result(task, g
     try:
         without = grid()
     finally:
-        embedding._GATES.resize(8)
+        embedding._GATES.resize(embedding.GATES_MEMORY_LIMIT)
     assert len(gate_trainings) == 3 + 7
     for key in ("split0_test_score", "split1_test_score"):
         np.testing.assert_array_equal(with_memo.cv_results_[key], without.cv_results_[key])
+
+
+def test_a_grid_over_layer_sets_and_thresholds_trains_each_gate_once(task, gate_trainings):
+    """GridSearchCV runs every layer set and fold before the next threshold: 5 layer sets x 2
+    folds = 10 gates to keep between thresholds. A memo bounded at 8 entries (as it was) evicted
+    each before its reuse and trained all 30 cells' gates; now 10 + the refit."""
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.pipeline import Pipeline
+
+    from skfingerprint import FaissCandidateSelector, MaxSimilarityClassifier, kappa_scorer
+
+    pipe = Pipeline(
+        [
+            ("embed", tiny_embedder(gate_epochs=5)),
+            ("select", FaissCandidateSelector(k=3, min_similarity=None)),
+            ("clf", MaxSimilarityClassifier()),
+        ]
+    )
+    grid = {
+        "embed__layers": [(1,), (2,), (3,), (4,), (1, 2)],
+        "clf__threshold": [0.2, 0.5, 0.8],
+    }
+    cv = StratifiedKFold(2, shuffle=True, random_state=0)
+    GridSearchCV(pipe, grid, cv=cv, scoring=kappa_scorer).fit(task.X_pairs, task.y)
+    assert gate_trainings == ["_train_gate_supervised"] * (5 * 2 + 1)
 
 
 def test_gate_memo_key_holds_every_input_of_the_training(task, gate_trainings):

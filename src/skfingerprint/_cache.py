@@ -39,7 +39,7 @@ def clear_memory_cache() -> None:
 
     The embedder keeps images' per-block tokens in memory for the life of the process (up to
     :func:`set_memory_cache_limit` bytes), the image loader the digests and sizes of the files
-    it read, and the embedder's gates and CANet's nets of their last few seeded fits (so a grid
+    it read, and the embedder's gates and CANet's nets of their recent seeded fits (so a grid
     over later parameters trains them once per fold); call this to free that memory, or to
     time a cold start.
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Hashable
 from numbers import Integral
 from typing import Generic, TypeVar
 
-__all__ = ["LRUCache", "seeded_fit_key"]
+__all__ = ["LRUCache", "array_nbytes", "seeded_fit_key"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -115,6 +115,23 @@ class LRUCache(Generic[K, V]):
         while self.total > self.max_size:
             _, (_, size) = self._entries.popitem(last=False)
             self.total -= size
+
+
+def array_nbytes(value: object) -> int:
+    """Bytes of the numpy arrays in ``value`` (nested dicts, lists and tuples), at least 1 KiB:
+    the size of a kept fit's state, so that a memo of fits is bounded by memory."""
+    import numpy as np
+
+    def walk(v) -> int:
+        if isinstance(v, np.ndarray):
+            return v.nbytes
+        if isinstance(v, dict):
+            return sum(walk(x) for x in v.values())
+        if isinstance(v, (list, tuple)):
+            return sum(walk(x) for x in v)
+        return 0
+
+    return max(1024, walk(value))
 
 
 def seeded_fit_key(estimator, *data, context=(), exclude=()) -> str | None:

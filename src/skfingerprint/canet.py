@@ -48,7 +48,7 @@ from ._contracts import (
     check_training_labels,
     derive_seed,
 )
-from ._lru import LRUCache, seeded_fit_key
+from ._lru import LRUCache, array_nbytes, seeded_fit_key
 from ._progress import format_seconds, is_interactive
 from ._runtime import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
 from ._warnings import warn_at_caller
@@ -58,8 +58,11 @@ __all__ = ["CANetClassifier", "CANetModule", "supervised_contrastive_loss"]
 # Fitted states of seeded fits, keyed by the data and every parameter but ``threshold`` (which
 # only acts in ``predict``): a GridSearchCV over ``clf__threshold`` trains each fold's net once
 # instead of once per threshold. Seeded fits repeat exactly, so a reused state is the state a
-# retraining would give. The last 4 are kept; ``clear_memory_cache()`` empties it.
-_FITTED: LRUCache[str, dict] = LRUCache(4)
+# retraining would give. Bounded by bytes, not entries, so that a grid over thresholds and
+# other steps' parameters (every fold and layer set before the next threshold) finds its nets;
+# ``clear_memory_cache()`` empties it.
+FITTED_MEMORY_LIMIT = 256 * 1024**2
+_FITTED: LRUCache[str, dict] = LRUCache(FITTED_MEMORY_LIMIT, size=array_nbytes)
 _NOT_IN_FIT_KEY = ("threshold",)
 
 

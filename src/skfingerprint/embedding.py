@@ -25,7 +25,7 @@ from . import _vit
 from ._cache import TokenCache
 from ._contracts import check_binary_labels, derive_seed
 from ._fusion import GatedFusion, _standardise, parse_layers
-from ._lru import LRUCache, seeded_fit_key
+from ._lru import LRUCache, array_nbytes, seeded_fit_key
 from ._progress import Progress
 from ._runtime import (
     _prefetch,
@@ -46,8 +46,11 @@ from .pairs import PairedImages, PairEmbeddings
 # Trained gates of seeded fits, keyed by everything their training reads (seeded_fit_key): a
 # GridSearchCV over the steps after the embedder (thresholds, k, the classifier) refits the
 # embedder with the same parameters on the same fold, and seeded training repeats exactly, so the
-# kept gate is the one retraining would give. Bounded; ``clear_memory_cache()`` empties it.
-_GATES: LRUCache[str, dict] = LRUCache(8)
+# kept gate is the one retraining would give. Bounded by bytes, not entries: a grid's natural
+# order (every layer set and fold before the next threshold) needs one gate per layer set and
+# fold kept (a ViT-B gate is ~0.8 MB, so ~80 fit); ``clear_memory_cache()`` empties it.
+GATES_MEMORY_LIMIT = 64 * 1024**2
+_GATES: LRUCache[str, dict] = LRUCache(GATES_MEMORY_LIMIT, size=array_nbytes)
 
 __all__ = ["GatedFusion", "ViTLayerFusionEmbedder", "parse_layers"]
 
