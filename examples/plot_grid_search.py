@@ -12,7 +12,8 @@ whole generated library.
 With ``stop_early=False`` the embedder runs and caches every block's tokens per image, so each
 image goes through the ViT once for the whole search; only the gate and the classifier are
 refitted per candidate. (The default, ``stop_early=True``, stops after the deepest block asked
-for: faster for one fit, one more pass when a deeper layer set comes.)
+for: faster for one fit; a deeper layer set then runs the missing blocks from the state it
+kept, or, past ~440 ViT-B images, one more pass.)
 """
 
 # %%

@@ -174,21 +174,61 @@ def test_stop_early_skips_the_blocks_after_the_deepest_layer_with_the_same_token
     np.testing.assert_array_equal(early, full)  # same blocks, same numbers
 
 
-def test_a_deeper_layer_set_runs_the_vit_again_once_over_every_block(task, vit_passes):
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_a_deeper_layer_set_runs_only_the_missing_blocks_from_the_kept_state(
+    task, vit_passes, dtype
+):
+    """A pass that stopped after block 1 keeps its state: layers (2, 3) then run blocks 2 and
+    3 alone, (4,) block 4 alone, and nothing runs twice; the tokens are those of one pass over
+    every block (catches a resume that restarts from the input, or from the wrong block), in
+    bf16 too (the kept residual stream is float32 under autocast)."""
     clear_memory_cache()
     before = vit_passes.images
     images = task.real_images
-    emb = tiny_embedder(layers=(1,), fusion="mean").fit(images)
+    emb = tiny_embedder(layers=(1,), fusion="mean", dtype=dtype).fit(images)
     assert vit_passes.images - before == 24
-    deeper = clone(emb).set_params(layers=(2, 3)).fit(images)  # the cached block 1 is too shallow
-    assert vit_passes.images - before == 48
-    with block_calls(deeper.backbone_.module) as counts:
-        for layers in [(4,), (1, 4), (2,)]:  # that second pass cached every block
-            clone(emb).set_params(layers=layers).fit(images).transform(images)
-    assert vit_passes.images - before == 48 and not counts
+    with block_calls(emb.backbone_.module) as counts:
+        deeper = clone(emb).set_params(layers=(2, 3)).fit(images)
+    assert counts == {1: 1, 2: 1}  # one batch through blocks 2 and 3, block 1 not again
+    with block_calls(emb.backbone_.module) as counts:
+        deepest = clone(emb).set_params(layers=(1, 4)).fit(images)
+    assert counts == {3: 1}
+    with block_calls(emb.backbone_.module) as counts:
+        clone(emb).set_params(layers=(2,)).fit(images).transform(images)
+    assert not counts and vit_passes.images - before == 24
     clear_memory_cache()
-    ref = clone(deeper).set_params(stop_early=False).fit(images)
-    np.testing.assert_array_equal(deeper.transform(images), ref.transform(images))
+    for fitted, layers in [(deeper, (2, 3)), (deepest, (1, 4))]:
+        ref = clone(emb).set_params(layers=layers, stop_early=False).fit(images)
+        np.testing.assert_allclose(
+            fitted.transform(images), ref.transform(images), rtol=1e-5, atol=1e-6
+        )
+
+
+def test_without_a_kept_state_a_deeper_layer_set_runs_every_block_once(task, vit_passes):
+    """A call whose states do not all fit in the state store keeps none (they would evict one
+    another): a deeper layer set then runs the ViT again over every block, once."""
+    from skfingerprint import _cache
+    from skfingerprint.embedding import _state_nbytes
+
+    images = task.real_images
+    emb = tiny_embedder(layers=(1,), fusion="mean").fit(images[:1])  # loads the backbone
+    _cache._STATES.resize(23 * _state_nbytes(emb.backbone_))  # room for 23 of the 24
+    try:
+        clear_memory_cache()
+        before = vit_passes.images
+        emb = clone(emb).fit(images)
+        assert vit_passes.images - before == 24 and len(_cache._STATES) == 0
+        deeper = clone(emb).set_params(layers=(2, 3)).fit(images)  # block 1 is too shallow
+        assert vit_passes.images - before == 48
+        with block_calls(deeper.backbone_.module) as counts:
+            for layers in [(4,), (1, 4), (2,)]:  # that second pass cached every block
+                clone(emb).set_params(layers=layers).fit(images).transform(images)
+        assert vit_passes.images - before == 48 and not counts
+        clear_memory_cache()
+        ref = clone(deeper).set_params(stop_early=False).fit(images)
+        np.testing.assert_array_equal(deeper.transform(images), ref.transform(images))
+    finally:
+        _cache._STATES.resize(_cache.DEFAULT_STATE_LIMIT)
 
 
 def test_model_files_from_before_stop_early_load_with_it_on(task):

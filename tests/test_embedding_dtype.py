@@ -141,9 +141,9 @@ def test_the_embedder_runs_in_the_probed_precision_and_shows_it(monkeypatch, ima
     used = []
     real_embed = _vit.Backbone.embed_batch
 
-    def spy(self, x, device, dtype, blocks=None):
+    def spy(self, x, device, dtype, *args, **kwargs):
         used.append(dtype)
-        return real_embed(self, x, device, dtype, blocks)
+        return real_embed(self, x, device, dtype, *args, **kwargs)
 
     monkeypatch.setattr(_vit.Backbone, "embed_batch", spy)
     clear_memory_cache()

@@ -34,6 +34,19 @@ _MEMORY: LRUCache[tuple[str, str], np.ndarray] = LRUCache(
 )
 
 
+#: Bound of the kept ViT states, in bytes. A pass that stops early (``stop_early``) keeps, per
+#: image, every token after its last block (ViT-B at 224 px: 197 x 768 float32 = 605 KB), so
+#: that a later fit with deeper layers runs only the missing blocks; 256 MiB holds ~440 ViT-B
+#: images. A call with more images than that keeps none (they would evict one another), and
+#: its deeper fits run every block again.
+DEFAULT_STATE_LIMIT = 256 * 1024**2
+
+# (depth, tokens after block ``depth``) by (model key, image key); memory only.
+_STATES: LRUCache[tuple[str, str], tuple[int, np.ndarray]] = LRUCache(
+    DEFAULT_STATE_LIMIT, size=lambda entry: entry[1].nbytes
+)
+
+
 def clear_memory_cache() -> None:
     """Forget every in-memory embedding, file digest and kept CANet fit (not the disk cache).
 
@@ -49,6 +62,7 @@ def clear_memory_cache() -> None:
     >>> clear_memory_cache()
     """
     _MEMORY.clear()
+    _STATES.clear()
     images = sys.modules.get("skfingerprint.images")  # loaded only if images were read
     if images is not None:
         images._FILE_KEYS.clear()
@@ -125,6 +139,23 @@ class TokenCache:
             return None
         _MEMORY.put((self.model_key, key), arr)
         return arr
+
+    def room_for_states(self, n: int, nbytes: int) -> bool:
+        """Whether ``n`` states of ``nbytes`` each fit in the state store at once."""
+        return n * nbytes <= _STATES.max_size
+
+    def get_state(self, key: str, depth: int) -> np.ndarray | None:
+        """The tokens after block ``depth`` kept for ``key``, or None."""
+        entry = _STATES.get((self.model_key, key))
+        return entry[1] if entry is not None and entry[0] == depth else None
+
+    def put_state(self, key: str, depth: int, state: np.ndarray | None) -> None:
+        """Keep ``key``'s tokens after block ``depth`` (memory only; replaces an earlier one);
+        None forgets it."""
+        if state is None:
+            _STATES.discard((self.model_key, key))
+        else:
+            _STATES.put((self.model_key, key), (depth, np.ascontiguousarray(state)))
 
     def put(self, key: str, tokens: np.ndarray) -> None:
         arr = np.ascontiguousarray(tokens, dtype=np.float16)

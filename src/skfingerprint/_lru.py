@@ -91,6 +91,13 @@ class LRUCache(Generic[K, V]):
             self.total += size
             self._evict()
 
+    def discard(self, key: K) -> None:
+        """Forget ``key``'s entry, if there is one."""
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self.total -= old[1]
+
     def resize(self, max_size: int) -> None:
         """Set the bound, evicting the least recently used now until it holds.
 

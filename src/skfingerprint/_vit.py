@@ -85,9 +85,10 @@ class FingerprintViT(nn.Module):
     def _add_position_code(self, _module: nn.Module, args: tuple) -> tuple:
         return (self.position_code(args[0], self.vit.num_prefix_tokens), *args[1:])
 
-    def forward(self, x: torch.Tensor, blocks: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, blocks: int | None = None, keep_state: bool = False):
         """CLS tokens ``(B, blocks, D)`` of the first ``blocks`` blocks (None: all); the pass
-        stops after the last of them, so the later blocks cost nothing."""
+        stops after the last of them, so the later blocks cost nothing. With ``keep_state``,
+        also every token ``(B, L, D)`` after that block, from which :meth:`resume` goes on."""
         indices = None if blocks is None else list(range(blocks))
         outputs = self.vit.forward_intermediates(
             x,
@@ -97,7 +98,21 @@ class FingerprintViT(nn.Module):
             intermediates_only=True,
             return_prefix_tokens=True,
         )
-        return torch.stack([prefix[:, 0] for _, prefix in outputs], dim=1)
+        cls = torch.stack([prefix[:, 0] for _, prefix in outputs], dim=1)
+        if not keep_state:
+            return cls
+        spatial, prefix = outputs[-1]
+        return cls, torch.cat([prefix, spatial], dim=1)
+
+    def resume(self, state: torch.Tensor, start: int, stop: int):
+        """CLS tokens ``(B, stop - start, D)`` of blocks ``start + 1 .. stop`` (1-based), run
+        from ``state``, the tokens after block ``start``; and the tokens after block ``stop``.
+        The blocks' loop of timm's ``forward_intermediates``, so the same numbers as one pass."""
+        cls = []
+        for block in self.vit.blocks[start:stop]:
+            state = block(state)
+            cls.append(state[:, 0])
+        return torch.stack(cls, dim=1), state
 
 
 @dataclass
@@ -133,16 +148,39 @@ class Backbone:
         return self._runtime[key]
 
     def embed_batch(
-        self, x: torch.Tensor, device: torch.device, dtype: torch.dtype, blocks: int | None = None
-    ) -> np.ndarray:
+        self,
+        x: torch.Tensor,
+        device: torch.device,
+        dtype: torch.dtype,
+        blocks: int | None = None,
+        keep_state: bool = False,
+    ):
         """The CLS tokens ``(B, blocks, D)`` of the first ``blocks`` blocks (None: every block)
-        for a normalised input batch."""
+        for a normalised input batch; with ``keep_state``, also the float32 tokens ``(B, L,
+        D)`` after the last block run (the residual stream, float32 under autocast too), for
+        :meth:`resume_batch`."""
         module = self.runtime(device)
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
         ):
-            return module(x.to(device), blocks).float().cpu().numpy()
+            out = module(x.to(device), blocks, keep_state)
+            if not keep_state:
+                return _numpy(out)
+            return _numpy(out[0]), _numpy(out[1])
+
+    def resume_batch(
+        self, state: np.ndarray, device: torch.device, dtype: torch.dtype, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``embed_batch`` gone on from ``state`` (the tokens after block ``start``, as it kept
+        them): the CLS tokens of blocks ``start + 1 .. stop`` and the tokens after ``stop``."""
+        module = self.runtime(device)
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
+        ):
+            cls, after = module.resume(torch.from_numpy(state).to(device), start, stop)
+            return _numpy(cls), _numpy(after)
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -160,6 +198,10 @@ class Backbone:
         _check_model_name(self.name)
         vit = _create_vit(self.name, pretrained=False, kwargs=self.model_kwargs, seed=0)
         self.module = load_state_arrays(FingerprintViT(vit, self.position_code), weights).eval()
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.float().cpu().numpy()
 
 
 def _copy_module(module: nn.Module) -> nn.Module:

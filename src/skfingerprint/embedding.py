@@ -85,10 +85,12 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         ``depth/4, depth/2, 3*depth/4`` (the paper's best relative depths).
     stop_early : bool, default=True
         Stop the ViT after the deepest block of ``layers``: the default layers skip the last
-        quarter of the blocks (about 1.33x faster), with the same tokens. A later fit with
-        deeper layers (a ``GridSearchCV`` over ``embed__layers``) then runs the ViT once more,
-        over every block. False runs and caches every block at once, so that such a search
-        needs one ViT pass per image.
+        quarter of the blocks (about 1.33x faster), with the same tokens. The pass keeps each
+        image's ViT state after that block (in memory, up to 256 MiB: ~440 ViT-B images; a
+        call with more keeps none), so a later fit with deeper layers (a ``GridSearchCV`` over
+        ``embed__layers``) runs only the missing blocks; without a kept state it runs the ViT
+        once more, over every block. False runs and caches every block at once, so that such a
+        search needs one ViT pass per image whatever its size.
     fusion : {"gated", "mean", "concat"}, default="gated"
         The learned gate of the paper, equal weights (nothing learned), or concatenation.
     gate_epochs : int, default=200
@@ -317,26 +319,37 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     ):
         """The fused blocks' CLS tokens ``(n, len(layers_), D)`` float16, from the cache or one
         ViT pass (which caches every block it runs: up to the deepest of ``layers_``, or all of
-        them without ``stop_early``). An entry with too few blocks is computed again. ``what``
-        names the images in the progress line."""
+        them without ``stop_early``). An entry with too few blocks goes on from the ViT state
+        its pass kept, running only the missing blocks; without one (evicted, or never kept)
+        it is computed again. ``what`` names the images in the progress line."""
         device, dtype = self._runtime()
         tag = "" if augment_seed is None else f"aug{augment_seed}|{self.augment_p}"
         cache = self._token_cache(backbone, dtype, tag)
         keys = [images.content_key(i) for i in range(len(images))]
         needed = max(self.layers_)
-        first_index, too_shallow = {}, False
+        stop = needed if self.stop_early else backbone.depth
+        first_index, resume, too_shallow = {}, {}, False
         for i, k in enumerate(keys):
+            if k in first_index or k in resume:
+                continue
             entry = cache.get(k)
-            if entry is None or len(entry) < needed:
-                first_index.setdefault(k, i)
+            if entry is not None and len(entry) >= needed:
+                continue
+            state = None if entry is None else cache.get_state(k, len(entry))
+            if state is not None:
+                resume[k] = (entry, state)
+            else:
+                first_index[k] = i
                 too_shallow |= entry is not None
+        if resume:
+            self._resume_vit(resume, cache, backbone, device, dtype, stop)
         todo = list(first_index.values())
         if todo:
             images.check_files()  # fail on a bad file before the long pass, not in the middle
             desc = f"ViT embedding ({what})" if what else "ViT embedding"
-            # cached, but too shallow: other layer sets are being tried, so run every block
-            # this time and never again (a grid over layers costs at most two passes)
-            run = needed if self.stop_early and not too_shallow else None
+            # cached, but too shallow and no state kept: other layer sets are being tried, so
+            # run every block this time and never again (a grid costs at most two passes)
+            run = stop if not too_shallow else backbone.depth
             self._run_vit(
                 images, todo, keys, cache, backbone, device, dtype, augment_seed, desc, run
             )
@@ -349,6 +362,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         gen = None
         if augment_seed is not None:
             gen = torch.Generator().manual_seed(augment_seed)
+        # a pass that stops early keeps its state, if all of this call's fit, so that deeper
+        # layers later run only the missing blocks
+        keep_state = blocks < backbone.depth and cache.room_for_states(
+            len(todo), _state_nbytes(backbone)
+        )
 
         def inputs():
             for idx, batch in images.iter_batches(self.batch_size, indices=todo):
@@ -359,12 +377,31 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         try:
             with Progress(len(todo), self.verbose, desc) as progress:
                 for idx, x in batches:
-                    out = backbone.embed_batch(x, device, dtype, blocks)
+                    out = backbone.embed_batch(x, device, dtype, blocks, keep_state=keep_state)
+                    tokens, state = out if keep_state else (out, None)
                     for j, i in enumerate(idx):
-                        cache.put(keys[i], out[j])
+                        cache.put(keys[i], tokens[j])
+                        if keep_state:
+                            cache.put_state(keys[i], blocks, state[j].copy())
                     progress.update(len(idx))
         finally:
             batches.close()
+
+    def _resume_vit(self, entries: dict, cache, backbone, device, dtype, stop: int) -> None:
+        """Run the blocks that ``entries`` (``(cached tokens, kept state)`` by image key) lack,
+        up to block ``stop``, from their states; cache the longer tokens, and the new state
+        unless every block has run."""
+        by_depth = {}
+        for k, (tokens, _) in entries.items():
+            by_depth.setdefault(len(tokens), []).append(k)
+        for start, group in by_depth.items():
+            for b in range(0, len(group), self.batch_size):
+                batch = group[b : b + self.batch_size]
+                state = np.stack([entries[k][1] for k in batch])
+                cls, after = backbone.resume_batch(state, device, dtype, start, stop)
+                for j, k in enumerate(batch):
+                    cache.put(k, np.concatenate([entries[k][0], cls[j].astype(np.float16)]))
+                    cache.put_state(k, stop, after[j].copy() if stop < backbone.depth else None)
 
     @staticmethod
     def _split_input(X):
@@ -622,6 +659,13 @@ def _format_sizes(sizes) -> str:
     if len(text) > 4:
         text = [*text[:3], f"{len(text) - 3} other sizes"]
     return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
+
+
+def _state_nbytes(backbone) -> int:
+    """Bytes of one image's ViT state: every token (patches and prefix) x width, float32."""
+    h, w = backbone.img_size
+    n_tokens = (h // backbone.patch_size) * (w // backbone.patch_size)
+    return (n_tokens + backbone.module.vit.num_prefix_tokens) * backbone.embed_dim * 4
 
 
 def _labels_need_pairs_message(X, real: ImageSet) -> str:
