@@ -204,3 +204,12 @@ def test_array_nbytes_sums_nested_arrays_with_a_floor():
     assert array_nbytes({"x": a, "y": [b, (c, "text")], "z": 3}) == 8000 + 1200 + 1000
     assert array_nbytes({"weights": {"w": a}}) == 8000
     assert array_nbytes({"n": 1, "name": "x"}) == array_nbytes(np.zeros(3)) == 1024
+
+
+def test_discard_forgets_one_entry_and_its_size():
+    cache = LRUCache(100, size=len)
+    cache.put("a", "xxx")
+    cache.put("b", "yyyyy")
+    cache.discard("a")
+    cache.discard("missing")  # no error
+    assert cache.keys() == ["b"] and cache.total == 5

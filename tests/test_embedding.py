@@ -182,6 +182,8 @@ def test_a_deeper_layer_set_runs_only_the_missing_blocks_from_the_kept_state(
     3 alone, (4,) block 4 alone, and nothing runs twice; the tokens are those of one pass over
     every block (catches a resume that restarts from the input, or from the wrong block), in
     bf16 too (the kept residual stream is float32 under autocast)."""
+    from skfingerprint import _cache
+
     clear_memory_cache()
     before = vit_passes.images
     images = task.real_images
@@ -193,6 +195,7 @@ def test_a_deeper_layer_set_runs_only_the_missing_blocks_from_the_kept_state(
     with block_calls(emb.backbone_.module) as counts:
         deepest = clone(emb).set_params(layers=(1, 4)).fit(images)
     assert counts == {3: 1}
+    assert len(_cache._STATES) == 0  # every block has run: no state is worth keeping
     with block_calls(emb.backbone_.module) as counts:
         clone(emb).set_params(layers=(2,)).fit(images).transform(images)
     assert not counts and vit_passes.images - before == 24
