@@ -1,0 +1,84 @@
+"""CANet's training cost at the paper's size against the machine's fp32 matmul peak.
+
+The paper's CANet (D = 768, so 1537 features per candidate; k = 100 candidates; the default
+widths 1536 -> 1024 -> 512, 8 heads) on 200 labelled real images, as in one ImageCLEF fold:
+the FLOPs of one epoch (forward and backward of the training images, forward of the
+validation ones) are counted by ``torch.utils.flop_counter.FlopCounterMode``, an epoch is
+timed from skorch's history (its ``dur``, the best of a few epochs), and the achieved GFLOP/s
+is set beside the fp32 matmul peak measured in the same run. Prints a markdown table; writes
+nothing.
+
+    .venv/bin/python benchmarks/bench_canet.py [--epochs 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_embed import cpu_flags, machine, matmul_gflops
+
+D, K, N_REAL = 768, 100, 200
+
+
+def paper_task(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate arrays of the paper's shape: ``[real, candidate, cosine]`` per candidate."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N_REAL, K, 2 * D + 1)).astype(np.float32)
+    X[..., -1] = -np.sort(-rng.uniform(0.3, 0.9, size=(N_REAL, K)), axis=1)
+    y = np.tile([0, 1], N_REAL // 2)
+    return X, y
+
+
+def epoch_flops(X: np.ndarray, y: np.ndarray) -> float:
+    """FLOPs of one training epoch (counted on the first, with the same split and batches)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from skfingerprint import CANetClassifier
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        CANetClassifier(max_epochs=1, early_stopping=False, random_state=0).fit(X, y)
+    return float(counter.get_total_flops())
+
+
+def epoch_seconds(X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+    from skfingerprint import CANetClassifier, clear_memory_cache
+
+    clear_memory_cache()  # no kept net: this fit trains
+    clf = CANetClassifier(max_epochs=epochs, early_stopping=False, random_state=0).fit(X, y)
+    return [float(d) for d in clf.net_.history[:, "dur"]]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4, help="epochs timed (default 4)")
+    args = parser.parse_args(argv)
+    X, y = paper_task()
+    peak = max(matmul_gflops(torch.float32, s) for s in [(1024,) * 3, (6400, 1537, 1536)])
+    flops = epoch_flops(X, y)
+    durations = epoch_seconds(X, y, args.epochs)
+    best = min(durations)
+    rate = flops / best / 1e9
+    print(f"Machine: {machine()}; {cpu_flags()}; torch threads {torch.get_num_threads()}; "
+          f"load {', '.join(f'{v:.2f}' for v in os.getloadavg())}")  # fmt: skip
+    print()
+    print("| what | value |")
+    print("|---|---|")
+    print(f"| data | {N_REAL} reals x k={K} candidates x {2 * D + 1} features |")
+    print(f"| fp32 matmul peak (best of 1024^3 and the first layer's shape) | {peak:.0f} GFLOP/s |")
+    print(f"| FLOPs of one epoch (FlopCounterMode) | {flops / 1e9:.0f} GFLOP |")
+    print(f"| epoch time, best of {len(durations)} (all: "
+          f"{', '.join(f'{d:.2f}' for d in durations)} s) | {best:.2f} s |")  # fmt: skip
+    print(f"| **achieved** | **{rate:.0f} GFLOP/s = {rate / peak:.0%} of the fp32 peak** |")
+
+
+if __name__ == "__main__":
+    main()
