@@ -99,8 +99,9 @@ def make_fingerprint_pipeline(
         Hybrid CANet, attending over each real image's candidates. ``"maxsim"``: the
         max-cosine baseline with a kappa-maximising threshold learned in ``fit``. The linear
         head is the default because on the membership benchmark CANet on the same relation
-        scores never beat it: its AUC was 0.005-0.027 lower on all 5 tasks and its kappa
-        0.001-0.037 lower, at 3-5 times the fit time (``benchmarks/RESULTS.md``).
+        scores never beat it: over six seeds its AUC was 0.007-0.028 lower on all 5 tasks and
+        its kappa 0.011-0.065 lower, at over ten times the fit time
+        (``benchmarks/RESULTS.md``).
     features : {"relations", "paper"}, default="relations"
         What the selector hands the classifier per candidate: identity-free relation scores
         in the ViT and pixel spaces (CANet with ``pair_features="relations"``), or the paper's
@@ -130,8 +131,9 @@ def make_fingerprint_pipeline(
         (the paper's) with ``features="paper"``, None with ``"relations"``.
     threshold : float or "auto", default="auto"
         CANet decision threshold on P(used): ``"auto"`` is the paper's 0.6 with its features,
-        0.5 with relation scores. Ignored by ``"linear"`` and ``"maxsim"``, which learn their
-        threshold in ``fit``.
+        0.5 with relation scores. Ignored by ``"linear"`` (which cuts where its training scores
+        mark the training split's used fraction) and ``"maxsim"`` (the kappa-maximising
+        threshold); both learn theirs in ``fit``.
     pixel_size : int, None or "auto", default="auto"
         Side of the grayscale pixel space the embedder adds for the relation scores
         (``ViTLayerFusionEmbedder(pixel_size=...)``): ``"auto"`` is 32 with relation features,

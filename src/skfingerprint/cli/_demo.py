@@ -163,7 +163,7 @@ def _cmd_demo(args: argparse.Namespace, log: _Log) -> int:
     print()
     print("  Default     make_fingerprint_pipeline(): relation scores of each real image against")
     print(f"              the library and the other reals (pixels, top-{k} candidates), logistic")
-    print("              regression, threshold learned for kappa")
+    print("              regression, cut where it marks the training split's used share")
     print("  CANet+ViT   the paper's method: tiny ViT (random weights, none downloaded), gated")
     print(f"              fusion, FAISS top-{k} candidates, CANet (P(used) > 0.6)")
     print("  MaxSim+ViT  one learned threshold on the best cosine, the paper's embeddings")
