@@ -437,15 +437,11 @@ def test_verbose_0_prints_nothing(data, capsys):
 # --- a grid over the threshold trains each fold's net once ---------------------------------------
 
 
-def test_grid_over_the_threshold_trains_once_per_fold_and_scores_as_retraining(data, monkeypatch):
-    """3 thresholds x 3 folds + the refit: 4 trainings, not 10; and every cell scores exactly as
-    when each fit trains its own net (the kept state is the state a retraining gives)."""
-    from sklearn.model_selection import GridSearchCV
+@pytest.fixture
+def net_trainings(monkeypatch):
+    """A list that grows by one at each training of a CANet net."""
+    from skfingerprint import canet
 
-    from skfingerprint import canet, clear_memory_cache, kappa_scorer
-
-    X, y = data
-    grid = {"threshold": [0.3, 0.5, 0.7]}
     trainings = []
     original = canet._CANetNet.fit
 
@@ -454,14 +450,28 @@ def test_grid_over_the_threshold_trains_once_per_fold_and_scores_as_retraining(d
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(canet._CANetNet, "fit", counting)
+    return trainings
+
+
+def test_grid_over_the_threshold_trains_once_per_fold_and_scores_as_retraining(
+    data, monkeypatch, net_trainings
+):
+    """3 thresholds x 3 folds + the refit: 4 trainings, not 10; and every cell scores exactly as
+    when each fit trains its own net (the kept state is the state a retraining gives)."""
+    from sklearn.model_selection import GridSearchCV
+
+    from skfingerprint import canet, clear_memory_cache, kappa_scorer
+
+    X, y = data
+    grid = {"threshold": [0.3, 0.5, 0.7]}
     clear_memory_cache()
     kept = GridSearchCV(CANetClassifier(**FAST), grid, cv=3, scoring=kappa_scorer).fit(X, y)
-    assert len(trainings) == 4
+    assert len(net_trainings) == 4
     monkeypatch.setattr(canet._FITTED, "max_size", 0)  # nothing kept: every fit trains
     clear_memory_cache()
-    trainings.clear()
+    net_trainings.clear()
     retrained = GridSearchCV(CANetClassifier(**FAST), grid, cv=3, scoring=kappa_scorer).fit(X, y)
-    assert len(trainings) == 10
+    assert len(net_trainings) == 10
     np.testing.assert_array_equal(
         kept.cv_results_["mean_test_score"], retrained.cv_results_["mean_test_score"]
     )
@@ -471,28 +481,20 @@ def test_grid_over_the_threshold_trains_once_per_fold_and_scores_as_retraining(d
     assert kept.best_estimator_.threshold == kept.best_params_["threshold"]
 
 
-def test_kept_nets_outlast_a_grid_that_varies_another_parameter_faster(data, monkeypatch):
+def test_kept_nets_outlast_a_grid_that_varies_another_parameter_faster(data, net_trainings):
     """GridSearchCV varies the parameter named last fastest (in a pipeline, ``embed__layers``
     after ``clf__threshold``): here 5 weight decays x 2 folds = 10 nets to keep between the two
     thresholds. A memo of 4 entries (as it was) trained 20; now 10 + the refit."""
     from sklearn.model_selection import GridSearchCV
 
-    from skfingerprint import canet, clear_memory_cache, kappa_scorer
+    from skfingerprint import clear_memory_cache, kappa_scorer
 
     X, y = data
-    trainings = []
-    original = canet._CANetNet.fit
-
-    def counting(self, *args, **kwargs):
-        trainings.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(canet._CANetNet, "fit", counting)
     clear_memory_cache()
     grid = {"threshold": [0.3, 0.7], "weight_decay": [0.0, 1e-4, 1e-3, 1e-2, 1e-1]}
     fast = {**FAST, "max_epochs": 2}
     GridSearchCV(CANetClassifier(**fast), grid, cv=2, scoring=kappa_scorer).fit(X, y)
-    assert len(trainings) == 5 * 2 + 1
+    assert len(net_trainings) == 5 * 2 + 1
 
 
 def test_kept_fits_need_an_int_seed_and_the_same_data_and_parameters(data, monkeypatch):

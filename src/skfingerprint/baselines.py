@@ -44,6 +44,15 @@ __all__ = [
 _MAX_CACHED_LIBRARIES = 4
 
 
+def _scores_and_labels(scores, y) -> tuple[np.ndarray, np.ndarray]:
+    """Scores as float64 and checked 0/1 labels of the same length."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = check_binary_labels(y, "y")
+    if s.shape != y.shape:
+        raise ValueError(f"scores and y differ in length: {s.size} != {y.size}")
+    return s, y
+
+
 def learn_kappa_threshold(scores, y) -> tuple[float, float]:
     """The threshold on ``scores`` that maximises Cohen's kappa of ``scores > threshold``.
 
@@ -75,10 +84,7 @@ def learn_kappa_threshold(scores, y) -> tuple[float, float]:
     >>> learn_kappa_threshold([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1])
     (0.5, 1.0)
     """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = check_binary_labels(y, "y")
-    if s.shape != y.shape:
-        raise ValueError(f"scores and y differ in length: {s.size} != {y.size}")
+    s, y = _scores_and_labels(scores, y)
     uniq, rank = np.unique(s, return_inverse=True)
     if uniq.size == 1:
         return float(uniq[0]), 0.0
@@ -194,10 +200,7 @@ def prior_threshold(scores, y) -> float:
     >>> prior_threshold([1.0, 2.0, 3.0, 4.0], [0, 1, 0, 1])
     2.5
     """
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    y = check_binary_labels(y, "y")
-    if s.shape != y.shape:
-        raise ValueError(f"scores and y differ in length: {s.size} != {y.size}")
+    s, y = _scores_and_labels(scores, y)
     return float(np.quantile(s, 1.0 - y.mean()))
 
 
