@@ -184,7 +184,7 @@ def make_fingerprint_pipeline(
     >>> from skfingerprint.pipeline import TINY_VIT, TINY_CANET, make_fingerprint_pipeline
     >>> from skfingerprint.datasets import make_synthetic_leak
     >>> task = make_synthetic_leak(20, 20, 60, image_size=64, random_state=0)
-    >>> pipe = make_fingerprint_pipeline(**TINY_VIT, k=10, random_state=0,
+    >>> pipe = make_fingerprint_pipeline("canet", **TINY_VIT, k=10, random_state=0,
     ...                                  max_epochs=3, **TINY_CANET)
     >>> [name for name, _ in pipe.steps]
     ['embed', 'select', 'clf']
