@@ -188,17 +188,21 @@ def run(folder: Path) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detector.py",
+         default_output=BENCH / "RESULTS_detector.md", legend=None) -> int:  # fmt: skip
+    """Run ``run`` on every task's seeds and write the comparison of ``methods`` (the first is
+    the reference). Other probes call it with their own ``run``, ``methods``, ``doc`` and
+    ``legend`` (the text that explains the table's rows)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
-    parser.add_argument("--output", type=Path, default=BENCH / "RESULTS_detector.md")
+    parser.add_argument("--output", type=Path, default=default_output)
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=None,
         help="task seeds to use, trained first if not cached (default: every cached seed)",
     )  # fmt: skip
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    methods = [f"{name}, {rule}" for name in VARIANTS for rule in RULES]
+    methods = methods or [f"{name}, {rule}" for name in VARIANTS for rule in RULES]
     reference = methods[0]
     rows = {name: [] for name in methods}
     thin = {name: [] for name in methods}
@@ -231,25 +235,29 @@ def main(argv=None) -> int:
         print(f"{names[-1]}: done ({len(seeds)} seeds)", flush=True)
     fmt = "{:+.3f} [{:+.3f}, {:+.3f}]".format
     extra_args = "" if args.seeds is None else " --seeds " + " ".join(map(str, args.seeds))
-    if args.output != BENCH / "RESULTS_detector.md":
+    if args.output != default_output:
         extra_args += f" --output {args.output}"
     verdicts = []
     lines = [
-        "# Detector hypotheses (`benchmarks/probe_detector.py`)",
+        f"# Detector hypotheses (`benchmarks/{script}`)",
         "",
-        "Rewritten by the probe; edits are lost. " + __doc__.split("\n\n")[1].replace("\n", " "),
+        "Rewritten by the probe; edits are lost. " + doc.split("\n\n")[1].replace("\n", " "),
         "",
-        "Command: `.venv/bin/python benchmarks/probe_detector.py --cache-dir "
+        f"Command: `.venv/bin/python benchmarks/{script} --cache-dir "
         f"{args.cache_dir}{extra_args}`  ",
         f"Machine: {machine()}; {time.perf_counter() - start:.0f} s",
         "",
         "Test kappa [paired bootstrap 95% CI over the test images of all seeds] / AUC, mean over "
         "seeds; second line of each variant: minus the default, and the pooled column: the mean "
-        "over tasks of that difference, its interval resampling every task's images. Each "
-        "variant's features are fitted twice: ``kappa`` (the kappa-maximising threshold on the "
-        "training scores, as today) and ``prior`` (the quantile of the training scores that marks "
-        "the training split's used fraction). Last table: mean test kappa on test splits thinned "
-        f"to {THIN_USED:.0%} used ({THIN_DRAWS} draws per seed), where ``prior`` assumes wrong:",
+        "over tasks of that difference, its interval resampling every task's images. "
+        + (
+            legend
+            or "Each variant's features are fitted twice: ``kappa`` (the kappa-maximising "
+            "threshold on the training scores, as today) and ``prior`` (the quantile of the "
+            "training scores that marks the training split's used fraction)."
+        )
+        + f" Last table: mean test kappa on test splits thinned to {THIN_USED:.0%} used "
+        f"({THIN_DRAWS} draws per seed), where ``prior`` assumes wrong:",
         "",
         "| variant | " + " | ".join(names) + " | all tasks |",
         "|:---|" + "---:|" * (len(names) + 1),
