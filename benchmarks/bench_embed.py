@@ -101,22 +101,28 @@ def synthetic_images(n: int, size: int = 256, seed: int = 0) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def count_vit_images():
-    """Count the images that go through ``Backbone.embed_batch`` inside the block."""
-    from skfingerprint import _vit
+def count_calls(owner, name: str, amount=lambda args: 1):
+    """Count the calls of method ``name`` of class ``owner`` inside the block, each adding
+    ``amount(args)`` (its positional arguments after ``self``) to ``counter["n"]``."""
+    counter = {"n": 0}
+    real = getattr(owner, name)
 
-    counter = {"images": 0}
-    real = _vit.Backbone.embed_batch
+    def counting(self, *args, **kwargs):
+        counter["n"] += amount(args)
+        return real(self, *args, **kwargs)
 
-    def counting(self, x, *args, **kwargs):
-        counter["images"] += len(x)
-        return real(self, x, *args, **kwargs)
-
-    _vit.Backbone.embed_batch = counting
+    setattr(owner, name, counting)
     try:
         yield counter
     finally:
-        _vit.Backbone.embed_batch = real
+        setattr(owner, name, real)
+
+
+def count_vit_images():
+    """Count (``["n"]``) the images that go through ``Backbone.embed_batch`` inside the block."""
+    from skfingerprint import _vit
+
+    return count_calls(_vit.Backbone, "embed_batch", amount=lambda args: len(args[0]))
 
 
 def bench_throughput(n_images: int, n_bf16: int, rounds: int, peaks: dict) -> dict:
@@ -314,8 +320,8 @@ def bench_grid(n_real: int, n_lib: int, stop_early: bool) -> dict:
         t_grid = time.perf_counter() - start
     return {
         "unique_images": n_real + n_lib,
-        "vit_images_one_fit": passes_fit["images"],
-        "vit_images_grid": passes_grid["images"],
+        "vit_images_one_fit": passes_fit["n"],
+        "vit_images_grid": passes_grid["n"],
         "n_candidates_fitted": 4 * 3 * 3 + 1,
         "one_fit_s": t_fit,
         "grid_s": t_grid,
@@ -340,29 +346,19 @@ def bench_threshold_grid(n_real: int, n_lib: int) -> dict:
         "canet", features="paper", pretrained=False, k=10, max_epochs=30, random_state=0
     )
     pipe.steps[0][1].fit(task.real_images[:1])  # build the ViT-B outside the timings
-    nets = {"trained": 0}
-    real = _CANetNet.fit  # called only to train (a restored net is initialised, not fitted)
-
-    def counting(self, *args, **kwargs):
-        nets["trained"] += 1
-        return real(self, *args, **kwargs)
-
     out = {}
-    _CANetNet.fit = counting
-    try:
-        for thresholds in ([0.5], [0.3, 0.5, 0.7]):
-            clear_memory_cache()
-            nets["trained"] = 0
-            grid = GridSearchCV(pipe, {"clf__threshold": thresholds}, cv=3, scoring=kappa_scorer)
+    for thresholds in ([0.5], [0.3, 0.5, 0.7]):
+        clear_memory_cache()
+        grid = GridSearchCV(pipe, {"clf__threshold": thresholds}, cv=3, scoring=kappa_scorer)
+        # _CANetNet.fit runs only to train (a restored net is initialised, not fitted)
+        with count_calls(_CANetNet, "fit") as nets:
             start = time.perf_counter()
             grid.fit(task.X_pairs, task.y)
             out[len(thresholds)] = {
                 "s": time.perf_counter() - start,
                 "fits": 3 * len(thresholds) + 1,
-                "nets_trained": nets["trained"],
+                "nets_trained": nets["n"],
             }
-    finally:
-        _CANetNet.fit = real
     out["ratio"] = out[3]["s"] / out[1]["s"]
     return out
 

@@ -61,7 +61,7 @@ from realgen.task import DEFAULT_ROOT, TASKS, build_task  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint import relations as R  # noqa: E402
-from skfingerprint.baselines import learn_kappa_threshold  # noqa: E402
+from skfingerprint.baselines import learn_kappa_threshold, prior_threshold  # noqa: E402
 from skfingerprint.images import pixel_vectors  # noqa: E402
 from skfingerprint.pairs import _l2_normalize  # noqa: E402
 
@@ -154,7 +154,7 @@ def fit_score(f_train, y_train, f_test, rule: str) -> tuple[np.ndarray, np.ndarr
     if rule == "kappa":
         t, _ = learn_kappa_threshold(s_train, y_train)
     else:  # the training scores' quantile that marks the training split's used fraction
-        t = np.quantile(s_train, 1 - np.mean(y_train))
+        t = prior_threshold(s_train, y_train)
     return s_test, (s_test > t).astype(int)
 
 
