@@ -274,6 +274,7 @@ def bench_grid(n_real: int, n_lib: int, stop_early: bool) -> dict:
         kappa_scorer,
     )
     from skfingerprint.datasets import make_synthetic_leak
+    from skfingerprint.embedding import parse_layers
 
     task = make_synthetic_leak(
         n_real // 2, n_real - n_real // 2, n_lib, image_size=128, random_state=0
@@ -318,7 +319,10 @@ def bench_grid(n_real: int, n_lib: int, stop_early: bool) -> dict:
         start = time.perf_counter()
         grid.fit(task.X_pairs, task.y)
         t_grid = time.perf_counter() - start
+    deepest_default = max(parse_layers(pipe().steps[0][1].layers, VIT_B_DEPTH))
     return {
+        "blocks_one_fit": deepest_default if stop_early else VIT_B_DEPTH,
+        "blocks_grid": VIT_B_DEPTH,
         "unique_images": n_real + n_lib,
         "vit_images_one_fit": passes_fit["n"],
         "vit_images_grid": passes_grid["n"],
@@ -491,6 +495,11 @@ def write_results(results: dict, path: Path) -> None:
         "| **grid / one fit** (target <= 1.5) | "
         + " | ".join(f"**{x['grid_over_fit']:.2f}**" for x in g.values())
         + " |",
+        "| blocks run per image: one fit / whole grid | "
+        + " | ".join(f"{x['blocks_one_fit']} / {x['blocks_grid']}" for x in g.values())
+        + " |",
+        f"| whole grid, stop_early=True / False (the same work: a ratio near 1 means the "
+        f"default's grid redoes nothing) | {g[True]['grid_s'] / g[False]['grid_s']:.2f} | |",
         "",
         "## GridSearchCV over `clf__threshold` alone, CANet head (paper features)",
         "",
