@@ -49,7 +49,7 @@ sys.path.insert(0, str(BENCH))
 
 from bench_quality import _test_labels  # noqa: E402
 from probe_detector import _z, main  # noqa: E402
-from probe_head import _logreg, _prior_cut, pixel_scores  # noqa: E402
+from probe_head import LEGEND, _logreg, _prior_cut, pixel_scores  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint import relations as R  # noqa: E402
@@ -153,11 +153,6 @@ def run(folder: Path) -> dict:
     out[METHODS[5]] = _prior_cut(z_train @ w + b, train.y, z_test @ w + b)
     return out
 
-
-LEGEND = (
-    "Every row is cut with the ``prior`` rule (the training scores' quantile that marks the "
-    "training split's used fraction)."
-)
 
 if __name__ == "__main__":
     raise SystemExit(
