@@ -52,7 +52,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
@@ -64,6 +63,7 @@ from probe_head import LEGEND, _logreg, _prior_cut, pixel_scores  # noqa: E402
 from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint import relations as R  # noqa: E402
 from skfingerprint.images import pixel_vectors  # noqa: E402
+from skfingerprint.linear_head import _positive_logistic_regression  # noqa: E402
 from skfingerprint.pairs import _l2_normalize  # noqa: E402
 
 SIZE = 32
@@ -82,24 +82,6 @@ def hull_residual(x: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     w = np.linalg.solve(gram, np.ones((len(x), k, 1)))[..., 0]
     w /= w.sum(1, keepdims=True)
     return np.linalg.norm(x - np.einsum("nk,nkd->nd", w, neighbours), axis=1)
-
-
-def nonneg_logreg(X: np.ndarray, y: np.ndarray, C: float = 0.1) -> tuple[np.ndarray, float]:
-    """Weights ``w >= 0`` and intercept of scikit-learn's L2 logistic regression objective,
-    ``||w||^2 / 2 + C sum_i log(1 + exp(-s_i (X_i w + b)))`` with ``s = 2y - 1``."""
-    s = 2.0 * y - 1.0
-
-    def loss(theta):
-        w, b = theta[:-1], theta[-1]
-        margin = s * (X @ w + b)
-        value = 0.5 * w @ w + C * np.logaddexp(0.0, -margin).sum()
-        g = -C * s * np.exp(-np.logaddexp(0.0, margin))  # d loss / d (X w + b)
-        return value, np.r_[w + X.T @ g, g.sum()]
-
-    bounds = [(0.0, None)] * X.shape[1] + [(None, None)]
-    theta = minimize(loss, np.zeros(X.shape[1] + 1), jac=True, method="L-BFGS-B",
-                     bounds=bounds, options={"maxiter": 2000, "gtol": 1e-8}).x  # fmt: skip
-    return theta[:-1], float(theta[-1])
 
 
 def manifold_scores(real: np.ndarray, lib: np.ndarray) -> dict:
@@ -169,8 +151,9 @@ def run(folder: Path) -> dict:
     }.items():
         z_train = _z(np.concatenate([f_train[p] for p in parts], 1))
         z_test = _z(np.concatenate([f_test[p] for p in parts], 1))
-        w, b = nonneg_logreg(z_train, train.y)
-        out[name] = _prior_cut(z_train @ w + b, train.y, z_test @ w + b)
+        head = _positive_logistic_regression(z_train, train.y, C=0.1)
+        s_train, s_test = head.decision_function(z_train), head.decision_function(z_test)
+        out[name] = _prior_cut(s_train, train.y, s_test)
     return out
 
 

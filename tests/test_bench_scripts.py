@@ -60,24 +60,3 @@ def test_hull_residual_is_zero_inside_the_affine_hull_and_the_distance_outside()
     assert got == pytest.approx(2.0, rel=0.02)
     # a scaled copy of a neighbour is off the affine hull (on the linear span)
     assert hull_residual(3 * neighbours[:, 0], neighbours).min() > 1.0
-
-
-def test_nonneg_logreg_is_sklearns_fit_when_no_bound_binds_and_zeroes_a_contrary_score():
-    # Catches: C on the wrong term (another penalty strength than the default head's), a wrong
-    # gradient (L-BFGS-B stops elsewhere), or the bound applied to the intercept.
-    from probe_manifold import nonneg_logreg
-    from sklearn.linear_model import LogisticRegression
-
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(300, 3))
-    y = (X @ [1.0, 0.5, 0.2] - 1.0 + rng.logistic(size=300) > 0).astype(int)
-    w, b = nonneg_logreg(X, y, C=0.1)
-    ref = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(X, y)
-    np.testing.assert_allclose(w, ref.coef_[0], atol=1e-4)
-    assert b == pytest.approx(ref.intercept_[0], abs=1e-4)
-    assert b < -0.3  # the intercept is free to go negative
-    # a score that lowers P(used): sklearn gives it a negative weight, the bound gives 0
-    X2 = np.c_[X[:, :1], -X[:, 1:2]]
-    assert LogisticRegression(C=0.1).fit(X2, y).coef_[0, 1] < -0.1
-    w2, _ = nonneg_logreg(X2, y, C=0.1)
-    assert w2[1] == pytest.approx(0.0, abs=1e-6) and w2[0] > 0.3

@@ -188,19 +188,46 @@ def test_linear_head_is_a_logistic_regression_on_every_score_but_the_cosine():
     from sklearn.linear_model import LogisticRegression
 
     X, y = _planted(200, 2, lambda X: X[:, 0, -2] > 0)  # the signal in the last score column
-    clf = LinearRelationClassifier(C=0.01, threshold=0.3).fit(X, y)
-    assert clf.get_params() == {"C": 0.01, "threshold": 0.3}
+    clf = LinearRelationClassifier(C=0.01, threshold=0.3, positive=False).fit(X, y)
+    assert clf.get_params() == {"C": 0.01, "threshold": 0.3, "positive": False}
     assert clf.threshold_ == 0.3
     ref = LogisticRegression(C=0.01, max_iter=2000).fit(X[:, 0, :-1], y)
     np.testing.assert_allclose(clf.score_samples(X), ref.decision_function(X[:, 0, :-1]))
     assert clf.model_.coef_.shape == (1, 4)
     assert LinearRelationClassifier().C == 0.1  # the documented default
     # read in float32 whatever the input: a float64 copy gives the same regression
-    as64 = LinearRelationClassifier(C=0.01).fit(X.astype(np.float64), y)
+    as64 = LinearRelationClassifier(C=0.01, positive=False).fit(X.astype(np.float64), y)
     np.testing.assert_array_equal(as64.model_.coef_, clf.model_.coef_)
     tags = clf.__sklearn_tags__()
     assert tags.input_tags.two_d_array is False and tags.input_tags.three_d_array is True
     assert tags.classifier_tags.multi_class is False
+
+
+def test_positive_head_is_the_plain_fit_when_no_bound_binds_and_zeroes_a_contrary_score():
+    """``positive=True`` (the default) minimises scikit-learn's objective with weights >= 0:
+    where every plain weight is positive it is the plain fit, intercept included (catches
+    ``C`` on the wrong term, a wrong gradient, the bound on the intercept); a score that
+    lowers P(used) gets weight 0 where the plain fit gives it a negative one."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 2, 4)).astype(np.float32)
+    s = X[:, 0, :3].astype(np.float64)
+    y = (s @ [1.0, 0.5, 0.2] - 1.0 + rng.logistic(size=300) > 0).astype(int)
+    clf = LinearRelationClassifier().fit(X, y)
+    assert LinearRelationClassifier().positive is True  # the documented default
+    ref = LogisticRegression(C=0.1, tol=1e-10, max_iter=10_000).fit(s, y)
+    np.testing.assert_allclose(clf.model_.coef_, ref.coef_, atol=1e-4)
+    np.testing.assert_allclose(clf.model_.intercept_, ref.intercept_, atol=1e-4)
+    assert clf.model_.intercept_[0] < -0.3  # free to go negative
+    np.testing.assert_allclose(clf.score_samples(X), ref.decision_function(s), atol=1e-3)
+    contrary = X.copy()
+    contrary[:, 0, 1] *= -1  # now higher means "less likely used"
+    plain = LinearRelationClassifier(positive=False).fit(contrary, y)
+    assert plain.model_.coef_[0, 1] < -0.1
+    bounded = LinearRelationClassifier().fit(contrary, y)
+    assert bounded.model_.coef_[0, 1] == pytest.approx(0.0, abs=1e-6)
+    assert bounded.model_.coef_[0, 0] > 0.3
 
 
 def test_linear_head_cuts_at_the_training_splits_used_fraction_by_default():
