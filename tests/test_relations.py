@@ -230,6 +230,20 @@ def test_positive_head_is_the_plain_fit_when_no_bound_binds_and_zeroes_a_contrar
     assert bounded.model_.coef_[0, 0] > 0.3
 
 
+def test_linear_head_saved_before_positive_existed_loads_as_the_plain_fit_it_was():
+    """A model file from before ``positive`` (no such attribute) loads with ``positive=False``,
+    the fit it holds, and predicts as saved (catches get_params failing on the missing
+    attribute, or the file read as a bounded fit)."""
+    import pickle
+
+    X, y = _planted(120, 2, lambda X: X[:, 0, 0] > 0)
+    old = LinearRelationClassifier(positive=False).fit(X, y)
+    del old.positive  # as a file written by the earlier version
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.get_params()["positive"] is False
+    np.testing.assert_array_equal(loaded.predict(X), old.predict(X))
+
+
 def test_linear_head_cuts_at_the_training_splits_used_fraction_by_default():
     """``threshold="prior"`` (the default) marks the training split's used fraction, not half
     and not the complement (catches ``quantile(y.mean())`` for ``1 - y.mean()``); ``"kappa"``

@@ -154,6 +154,12 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
             )
         return self.model_.decision_function(scores)
 
+    def __setstate__(self, state: dict) -> None:
+        # files saved before ``positive`` existed hold a plain fit
+        state = dict(state)
+        state.setdefault("positive", False)
+        super().__setstate__(state)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False

@@ -7,10 +7,10 @@
 
 By default the selector hands the classifier identity-free relation scores
 (``features="relations"``, :mod:`skfingerprint.relations`), computed in pixels (and in the ViT's
-space when the ViT is trained), and the classifier is a logistic regression on them
-(:class:`~skfingerprint.LinearRelationClassifier`). ``classifier="canet"`` puts the paper's
-CANet there instead, and ``features="paper"`` gives it the paper's ``[real, candidate,
-cosine]`` input; ``classifier="maxsim"`` is the max-cosine baseline
+space when the ViT is trained), and the classifier is a logistic regression on them, its
+weights kept >= 0 (:class:`~skfingerprint.LinearRelationClassifier`). ``classifier="canet"``
+puts the paper's CANet there instead, and ``features="paper"`` gives it the paper's ``[real,
+candidate, cosine]`` input; ``classifier="maxsim"`` is the max-cosine baseline
 (:class:`~skfingerprint.MaxSimilarityClassifier`).
 """
 
@@ -95,12 +95,12 @@ def make_fingerprint_pipeline(
     ----------
     classifier : {"linear", "canet", "maxsim"}, default="linear"
         ``"linear"``: :class:`~skfingerprint.LinearRelationClassifier`, a logistic regression
-        on the relation scores (``features="relations"`` only). ``"canet"``: the paper's
-        Hybrid CANet, attending over each real image's candidates. ``"maxsim"``: the
-        max-cosine baseline with a kappa-maximising threshold learned in ``fit``. The linear
-        head is the default because on the membership benchmark CANet on the same relation
-        scores never beat it: over six seeds its AUC was 0.007-0.028 lower on all 5 tasks and
-        its kappa 0.011-0.065 lower, at over ten times the fit time
+        with weights >= 0 on the relation scores (``features="relations"`` only).
+        ``"canet"``: the paper's Hybrid CANet, attending over each real image's candidates.
+        ``"maxsim"``: the max-cosine baseline with a kappa-maximising threshold learned in
+        ``fit``. The linear head is the default because on the membership benchmark CANet on
+        the same relation scores never beat it: over six seeds its AUC was 0.007-0.028 lower
+        on all 5 tasks and its kappa 0.011-0.065 lower, at over ten times the fit time
         (``benchmarks/RESULTS.md``).
     features : {"relations", "paper"}, default="relations"
         What the selector hands the classifier per candidate: identity-free relation scores
