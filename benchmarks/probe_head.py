@@ -4,11 +4,12 @@ On the suite's task folders (``bench_quality.py``'s cache), every variant is fit
 default ``LinearRelationClassifier`` (logistic regression, ``C=0.1``, cut at the training
 scores' quantile that marks the training split's used fraction, the ``prior`` cut) and compared
 with the default (its 10 pixel scores of the best candidate, 32 px, each standardised within
-its own split). Why: on the six draws of ``RESULTS.md`` the default lost to "PixelNN, prior
-cut" on both CT tasks, by one collapsed seed (-0.01 vs +0.25) and a weak one, while it won on
-Fashion. PixelNN differs in three ways: 64 px, one score, and that score *not* standardised
-within the split (its cut is a cosine learned on train, so the test split may mark a different
-fraction). Hypotheses, fixed before the run:
+its own split). Why: on the six draws of ``RESULTS_realgen_unconstrained_6seeds.md`` (then
+``RESULTS.md``) the default lost to "PixelNN, prior cut" on both CT tasks, by one collapsed
+seed (-0.01 vs +0.25) and a weak one, while it won on Fashion. PixelNN differs in three ways:
+64 px, one score, and that score *not* standardised within the split (its cut is a cosine
+learned on train, so the test split may mark a different fraction). Hypotheses, fixed before
+the run:
 
 - ``+ raw top1``: the default plus its 32 px best cosine standardised with the *training*
   split's statistics (the same shift on test), so the head sees the absolute level as well.

@@ -24,8 +24,9 @@ vectors, as the default's), and hypotheses fixed before the run:
   built so that higher means "more likely used", and they are correlated (the best candidate's
   ``cos`` is ``top1``; three density scales), so with 200 labels a fit can give one a negative
   weight that only fits its draw's noise. The default's kappa collapsed on one draw of six in
-  ``RESULTS.md`` where PixelNN's did not; forbidding signs that contradict how the scores are
-  built is prior knowledge, not tuning.
+  ``RESULTS_realgen_unconstrained_6seeds.md`` (then ``RESULTS.md``) where PixelNN's did
+  not; forbidding signs that contradict how the scores are built is prior knowledge, not
+  tuning.
 
 Added after the run on seeds 0-5 (in which all five passed) and before any run on seeds 6-8,
 judged there by the same rule: the sign-constrained head over the default's scores plus the

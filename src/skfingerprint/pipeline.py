@@ -99,8 +99,8 @@ def make_fingerprint_pipeline(
         ``"canet"``: the paper's Hybrid CANet, attending over each real image's candidates.
         ``"maxsim"``: the max-cosine baseline with a kappa-maximising threshold learned in
         ``fit``. The linear head is the default because on the membership benchmark CANet on
-        the same relation scores never beat it: over six seeds its AUC was 0.007-0.028 lower
-        on all 5 tasks and its kappa 0.011-0.065 lower, at over ten times the fit time
+        the same relation scores never beat it: over nine seeds its AUC was 0.017-0.094 lower
+        on all 5 tasks and its kappa 0.029-0.166 lower, at over ten times the fit time
         (``benchmarks/RESULTS.md``).
     features : {"relations", "paper"}, default="relations"
         What the selector hands the classifier per candidate: identity-free relation scores
