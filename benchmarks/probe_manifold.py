@@ -112,48 +112,40 @@ def split_scores(pairs) -> dict:
     return out
 
 
-METHODS = [
-    "default (10 pixel scores, 32 px)",
-    "+ hull",
-    "+ spread",
-    "+ both",
-    "hull alone",
-    "nonneg weights",
-    "nonneg + hull",
-    "nonneg + hull + centre",
-]
-PARTS = {
-    METHODS[0]: ["default"],
-    METHODS[1]: ["default", "hull"],
-    METHODS[2]: ["default", "spread"],
-    METHODS[3]: ["default", "hull", "spread"],
+def _positive_logreg(f_train, y_train, f_test):
+    """``_logreg`` with the default head's sign constraint (weights >= 0)."""
+    head = _positive_logistic_regression(f_train, y_train, C=0.1)
+    return head.decision_function(f_train), head.decision_function(f_test)
+
+
+#: Each variant: the score groups it reads (standardised within each split) and its head.
+VARIANTS = {
+    "default (10 pixel scores, 32 px)": (["default"], _logreg),
+    "+ hull": (["default", "hull"], _logreg),
+    "+ spread": (["default", "spread"], _logreg),
+    "+ both": (["default", "hull", "spread"], _logreg),
+    "hull alone": (["hull_calib"], None),  # the score itself, no fit
+    "nonneg weights": (["default"], _positive_logreg),
+    "nonneg + hull": (["default", "hull"], _positive_logreg),
+    "nonneg + hull + centre": (["default", "hull", "centre"], _positive_logreg),
 }
+METHODS = list(VARIANTS)
 
 
 def run(folder: Path) -> dict:
     train, test = load_imageclef_gans(folder / "train"), load_imageclef_gans(folder / "test")
     f_train, f_test = split_scores(train.X_pairs), split_scores(test.X_pairs)
-    out = {"y": _test_labels(folder, test.ids)}
-    for name, parts in PARTS.items():
-        s_train, s_test = _logreg(
-            _z(np.concatenate([f_train[p] for p in parts], 1)),
-            train.y,
-            _z(np.concatenate([f_test[p] for p in parts], 1)),
-        )
-        out[name] = _prior_cut(s_train, train.y, s_test)
-    # the calibrated hull score alone, standardised within its split like the rest
-    out[METHODS[4]] = _prior_cut(_z(f_train["hull"][:, 1]), train.y, _z(f_test["hull"][:, 1]))
     for f in (f_train, f_test):
-        f["centre"] = f["spread"][:, 1:]
-    for name, parts in {
-        METHODS[5]: ["default"],
-        METHODS[6]: ["default", "hull"],
-        METHODS[7]: ["default", "hull", "centre"],
-    }.items():
+        f["hull_calib"] = f["hull"][:, 1:]
+        f["centre"] = f["spread"][:, 1:]  # the one spread score whose direction is known
+    out = {"y": _test_labels(folder, test.ids)}
+    for name, (parts, head) in VARIANTS.items():
         z_train = _z(np.concatenate([f_train[p] for p in parts], 1))
         z_test = _z(np.concatenate([f_test[p] for p in parts], 1))
-        head = _positive_logistic_regression(z_train, train.y, C=0.1)
-        s_train, s_test = head.decision_function(z_train), head.decision_function(z_test)
+        if head is None:
+            s_train, s_test = z_train[:, 0], z_test[:, 0]
+        else:
+            s_train, s_test = head(z_train, train.y, z_test)
         out[name] = _prior_cut(s_train, train.y, s_test)
     return out
 

@@ -6,8 +6,8 @@ per-real scores of every space, and the best candidate's own scores), fits a reg
 logistic regression whose weights are kept >= 0 (every relation score is built so that higher
 means "more likely used"), and cuts its scores where they mark the training split's used
 fraction (or at the kappa-maximising threshold, or a fixed one). CANet
-on the same features starts from a regression of the same kind (its linear skip: ``C=1``, the
-best cosine as one more input) and must earn anything it adds.
+on the same features starts from a logistic regression too (its linear skip: ``C=1``, no sign
+constraint, the best cosine as one more input) and must earn anything it adds.
 """
 
 from __future__ import annotations
