@@ -99,7 +99,7 @@ def test_selector_relation_output_layout_and_mask():
     sel = FaissCandidateSelector(k=5, min_similarity=0.8, features="relations").fit(E)
     X = sel.transform(E)
     assert sel.spaces_ == ("vit", "pixels")
-    assert X.shape == (len(E), 5, 10 * 2 + 1)
+    assert X.shape == (len(E), 5, 12 * 2 + 1)
     assert len(R.relation_feature_names(sel.spaces_)) == X.shape[2]
     # candidates chosen in the first space: the same cosines and mask as the paper's search
     np.testing.assert_allclose(X[..., -1], paper[..., -1], atol=1e-6)
@@ -118,7 +118,7 @@ def test_candidates_come_from_the_first_relation_space():
     real, lib = R.space_vectors(E, "pixels")
     best = np.sort(real @ lib.T, axis=1)[:, ::-1][:, :5]
     np.testing.assert_allclose(X[..., -1], best, atol=1e-5)
-    assert X.shape[2] == 11
+    assert X.shape[2] == 13
     with pytest.raises(ValueError, match="not in the input"):
         sel.set_params(relation_spaces=("pixels16",)).fit(E)
 
@@ -269,12 +269,12 @@ def test_linear_head_cuts_at_the_training_splits_used_fraction_by_default():
 
 def test_a_selector_fitted_with_fewer_relation_scores_asks_to_be_refit():
     """A selector pickled by a version with 5 per-real scores (before the two coarser density
-    scales): its statistics do not fit the 7 scores computed now, which must say so, not
-    broadcast or feed the head misaligned columns."""
+    scales and the hull scores): its statistics do not fit the 9 scores computed now, which
+    must say so, not broadcast or feed the head misaligned columns."""
     E = _split()
     sel = FaissCandidateSelector(k=5, min_similarity=None, features="relations").fit(E)
     sel.relation_stats_ = sel.relation_stats_[:, :, :5]
-    with pytest.raises(ValueError, match="fitted with 5 per-real relation scores.*computes 7"):
+    with pytest.raises(ValueError, match="fitted with 5 per-real relation scores.*computes 9"):
         sel.transform(E)
 
 
@@ -316,6 +316,17 @@ def test_canet_on_relations_starts_as_the_linear_head():
 # --- every score against a brute-force reference (mutation testing found them unpinned) ---------
 
 
+def _reference_hull(x, neighbours):
+    """Distance from x to its regularised affine reconstruction, by the Lagrange (KKT) system
+    of min w'(G + lam I)w subject to sum(w) = 1, with G the Gram matrix of N - x."""
+    k = len(neighbours)
+    G = (neighbours - x) @ (neighbours - x).T
+    lam = 1e-3 * np.trace(G) / k
+    kkt = np.block([[2 * (G + lam * np.eye(k)), np.ones((k, 1))], [np.ones((1, k)), 0]])
+    w = np.linalg.solve(kkt, np.r_[np.zeros(k), 1.0])[:k]
+    return np.linalg.norm(x - w @ neighbours)
+
+
 def _reference_raw(real, lib, ids):
     """The module docstring's definitions, computed densely and naively."""
     n, m = len(real), len(lib)
@@ -328,7 +339,7 @@ def _reference_raw(real, lib, ids):
         return max((S[q, g] for q in range(n) if q != r), default=np.nan)
 
     top1, nearest = S.max(1), S.argmax(1)
-    per_real = np.full((n, 7), np.nan)
+    per_real = np.full((n, 9), np.nan)
     per_cand = np.full((*ids.shape, 3), np.nan)
     for r in range(n):
         per_real[r, 0] = top1[r]
@@ -339,11 +350,20 @@ def _reference_raw(real, lib, ids):
             for col, q in zip((4, 5, 6), (200, 100, 50), strict=True):
                 k_lib, k_real = max(1, round(m / q)), max(1, round((n - 1) / q))
                 per_real[r, col] = np.sort(S[r])[::-1][k_lib - 1] - np.sort(RR[r])[::-1][k_real - 1]
+        # hull: nearest 10 *distinct* library images; hull_calib: minus the same from the
+        # nearest 10 other reals
+        distinct = np.array(sorted({tuple(g) for g in lib}))
+        near = distinct[np.argsort(-(distinct @ real[r]))[:10]]
+        per_real[r, 7] = -_reference_hull(real[r], near)
+        if n > 1:
+            others = [q for q in np.argsort(-RR[r]) if q != r][:10]
+            per_real[r, 8] = per_real[r, 7] + _reference_hull(real[r], real[others])
         for j, g in enumerate(ids[r]):
             per_cand[r, j] = [S[r, g], float(owner[g] == r), S[r, g] - other_best(g, r)]
     return per_real, per_cand
 
 
+@pytest.mark.parametrize("d", [5, 24])
 @pytest.mark.parametrize(
     ("n", "m", "chunk"),
     [
@@ -356,17 +376,20 @@ def _reference_raw(real, lib, ids):
         (1, 5, 2),
     ],
 )
-def test_raw_scores_equal_a_brute_force_reference(n, m, chunk, monkeypatch):
+def test_raw_scores_equal_a_brute_force_reference(n, m, chunk, d, monkeypatch):
     """Sizes where k of the density scores exceeds 1 on both sides (420 reals, 900 library
     images: k = 4, 9, 18 and 2, 4, 8), also in library chunks of 7, fewer than k, so that the
     best cosines kept across chunks decide; k = 1 over long rows (250 library images: numpy's
     partition is exact on short rows whatever the kth, so a k - 2 slip shows only there); 300
     and 301 reals, where ``round((n - 1) / 200)`` and ``round((n +- 1) / 200)`` differ (1 vs
-    2); several library chunks, two reals, and one real (its real-real scores NaN)."""
+    2); several library chunks, two reals, and one real (its real-real scores NaN). In 24
+    dimensions the 10 neighbours of the hull scores do not span the space (in 5 they do and
+    only the regulariser keeps the residual off 0); chunks of 7 cut the hull's reals in
+    blocks of 71 (5 dims) or 14."""
     monkeypatch.setattr(R, "_CHUNK", chunk)
     rng = np.random.default_rng(n)
-    real = rng.normal(size=(n, 5))
-    lib = rng.normal(size=(m, 5))
+    real = rng.normal(size=(n, d))
+    lib = rng.normal(size=(m, d))
     real /= np.linalg.norm(real, axis=1, keepdims=True)
     lib /= np.linalg.norm(lib, axis=1, keepdims=True)
     ids = rng.integers(0, m, size=(n, 3))
@@ -375,6 +398,30 @@ def test_raw_scores_equal_a_brute_force_reference(n, m, chunk, monkeypatch):
     np.testing.assert_allclose(per_real, ref_real, atol=1e-5)
     np.testing.assert_allclose(per_cand, ref_cand, atol=1e-5)
     assert per_real.dtype == per_cand.dtype == np.float64
+
+
+def test_hull_residual_is_zero_inside_the_affine_hull_and_the_distance_outside():
+    # Catches: weights not renormalised to sum 1 (a plain linear fit reaches points off the
+    # affine hull, e.g. a scaled copy), the regulariser too large, or the residual taken
+    # against the wrong neighbours.
+    rng = np.random.default_rng(0)
+    neighbours = rng.normal(size=(3, 4, 50))  # 3 points, 4 neighbours each, 50 dims
+    w = np.array([0.5, 0.3, 0.1, 0.1])
+    inside = np.einsum("k,nkd->nd", w, neighbours)
+    assert np.all(R.hull_residual(inside, neighbours) < 1e-2 * np.linalg.norm(inside, axis=1))
+    # a point off the hull by a direction orthogonal to it: the residual is that distance
+    offset = rng.normal(size=(3, 50))
+    for i in range(3):
+        basis, _ = np.linalg.qr((neighbours[i] - neighbours[i, :1]).T)
+        offset[i] -= basis @ (basis.T @ offset[i])
+    offset *= 2.0 / np.linalg.norm(offset, axis=1, keepdims=True)
+    got = R.hull_residual(inside + offset, neighbours)
+    assert got == pytest.approx(2.0, rel=0.02)
+    # a scaled copy of a neighbour is off the affine hull (on the linear span)
+    assert R.hull_residual(3 * neighbours[:, 0], neighbours).min() > 1.0
+
+    # every neighbour equal to x (a one-image library that is x): 0, not a singular solve
+    assert R.hull_residual(inside[:1], inside[:1, None, :]) == pytest.approx([0.0])
 
 
 @pytest.mark.parametrize("chunk", [4096, 3])
@@ -421,25 +468,25 @@ def test_a_tie_between_library_chunks_goes_to_the_first_library_image(monkeypatc
 
 def test_split_statistics_and_standardised_layout_by_hand():
     # every column has its own mean and spread, so a swapped index or operator shows
-    per_real = [np.array([[1.0, 2, 3, 4, 5, 0, 1], [5.0, 2, 5, 8, np.nan, 4, 7]])]
+    per_real = [np.array([[1.0, 2, 3, 4, 5, 0, 1, 2, -1], [5.0, 2, 5, 8, np.nan, 4, 7, 6, 3]])]
     stats = R.split_statistics(per_real)
-    np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5, 2, 4])  # NaN ignored
-    np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1, 2, 3])  # spread 0 -> 1
-    assert stats.shape == (1, 2, 7) and stats.dtype == np.float64
-    empty = R.split_statistics([np.zeros((0, 7))])
-    np.testing.assert_array_equal(empty[0], [np.zeros(7), np.ones(7)])
+    np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5, 2, 4, 4, 1])  # NaN ignored
+    np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1, 2, 3, 2, 2])  # spread 0 -> 1
+    assert stats.shape == (1, 2, 9) and stats.dtype == np.float64
+    empty = R.split_statistics([np.zeros((0, 9))])
+    np.testing.assert_array_equal(empty[0], [np.zeros(9), np.ones(9)])
     per_cand = [np.array([[[3.0, 1, 6], [1.0, 0, np.nan]], [[2.0, 0, 8], [0.0, 1, 4]]])]
     sims = np.array([[0.9, 0.5], [0.7, 0.1]])
     X = R.standardised(per_real, per_cand, stats, sims)
-    assert X.shape == (2, 2, 11) and X.dtype == np.float32
+    assert X.shape == (2, 2, 13) and X.dtype == np.float32
     # per candidate: (cos - mean top1) / spread top1, owner as is, (margin - mean) / spread
     np.testing.assert_allclose(X[0, 0, :3], [0.0, 1.0, 0.0])
     np.testing.assert_allclose(X[0, 1, :3], [-1.0, 0.0, 0.0])  # NaN -> 0
     np.testing.assert_allclose(X[1, 1, :3], [-1.5, 1.0, -1.0])
     # per real, the same on every candidate row, then the selection cosine
-    np.testing.assert_allclose(X[1, :, 3:10], [[1.0, 0, 1, 1, 0, 1, 1]] * 2)
-    np.testing.assert_allclose(X[0, :, 3:10], [[-1.0, 0, -1, -1, 0, -1, -1]] * 2)
-    np.testing.assert_allclose(X[..., 10], sims)
+    np.testing.assert_allclose(X[1, :, 3:12], [[1.0, 0, 1, 1, 0, 1, 1, 1, 1]] * 2)
+    np.testing.assert_allclose(X[0, :, 3:12], [[-1.0, 0, -1, -1, 0, -1, -1, -1, -1]] * 2)
+    np.testing.assert_allclose(X[..., 12], sims)
 
 
 def test_space_vectors_centre_pixels_on_the_library_only():
@@ -457,10 +504,12 @@ def test_space_vectors_centre_pixels_on_the_library_only():
     np.testing.assert_allclose(
         vit_real, E.real / np.linalg.norm(E.real, axis=1, keepdims=True), atol=1e-6
     )
-    assert R.relation_feature_names(("a", "b"))[7:11] == [
+    assert R.relation_feature_names(("a", "b"))[7:13] == [
         "a:density",
         "a:density_q100",
         "a:density_q50",
+        "a:hull",
+        "a:hull_calib",
         "b:cos",
     ]
     assert R.relation_feature_names(("a",))[-1] == "selection_cosine"

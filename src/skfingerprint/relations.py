@@ -21,7 +21,13 @@ per real image (the same on every candidate row of ``r``)
     ``q|R|``-th best cosine to the other reals, for q = 1/200, 1/100 and 1/50 (a k-NN density
     ratio in the spirit of DOMIAS, with ``k`` proportional to the sizes so the score does not
     move when the library is duplicated; the coarser scales held where the nearest image's
-    similarity was inverted, ``benchmarks/RESULTS_detector_seeds345.md``).
+    similarity was inverted, ``benchmarks/RESULTS_detector_seeds345.md``); ``hull``: minus the
+    distance from ``r`` to the affine hull of its :data:`HULL_K` nearest distinct library images
+    (the residual of its best reconstruction by weights summing to 1, regularised as locally
+    linear embedding is: a generator trained on ``r`` puts samples *around* it, so ``r`` lies
+    inside their spread, while an unused image near the same samples lies off it);
+    ``hull_calib``: ``hull`` minus the same score against ``r``'s nearest other reals
+    (``benchmarks/RESULTS_manifold_seeds678.md``).
 per candidate ``g_j``
     ``cos``: ``cos(r, g_j)``; ``owner``: 1 if ``r`` is ``g_j``'s nearest real; ``owner_margin``:
     ``cos(g_j, r)`` minus ``g_j``'s best cosine to another real (reverse attribution).
@@ -40,7 +46,17 @@ from .pairs import PairEmbeddings, _l2_normalize
 
 __all__ = ["MIN_SPLIT", "PER_CANDIDATE", "PER_REAL", "relation_feature_names"]
 
-PER_REAL = ("top1", "calib", "attribution", "margin", "density", "density_q100", "density_q50")
+PER_REAL = (
+    "top1",
+    "calib",
+    "attribution",
+    "margin",
+    "density",
+    "density_q100",
+    "density_q50",
+    "hull",
+    "hull_calib",
+)
 PER_CANDIDATE = ("cos", "owner", "owner_margin")
 
 #: Fewest real images a ``transform`` call needs to standardise with its own statistics.
@@ -49,6 +65,13 @@ MIN_SPLIT = 20
 # The fractions of a set's size that set the k of the density scores' k-th best cosines, in
 # the order of PER_REAL's density scores.
 _DENSITY_FRACTIONS = (1 / 200, 1 / 100, 1 / 50)
+
+#: Neighbours (distinct library images, other reals) of the ``hull`` scores' reconstructions.
+HULL_K = 10
+# The reconstruction's ridge, as a fraction of the neighbours' local Gram matrix's trace (the
+# regulariser of locally linear embedding; without it near-duplicate neighbours make the solve
+# singular).
+HULL_REG = 1e-3
 
 # Library rows compared with the reals at a time (bounds memory to chunk x n floats).
 _CHUNK = 4096
@@ -65,8 +88,8 @@ def relation_feature_names(spaces) -> list[str]:
     Returns
     -------
     list of str
-        ``"<space>:<score>"`` for the 10 scores of each space (the 3 per-candidate ones, then
-        the 7 per-real ones), then ``"selection_cosine"``.
+        ``"<space>:<score>"`` for the 12 scores of each space (the 3 per-candidate ones, then
+        the 9 per-real ones), then ``"selection_cosine"``.
 
     Examples
     --------
@@ -118,8 +141,44 @@ def _kth_best(sims: np.ndarray, k: int) -> np.ndarray:
     return -np.partition(-sims, k - 1, axis=1)[:, k - 1]
 
 
+def hull_residual(x: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """``||x_i - w_i^T N_i||`` for the affine weights ``w_i`` (summing to 1) that best rebuild
+    each row ``x_i`` from its ``k`` neighbours ``N_i``, with a ridge of ``HULL_REG`` times the
+    trace of their local Gram matrix.
+
+    Parameters
+    ----------
+    x : ndarray of shape (n, d)
+    neighbours : ndarray of shape (n, k, d)
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+    """
+    x = np.asarray(x, dtype=np.float64)
+    neighbours = np.asarray(neighbours, dtype=np.float64)
+    diff = neighbours - x[:, None, :]
+    gram = diff @ diff.transpose(0, 2, 1)  # (n, k, k)
+    k = gram.shape[1]
+    trace = np.trace(gram, axis1=1, axis2=2)[:, None, None]
+    # the tiny floor keeps the solve defined when every neighbour equals x (residual 0)
+    gram = gram + (HULL_REG * trace / k + 1e-12) * np.eye(k)
+    w = np.linalg.solve(gram, np.ones((len(x), k, 1)))[..., 0]
+    w /= w.sum(1, keepdims=True)
+    return np.linalg.norm(x - np.einsum("nk,nkd->nd", w, neighbours), axis=1)
+
+
+def _hull_residuals(x: np.ndarray, pool: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``hull_residual`` of each row of ``x`` from its neighbours ``pool[ids]``, in chunks of
+    reals (bounds the gathered neighbours to ~8 MB)."""
+    step = max(1, _CHUNK * 512 // (ids.shape[1] * x.shape[1]))
+    return np.concatenate(
+        [hull_residual(x[i : i + step], pool[ids[i : i + step]]) for i in range(0, len(x), step)]
+    )
+
+
 def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
-    """Raw per-real ``(n, 7)`` and per-candidate ``(n, k, 3)`` scores in one space."""
+    """Raw per-real ``(n, 9)`` and per-candidate ``(n, k, 3)`` scores in one space."""
     n, m = len(real), len(lib)
     k_libs = [max(1, round(q * m)) for q in _DENSITY_FRACTIONS]
     rr = real @ real.T
@@ -159,6 +218,15 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
         - (_kth_best(rr, max(1, round(q * (n - 1)))) if n > 1 else np.full(n, np.nan))
         for q, k_lib in zip(_DENSITY_FRACTIONS, k_libs, strict=True)
     ]
+    # hull: over *distinct* library images, so that duplicating the library changes nothing
+    distinct = np.unique(lib, axis=0)
+    hull = -_hull_residuals(real, distinct, top_k(real, distinct, HULL_K)[1])
+    if n > 1:
+        k_real = min(HULL_K, n - 1)
+        near_reals = np.argpartition(-rr, k_real - 1, axis=1)[:, :k_real]
+        hull_calib = hull + _hull_residuals(real, real, near_reals)
+    else:
+        hull_calib = np.full(n, np.nan)
     per_real = np.stack(
         [
             top1,
@@ -166,6 +234,8 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
             np.bincount(owner, minlength=n) * n / m,
             own - other_best(nearest_lib, rows),
             *density,
+            hull,
+            hull_calib,
         ],
         axis=1,
     )
@@ -202,7 +272,7 @@ def raw_relations(E: PairEmbeddings, spaces, k: int):
     sims, ids : ndarray of shape (n, k)
         Cosines in ``spaces[0]`` and library indices of the candidates, best first.
     per_real, per_cand : list of ndarray
-        Per space, in the order of ``spaces``: raw ``(n, 7)`` and ``(n, k, 3)`` scores.
+        Per space, in the order of ``spaces``: raw ``(n, 9)`` and ``(n, k, 3)`` scores.
     """
     missing = [s for s in spaces if s not in available_spaces(E)]
     if missing:
@@ -221,7 +291,7 @@ def raw_relations(E: PairEmbeddings, spaces, k: int):
 
 
 def split_statistics(per_real: list) -> np.ndarray:
-    """``(n_spaces, 2, 7)``: mean and spread of each per-real score over the split's reals."""
+    """``(n_spaces, 2, 9)``: mean and spread of each per-real score over the split's reals."""
     stats = []
     for pr in per_real:
         mean = np.nanmean(pr, axis=0) if len(pr) else np.zeros(pr.shape[1])
@@ -231,7 +301,7 @@ def split_statistics(per_real: list) -> np.ndarray:
 
 
 def standardised(per_real: list, per_cand: list, stats: np.ndarray, sims: np.ndarray):
-    """The ``(n, k, 10 * n_spaces + 1)`` float32 feature array (see the module docstring).
+    """The ``(n, k, 12 * n_spaces + 1)`` float32 feature array (see the module docstring).
 
     NaN scores (real-real scores of a split of one image) become 0, the mean."""
     n, k = sims.shape
