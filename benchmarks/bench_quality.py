@@ -464,6 +464,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny tasks and generators, 1 seed")
     parser.add_argument("--seeds", type=int, default=None, help="seeds per task (default 3)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="first seed (default 0): fresh draws, e.g. "
+        "seeds no one has tuned on"
+    )  # fmt: skip
     parser.add_argument("--tasks", nargs="+", default=None, help="source/generator names")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--n-jobs", type=int, default=2, help="worker processes (default 2)")
@@ -476,7 +480,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
-    seeds = list(range(args.seeds or cfg["seeds"]))
+    seeds = list(range(args.first_seed, args.first_seed + (args.seeds or cfg["seeds"])))
     tasks = [t for t in TASKS if args.tasks is None or "/".join(t) in args.tasks]
     output = args.output or (None if args.quick else RESULTS)
     figures = args.figures or (FIGURES if output == RESULTS else None)
