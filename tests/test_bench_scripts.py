@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,3 +37,21 @@ def test_vit_b_flops_count_two_per_multiply_add():
     # the 12 blocks cost the same each; the patch embedding is the rest (~0.7%)
     assert vit_b_gflop(9) == pytest.approx(vit_b_gflop(0) + 0.75 * (vit_b_gflop() - vit_b_gflop(0)))
     assert 0.005 < vit_b_gflop(0) / vit_b_gflop() < 0.01
+
+
+def test_probe_scales_hull_at_k_10_is_the_librarys_hull():
+    # Catches: the probe's multi-scale hull drifting from the library's definition (no dedupe
+    # of the library, the calibration's sign, the reals' neighbours taken from the library),
+    # which would make its k = 5 and 20 scores measure something else than the default's.
+    from probe_scales import hull_scores
+
+    from skfingerprint import relations as R
+
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(30, 16))
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    lib = rng.normal(size=(80, 16))
+    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
+    lib = np.concatenate([lib, lib[:40]])  # duplicates: the hull is over distinct images
+    per_real, _ = R._space_raw(real, lib, np.zeros((30, 1), dtype=np.int64))
+    np.testing.assert_allclose(hull_scores(real, lib, 10), per_real[:, 7:9], atol=1e-9)
