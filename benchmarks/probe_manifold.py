@@ -128,8 +128,15 @@ def run(folder: Path) -> dict:
     for f in (f_train, f_test):
         f["hull_calib"] = f["hull"][:, 1:]
         f["centre"] = f["spread"][:, 1:]  # the one spread score whose direction is known
+    return variant_predictions(folder, train, test, f_train, f_test, VARIANTS)
+
+
+def variant_predictions(folder: Path, train, test, f_train, f_test, variants: dict) -> dict:
+    """Test labels and each variant's test scores and prior-cut predictions: its score groups
+    (``f_train`` / ``f_test`` keys) standardised within each split, then its head (None: the
+    first score as is)."""
     out = {"y": _test_labels(folder, test.ids)}
-    for name, (parts, head) in VARIANTS.items():
+    for name, (parts, head) in variants.items():
         z_train = _z(np.concatenate([f_train[p] for p in parts], 1))
         z_test = _z(np.concatenate([f_test[p] for p in parts], 1))
         if head is None:

@@ -41,9 +41,9 @@ from sklearn.model_selection import StratifiedKFold
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from bench_quality import _test_labels  # noqa: E402
-from probe_detector import _z, main  # noqa: E402
-from probe_head import LEGEND, _prior_cut, pixel_scores  # noqa: E402
+from probe_detector import main  # noqa: E402
+from probe_head import LEGEND, pixel_scores  # noqa: E402
+from probe_manifold import variant_predictions  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint import relations as R  # noqa: E402
@@ -112,13 +112,7 @@ METHODS = list(VARIANTS)
 def run(folder: Path) -> dict:
     train, test = load_imageclef_gans(folder / "train"), load_imageclef_gans(folder / "test")
     f_train, f_test = split_scores(train.X_pairs), split_scores(test.X_pairs)
-    out = {"y": _test_labels(folder, test.ids)}
-    for name, (parts, head) in VARIANTS.items():
-        z_train = _z(np.concatenate([f_train[p] for p in parts], 1))
-        z_test = _z(np.concatenate([f_test[p] for p in parts], 1))
-        s_train, s_test = head(z_train, train.y, z_test)
-        out[name] = _prior_cut(s_train, train.y, s_test)
-    return out
+    return variant_predictions(folder, train, test, f_train, f_test, VARIANTS)
 
 
 if __name__ == "__main__":
