@@ -55,3 +55,20 @@ def test_probe_scales_hull_at_k_10_is_the_librarys_hull():
     lib = np.concatenate([lib, lib[:40]])  # duplicates: the hull is over distinct images
     per_real, _ = R._space_raw(real, lib, np.zeros((30, 1), dtype=np.int64))
     np.testing.assert_allclose(hull_scores(real, lib, 10), per_real[:, 7:9], atol=1e-9)
+
+
+def test_probe_density_at_the_default_fractions_is_the_librarys_density():
+    # Catches: the probe's coarser density scales computed by another definition than the
+    # default's (k from the wrong set's size, the real's own cosine left in, sign flipped).
+    from probe_density import density_scores
+
+    from skfingerprint import relations as R
+
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(450, 8))
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    lib = rng.normal(size=(900, 8))
+    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
+    per_real, _ = R._space_raw(real, lib, np.zeros((450, 1), dtype=np.int64))
+    got = density_scores(real, lib, fractions=(1 / 200, 1 / 100, 1 / 50))
+    np.testing.assert_allclose(got, per_real[:, 4:7], atol=1e-6)
