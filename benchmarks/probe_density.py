@@ -33,9 +33,8 @@ sys.path.insert(0, str(BENCH))
 
 from probe_detector import main  # noqa: E402
 from probe_head import LEGEND, pixel_scores  # noqa: E402
-from probe_manifold import _positive_logreg, variant_predictions  # noqa: E402
+from probe_manifold import _positive_logreg, run_variants  # noqa: E402
 
-from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint import relations as R  # noqa: E402
 from skfingerprint.images import pixel_vectors  # noqa: E402
 from skfingerprint.pairs import _l2_normalize  # noqa: E402
@@ -74,9 +73,7 @@ METHODS = list(VARIANTS)
 
 
 def run(folder: Path) -> dict:
-    train, test = load_imageclef_gans(folder / "train"), load_imageclef_gans(folder / "test")
-    f_train, f_test = split_scores(train.X_pairs), split_scores(test.X_pairs)
-    return variant_predictions(folder, train, test, f_train, f_test, VARIANTS)
+    return run_variants(folder, split_scores, VARIANTS)
 
 
 if __name__ == "__main__":

@@ -99,6 +99,8 @@ def split_scores(pairs) -> dict:
     mean = lib_px.mean(0, keepdims=True)
     out = manifold_scores(_l2_normalize(real_px - mean), _l2_normalize(lib_px - mean))
     out["default"] = pixel_scores(pairs, SIZE)
+    out["hull_calib"] = out["hull"][:, 1:]
+    out["centre"] = out["spread"][:, 1:]  # the one spread score whose direction is known
     return out
 
 
@@ -123,18 +125,15 @@ METHODS = list(VARIANTS)
 
 
 def run(folder: Path) -> dict:
+    return run_variants(folder, split_scores, VARIANTS)
+
+
+def run_variants(folder: Path, split_scores, variants: dict) -> dict:
+    """Test labels and each variant's test scores and prior-cut predictions on one task
+    folder: the score groups it reads (keys of ``split_scores(pairs)``), standardised within
+    each split, then its head (None: the first score as is)."""
     train, test = load_imageclef_gans(folder / "train"), load_imageclef_gans(folder / "test")
     f_train, f_test = split_scores(train.X_pairs), split_scores(test.X_pairs)
-    for f in (f_train, f_test):
-        f["hull_calib"] = f["hull"][:, 1:]
-        f["centre"] = f["spread"][:, 1:]  # the one spread score whose direction is known
-    return variant_predictions(folder, train, test, f_train, f_test, VARIANTS)
-
-
-def variant_predictions(folder: Path, train, test, f_train, f_test, variants: dict) -> dict:
-    """Test labels and each variant's test scores and prior-cut predictions: its score groups
-    (``f_train`` / ``f_test`` keys) standardised within each split, then its head (None: the
-    first score as is)."""
     out = {"y": _test_labels(folder, test.ids)}
     for name, (parts, head) in variants.items():
         z_train = _z(np.concatenate([f_train[p] for p in parts], 1))

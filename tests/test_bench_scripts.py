@@ -39,22 +39,31 @@ def test_vit_b_flops_count_two_per_multiply_add():
     assert 0.005 < vit_b_gflop(0) / vit_b_gflop() < 0.01
 
 
+def _unit_rows(seed: int, n_real: int, n_lib: int, dim: int):
+    """Random unit reals and library."""
+    rng = np.random.default_rng(seed)
+    real, lib = rng.normal(size=(n_real, dim)), rng.normal(size=(n_lib, dim))
+    real /= np.linalg.norm(real, axis=1, keepdims=True)
+    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
+    return real, lib
+
+
+def _per_real(real, lib):
+    """The library's raw per-real scores."""
+    from skfingerprint import relations as R
+
+    return R._space_raw(real, lib, np.zeros((len(real), 1), dtype=np.int64))[0]
+
+
 def test_probe_scales_hull_at_k_10_is_the_librarys_hull():
     # Catches: the probe's multi-scale hull drifting from the library's definition (no dedupe
     # of the library, the calibration's sign, the reals' neighbours taken from the library),
     # which would make its k = 5 and 20 scores measure something else than the default's.
     from probe_scales import hull_scores
 
-    from skfingerprint import relations as R
-
-    rng = np.random.default_rng(0)
-    real = rng.normal(size=(30, 16))
-    real /= np.linalg.norm(real, axis=1, keepdims=True)
-    lib = rng.normal(size=(80, 16))
-    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
+    real, lib = _unit_rows(0, 30, 80, 16)
     lib = np.concatenate([lib, lib[:40]])  # duplicates: the hull is over distinct images
-    per_real, _ = R._space_raw(real, lib, np.zeros((30, 1), dtype=np.int64))
-    np.testing.assert_allclose(hull_scores(real, lib, 10), per_real[:, 7:9], atol=1e-9)
+    np.testing.assert_allclose(hull_scores(real, lib, 10), _per_real(real, lib)[:, 7:9], atol=1e-9)
 
 
 def test_probe_density_at_the_default_fractions_is_the_librarys_density():
@@ -62,13 +71,6 @@ def test_probe_density_at_the_default_fractions_is_the_librarys_density():
     # default's (k from the wrong set's size, the real's own cosine left in, sign flipped).
     from probe_density import density_scores
 
-    from skfingerprint import relations as R
-
-    rng = np.random.default_rng(1)
-    real = rng.normal(size=(450, 8))
-    real /= np.linalg.norm(real, axis=1, keepdims=True)
-    lib = rng.normal(size=(900, 8))
-    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
-    per_real, _ = R._space_raw(real, lib, np.zeros((450, 1), dtype=np.int64))
+    real, lib = _unit_rows(1, 450, 900, 8)
     got = density_scores(real, lib, fractions=(1 / 200, 1 / 100, 1 / 50))
-    np.testing.assert_allclose(got, per_real[:, 4:7], atol=1e-6)
+    np.testing.assert_allclose(got, _per_real(real, lib)[:, 4:7], atol=1e-6)
