@@ -43,13 +43,8 @@ METHODS = ["linear head", "CANet", "CANet, nonneg skip"]
 
 
 def _nonneg_skip(X, y, module_kwargs, relations):
-    """``canet._skip_logistic`` with the weights kept >= 0 (same features, same C = 1)."""
-    valid = canet_module.candidate_mask(X)
-    best = np.where(valid, np.clip(X[..., -1], -1.0, 1.0), -np.inf).max(1)
-    z = ((best - module_kwargs["cosine_mean"]) / module_kwargs["cosine_scale"])[:, None]
-    if relations:
-        scores = (X[:, 0, :-1] - module_kwargs["feature_mean"]) / module_kwargs["feature_scale"]
-        z = np.concatenate([scores, z], axis=1)
+    """``canet._skip_logistic`` with the weights kept >= 0 (same inputs, same C = 1)."""
+    z = canet_module._skip_inputs(X, module_kwargs, relations)
     lr = _positive_logistic_regression(z, y, C=1.0)
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 

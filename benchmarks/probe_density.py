@@ -31,13 +31,11 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_detector import main  # noqa: E402
-from probe_head import LEGEND, pixel_scores  # noqa: E402
+from probe_detector import base_scores, main  # noqa: E402
+from probe_head import LEGEND, unit_pixels  # noqa: E402
 from probe_manifold import _positive_logreg, run_variants  # noqa: E402
 
 from skfingerprint import relations as R  # noqa: E402
-from skfingerprint.images import pixel_vectors  # noqa: E402
-from skfingerprint.pairs import _l2_normalize  # noqa: E402
 
 SIZE = 32
 COARSE = (1 / 25, 1 / 10)
@@ -45,24 +43,14 @@ COARSE = (1 / 25, 1 / 10)
 
 def density_scores(real: np.ndarray, lib: np.ndarray, fractions=COARSE) -> np.ndarray:
     """The library's density ratio (``relations._space_raw``) at each of ``fractions``."""
-    n, m = len(real), len(lib)
-    rl = real @ lib.T
     rr = real @ real.T
     np.fill_diagonal(rr, -np.inf)
-    return np.stack(
-        [
-            R._kth_best(rl, max(1, round(q * m))) - R._kth_best(rr, max(1, round(q * (n - 1))))
-            for q in fractions
-        ],
-        axis=1,
-    )
+    return R._density_ratios(real @ lib.T, rr, len(lib), fractions)
 
 
 def split_scores(pairs) -> dict:
-    real_px, lib_px = pixel_vectors(pairs.real, SIZE), pixel_vectors(pairs.library, SIZE)
-    mean = lib_px.mean(0, keepdims=True)
-    real, lib = _l2_normalize(real_px - mean), _l2_normalize(lib_px - mean)
-    return {"default": pixel_scores(pairs, SIZE), "coarse": density_scores(real, lib)}
+    real, lib = unit_pixels(pairs, SIZE)
+    return {"default": base_scores(real, lib), "coarse": density_scores(real, lib)}
 
 
 VARIANTS = {

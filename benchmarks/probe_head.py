@@ -56,12 +56,19 @@ from skfingerprint.pairs import _l2_normalize  # noqa: E402
 PIXELNN_SIZE = 64  # PixelNearestNeighbor's default
 
 
-def pixel_scores(pairs, size: int) -> np.ndarray:
-    """The default's 10 raw scores of the best candidate at ``size`` px: cos, owner,
-    owner_margin, then the 7 per-real scores (top1 is column 3)."""
+def unit_pixels(pairs, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit real and library pixel vectors at ``size`` px, centred on the library's mean (as
+    the library's pixel space is)."""
     real_px, lib_px = pixel_vectors(pairs.real, size), pixel_vectors(pairs.library, size)
     mean = lib_px.mean(0, keepdims=True)
-    return base_scores(_l2_normalize(real_px - mean), _l2_normalize(lib_px - mean))
+    return _l2_normalize(real_px - mean), _l2_normalize(lib_px - mean)
+
+
+def pixel_scores(pairs, size: int) -> np.ndarray:
+    """The default's raw scores of the best candidate at ``size`` px: cos, owner,
+    owner_margin, then the per-real scores (top1 is column 3); 10 before the hull scores joined
+    the library, 12 since."""
+    return base_scores(*unit_pixels(pairs, size))
 
 
 def _train_z(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

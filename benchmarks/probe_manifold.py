@@ -62,14 +62,12 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from bench_quality import _test_labels  # noqa: E402
-from probe_detector import _z, main  # noqa: E402
-from probe_head import LEGEND, _logreg, _prior_cut, pixel_scores  # noqa: E402
+from probe_detector import _z, base_scores, main  # noqa: E402
+from probe_head import LEGEND, _logreg, _prior_cut, unit_pixels  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
 from skfingerprint import relations as R  # noqa: E402
-from skfingerprint.images import pixel_vectors  # noqa: E402
 from skfingerprint.linear_head import _positive_logistic_regression  # noqa: E402
-from skfingerprint.pairs import _l2_normalize  # noqa: E402
 
 SIZE = 32
 SPREAD_K = 5
@@ -95,18 +93,17 @@ def manifold_scores(real: np.ndarray, lib: np.ndarray) -> dict:
 
 
 def split_scores(pairs) -> dict:
-    real_px, lib_px = pixel_vectors(pairs.real, SIZE), pixel_vectors(pairs.library, SIZE)
-    mean = lib_px.mean(0, keepdims=True)
-    out = manifold_scores(_l2_normalize(real_px - mean), _l2_normalize(lib_px - mean))
-    out["default"] = pixel_scores(pairs, SIZE)
+    real, lib = unit_pixels(pairs, SIZE)
+    out = manifold_scores(real, lib)
+    out["default"] = base_scores(real, lib)
     out["hull_calib"] = out["hull"][:, 1:]
     out["centre"] = out["spread"][:, 1:]  # the one spread score whose direction is known
     return out
 
 
-def _positive_logreg(f_train, y_train, f_test):
+def _positive_logreg(f_train, y_train, f_test, C=0.1):
     """``_logreg`` with the default head's sign constraint (weights >= 0)."""
-    head = _positive_logistic_regression(f_train, y_train, C=0.1)
+    head = _positive_logistic_regression(f_train, y_train, C=C)
     return head.decision_function(f_train), head.decision_function(f_test)
 
 

@@ -41,14 +41,12 @@ from sklearn.model_selection import StratifiedKFold
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_detector import main  # noqa: E402
-from probe_head import LEGEND, pixel_scores  # noqa: E402
-from probe_manifold import run_variants  # noqa: E402
+from probe_detector import base_scores, main  # noqa: E402
+from probe_head import LEGEND, pixel_scores, unit_pixels  # noqa: E402
+from probe_manifold import _positive_logreg, run_variants  # noqa: E402
 
 from skfingerprint import relations as R  # noqa: E402
-from skfingerprint.images import pixel_vectors  # noqa: E402
 from skfingerprint.linear_head import _positive_logistic_regression  # noqa: E402
-from skfingerprint.pairs import _l2_normalize  # noqa: E402
 
 SIZE = 32
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -56,29 +54,18 @@ C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 
 def hull_scores(real: np.ndarray, lib: np.ndarray, k: int) -> np.ndarray:
     """The library's two hull scores (``relations._space_raw``) with ``k`` neighbours."""
-    distinct = np.unique(lib, axis=0)
-    hull = -R._hull_residuals(real, distinct, R.top_k(real, distinct, k)[1])
     rr = real @ real.T
     np.fill_diagonal(rr, -np.inf)
-    k_real = min(k, len(real) - 1)
-    near_reals = np.argpartition(-rr, k_real - 1, axis=1)[:, :k_real]
-    return np.c_[hull, hull + R._hull_residuals(real, real, near_reals)]
+    return R._hull_scores(real, lib, rr, k)
 
 
 def split_scores(pairs) -> dict:
-    real_px, lib_px = pixel_vectors(pairs.real, SIZE), pixel_vectors(pairs.library, SIZE)
-    mean = lib_px.mean(0, keepdims=True)
-    real, lib = _l2_normalize(real_px - mean), _l2_normalize(lib_px - mean)
+    real, lib = unit_pixels(pairs, SIZE)
     return {
-        "default": pixel_scores(pairs, SIZE),
+        "default": base_scores(real, lib),
         "hull_k": np.c_[hull_scores(real, lib, 5), hull_scores(real, lib, 20)],
         "px16": pixel_scores(pairs, 16),
     }
-
-
-def _positive_logreg(f_train, y_train, f_test, C=0.1):
-    head = _positive_logistic_regression(f_train, y_train, C=C)
-    return head.decision_function(f_train), head.decision_function(f_test)
 
 
 def _cv_c(f_train, y_train) -> float:

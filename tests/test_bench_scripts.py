@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from skfingerprint import relations as R
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -50,8 +52,6 @@ def _unit_rows(seed: int, n_real: int, n_lib: int, dim: int):
 
 def _per_real(real, lib):
     """The library's raw per-real scores."""
-    from skfingerprint import relations as R
-
     return R._space_raw(real, lib, np.zeros((len(real), 1), dtype=np.int64))[0]
 
 

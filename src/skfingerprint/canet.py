@@ -579,17 +579,22 @@ def _scale(std):
     return np.where(std > 1e-6, std, 1.0)
 
 
-def _skip_logistic(X: np.ndarray, y: np.ndarray, module_kwargs: dict, relations: bool):
-    """Weights and intercept of a logistic regression of y on the standardised best cosine of
-    each row, preceded (``relations``) by the first candidate's standardised scores: the
-    skip the net starts from."""
+def _skip_inputs(X: np.ndarray, module_kwargs: dict, relations: bool) -> np.ndarray:
+    """The standardised best cosine of each row, preceded (``relations``) by the first
+    candidate's standardised scores: what the net's linear skip reads."""
     valid = candidate_mask(X)
     best = np.where(valid, np.clip(X[..., -1], -1.0, 1.0), -np.inf).max(1)
     z = ((best - module_kwargs["cosine_mean"]) / module_kwargs["cosine_scale"])[:, None]
     if relations:
         scores = (X[:, 0, :-1] - module_kwargs["feature_mean"]) / module_kwargs["feature_scale"]
         z = np.concatenate([scores, z], axis=1)
-    lr = LogisticRegression(C=1.0, max_iter=1000).fit(z, y)
+    return z
+
+
+def _skip_logistic(X: np.ndarray, y: np.ndarray, module_kwargs: dict, relations: bool):
+    """Weights and intercept of a logistic regression of y on :func:`_skip_inputs`: the skip
+    the net starts from."""
+    lr = LogisticRegression(C=1.0, max_iter=1000).fit(_skip_inputs(X, module_kwargs, relations), y)
     return lr.coef_[0].astype(np.float64), float(lr.intercept_[0])
 
 

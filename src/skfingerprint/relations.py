@@ -177,10 +177,40 @@ def _hull_residuals(x: np.ndarray, pool: np.ndarray, ids: np.ndarray) -> np.ndar
     )
 
 
+def _density_ratios(lib_sims: np.ndarray, rr: np.ndarray, m: int, fractions) -> np.ndarray:
+    """``(n, len(fractions))``: for each q, the ``q m``-th best cosine of each real to the
+    library minus its ``q (n - 1)``-th best to the other reals (NaN with one real).
+
+    ``lib_sims`` holds at least each real's ``max(q) m`` best library cosines; ``rr`` is the
+    real-real cosine matrix with ``-inf`` on its diagonal."""
+    n = len(rr)
+    return np.stack(
+        [
+            _kth_best(lib_sims, max(1, round(q * m)))
+            - (_kth_best(rr, max(1, round(q * (n - 1)))) if n > 1 else np.full(n, np.nan))
+            for q in fractions
+        ],
+        axis=1,
+    )
+
+
+def _hull_scores(real: np.ndarray, lib: np.ndarray, rr: np.ndarray, k: int) -> np.ndarray:
+    """``(n, 2)``: ``hull`` and ``hull_calib`` with ``k`` neighbours (``rr`` as in
+    :func:`_density_ratios`). The library side is over *distinct* images, so that duplicating
+    the library changes nothing; ``hull_calib`` is NaN with one real."""
+    distinct = np.unique(lib, axis=0)
+    hull = -_hull_residuals(real, distinct, top_k(real, distinct, k)[1])
+    if len(real) < 2:
+        return np.c_[hull, np.full(len(real), np.nan)]
+    k_real = min(k, len(real) - 1)
+    near_reals = np.argpartition(-rr, k_real - 1, axis=1)[:, :k_real]
+    return np.c_[hull, hull + _hull_residuals(real, real, near_reals)]
+
+
 def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
     """Raw per-real ``(n, 9)`` and per-candidate ``(n, k, 3)`` scores in one space."""
     n, m = len(real), len(lib)
-    k_libs = [max(1, round(q * m)) for q in _DENSITY_FRACTIONS]
+    kept_k = max(1, round(max(_DENSITY_FRACTIONS) * m))  # the coarsest density score's k
     rr = real @ real.T
     np.fill_diagonal(rr, -np.inf)
     # For every library image: its nearest real, that cosine, and the second-best one.
@@ -189,7 +219,7 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
     second = np.full(m, -np.inf, dtype=np.float32)
     top1 = np.full(n, -np.inf, dtype=np.float32)
     nearest_lib = np.zeros(n, dtype=np.int64)
-    # each real's max(k_libs) best cosines so far (merged per chunk: memory n x 2 max(k_libs))
+    # each real's kept_k best cosines so far (merged per chunk: memory n x 2 kept_k)
     kept = np.empty((n, 0), dtype=np.float32)
     for start in range(0, m, _CHUNK):
         gr = lib[start : start + _CHUNK] @ real.T  # (chunk, n)
@@ -203,7 +233,7 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
         nearest_lib[better] = start + gr.argmax(0)[better]
         top1 = np.maximum(top1, chunk_best)
         kept = np.concatenate([kept, gr.T], axis=1)
-        kk = min(max(k_libs), kept.shape[1])
+        kk = min(kept_k, kept.shape[1])
         kept = -np.partition(-kept, kk - 1, axis=1)[:, :kk]
 
     def other_best(g: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -213,31 +243,15 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(n)
     own = np.einsum("nd,nd->n", real, lib[nearest_lib])
     real_nn = rr.max(1) if n > 1 else np.full(n, np.nan, np.float32)
-    density = [
-        _kth_best(kept, k_lib)
-        - (_kth_best(rr, max(1, round(q * (n - 1)))) if n > 1 else np.full(n, np.nan))
-        for q, k_lib in zip(_DENSITY_FRACTIONS, k_libs, strict=True)
-    ]
-    # hull: over *distinct* library images, so that duplicating the library changes nothing
-    distinct = np.unique(lib, axis=0)
-    hull = -_hull_residuals(real, distinct, top_k(real, distinct, HULL_K)[1])
-    if n > 1:
-        k_real = min(HULL_K, n - 1)
-        near_reals = np.argpartition(-rr, k_real - 1, axis=1)[:, :k_real]
-        hull_calib = hull + _hull_residuals(real, real, near_reals)
-    else:
-        hull_calib = np.full(n, np.nan)
-    per_real = np.stack(
+    per_real = np.column_stack(
         [
             top1,
             top1 - real_nn,
             np.bincount(owner, minlength=n) * n / m,
             own - other_best(nearest_lib, rows),
-            *density,
-            hull,
-            hull_calib,
-        ],
-        axis=1,
+            _density_ratios(kept, rr, m, _DENSITY_FRACTIONS),
+            _hull_scores(real, lib, rr, HULL_K),
+        ]
     )
     safe = np.where(ids < 0, 0, ids)
     step = max(1, _CHUNK * 256 // (ids.shape[1] * real.shape[1]))  # ~4 MB of gathered vectors
