@@ -21,6 +21,7 @@ from torch import nn
 
 __all__ = [
     "MIN_PROBE_COSINE",
+    "adam",
     "choose_dtype",
     "load_state_arrays",
     "resolve_device",
@@ -42,6 +43,12 @@ def threads_for(flops_per_step: float):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with its update fused into one kernel: the gate's steps are milliseconds, so the
+    per-parameter ops of the default loop were ~20% of a gate's training (profiled, CPU)."""
+    return torch.optim.Adam(params, lr=lr, fused=True)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -29,6 +29,7 @@ from ._lru import LRUCache, array_nbytes, seeded_fit_key
 from ._progress import Progress
 from ._runtime import (
     _prefetch,
+    adam,
     choose_dtype,
     describe_probe,
     load_state_arrays,
@@ -516,15 +517,17 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     def _train_gate_supervised(self, fusion, real_tokens, lib_tokens, y):
         """Make used reals closer to their nearest library image than unused ones (BCE on a
         soft nearest-neighbour similarity with a learned scale and offset)."""
-        real_t, lib_t = self._layer_tokens(real_tokens), self._layer_tokens(lib_tokens)
+        # reals and library in one pass: the steps are small, so each op's call costs count
+        both = self._layer_tokens(np.concatenate([real_tokens, lib_tokens]))
+        n_real = len(real_tokens)
         target = torch.from_numpy(y.astype(np.float32))
         scale = nn.Parameter(torch.tensor(10.0))
         offset = nn.Parameter(torch.tensor(0.0))
-        opt = torch.optim.Adam([*fusion.parameters(), scale, offset], lr=self.gate_lr)
+        opt = adam([*fusion.parameters(), scale, offset], lr=self.gate_lr)
         tau = self.gate_temperature
         for _ in range(self.gate_epochs):
-            r = F.normalize(fusion(real_t), dim=-1)
-            g = F.normalize(fusion(lib_t), dim=-1)
+            z = F.normalize(fusion(both), dim=-1)
+            r, g = z[:n_real], z[n_real:]
             nearest = tau * torch.logsumexp((r @ g.T) / tau, dim=1)
             centred = nearest - nearest.mean().detach()
             loss = F.binary_cross_entropy_with_logits(scale * centred + offset, target)
@@ -534,12 +537,13 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     def _train_gate_views(self, fusion, tokens, aug_tokens):
         """InfoNCE: an image's fused embedding should match that of its augmented view."""
-        a, b = self._layer_tokens(tokens), self._layer_tokens(aug_tokens)
-        opt = torch.optim.Adam(fusion.parameters(), lr=self.gate_lr)
-        labels = torch.arange(len(a))
+        both = self._layer_tokens(np.concatenate([tokens, aug_tokens]))
+        n = len(tokens)
+        opt = adam(fusion.parameters(), lr=self.gate_lr)
+        labels = torch.arange(n)
         for _ in range(self.gate_epochs):
-            za = F.normalize(fusion(a), dim=-1)
-            zb = F.normalize(fusion(b), dim=-1)
+            z = F.normalize(fusion(both), dim=-1)
+            za, zb = z[:n], z[n:]
             logits = za @ zb.T / 0.07
             loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
             opt.zero_grad()
