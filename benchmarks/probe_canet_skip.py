@@ -15,6 +15,12 @@ default's, the reference), ``CANet`` (as shipped) and ``CANet, nonneg skip``. Ru
 skip is worth adopting if its paired difference to ``CANet`` (computed from the two rows'
 differences to the reference) is above 0 over all tasks and not below 0 on any task.
 
+On seeds 9-14 the nonneg skip was ahead of ``CANet`` on every task by point estimates (+0.008
+to +0.018) but the run paired both with the linear head only. **Confirmation** (fixed before
+any run on these seeds, which no one had looked at): ``--seeds 15 16 17 --reference CANet``,
+the same rule with ``CANet`` as the reference; the nonneg skip becomes CANet's start for the
+relation scores only if it passes there.
+
     .venv/bin/python benchmarks/probe_canet_skip.py [--cache-dir DIR] [--seeds N [N ...]]
 
 writes ``benchmarks/RESULTS_canet_skip.md``.

@@ -200,9 +200,17 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
         "--seeds", type=int, nargs="+", default=None,
         help="task seeds to use, trained first if not cached (default: every cached seed)",
     )  # fmt: skip
+    parser.add_argument(
+        "--reference", default=None,
+        help="the row every other is paired with (default: the probe's first)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     start = time.perf_counter()
     methods = methods or [f"{name}, {rule}" for name in VARIANTS for rule in RULES]
+    if args.reference is not None:
+        if args.reference not in methods:
+            raise SystemExit(f"--reference {args.reference!r} is not one of {methods}")
+        methods = [args.reference] + [m for m in methods if m != args.reference]
     reference = methods[0]
     rows = {name: [] for name in methods}
     thin = {name: [] for name in methods}
@@ -235,6 +243,8 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
         print(f"{names[-1]}: done ({len(seeds)} seeds)", flush=True)
     fmt = "{:+.3f} [{:+.3f}, {:+.3f}]".format
     extra_args = "" if args.seeds is None else " --seeds " + " ".join(map(str, args.seeds))
+    if args.reference is not None:
+        extra_args += f" --reference '{args.reference}'"
     if args.output != default_output:
         extra_args += f" --output {args.output}"
     verdicts = []
@@ -248,8 +258,9 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
         f"Machine: {machine()}; {time.perf_counter() - start:.0f} s",
         "",
         "Test kappa [paired bootstrap 95% CI over the test images of all seeds] / AUC, mean over "
-        "seeds; second line of each variant: minus the default, and the pooled column: the mean "
-        "over tasks of that difference, its interval resampling every task's images. "
+        "seeds; second line of each variant: minus the reference (the first row), and the pooled "
+        "column: the mean over tasks of that difference, its interval resampling every task's "
+        "images. "
         + (
             legend
             or "Each variant's features are fitted twice: ``kappa`` (the kappa-maximising "
@@ -274,7 +285,8 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
             verdicts.append(
                 f"- {name}: {'KEPT' if kept else 'dropped'} (all tasks {fmt(*all_diff)})"
             )
-            lines.append("| &nbsp; minus default | " + " | ".join(cells) + f" | {fmt(*all_diff)} |")
+            cells = " | ".join(cells)
+            lines.append(f"| &nbsp; minus reference | {cells} | {fmt(*all_diff)} |")
     lines += [
         "",
         "Verdict by the rule fixed before the run (kept: the all-tasks interval of the "

@@ -677,3 +677,45 @@ def test_gate_memo_key_holds_every_input_of_the_training(task, gate_trainings):
     assert len(embedding._GATES) == 0
     tiny_embedder().fit(task.X_pairs, task.y)
     assert len(gate_trainings) == 6
+
+
+def _adam_steps(make_opt, steps=5):
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    x = torch.randn(8, 4)
+    opt = make_opt([w])
+    for _ in range(steps):
+        loss = ((x @ w).tanh() ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return w.detach()
+
+
+def test_gate_optimiser_takes_plain_adams_steps():
+    from skfingerprint._runtime import adam
+
+    fused = _adam_steps(lambda p: adam(p, lr=0.1))
+    plain = _adam_steps(lambda p: torch.optim.Adam(p, lr=0.1))
+    start = _adam_steps(lambda p: torch.optim.Adam(p, lr=0.1), steps=0)
+    assert not torch.allclose(fused, start)  # it moved
+    torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
+
+
+def test_gate_optimiser_falls_back_where_adam_cannot_fuse(monkeypatch):
+    from skfingerprint import _runtime
+
+    real_adam = torch.optim.Adam
+
+    def adam_without_fusion(params, lr, fused=None):
+        if fused:
+            raise RuntimeError("`fused=True` requires CUDA tensors")
+        return real_adam(params, lr=lr)
+
+    monkeypatch.setattr(torch.optim, "Adam", adam_without_fusion)
+    weight = torch.nn.Parameter(torch.zeros(2))
+    # a generator, as module.parameters() is: the failed fused attempt must not consume it
+    opt = _runtime.adam((p for p in [weight]), lr=0.5)
+    assert isinstance(opt, real_adam) and opt.defaults["lr"] == 0.5
+    assert opt.param_groups[0]["params"] == [weight]
+    assert not opt.defaults.get("fused")

@@ -48,7 +48,11 @@ def threads_for(flops_per_step: float):
 def adam(params, lr: float) -> torch.optim.Adam:
     """Adam with its update fused into one kernel: the gate's steps are milliseconds, so the
     per-parameter ops of the default loop were ~20% of a gate's training (profiled, CPU)."""
-    return torch.optim.Adam(params, lr=lr, fused=True)
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except RuntimeError:  # torch < 2.4 fuses on CUDA only
+        return torch.optim.Adam(params, lr=lr)
 
 
 def resolve_device(device: str) -> torch.device:
