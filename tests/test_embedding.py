@@ -651,12 +651,29 @@ def test_a_grid_over_layer_sets_and_thresholds_trains_each_gate_once(task, gate_
         ]
     )
     grid = {
-        "embed__layers": [(1,), (2,), (3,), (4,), (1, 2)],
+        "embed__layers": [(1, 2), (2, 3), (3, 4), (1, 4), (1, 2, 3)],
         "clf__threshold": [0.2, 0.5, 0.8],
     }
     cv = StratifiedKFold(2, shuffle=True, random_state=0)
     GridSearchCV(pipe, grid, cv=cv, scoring=kappa_scorer).fit(task.X_pairs, task.y)
     assert gate_trainings == ["_train_gate_supervised"] * (5 * 2 + 1)
+
+
+def test_a_single_block_trains_no_gate_and_embeds_as_the_mean(task, gate_trainings):
+    """One block's weight is 1 whatever the gate: training it (or running the ViT on
+    augmented views for it) would be wasted. The output is the plain fusion of that block."""
+    gated = tiny_embedder(layers=(3,)).fit(task.X_pairs, task.y)
+    unlabelled = tiny_embedder(layers=(3,)).fit(task.real_images)
+    assert gate_trainings == []
+    np.testing.assert_array_equal(gated.fusion_weights_, [1.0])
+    # each against the mean fusion fitted on the same input (it sets the standardisation)
+    for emb, fit_args in ((gated, (task.X_pairs, task.y)), (unlabelled, (task.real_images,))):
+        mean = tiny_embedder(layers=(3,), fusion="mean").fit(*fit_args)
+        np.testing.assert_allclose(
+            emb.transform(task.real_images), mean.transform(task.real_images), atol=1e-6
+        )
+    tiny_embedder(layers=(2, 3)).fit(task.X_pairs, task.y)
+    assert gate_trainings == ["_train_gate_supervised"]
 
 
 def test_gate_memo_key_holds_every_input_of_the_training(task, gate_trainings):

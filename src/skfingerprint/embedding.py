@@ -95,7 +95,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     fusion : {"gated", "mean", "concat"}, default="gated"
         The learned gate of the paper, equal weights (nothing learned), or concatenation.
     gate_epochs : int, default=200
-        Full-batch optimisation steps of the gate in ``fit`` (on cached tokens: cheap).
+        Full-batch optimisation steps of the gate in ``fit`` (on cached tokens: cheap). With a
+        single block in ``layers`` nothing is trained: its weight is 1.
     gate_lr : float, default=1e-2
     gate_temperature : float, default=0.05
         Softness of the nearest-neighbour maximum in the supervised gate objective.
@@ -480,7 +481,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         rms = np.sqrt(((sel - sel.mean(axis=0)) ** 2).mean(axis=(0, 2)))
         self.token_std_ = torch.from_numpy(rms.astype(np.float32) + 1e-6)[:, None]
 
-        trains_gate = self.fusion == "gated" and self.gate_epochs > 0
+        # one block has nothing to weigh (its weight is 1 whatever the gate): no training, and
+        # no augmented views for it
+        trains_gate = self.fusion == "gated" and self.gate_epochs > 0 and len(self.layers_) > 1
         # the gate's training reads the parameters, the model, the precision, the tokens of the
         # fit's images (real, then library) and the labels
         context = (backbone.digest, self.dtype_)
