@@ -19,7 +19,9 @@ On seeds 9-14 the nonneg skip was ahead of ``CANet`` on every task by point esti
 to +0.018) but the run paired both with the linear head only. **Confirmation** (fixed before
 any run on these seeds, which no one had looked at): ``--seeds 15 16 17 --reference CANet``,
 the same rule with ``CANet`` as the reference; the nonneg skip becomes CANet's start for the
-relation scores only if it passes there.
+relation scores only if it passes there. It passed (+0.086 [+0.070, +0.102],
+``RESULTS_canet_skip_seeds15-17.md``) and CANet ships it since, so the two CANet rows are now
+the same net; the tables were measured at 0551640.
 
     .venv/bin/python benchmarks/probe_canet_skip.py [--cache-dir DIR] [--seeds N [N ...]]
 

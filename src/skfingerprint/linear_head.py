@@ -189,7 +189,7 @@ def _positive_logistic_regression(X: np.ndarray, y: np.ndarray, C: float) -> Log
     )  # fmt: skip
     model = LogisticRegression(C=C)
     model.classes_ = np.array([0, 1])
-    model.coef_ = res.x[None, :-1].copy()
+    model.coef_ = np.maximum(res.x[None, :-1], 0.0)  # L-BFGS-B may overstep a bound by ~1e-11
     model.intercept_ = res.x[-1:].copy()
     model.n_features_in_ = X.shape[1]
     model.n_iter_ = np.array([res.nit])
