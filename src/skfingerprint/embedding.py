@@ -494,6 +494,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             aug_tokens = self._vit_tokens(
                 real, backbone, augment_seed=seed, what="augmented views for the gate"
             )
+        every_t = self._layer_tokens(every)  # the gate's inputs: the reals, then the library
         with seeded_torch(seed):
             fusion = GatedFusion(len(self.layers_), backbone.embed_dim, self.fusion)
             if kept is not None:
@@ -502,14 +503,14 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 n_tokens = len(every) * len(self.layers_)
                 with threads_for(6 * n_tokens * backbone.embed_dim * 256):
                     if y is not None:
-                        self._train_gate_supervised(fusion, real_tokens, lib_tokens, y)
+                        self._train_gate_supervised(fusion, every_t, len(real_tokens), y)
                     else:
                         self._train_gate_views(fusion, real_tokens, aug_tokens)
                 if memo is not None:
                     _GATES.put(memo, {k: v.copy() for k, v in state_arrays(fusion).items()})
         self.fusion_ = fusion.eval()
         with torch.no_grad():
-            w = fusion.weights(self._layer_tokens(every))
+            w = fusion.weights(every_t)
         self.fusion_weights_ = w.mean(dim=0).numpy()
         self.image_sizes_ = sizes
         self.n_features_out_ = backbone.embed_dim * (
@@ -517,12 +518,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         )
         return self
 
-    def _train_gate_supervised(self, fusion, real_tokens, lib_tokens, y):
+    def _train_gate_supervised(self, fusion, both, n_real, y):
         """Make used reals closer to their nearest library image than unused ones (BCE on a
-        soft nearest-neighbour similarity with a learned scale and offset)."""
-        # reals and library in one pass: the steps are small, so each op's call costs count
-        both = self._layer_tokens(np.concatenate([real_tokens, lib_tokens]))
-        n_real = len(real_tokens)
+        soft nearest-neighbour similarity with a learned scale and offset). ``both``: the
+        standardised tokens of the ``n_real`` reals, then of the library, fused in one pass per
+        step (the steps are small, so each op's call costs count)."""
         target = torch.from_numpy(y.astype(np.float32))
         scale = nn.Parameter(torch.tensor(10.0))
         offset = nn.Parameter(torch.tensor(0.0))
