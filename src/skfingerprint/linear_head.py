@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._contracts import check_candidates
 from .baselines import _ThresholdMixin
+from .relations import PER_CANDIDATE, PER_REAL
 
 __all__ = ["LinearRelationClassifier"]
 
@@ -59,10 +60,12 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         scikit-learn's plain ``LogisticRegression``.
     shrinkage : float in [0, 1], default=0.0
         How far the fitted weights are pulled towards equal weights, which need no labels:
-        on the training scores' scale (each score divided by its spread), the weights are
-        scaled to mean 1 and averaged with all-ones, ``(1 - shrinkage) w + shrinkage``. With
-        ~200 noisy labels a fit can lean on one score by chance; equal weights cannot, but
-        cannot drop a useless score either. 0 applies the regression as fitted.
+        on the training scores' scale (each score divided by its spread), each weight ``w``
+        becomes ``(1 - shrinkage) w + shrinkage mean(w)``, the mean taken over the 12 scores
+        of its relation space, so each space keeps the total weight the fit gave it (a space
+        the fit ignored stays ignored). With ~200 noisy labels a fit can lean on one score by
+        chance; equal weights cannot, but cannot drop a useless score either. 0 applies the
+        regression as fitted.
 
     Attributes
     ----------
@@ -191,17 +194,28 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
 
 
 def _shrunk_to_equal(coef: np.ndarray, scores: np.ndarray, shrinkage: float) -> np.ndarray:
-    """``(1, d)`` weights: ``coef`` on the scale of the ``(n, d)`` training ``scores`` divided
-    by their spread, scaled to mean 1, moved ``shrinkage`` of the way to all-ones, back on the
-    scores' scale. A constant score keeps weight 0; weights summing to <= 0 (nothing learned)
-    become equal weights."""
+    """``(1, d)`` weights: on the scale of the ``(n, d)`` training ``scores`` divided by their
+    spread, ``(1 - shrinkage) w + shrinkage mean(w)`` within each space's block of scores, back
+    on the scores' scale.
+
+    The blocks are the 12 scores of each relation space when ``d`` is a multiple of 12 (the
+    selector's layout, ``relations.relation_feature_names``), else all ``d`` scores: a space the
+    fit gave no weight keeps none, so a useless space is not forced in. A constant score keeps
+    weight 0; where the fit gave every score weight 0 (nothing learned), equal weights.
+    """
     spread = scores.std(0).astype(np.float64)
     live = np.ptp(scores, axis=0) > 0  # not ``spread > eps``: float32 std of a constant is ~1e-8
     on_z = np.where(live, coef * spread, 0.0)
-    total = on_z.sum()
-    mean_one = on_z * live.sum() / total if total > 0 else live.astype(np.float64)
-    shrunk = (1.0 - shrinkage) * mean_one + shrinkage * live
-    return np.where(live, shrunk / np.where(live, spread, 1.0), 0.0)[None, :]
+    if not on_z.any():
+        on_z = live.astype(np.float64)
+    block = len(PER_CANDIDATE) + len(PER_REAL)
+    size = block if len(coef) % block == 0 else len(coef)
+    shrunk = np.zeros_like(on_z)
+    for start in range(0, len(coef), size):
+        w, on = on_z[start : start + size], live[start : start + size]
+        mean = w[on].mean() if on.any() else 0.0
+        shrunk[start : start + size] = np.where(on, (1.0 - shrinkage) * w + shrinkage * mean, 0.0)
+    return (shrunk / np.where(live, spread, 1.0))[None, :]
 
 
 def _positive_logistic_regression(X: np.ndarray, y: np.ndarray, C: float) -> LogisticRegression:
