@@ -189,7 +189,7 @@ def test_linear_head_is_a_logistic_regression_on_every_score_but_the_cosine():
 
     X, y = _planted(200, 2, lambda X: X[:, 0, -2] > 0)  # the signal in the last score column
     clf = LinearRelationClassifier(C=0.01, threshold=0.3, positive=False).fit(X, y)
-    assert clf.get_params() == {"C": 0.01, "threshold": 0.3, "positive": False, "shrinkage": 0.0}
+    assert clf.get_params() == {"C": 0.01, "threshold": 0.3, "positive": False}
     assert clf.threshold_ == 0.3
     ref = LogisticRegression(C=0.01, max_iter=2000).fit(X[:, 0, :-1], y)
     np.testing.assert_allclose(clf.score_samples(X), ref.decision_function(X[:, 0, :-1]))
@@ -241,96 +241,6 @@ def test_linear_head_saved_before_positive_existed_loads_as_the_plain_fit_it_was
     del old.positive  # as a file written by the earlier version
     loaded = pickle.loads(pickle.dumps(old))
     assert loaded.get_params()["positive"] is False
-    np.testing.assert_array_equal(loaded.predict(X), old.predict(X))
-
-
-def test_shrinkage_moves_the_fitted_weights_towards_equal_weights_on_the_scores_scale():
-    """On the scale of each score divided by its training spread, ``shrinkage`` moves each
-    fitted weight towards their mean; the regression's own weights stay in ``fitted_coef_``
-    (catches the average taken on the raw scale, its two sides swapped, or a constant score
-    given weight)."""
-    X, y = _planted(300, 5, lambda X: X[:, 0, 0] + 0.5 * X[:, 0, 1] > 0)
-    X[:, 0, 2] *= 10.0  # spreads differ: equal weights must be equal per unit of spread
-    X[:, 0, 3] = 0.7  # a constant score
-    spread = X[:, 0, :-1].std(0)
-    fits = {a: LinearRelationClassifier(shrinkage=a).fit(X, y) for a in (0.0, 0.25, 1.0)}
-    fitted = fits[0.0].fitted_coef_
-    for clf in fits.values():
-        np.testing.assert_array_equal(clf.fitted_coef_, fitted)  # the same regression
-    np.testing.assert_array_equal(fits[0.0].model_.coef_[0], fitted)
-    assert fitted[0] > fitted[1] > 0 and fitted[3] == 0.0
-    on_z = fitted[:3] * spread[:3]
-    np.testing.assert_allclose(
-        fits[0.25].model_.coef_[0, :3] * spread[:3], 0.75 * on_z + 0.25 * on_z.mean()
-    )
-    np.testing.assert_allclose(fits[1.0].model_.coef_[0, :3] * spread[:3], on_z.mean())
-    for a in (0.25, 1.0):
-        assert fits[a].model_.coef_[0, 3] == 0.0
-    # what is applied is the shrunk weights, and the threshold is cut on them
-    equal = on_z.mean() * (X[:, 0, :3] / spread[:3]).sum(1)
-    np.testing.assert_allclose(
-        fits[1.0].score_samples(X) - fits[1.0].model_.intercept_[0], equal, rtol=1e-5
-    )
-    assert fits[1.0].predict(X).mean() == pytest.approx(y.mean(), abs=1 / 300)
-    with pytest.raises(ValueError, match="shrinkage"):
-        LinearRelationClassifier(shrinkage=1.5).fit(X, y)
-
-
-def test_shrinkage_keeps_each_relation_spaces_total_weight():
-    """With the selector's layout (12 scores per space), the pull is towards each space's own
-    mean weight: a space the fit ignored stays ignored, the other keeps its total (catches the
-    mean taken over every space, or blocks of the wrong size)."""
-    rng = np.random.default_rng(6)
-    X = rng.normal(size=(400, 2, 25)).astype(np.float32)
-    y = (X[:, 0, :3].sum(1) + rng.logistic(size=400) > 0).astype(int)
-    X[:, 0, 12:24] = -np.abs(X[:, 0, 12:24])  # the second space: no signal ...
-    X[:, 0, 12:24] -= 0.3 * y[:, None] * np.abs(rng.normal(size=(400, 12)))  # ... or contrary
-    clf = LinearRelationClassifier(shrinkage=0.5).fit(X, y)
-    assert np.all(clf.fitted_coef_[12:] == 0.0)
-    assert np.all(clf.model_.coef_[0, 12:] == 0.0)
-    on_z = clf.fitted_coef_[:12] * X[:, 0, :12].std(0)
-    shrunk_z = clf.model_.coef_[0, :12] * X[:, 0, :12].std(0)
-    np.testing.assert_allclose(shrunk_z.sum(), on_z.sum(), rtol=1e-6)
-    np.testing.assert_allclose(shrunk_z, 0.5 * on_z + 0.5 * on_z.mean(), rtol=1e-6)
-    assert np.all(shrunk_z > 0)  # the first space's noise scores get weight too
-
-
-def test_shrinkage_pays_where_many_scores_carry_the_same_weak_signal():
-    """The case it is for: eight scores, each a noisy copy of the same weak signal, 100
-    labels. Half-way shrinkage beats the fitted weights on fresh draws, averaged over 20
-    training draws (catches shrinkage ignored, or pulled towards the wrong weights)."""
-
-    def draw(n, rng):
-        member = rng.integers(0, 2, n)
-        X = np.zeros((n, 2, 9), dtype=np.float32)
-        X[:, 0, :8] = 0.35 * member[:, None] + rng.normal(size=(n, 8))
-        X[:, :, 8] = 0.5
-        return X, member
-
-    rng = np.random.default_rng(0)
-    Xt, yt = draw(4000, rng)
-    gains = []
-    for _ in range(20):
-        X, y = draw(100, rng)
-        fitted, shrunk = (
-            cohen_kappa_score(yt, LinearRelationClassifier(shrinkage=a).fit(X, y).predict(Xt))
-            for a in (0.0, 0.5)
-        )
-        gains.append(shrunk - fitted)
-    assert np.mean(gains) > 0.01
-
-
-def test_linear_head_saved_before_shrinkage_existed_loads_unshrunk():
-    """A model file from before ``shrinkage`` loads with ``shrinkage=0``, its regression as
-    ``fitted_coef_``, and predicts as saved."""
-    import pickle
-
-    X, y = _planted(120, 2, lambda X: X[:, 0, 0] > 0)
-    old = LinearRelationClassifier().fit(X, y)
-    del old.shrinkage, old.fitted_coef_  # as a file written by the earlier version
-    loaded = pickle.loads(pickle.dumps(old))
-    assert loaded.get_params()["shrinkage"] == 0.0
-    np.testing.assert_array_equal(loaded.fitted_coef_, old.model_.coef_[0])
     np.testing.assert_array_equal(loaded.predict(X), old.predict(X))
 
 

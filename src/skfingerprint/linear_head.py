@@ -24,7 +24,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._contracts import check_candidates
 from .baselines import _ThresholdMixin
-from .relations import PER_CANDIDATE, PER_REAL
 
 __all__ = ["LinearRelationClassifier"]
 
@@ -58,14 +57,6 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         kappa over all tasks, no task below 0, and on 3 draws no one had looked at +0.050
         [+0.034, +0.066] (``benchmarks/RESULTS_manifold.md`` and ``_seeds678.md``). False:
         scikit-learn's plain ``LogisticRegression``.
-    shrinkage : float in [0, 1], default=0.0
-        How far the fitted weights are pulled towards equal weights, which need no labels:
-        on the training scores' scale (each score divided by its spread), each weight ``w``
-        becomes ``(1 - shrinkage) w + shrinkage mean(w)``, the mean taken over the 12 scores
-        of its relation space, so each space keeps the total weight the fit gave it (a space
-        the fit ignored stays ignored). With ~200 noisy labels a fit can lean on one score by
-        chance; equal weights cannot, but cannot drop a useless score either. 0 applies the
-        regression as fitted.
 
     Attributes
     ----------
@@ -75,9 +66,6 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         The fitted regression on the first candidate's scores (all columns but the cosine).
         With ``positive=True`` its ``coef_`` and ``intercept_`` are those of the constrained
         fit (same objective, weights bounded), so ``model_.decision_function`` applies it.
-        With ``shrinkage > 0`` its ``coef_`` holds the shrunk weights it applies.
-    fitted_coef_ : ndarray of shape (n_scores,)
-        The regression's own weights, before shrinkage.
     threshold_ : float
         Predict 1 where the regression's decision value exceeds it.
     train_kappa_ : float
@@ -109,20 +97,14 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         "C": [Interval(Real, 0, None, closed="neither")],
         "threshold": [Real, StrOptions({"kappa", "prior"}), None],
         "positive": ["boolean"],
-        "shrinkage": [Interval(Real, 0, 1, closed="both")],
     }
 
     def __init__(
-        self,
-        C: float = 0.1,
-        threshold: float | str | None = "prior",
-        positive: bool = True,
-        shrinkage: float = 0.0,
+        self, C: float = 0.1, threshold: float | str | None = "prior", positive: bool = True
     ) -> None:
         self.C = C
         self.threshold = threshold
         self.positive = positive
-        self.shrinkage = shrinkage
 
     def _scores(self, X: Any) -> np.ndarray:
         return check_candidates(X, relations=True, dtype=np.float32)[:, 0, :-1]
@@ -149,9 +131,6 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
             self.model_ = _positive_logistic_regression(scores, y, self.C)
         else:
             self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(scores, y)
-        self.fitted_coef_ = self.model_.coef_[0].copy()
-        if self.shrinkage > 0:
-            self.model_.coef_ = _shrunk_to_equal(self.fitted_coef_, scores, self.shrinkage)
         self._fit_threshold(self.model_.decision_function(scores), y)
         return self
 
@@ -176,13 +155,9 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         return self.model_.decision_function(scores)
 
     def __setstate__(self, state: dict) -> None:
-        # files saved before ``positive`` existed hold a plain fit, before ``shrinkage`` an
-        # unshrunk one
+        # files saved before ``positive`` existed hold a plain fit
         state = dict(state)
         state.setdefault("positive", False)
-        state.setdefault("shrinkage", 0.0)
-        if "model_" in state:
-            state.setdefault("fitted_coef_", state["model_"].coef_[0].copy())
         super().__setstate__(state)
 
     def __sklearn_tags__(self):
@@ -191,31 +166,6 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         tags.input_tags.three_d_array = True
         tags.classifier_tags.multi_class = False
         return tags
-
-
-def _shrunk_to_equal(coef: np.ndarray, scores: np.ndarray, shrinkage: float) -> np.ndarray:
-    """``(1, d)`` weights: on the scale of the ``(n, d)`` training ``scores`` divided by their
-    spread, ``(1 - shrinkage) w + shrinkage mean(w)`` within each space's block of scores, back
-    on the scores' scale.
-
-    The blocks are the 12 scores of each relation space when ``d`` is a multiple of 12 (the
-    selector's layout, ``relations.relation_feature_names``), else all ``d`` scores: a space the
-    fit gave no weight keeps none, so a useless space is not forced in. A constant score keeps
-    weight 0; where the fit gave every score weight 0 (nothing learned), equal weights.
-    """
-    spread = scores.std(0).astype(np.float64)
-    live = np.ptp(scores, axis=0) > 0  # not ``spread > eps``: float32 std of a constant is ~1e-8
-    on_z = np.where(live, coef * spread, 0.0)
-    if not on_z.any():
-        on_z = live.astype(np.float64)
-    block = len(PER_CANDIDATE) + len(PER_REAL)
-    size = block if len(coef) % block == 0 else len(coef)
-    shrunk = np.zeros_like(on_z)
-    for start in range(0, len(coef), size):
-        w, on = on_z[start : start + size], live[start : start + size]
-        mean = w[on].mean() if on.any() else 0.0
-        shrunk[start : start + size] = np.where(on, (1.0 - shrinkage) * w + shrinkage * mean, 0.0)
-    return (shrunk / np.where(live, spread, 1.0))[None, :]
 
 
 def _positive_logistic_regression(X: np.ndarray, y: np.ndarray, C: float) -> LogisticRegression:
