@@ -35,6 +35,10 @@ the one candidate. It becomes the default head's rule only if it passes the same
 the default on seeds 18-20 (``--seeds 18 19 20``); every other row of that run is reported and
 decides nothing.
 
+**Outcome** (``RESULTS_joint_seeds18-20.md``): it failed, -0.000 [-0.010, +0.009] over all
+tasks and -0.025 [-0.049, -0.001] on the DDPM; not adopted. Nothing of round 9 changed the
+default.
+
 Development on seeds 15-17 (looked at before: they are the default's third unseen look); a
 variant passing the usual rule there (the paired difference to the default above 0 over all
 tasks, no task below 0) is adopted only if it passes the same rule again on seeds 18-20, drawn
