@@ -67,6 +67,7 @@ from realgen.sources import load_source  # noqa: E402
 from realgen.task import (  # noqa: E402
     DEFAULT_ROOT,
     GENERATORS,
+    LARGE_TASKS,
     QUICK_GENERATORS,
     QUICK_SIZES,
     SIZES,
@@ -123,6 +124,18 @@ def _test_labels(folder: Path, ids: list[str]) -> np.ndarray:
     with open(folder / "test_labels.csv", newline="") as f:
         labels = {row[0]: int(row[1]) for row in csv.reader(f)}
     return np.array([labels[i] for i in ids])
+
+
+def resolve_tasks(names: list[str] | None) -> list[tuple[str, str]]:
+    """The ``(source, generator)`` pairs named ``source/generator`` (None: the suite's
+    :data:`TASKS`); the 64 px :data:`LARGE_TASKS` run only when named."""
+    if names is None:
+        return list(TASKS)
+    known = {"/".join(t): t for t in TASKS + LARGE_TASKS}
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ValueError(f"unknown tasks {unknown}; known: {', '.join(known)}")
+    return [known[name] for name in names]
 
 
 def _prepare(source, generator, seed, root, quick) -> tuple[Path, dict]:
@@ -481,7 +494,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
     seeds = list(range(args.first_seed, args.first_seed + (args.seeds or cfg["seeds"])))
-    tasks = [t for t in TASKS if args.tasks is None or "/".join(t) in args.tasks]
+    try:
+        tasks = resolve_tasks(args.tasks)
+    except ValueError as e:
+        parser.error(str(e))
     output = args.output or (None if args.quick else RESULTS)
     figures = args.figures or (FIGURES if output == RESULTS else None)
     start, cpu_start = time.perf_counter(), time.process_time()

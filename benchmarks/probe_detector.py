@@ -189,10 +189,11 @@ def run(folder: Path) -> dict:
 
 
 def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detector.py",
-         default_output=BENCH / "RESULTS_detector.md", legend=None) -> int:  # fmt: skip
+         default_output=BENCH / "RESULTS_detector.md", legend=None,
+         tasks=TASKS) -> int:  # fmt: skip
     """Run ``run`` on every task's seeds and write the comparison of ``methods`` (the first is
     the reference). Other probes call it with their own ``run``, ``methods``, ``doc`` and
-    ``legend`` (the text that explains the table's rows)."""
+    ``legend`` (the text that explains the table's rows), and ``tasks`` (default the suite's)."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--output", type=Path, default=default_output)
@@ -216,7 +217,7 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
     thin = {name: [] for name in methods}
     pooled = {name: ([], [], [], []) for name in methods}  # y, pred, reference pred, seed id
     names = []
-    for t, (source, generator) in enumerate(TASKS):
+    for t, (source, generator) in enumerate(tasks):
         folder = args.cache_dir / "tasks" / f"{source}-{generator}"
         if args.seeds is not None:  # the suite's sizes and generators, as bench_quality.py
             seeds = [build_task(source, generator, s, args.cache_dir)[0] for s in args.seeds]

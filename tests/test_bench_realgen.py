@@ -18,7 +18,7 @@ sys.path.insert(0, str(BENCH))
 import bench_quality  # noqa: E402
 from realgen import dcgan  # noqa: E402
 from realgen.sources import NEAR_DUPLICATE, SOURCES, SourceUnavailableError, load_source  # noqa: E402
-from realgen.task import QUICK_SIZES, _deal, build_task, load_generator  # noqa: E402
+from realgen.task import QUICK_SIZES, TASKS, _deal, build_task, load_generator  # noqa: E402
 
 
 def _source_or_skip(name, n, seed=0):
@@ -43,10 +43,11 @@ def test_deal_keeps_each_group_in_one_cell_and_fills_every_cell():
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_sources_give_distinct_images_with_groups(name):
     real = _source_or_skip(name, 120)
-    assert real.images.dtype == np.uint8 and real.images.shape == (120, 32, 32)
+    size = 64 if name.endswith("-64") else 32
+    assert real.images.dtype == np.uint8 and real.images.shape == (120, size, size)
     assert real.group.shape == (120,)
     assert real.images.reshape(120, -1).std(1).min() > 0  # no blank image
-    if name != "ct-phantom":  # one image per group, and no near-duplicate pair
+    if not name.startswith("ct-phantom"):  # one image per group, and no near-duplicate pair
         v = real.images.reshape(120, -1).astype(np.float64)
         corr = np.corrcoef(v)
         np.fill_diagonal(corr, 0)
@@ -56,6 +57,19 @@ def test_sources_give_distinct_images_with_groups(name):
     np.testing.assert_array_equal(real.images, again.images)  # the seed decides
     other = _source_or_skip(name, 120, seed=1)
     assert not np.array_equal(real.images, other.images)
+
+
+def test_kanji_64_renders_the_same_characters_as_kanji_at_twice_the_size():
+    small = _source_or_skip("kanji", 60).images.astype(np.float64)
+    large = _source_or_skip("kanji-64", 60).images.astype(np.float64)
+    down = large.reshape(60, 32, 2, 32, 2).mean(axis=(2, 4))
+
+    def mean_corr(a, b):
+        return np.mean([np.corrcoef(x.ravel(), y.ravel())[0, 1] for x, y in zip(a, b, strict=True)])
+
+    # the seed picks the same characters; the size only scales the font
+    assert mean_corr(small, down) > 0.7
+    assert mean_corr(small, down) > mean_corr(small, np.roll(down, 30, axis=0)) + 0.3
 
 
 def test_dcgan_32_samples_come_from_the_network_and_repeat():
@@ -256,3 +270,14 @@ def test_relation_scores_ignore_order_and_library_duplication():
     assert not np.allclose(doubled[:, fixed_k], base[:, fixed_k])
     attribution = FEATURES.index("attribution")
     assert base[:4, attribution].mean() > base[4:, attribution].mean()  # copies attract
+
+
+def test_bench_quality_runs_the_suite_unless_tasks_are_named():
+    resolve_tasks = bench_quality.resolve_tasks
+    assert resolve_tasks(None) == list(TASKS)
+    assert resolve_tasks(["kanji-64/dcgan-long", "fashion/ddpm"]) == [
+        ("kanji-64", "dcgan-long"),
+        ("fashion", "ddpm"),
+    ]
+    with pytest.raises(ValueError, match=r"unknown tasks \['kanji/ddpm'\]"):
+        resolve_tasks(["kanji/ddpm"])

@@ -10,6 +10,11 @@ the real image alone recognise it, and used / not-used images would share near-d
   ``dataset-fashion-mnist``; group = image (one product each), near-duplicates removed.
 - ``kanji``: kanji written by hand, rendered from Debian's ``fonts-seto`` (a font traced from
   one person's handwriting); group = character, near-duplicates removed.
+- ``ct-phantom-64``, ``kanji-64``: the same sources at 64x64 (the phantom drawn at that size:
+  other patients than the 32 px source's for the same seed; the same characters rendered
+  twice as large). The suite's images are 32 px, while users' are larger (ImageCLEF's CT
+  slices are 256 px), so a choice of scale made on 32 px images needs larger ones to be judged.
+  Fashion-MNIST has no 64 px version (its images are 28 px).
 
 The two real sources are Debian packages (``make bench`` installs them where it can:
 ``apt-get install dataset-fashion-mnist fonts-seto``); a missing one raises
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import gzip
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +46,8 @@ class SourceUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class RealImages:
-    """``images`` uint8 ``(n, 32, 32)`` and ``group`` int ``(n,)``: one id per patient,
-    product or character."""
+    """``images`` uint8 ``(n, s, s)`` (s = 32, or 64 for the ``-64`` sources) and ``group``
+    int ``(n,)``: one id per patient, product or character."""
 
     images: np.ndarray
     group: np.ndarray
@@ -71,12 +77,12 @@ def _drop_near_duplicates(images: np.ndarray, n: int) -> np.ndarray:
     raise ValueError(f"only {len(kept)} distinct images, {n} asked for")
 
 
-def _ct_phantom(n: int, seed: int) -> RealImages:
+def _ct_phantom(n: int, seed: int, size: int = IMAGE_SIZE) -> RealImages:
     from skfingerprint.datasets import make_synthetic_leak
 
     half = n // 2
     data = make_synthetic_leak(
-        half, n - half, 1, image_size=IMAGE_SIZE, random_state=1000 + seed
+        half, n - half, 1, image_size=size, random_state=1000 + seed
     )  # its y and its one generated image are not used: the suite splits and generates
     return RealImages(data.real_images, np.asarray(data.patient))
 
@@ -89,25 +95,26 @@ def _fashion(n: int, seed: int) -> RealImages:
     return RealImages(pool[_drop_near_duplicates(pool, n)], np.arange(n))
 
 
-def _render_kanji(codepoints: np.ndarray) -> np.ndarray:
+def _render_kanji(codepoints: np.ndarray, size: int = IMAGE_SIZE) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
-    font = ImageFont.truetype(str(_require(KANJI_FONT, "fonts-seto")), 28)
-    out = np.zeros((len(codepoints), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
+    # 28 pt on 32 px, the same margin at other sizes
+    font = ImageFont.truetype(str(_require(KANJI_FONT, "fonts-seto")), 28 * size // 32)
+    out = np.zeros((len(codepoints), size, size), dtype=np.uint8)
     for i, cp in enumerate(codepoints):
-        canvas = Image.new("L", (IMAGE_SIZE, IMAGE_SIZE))
+        canvas = Image.new("L", (size, size))
         ImageDraw.Draw(canvas).text(
-            (IMAGE_SIZE / 2, IMAGE_SIZE / 2), chr(int(cp)), fill=255, font=font, anchor="mm"
+            (size / 2, size / 2), chr(int(cp)), fill=255, font=font, anchor="mm"
         )
         out[i] = np.asarray(canvas)
     return out
 
 
-def _kanji(n: int, seed: int) -> RealImages:
+def _kanji(n: int, seed: int, size: int = IMAGE_SIZE) -> RealImages:
     # CJK Unified Ideographs; code points the font lacks render as its .notdef glyph (or blank)
     candidates = np.random.default_rng(seed).permutation(np.arange(0x4E00, 0x9FA6))[: 6 * n]
-    images = _render_kanji(candidates)
-    missing = _render_kanji(np.array([0x10FFFD]))[0]  # a private-use code point: .notdef
+    images = _render_kanji(candidates, size)
+    missing = _render_kanji(np.array([0x10FFFD]), size)[0]  # a private-use code point: .notdef
     present = np.flatnonzero(
         (images.reshape(len(images), -1) != missing.reshape(-1)).any(1)
         & (images.reshape(len(images), -1).max(1) > 0)
@@ -116,7 +123,13 @@ def _kanji(n: int, seed: int) -> RealImages:
     return RealImages(images[_drop_near_duplicates(images, n)], np.arange(n))
 
 
-SOURCES = {"ct-phantom": _ct_phantom, "fashion": _fashion, "kanji": _kanji}
+SOURCES = {
+    "ct-phantom": _ct_phantom,
+    "fashion": _fashion,
+    "kanji": _kanji,
+    "ct-phantom-64": partial(_ct_phantom, size=64),
+    "kanji-64": partial(_kanji, size=64),
+}
 
 
 def load_source(name: str, n: int, *, seed: int) -> RealImages:

@@ -46,6 +46,7 @@ from .sources import load_source
 
 __all__ = [
     "GENERATORS",
+    "LARGE_TASKS",
     "QUICK_GENERATORS",
     "QUICK_SIZES",
     "SIZES",
@@ -107,6 +108,12 @@ TASKS = (
     ("fashion", "dcgan-long"),
     ("kanji", "dcgan-long"),
     ("fashion", "ddpm"),
+)
+#: Two of them on 64 px images, run when named (``--tasks ct-phantom-64/dcgan-short``): for
+#: choices of scale, which the 32 px suite cannot judge.
+LARGE_TASKS = (
+    ("ct-phantom-64", "dcgan-short"),
+    ("kanji-64", "dcgan-long"),
 )
 
 
