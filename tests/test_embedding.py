@@ -531,6 +531,33 @@ def test_a_new_size_warns_once_per_call_with_how_many_images(task):
     assert caught[0].filename == __file__
 
 
+@pytest.mark.parametrize(
+    ("real_side", "lib_side", "expected"),
+    [(48, 48, 48), (80, 80, 64), (48, 40, 40), (40, 48, 40)],
+)
+def test_auto_pixel_size_is_the_smallest_fitted_side_capped_at_64(
+    task, real_side, lib_side, expected
+):
+    # Catches: the cap or the minimum dropped (96 px upsampled images, or a library of smaller
+    # images upsampled to the reals' size), only the reals' sizes read, or transform using the
+    # sizes of the images it is given instead of the fitted size.
+    def resized(images, side):
+        return np.stack([np.resize(img, (side, side, *img.shape[2:])) for img in images])
+
+    pairs = make_pairs(
+        resized(task.real_images, real_side), resized(task.generated_images, lib_side)
+    )
+    emb = tiny_embedder(fusion="mean", pixel_size="auto").fit(pairs)
+    assert emb.pixel_size_ == expected
+    real_px, lib_px = emb.transform(pairs).spaces["pixels"]
+    assert real_px.shape == (24, expected**2) and lib_px.shape == (24, expected**2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a new size warns; the pixels keep the fitted size
+        other = emb.transform(make_pairs(task.real_images[:, :20, :20], task.generated_images))
+    assert other.spaces["pixels"][0].shape == (24, expected**2)
+    assert tiny_embedder(pixel_size=16).fit(pairs).pixel_size_ == 16  # an int is kept as given
+
+
 @pytest.mark.parametrize("as_folder", [False, True])
 def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, as_folder, vit_passes):
     # Catches: y silently dropped for plain images (the ViT then runs, and a pipeline's next

@@ -118,11 +118,14 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     position_code : bool, default=False
         Add the paper's normalised ``(x/W, y/H)`` position code, zero-initialised (a no-op until
         fine-tuned).
-    pixel_size : int or None, default=None
+    pixel_size : int, "auto" or None, default=None
         With ``X_pairs``, also hand on every image as ``pixel_size x pixel_size`` grayscale
         pixels (``PairEmbeddings.spaces["pixels"]``), for the selector's relation features.
         On the membership benchmark pixels carried more signal than an untrained ViT
-        (``benchmarks/RESULTS.md``). None adds nothing.
+        (``benchmarks/RESULTS.md``). ``"auto"``: the images' own size, the smallest side of
+        any image seen in ``fit`` (no image is upsampled), at most 64 px, the largest size
+        measured (``benchmarks/RESULTS_pixel_size.md``); the size used is ``pixel_size_``.
+        None adds nothing.
     batch_size : int, default=32
     device : str, default="auto"
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
@@ -165,6 +168,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
         The fitted fusion module.
+    pixel_size_ : int or None
+        The pixel size ``transform`` hands on: ``pixel_size``, with ``"auto"`` resolved on the
+        images seen in ``fit``.
     image_sizes_ : tuple of (int, int)
         The distinct ``(height, width)`` of the images seen in ``fit``. ``transform`` warns
         when it meets another size: every image is resized to the ViT's input, so images of a
@@ -199,7 +205,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         "augment_p": [Interval(Real, 0, 1, closed="both")],
         "stop_early": ["boolean"],
         "position_code": ["boolean"],
-        "pixel_size": [Interval(Integral, 1, None, closed="left"), None],
+        "pixel_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str],
         "dtype": [StrOptions({"auto", "float32", "bfloat16"})],
@@ -227,7 +233,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         finetune_lr: float = 1e-4,
         augment_p: float = 0.6,
         position_code: bool = False,
-        pixel_size: int | None = None,
+        pixel_size: int | str | None = None,
         batch_size: int = 32,
         device: str = "auto",
         dtype: str = "auto",
@@ -513,6 +519,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             w = fusion.weights(every_t)
         self.fusion_weights_ = w.mean(dim=0).numpy()
         self.image_sizes_ = sizes
+        self.pixel_size_ = _resolve_pixel_size(self.pixel_size, sizes)
         self.n_features_out_ = backbone.embed_dim * (
             len(self.layers_) if self.fusion == "concat" else 1
         )
@@ -581,8 +588,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         key.update(repr((self.backbone_.digest, self.layers_, self.fusion)).encode())
         key.update(lib.tobytes())
         spaces = {}
-        if self.pixel_size is not None:
-            size = self.pixel_size
+        size = getattr(self, "pixel_size_", self.pixel_size)  # fitted before pixel_size_ existed
+        if size is not None:
             spaces["pixels"] = (pixel_vectors(real, size), pixel_vectors(library, size))
         real_emb = self._embed(real, "real images")
         return PairEmbeddings(real_emb, lib, key.hexdigest(), ids=real.ids, spaces=spaces)
@@ -653,6 +660,18 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None and not self.pretrained
         return tags
+
+
+#: ``pixel_size="auto"`` never goes above this: the largest size measured (on 64 px images the
+#: scores at 64 px beat 32 px; on 32 px images upsampled to 64 px they lost, RESULTS_head.md)
+AUTO_PIXEL_SIZE_CAP = 64
+
+
+def _resolve_pixel_size(pixel_size, sizes) -> int | None:
+    """``"auto"``: the smallest side among ``sizes`` (``(height, width)`` pairs), capped."""
+    if pixel_size != "auto":
+        return pixel_size
+    return min(AUTO_PIXEL_SIZE_CAP, *(min(h, w) for h, w in sizes))
 
 
 def _image_sizes(real: ImageSet, library: ImageSet | None) -> list[tuple[int, int]]:
