@@ -53,7 +53,7 @@ def test_paper_features_follow_the_paper():
 
 def test_default_is_the_linear_head_on_relation_scores():
     embed, select, clf = (step for _, step in make_fingerprint_pipeline().steps)
-    assert embed.pixel_size == 32
+    assert embed.pixel_size == "auto"  # the images' own size up to 64 px, resolved in fit
     assert (select.features, select.min_similarity) == ("relations", None)
     assert select.relation_spaces == ("pixels", "vit")  # pretrained ViT: its scores too
     assert isinstance(clf, LinearRelationClassifier)

@@ -36,11 +36,13 @@ FEATURES = ("relations", "paper")
 
 # What "auto" means for each kind of candidate features: the paper's settings for its input; for
 # relation scores no cosine floor (the scores are relative, a low cosine is evidence too), the
-# 32 px pixel space (on the membership benchmark 16 px and 32+16 px did not pay:
-# benchmarks/RESULTS_variants.md) and P(used) > 0.5 (CANet starts as a logistic regression).
+# pixel space at the images' own size up to 64 px (coarser lost: 16 px on the 32 px suite,
+# benchmarks/RESULTS_variants.md, 32 px on 64 px images, RESULTS_pixel_size*.md; 64 px on
+# upsampled 32 px images lost too, RESULTS_head.md) and P(used) > 0.5 (CANet starts as a
+# logistic regression).
 _AUTO = {
     "paper": dict(min_similarity=0.6, threshold=0.6, pixel_size=None),
-    "relations": dict(min_similarity=None, threshold=0.5, pixel_size=32),
+    "relations": dict(min_similarity=None, threshold=0.5, pixel_size="auto"),
 }
 
 #: A small randomly initialised ViT (no download): 64x64 input, 16x16 patches, 4 blocks of
@@ -136,8 +138,8 @@ def make_fingerprint_pipeline(
         threshold); both learn theirs in ``fit``.
     pixel_size : int, None or "auto", default="auto"
         Side of the grayscale pixel space the embedder adds for the relation scores
-        (``ViTLayerFusionEmbedder(pixel_size=...)``): ``"auto"`` is 32 with relation features,
-        None with the paper's.
+        (``ViTLayerFusionEmbedder(pixel_size=...)``): ``"auto"`` is, with relation features,
+        the images' own size (their smallest side) up to 64 px; None with the paper's.
     relation_spaces : tuple of str or "auto", default="auto"
         The spaces of the relation scores, the first choosing the candidates
         (``FaissCandidateSelector(relation_spaces=...)``). ``"auto"``: ``("pixels", "vit")``
