@@ -56,7 +56,7 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from bench_quality import _test_labels, kappa_interval, machine  # noqa: E402
+from bench_quality import _test_labels, kappa_interval, machine, resolve_tasks  # noqa: E402
 from realgen.task import DEFAULT_ROOT, TASKS, build_task  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
@@ -205,7 +205,16 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
         "--reference", default=None,
         help="the row every other is paired with (default: the probe's first)",
     )  # fmt: skip
+    parser.add_argument(
+        "--tasks", nargs="+", default=None,
+        help="source/generator names to run instead of the probe's own tasks",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.tasks is not None:
+        try:
+            tasks = resolve_tasks(args.tasks)
+        except ValueError as e:
+            parser.error(str(e))
     start = time.perf_counter()
     methods = methods or [f"{name}, {rule}" for name in VARIANTS for rule in RULES]
     if args.reference is not None:
@@ -244,6 +253,8 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
         print(f"{names[-1]}: done ({len(seeds)} seeds)", flush=True)
     fmt = "{:+.3f} [{:+.3f}, {:+.3f}]".format
     extra_args = "" if args.seeds is None else " --seeds " + " ".join(map(str, args.seeds))
+    if args.tasks is not None:
+        extra_args += " --tasks " + " ".join(args.tasks)
     if args.reference is not None:
         extra_args += f" --reference '{args.reference}'"
     if args.output != default_output:

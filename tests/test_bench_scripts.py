@@ -74,3 +74,25 @@ def test_probe_density_at_the_default_fractions_is_the_librarys_density():
     real, lib = _unit_rows(1, 450, 900, 8)
     got = density_scores(real, lib, fractions=(1 / 200, 1 / 100, 1 / 50))
     np.testing.assert_allclose(got, _per_real(real, lib)[:, 4:7], atol=1e-6)
+
+
+def test_probes_run_the_named_tasks_instead_of_their_own(tmp_path):
+    # Catches: --tasks parsed but ignored (the probe's own tasks run, and a check on another
+    # generator silently repeats the old ones), or an unknown name reaching the run.
+    import probe_detector
+
+    seen = []
+
+    def fake_run(folder):
+        seen.append(folder.parent.name)
+        raise StopIteration  # enough: the task was reached
+
+    (tmp_path / "tasks" / "ct-phantom-64-dcgan-long" / "seed0").mkdir(parents=True)
+    (tmp_path / "tasks" / "kanji-dcgan-long" / "seed0").mkdir(parents=True)
+    argv = ["--cache-dir", str(tmp_path), "--tasks", "ct-phantom-64/dcgan-long"]
+    with pytest.raises(StopIteration):
+        probe_detector.main(argv, run=fake_run, methods=["a"], tasks=[("kanji", "dcgan-long")])
+    assert seen == ["ct-phantom-64-dcgan-long"]
+    with pytest.raises(SystemExit) as exc:
+        probe_detector.main(["--tasks", "kanji/ddpm"], run=fake_run, methods=["a"])
+    assert exc.value.code == 2 and seen == ["ct-phantom-64-dcgan-long"]
