@@ -83,14 +83,17 @@ def test_probes_run_the_named_tasks_instead_of_their_own(tmp_path):
 
     seen = []
 
+    class Reached(Exception):
+        """Raised by the fake run: reaching a task is all this test needs."""
+
     def fake_run(folder):
         seen.append(folder.parent.name)
-        raise StopIteration  # enough: the task was reached
+        raise Reached
 
     (tmp_path / "tasks" / "ct-phantom-64-dcgan-long" / "seed0").mkdir(parents=True)
     (tmp_path / "tasks" / "kanji-dcgan-long" / "seed0").mkdir(parents=True)
     argv = ["--cache-dir", str(tmp_path), "--tasks", "ct-phantom-64/dcgan-long"]
-    with pytest.raises(StopIteration):
+    with pytest.raises(Reached):
         probe_detector.main(argv, run=fake_run, methods=["a"], tasks=[("kanji", "dcgan-long")])
     assert seen == ["ct-phantom-64-dcgan-long"]
     with pytest.raises(SystemExit) as exc:

@@ -41,7 +41,7 @@ from ._runtime import (
 )
 from ._warnings import warn_at_caller
 from .augment import augment_batch
-from .images import ImageSet, as_image_set, pixel_vectors, to_model_input
+from .images import ImageSet, as_image_set, auto_pixel_size, pixel_vectors, to_model_input
 from .pairs import PairedImages, PairEmbeddings
 
 # Trained gates of seeded fits, keyed by everything their training reads (seeded_fit_key): a
@@ -519,7 +519,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             w = fusion.weights(every_t)
         self.fusion_weights_ = w.mean(dim=0).numpy()
         self.image_sizes_ = sizes
-        self.pixel_size_ = _resolve_pixel_size(self.pixel_size, sizes)
+        self.pixel_size_ = auto_pixel_size(sizes) if self.pixel_size == "auto" else self.pixel_size
         self.n_features_out_ = backbone.embed_dim * (
             len(self.layers_) if self.fusion == "concat" else 1
         )
@@ -660,18 +660,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         tags.requires_fit = True
         tags.non_deterministic = self.random_state is None and not self.pretrained
         return tags
-
-
-#: ``pixel_size="auto"`` never goes above this: the largest size measured (on 64 px images the
-#: scores at 64 px beat 32 px; on 32 px images upsampled to 64 px they lost, RESULTS_head.md)
-AUTO_PIXEL_SIZE_CAP = 64
-
-
-def _resolve_pixel_size(pixel_size, sizes) -> int | None:
-    """``"auto"``: the smallest side among ``sizes`` (``(height, width)`` pairs), capped."""
-    if pixel_size != "auto":
-        return pixel_size
-    return min(AUTO_PIXEL_SIZE_CAP, *(min(h, w) for h, w in sizes))
 
 
 def _image_sizes(real: ImageSet, library: ImageSet | None) -> list[tuple[int, int]]:

@@ -499,6 +499,17 @@ def gray_vectors(images: list[np.ndarray], size: int) -> np.ndarray:
     return to_model_input(gray, size)[:, 0].reshape(len(images), -1).numpy()
 
 
+#: ``auto_pixel_size`` never goes above this: the largest size measured (on 64 px images the
+#: scores at 64 px beat 32 px; on 32 px images upsampled to 64 px they lost, RESULTS_head.md)
+AUTO_PIXEL_SIZE_CAP = 64
+
+
+def auto_pixel_size(sizes) -> int:
+    """The side for :func:`pixel_vectors` of images of these ``(height, width)`` sizes: their
+    smallest side (no image is upsampled), at most :data:`AUTO_PIXEL_SIZE_CAP`."""
+    return min(AUTO_PIXEL_SIZE_CAP, *(min(h, w) for h, w in sizes))
+
+
 def pixel_vectors(images: ImageSet, size: int, batch_size: int = 256) -> np.ndarray:
     """Every image of ``images`` as a flattened ``size x size`` grayscale vector, ``(n, size**2)``.
 
