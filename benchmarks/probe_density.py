@@ -31,9 +31,9 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_detector import base_scores, main  # noqa: E402
-from probe_head import LEGEND, unit_pixels  # noqa: E402
-from probe_manifold import _positive_logreg, run_variants  # noqa: E402
+from probe_detector import base_scores  # noqa: E402
+from probe_head import unit_pixels  # noqa: E402
+from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
 from skfingerprint import relations as R  # noqa: E402
 
@@ -57,21 +57,7 @@ VARIANTS = {
     "default (12 pixel scores, 32 px)": (["default"], _positive_logreg),
     "+ density q 1/25, 1/10": (["default", "coarse"], _positive_logreg),
 }
-METHODS = list(VARIANTS)
-
-
-def run(folder: Path) -> dict:
-    return run_variants(folder, split_scores, VARIANTS)
 
 
 if __name__ == "__main__":
-    raise SystemExit(
-        main(
-            run=run,
-            methods=METHODS,
-            doc=__doc__,
-            script="probe_density.py",
-            default_output=BENCH / "RESULTS_density.md",
-            legend=LEGEND,
-        )
-    )
+    raise SystemExit(variants_main(__file__, __doc__, split_scores, VARIANTS))

@@ -62,9 +62,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_detector import base_scores, main  # noqa: E402
-from probe_head import LEGEND, unit_pixels  # noqa: E402
-from probe_manifold import _positive_logreg, run_variants  # noqa: E402
+from probe_detector import base_scores  # noqa: E402
+from probe_head import unit_pixels  # noqa: E402
+from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
 from skfingerprint.linear_head import _positive_logistic_regression  # noqa: E402
 
@@ -135,21 +135,7 @@ VARIANTS = {
     "C = 0.01": (["default"], _small_c),
     "shrunk to equal weights": (["default"], _shrunk),
 }
-METHODS = list(VARIANTS)
-
-
-def run(folder: Path) -> dict:
-    return run_variants(folder, split_scores, VARIANTS)
 
 
 if __name__ == "__main__":
-    raise SystemExit(
-        main(
-            run=run,
-            methods=METHODS,
-            doc=__doc__,
-            script="probe_joint.py",
-            default_output=BENCH / "RESULTS_joint.md",
-            legend=LEGEND,
-        )
-    )
+    raise SystemExit(variants_main(__file__, __doc__, split_scores, VARIANTS))

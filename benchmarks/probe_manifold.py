@@ -54,6 +54,7 @@ writes ``benchmarks/RESULTS_manifold.md``.
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -118,11 +119,6 @@ VARIANTS = {
     "nonneg + hull": (["default", "hull"], _positive_logreg),
     "nonneg + hull + centre": (["default", "hull", "centre"], _positive_logreg),
 }
-METHODS = list(VARIANTS)
-
-
-def run(folder: Path) -> dict:
-    return run_variants(folder, split_scores, VARIANTS)
 
 
 def run_variants(folder: Path, split_scores, variants: dict) -> dict:
@@ -143,14 +139,21 @@ def run_variants(folder: Path, split_scores, variants: dict) -> dict:
     return out
 
 
-if __name__ == "__main__":
-    raise SystemExit(
-        main(
-            run=run,
-            methods=METHODS,
-            doc=__doc__,
-            script="probe_manifold.py",
-            default_output=BENCH / "RESULTS_manifold.md",
-            legend=LEGEND,
-        )
+def variants_main(script: str, doc: str, split_scores, variants: dict, argv=None) -> int:
+    """``probe_detector.main`` for a probe made of ``split_scores`` and ``variants`` (the first
+    is the reference), run by :func:`run_variants`; the script's name and its RESULTS file
+    (``probe_x.py`` writes ``RESULTS_x.md``) follow from ``script``, its ``__file__``."""
+    path = Path(script)
+    return main(
+        argv,
+        run=partial(run_variants, split_scores=split_scores, variants=variants),
+        methods=list(variants),
+        doc=doc,
+        script=path.name,
+        default_output=BENCH / f"RESULTS_{path.stem.removeprefix('probe_')}.md",
+        legend=LEGEND,
     )
+
+
+if __name__ == "__main__":
+    raise SystemExit(variants_main(__file__, __doc__, split_scores, VARIANTS))

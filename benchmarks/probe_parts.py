@@ -38,9 +38,8 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_detector import base_scores, main  # noqa: E402
-from probe_head import LEGEND  # noqa: E402
-from probe_manifold import _positive_logreg, run_variants  # noqa: E402
+from probe_detector import base_scores  # noqa: E402
+from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
 from skfingerprint.images import pixel_vectors  # noqa: E402
 from skfingerprint.relations import _l2_normalize  # noqa: E402
@@ -95,21 +94,7 @@ VARIANTS = {
     "+ halves": (["default", "halves"], _positive_logreg),
     "+ quadrants": (["default", "quadrants"], _positive_logreg),
 }
-METHODS = list(VARIANTS)
-
-
-def run(folder: Path) -> dict:
-    return run_variants(folder, split_scores, VARIANTS)
 
 
 if __name__ == "__main__":
-    raise SystemExit(
-        main(
-            run=run,
-            methods=METHODS,
-            doc=__doc__,
-            script="probe_parts.py",
-            default_output=BENCH / "RESULTS_parts.md",
-            legend=LEGEND,
-        )
-    )
+    raise SystemExit(variants_main(__file__, __doc__, split_scores, VARIANTS))

@@ -39,9 +39,8 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_detector import base_scores, main  # noqa: E402
-from probe_head import LEGEND  # noqa: E402
-from probe_manifold import _positive_logreg, run_variants  # noqa: E402
+from probe_detector import base_scores  # noqa: E402
+from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
 from skfingerprint.images import pixel_vectors  # noqa: E402
 from skfingerprint.relations import _l2_normalize  # noqa: E402
@@ -85,21 +84,7 @@ VARIANTS = {
     "+ self-reference": (["default", "reference"], _positive_logreg),
     "+ self-reference, each": (["default", "each"], _positive_logreg),
 }
-METHODS = list(VARIANTS)
-
-
-def run(folder: Path) -> dict:
-    return run_variants(folder, split_scores, VARIANTS)
 
 
 if __name__ == "__main__":
-    raise SystemExit(
-        main(
-            run=run,
-            methods=METHODS,
-            doc=__doc__,
-            script="probe_reference.py",
-            default_output=BENCH / "RESULTS_reference.md",
-            legend=LEGEND,
-        )
-    )
+    raise SystemExit(variants_main(__file__, __doc__, split_scores, VARIANTS))

@@ -41,9 +41,9 @@ from sklearn.model_selection import StratifiedKFold
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_detector import base_scores, main  # noqa: E402
-from probe_head import LEGEND, pixel_scores, unit_pixels  # noqa: E402
-from probe_manifold import _positive_logreg, run_variants  # noqa: E402
+from probe_detector import base_scores  # noqa: E402
+from probe_head import pixel_scores, unit_pixels  # noqa: E402
+from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
 from skfingerprint import relations as R  # noqa: E402
 from skfingerprint.linear_head import _positive_logistic_regression  # noqa: E402
@@ -92,21 +92,7 @@ VARIANTS = {
     "hull at k 5, 10, 20": (["default", "hull_k"], _positive_logreg),
     "+ 16 px scores": (["default", "px16"], _positive_logreg),
 }
-METHODS = list(VARIANTS)
-
-
-def run(folder: Path) -> dict:
-    return run_variants(folder, split_scores, VARIANTS)
 
 
 if __name__ == "__main__":
-    raise SystemExit(
-        main(
-            run=run,
-            methods=METHODS,
-            doc=__doc__,
-            script="probe_scales.py",
-            default_output=BENCH / "RESULTS_scales.md",
-            legend=LEGEND,
-        )
-    )
+    raise SystemExit(variants_main(__file__, __doc__, split_scores, VARIANTS))

@@ -99,3 +99,24 @@ def test_probes_run_the_named_tasks_instead_of_their_own(tmp_path):
     with pytest.raises(SystemExit) as exc:
         probe_detector.main(["--tasks", "kanji/ddpm"], run=fake_run, methods=["a"])
     assert exc.value.code == 2 and seen == ["ct-phantom-64-dcgan-long"]
+
+
+def test_a_variants_probe_is_named_after_its_file_and_runs_its_own_variants(monkeypatch):
+    # Catches: the RESULTS file not derived from the script's name (``probe_parts.py`` writing
+    # ``RESULTS_probe_parts.md``, or every probe writing one file over another's record), the
+    # reference row not first, or the run reading other variants than the probe's.
+    import probe_manifold
+
+    got = {}
+    monkeypatch.setattr(probe_manifold, "main", lambda argv, **kw: got.update(kw) or 0)
+
+    def split_scores(pairs):
+        return {}
+
+    variants = {"reference": (["a"], None), "other": (["a", "b"], None)}
+    assert probe_manifold.variants_main("/x/probe_parts.py", "doc", split_scores, variants) == 0
+    assert got["script"] == "probe_parts.py"
+    assert got["default_output"] == probe_manifold.BENCH / "RESULTS_parts.md"
+    assert got["methods"] == ["reference", "other"]
+    assert got["run"].func is probe_manifold.run_variants
+    assert got["run"].keywords == {"split_scores": split_scores, "variants": variants}
