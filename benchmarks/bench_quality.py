@@ -128,7 +128,7 @@ def _test_labels(folder: Path, ids: list[str]) -> np.ndarray:
 
 def resolve_tasks(names: list[str] | None) -> list[tuple[str, str]]:
     """The ``(source, generator)`` pairs named ``source/generator`` (None: the suite's
-    :data:`TASKS`); the 64 px :data:`LARGE_TASKS` run only when named."""
+    :data:`TASKS`); the larger :data:`LARGE_TASKS` run only when named."""
     if names is None:
         return list(TASKS)
     known = {"/".join(t): t for t in TASKS + LARGE_TASKS}

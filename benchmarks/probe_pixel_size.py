@@ -57,18 +57,20 @@ BASELINES = {"PixelNN 64 px, prior cut": 64, "PixelNN 32 px, prior cut": 32}
 METHODS = list(VARIANTS) + list(BASELINES)
 
 
-def run(folder: Path) -> dict:
+def run(folder: Path, variants: dict = VARIANTS, baselines: dict = BASELINES) -> dict:
+    """Each of ``variants`` (the 12 scores at each of its sizes) and ``baselines`` (PixelNN at
+    its size) on one task folder: test labels, scores and prior-cut predictions."""
     train, test = load_imageclef_gans(folder / "train"), load_imageclef_gans(folder / "test")
     out = {"y": _test_labels(folder, test.ids)}
-    sizes = sorted({s for v in VARIANTS.values() for s in v})
+    sizes = sorted({s for v in variants.values() for s in v})
     f_train = {s: base_scores(*unit_pixels(train.X_pairs, s)) for s in sizes}
     f_test = {s: base_scores(*unit_pixels(test.X_pairs, s)) for s in sizes}
-    for name, parts in VARIANTS.items():
+    for name, parts in variants.items():
         z_train = _z(np.concatenate([f_train[s] for s in parts], 1))
         z_test = _z(np.concatenate([f_test[s] for s in parts], 1))
         s_train, s_test = _positive_logreg(z_train, train.y, z_test)
         out[name] = _prior_cut(s_train, train.y, s_test)
-    for name, size in BASELINES.items():
+    for name, size in baselines.items():
         pixel = PixelNearestNeighbor(image_size=size, threshold="prior")
         pixel.fit(train.X_pairs, train.y)
         out[name] = (pixel.score_samples(test.X_pairs), pixel.predict(test.X_pairs))
@@ -84,6 +86,6 @@ if __name__ == "__main__":
             script="probe_pixel_size.py",
             default_output=BENCH / "RESULTS_pixel_size.md",
             legend=LEGEND,
-            tasks=LARGE_TASKS[:2],  # the two the size was chosen on; --tasks for the third
+            tasks=LARGE_TASKS[:2],  # the two the size was chosen on; --tasks for the others
         )
     )

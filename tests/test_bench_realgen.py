@@ -43,7 +43,7 @@ def test_deal_keeps_each_group_in_one_cell_and_fills_every_cell():
 @pytest.mark.parametrize("name", sorted(SOURCES))
 def test_sources_give_distinct_images_with_groups(name):
     real = _source_or_skip(name, 120)
-    size = 64 if name.endswith("-64") else 32
+    size = int(name.rsplit("-", 1)[1]) if name[-1].isdigit() else 32  # "ct-phantom-128": 128
     assert real.images.dtype == np.uint8 and real.images.shape == (120, size, size)
     assert real.group.shape == (120,)
     assert real.images.reshape(120, -1).std(1).min() > 0  # no blank image
@@ -81,6 +81,24 @@ def test_dcgan_32_samples_come_from_the_network_and_repeat():
     assert dcgan.Discriminator(4, 32)(torch.zeros(2, 1, 32, 32)).shape == (2,)
     with pytest.raises(ValueError, match="image_size must be one of"):
         dcgan.Generator(image_size=48)
+
+
+@pytest.mark.parametrize(
+    "size, widths",
+    [(32, [4, 2, 1]), (64, [8, 4, 2, 1]), (128, [16, 8, 4, 2, 1])],
+)
+def test_dcgan_stages_double_with_the_image_size(size, widths):
+    # Catches: a stage lost or added at one size (the 128 px network built as the 64 px one and
+    # its output upsampled nowhere), and a change of the 32/64 px layouts, whose cached
+    # generators would then no longer load.
+    w = 4
+    G, D = dcgan.Generator(nz=8, width=w, image_size=size), dcgan.Discriminator(w, size)
+    convs = [m for m in G.net if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [m.out_channels for m in convs] == [w * c for c in widths] + [1]
+    assert G(torch.zeros(2, 8)).shape == (2, 1, size, size)
+    down = [m.out_channels for m in D.net if isinstance(m, torch.nn.Conv2d)]
+    assert down == [w * c for c in reversed(widths)] + [1]
+    assert D(torch.zeros(2, 1, size, size)).shape == (2,)
 
 
 TINY_DCGAN = dict(kind="dcgan", epochs=1, width=4, batch_size=16)

@@ -1,4 +1,4 @@
-"""A small DCGAN (Radford et al. 2016) for 32x32 or 64x64 grayscale images, trained on CPU.
+"""A small DCGAN (Radford et al. 2016) for 32, 64 or 128 px grayscale images, trained on CPU.
 
 Kept deliberately small (widths 16-32) so that a few hundred images can be fitted, and partly
 memorised, within minutes on one CPU thread: memorisation is the privacy leak the benchmark's
@@ -16,7 +16,7 @@ from torch import nn
 __all__ = ["Discriminator", "Generator", "sample", "train_dcgan"]
 
 
-SIZES = (32, 64)
+SIZES = (32, 64, 128)
 
 
 def _check_size(image_size: int) -> None:
@@ -34,8 +34,8 @@ class Generator(nn.Module):
         self.nz = nz
         self.image_size = image_size
         self.config = dict(nz=nz, width=width, image_size=image_size)  # rebuilds it
-        # 64 px: 8w -> 4w -> 2w -> w -> 1; 32 px drops the widest stage
-        top = 8 if image_size == 64 else 4
+        # 64 px: 8w -> 4w -> 2w -> w -> 1; 32 px drops the widest stage, 128 px adds 16w
+        top = image_size // 8
 
         def up(c_in: int, c_out: int) -> list[nn.Module]:
             return [
@@ -48,7 +48,7 @@ class Generator(nn.Module):
             nn.ConvTranspose2d(nz, w * top, 4, 1, 0, bias=False),
             nn.BatchNorm2d(w * top),
             nn.ReLU(True),
-            *[m for c in (8, 4, 2) if c <= top for m in up(w * c, w * c // 2)],
+            *[m for c in (16, 8, 4, 2) if c <= top for m in up(w * c, w * c // 2)],
             nn.ConvTranspose2d(w, 1, 4, 2, 1, bias=False),
             nn.Tanh(),
         )
@@ -64,7 +64,7 @@ class Discriminator(nn.Module):
         super().__init__()
         _check_size(image_size)
         w = width
-        top = 8 if image_size == 64 else 4
+        top = image_size // 8
 
         def down(c_in: int, c_out: int) -> list[nn.Module]:
             return [
@@ -76,7 +76,7 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(
             nn.Conv2d(1, w, 4, 2, 1, bias=False),
             nn.LeakyReLU(0.2, True),
-            *[m for c in (1, 2, 4) if c < top for m in down(w * c, w * c * 2)],
+            *[m for c in (1, 2, 4, 8) if c < top for m in down(w * c, w * c * 2)],
             nn.Conv2d(w * top, 1, 4, 1, 0, bias=False),
         )
 
@@ -103,7 +103,7 @@ def train_dcgan(
     seed: int = 0,
     log=None,
 ) -> Generator:
-    """Train a DCGAN on ``images`` (uint8, ``(n, s, s)`` with s 32 or 64) and return the
+    """Train a DCGAN on ``images`` (uint8, ``(n, s, s)``, s in :data:`SIZES`) and return the
     generator (eval mode).
 
     Standard DCGAN recipe: Adam (lr 2e-4, betas 0.5/0.999), non-saturating BCE losses, real
@@ -117,7 +117,7 @@ def train_dcgan(
         or images.shape[1] not in SIZES
     ):
         raise ValueError(
-            "images must be uint8 of shape (n, 32, 32) or (n, 64, 64), got "
+            f"images must be uint8 of shape (n, s, s) with s in {SIZES}, got "
             f"{images.dtype} {images.shape}"
         )
     size = images.shape[1]

@@ -15,6 +15,8 @@ the real image alone recognise it, and used / not-used images would share near-d
   twice as large). The suite's images are 32 px, while users' are larger (ImageCLEF's CT
   slices are 256 px), so a choice of scale made on 32 px images needs larger ones to be judged.
   Fashion-MNIST has no 64 px version (its images are 28 px).
+- ``ct-phantom-128``: the phantom drawn at 128 px, to judge the cap of the default's pixel size
+  (64 px, chosen on the 64 px sources) on images larger than it.
 
 The two real sources are Debian packages (``make bench`` installs them where it can:
 ``apt-get install dataset-fashion-mnist fonts-seto``); a missing one raises
@@ -46,7 +48,7 @@ class SourceUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class RealImages:
-    """``images`` uint8 ``(n, s, s)`` (s = 32, or 64 for the ``-64`` sources) and ``group``
+    """``images`` uint8 ``(n, s, s)`` (s = 32, or the size its name ends with) and ``group``
     int ``(n,)``: one id per patient, product or character."""
 
     images: np.ndarray
@@ -129,6 +131,7 @@ SOURCES = {
     "kanji": _kanji,
     "ct-phantom-64": partial(_ct_phantom, size=64),
     "kanji-64": partial(_kanji, size=64),
+    "ct-phantom-128": partial(_ct_phantom, size=128),
 }
 
 

@@ -109,13 +109,15 @@ TASKS = (
     ("kanji", "dcgan-long"),
     ("fashion", "ddpm"),
 )
-#: Tasks on 64 px images, run when named (``--tasks ct-phantom-64/dcgan-short``): for choices
-#: of scale, which the 32 px suite cannot judge. The first two chose the default's pixel size
-#: (``probe_pixel_size.py``); the third was added afterwards to check it on another generator.
+#: Tasks on images larger than 32 px, run when named (``--tasks ct-phantom-64/dcgan-short``):
+#: for choices of scale, which the 32 px suite cannot judge. The first two chose the default's
+#: pixel size (``probe_pixel_size.py``); the third was added afterwards to check it on another
+#: generator; the fourth (128 px) judges the size's 64 px cap (``probe_pixel_cap.py``).
 LARGE_TASKS = (
     ("ct-phantom-64", "dcgan-short"),
     ("kanji-64", "dcgan-long"),
     ("ct-phantom-64", "dcgan-long"),
+    ("ct-phantom-128", "dcgan-short"),
 )
 
 
