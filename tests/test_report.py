@@ -18,9 +18,10 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
 from skfingerprint import load_model, save_model, write_report
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
+from skfingerprint.pairs import make_pairs
 from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
 from skfingerprint.relations import space_vectors
-from skfingerprint.report import N_BOOTSTRAP, _bootstrap_kappa
+from skfingerprint.report import N_BOOTSTRAP, NEAR_COPY, REPEATING_SHARE, _bootstrap_kappa
 
 PNG_URI = "data:image/png;base64,"
 
@@ -214,6 +215,38 @@ def test_hub_counts_are_a_brute_force_count(task, pipe, report):
     assert all(hubs[g] == counts[g] for g in hubs)
     assert min(hubs.values()) >= max(c for g, c in counts.items() if g not in hubs)
     assert "A hub is weak evidence" in report
+
+
+def test_library_diversity_is_a_brute_force_nearest_other_cosine(task, pipe, report):
+    # Catches: an image counted as its own nearest other (every share 100%), the cosine taken
+    # without centring on the library's mean (all near 1), or the wrong column of top_k.
+    emb = pipe.named_steps["embed"].transform(task.X_pairs)
+    _, lib = space_vectors(emb, "pixels")
+    sims = lib @ lib.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest_other = sims.max(1)
+    cell = tags(report, "td", id="library-diversity")[0]
+    assert float(cell["data-share"]) == pytest.approx(np.mean(nearest_other > NEAR_COPY))
+    assert f"median pixel cosine {np.median(nearest_other):.3f}" in " ".join(report.split())
+    assert 'id="library-repeats"' not in report  # this task's library does not repeat itself
+
+
+def test_a_library_that_repeats_itself_is_flagged(task, pipe, tmp_path):
+    # Catches: the warning shown whatever the share (or never), or the threshold compared with
+    # the wrong quantity. Six distinct generated images, each in six noisy copies: every image
+    # has a near-copy; the same 36 images drawn apart do not.
+    rng = np.random.default_rng(0)
+    library = task.X_pairs.library
+    distinct = library.array[:6].astype(np.float64)  # uint8
+    copies = np.repeat(distinct, 6, axis=0) + rng.normal(0, 1.0, (36, *distinct.shape[1:]))
+    repeating = make_pairs(task.X_pairs.real, np.clip(copies, 0, 255).astype(np.uint8))
+    html = write_report(pipe, repeating, tmp_path / "r.html", n_hubs=0).read_text()
+    assert float(tags(html, "td", id="library-diversity")[0]["data-share"]) == 1.0
+    assert 'id="library-repeats"' in html and "The library repeats itself" in html
+    varied = make_pairs(task.X_pairs.real, library.array[:36])
+    html = write_report(pipe, varied, tmp_path / "v.html", n_hubs=0).read_text()
+    assert float(tags(html, "td", id="library-diversity")[0]["data-share"]) <= REPEATING_SHARE
+    assert 'id="library-repeats"' not in html
 
 
 # --- inputs -----------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ image inline (base64 PNG ``data:`` URIs; no network, no server, no external CSS 
   finds them);
 - the distribution of P(used) with the threshold;
 - the "hubs": generated images that are the nearest generated image of many real images;
+- the library's diversity: how close each generated image is to its nearest other one, with a
+  warning when the generator repeats itself (collapsed onto few modes);
 - with true labels: Cohen's kappa with a bootstrap 95% interval, ROC AUC, the confusion matrix
   and the ROC curve.
 
@@ -43,6 +45,15 @@ BOOTSTRAP_SEED = 0
 #: Longest side, in pixels, of the thumbnails stored in the page (smaller images stay as they
 #: are; the page shows them at 96 CSS pixels).
 THUMBNAIL_SIZE = 128
+
+#: Two generated images whose pixel cosine (centred on the library's mean) is above this are
+#: near-copies of each other.
+NEAR_COPY = 0.98
+#: A library with more than this share of near-copies repeats itself: in the benchmark, the one
+#: generator that collapsed onto few modes (the 64 px CT phantom under the long DCGAN, where no
+#: method found a signal) had 37-63% of its samples above ``NEAR_COPY``; nine healthy ones at
+#: most 1.4% (``benchmarks/RESULTS_large_ct64long.md``).
+REPEATING_SHARE = 0.10
 
 HUB_SENTENCE = (
     "A hub is weak evidence: a typical, average-looking generated image lies close to many real "
@@ -186,6 +197,7 @@ def write_report(
     order = np.argsort(-proba, kind="stable")
     shown = order if max_rows is None else order[:max_rows]
     hubs = _hubs(idx[:, 0], m, n_hubs)
+    diversity = _library_diversity(applied)
     hub_counts = {h.index: h.count for h in hubs}
 
     thumbs = _Thumbnails(X_pairs)
@@ -252,6 +264,7 @@ def write_report(
         list_hubs=n_hubs > 0,
         hub_sentence=HUB_SENTENCE,
         expected_per_generated=f"{n / m:.2f}",
+        diversity=diversity,
         labels=None if y is None else _label_section(y, pred, proba),
     )
     html = _render(context)
@@ -354,6 +367,39 @@ def _hubs(nearest: np.ndarray, n_library: int, limit: int) -> list[_Hub]:
             break
         hubs.append(_Hub(int(j), int(counts[j]), np.flatnonzero(nearest == j).tolist()))
     return hubs
+
+
+def _library_diversity(applied: Any) -> dict | None:
+    """How close each generated image is to its nearest *other* generated image, in pixels: a
+    generator that collapsed onto few modes repeats itself, and membership evidence is weak on
+    its library. The pixel space of the embedder's output when it has one, else the library's
+    pixels at :func:`~skfingerprint.images.auto_pixel_size`. None for a library of one image."""
+    from .images import auto_pixel_size, pixel_vectors
+    from .pairs import _l2_normalize
+    from .relations import top_k
+
+    library = applied.X_pairs.library
+    if len(library) < 2:
+        return None
+    spaces = applied.embeddings.spaces
+    if "pixels" in spaces:
+        lib, size = spaces["pixels"][1], applied.embedder.pixel_size_
+    else:
+        size = auto_pixel_size(library.sizes())
+        lib = pixel_vectors(library, size)
+    lib = _l2_normalize(lib - lib.mean(0, keepdims=True))
+    # the best match of an image is itself (cosine 1), the second its nearest other one
+    nearest_other = top_k(lib, lib, 2)[0][:, 1]
+    share = float(np.mean(nearest_other > NEAR_COPY))
+    return dict(
+        size=int(size),
+        median=f"{float(np.median(nearest_other)):.3f}",
+        near_copy=f"{NEAR_COPY:g}",
+        share=share,
+        percent=f"{100.0 * share:.1f}",
+        repeats=share > REPEATING_SHARE,
+        repeating_percent=f"{100.0 * REPEATING_SHARE:g}",
+    )
 
 
 # --------------------------------------------------------------------------------------------
