@@ -123,8 +123,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         pixels (``PairEmbeddings.spaces["pixels"]``), for the selector's relation features.
         On the membership benchmark pixels carried more signal than an untrained ViT
         (``benchmarks/RESULTS.md``). ``"auto"``: the images' own size, the smallest side of
-        any image seen in ``fit`` (no image is upsampled), at most 64 px, the largest size
-        measured (``benchmarks/RESULTS_pixel_size.md``); the size used is ``pixel_size_``.
+        any image seen in ``fit`` (no image is upsampled), at most 64 px (64 px beat 32 px on
+        64 px images, ``benchmarks/RESULTS_pixel_size.md``; 128 px did not beat 64 px on
+        128 px images, ``RESULTS_pixel_cap_seeds3-5.md``); the size used is ``pixel_size_``.
         None adds nothing.
     batch_size : int, default=32
     device : str, default="auto"

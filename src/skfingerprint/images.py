@@ -499,8 +499,9 @@ def gray_vectors(images: list[np.ndarray], size: int) -> np.ndarray:
     return to_model_input(gray, size)[:, 0].reshape(len(images), -1).numpy()
 
 
-#: ``auto_pixel_size`` never goes above this: the largest size measured (on 64 px images the
-#: scores at 64 px beat 32 px; on 32 px images upsampled to 64 px they lost, RESULTS_head.md)
+#: ``auto_pixel_size`` never goes above this: on 64 px images the scores at 64 px beat 32 px; on
+#: 32 px images upsampled to 64 px they lost (RESULTS_head.md); on 128 px images 128 px did not
+#: beat 64 px on unseen seeds (round 14, RESULTS_pixel_cap_seeds3-5.md)
 AUTO_PIXEL_SIZE_CAP = 64
 
 
