@@ -5,8 +5,10 @@ widths 1536 -> 1024 -> 512, 8 heads) on 200 labelled real images, as in one Imag
 the FLOPs of one epoch (forward and backward of the training images, forward of the
 validation ones) are counted by ``torch.utils.flop_counter.FlopCounterMode``, an epoch is
 timed from skorch's history (its ``dur``, the best of a few epochs), and the achieved GFLOP/s
-is set beside the fp32 matmul peak measured in the same run. Prints a markdown table; writes
-nothing.
+is set beside the fp32 matmul peak measured in the same run. Then whole fits with the fused
+AdamW CANet trains with against torch's per-parameter AdamW loop, interleaved, at the paper's
+size and at ``bench_embed.py``'s threshold grid's (48 reals, k = 10, 30 epochs), where the
+optimiser's step is a larger share. Prints a markdown table; writes nothing.
 
     .venv/bin/python benchmarks/bench_canet.py [--epochs 4]
 """
@@ -28,12 +30,12 @@ from bench_embed import cpu_flags, machine, matmul_gflops
 D, K, N_REAL = 768, 100, 200
 
 
-def paper_task(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def paper_task(seed: int = 0, n_real: int = N_REAL, k: int = K) -> tuple[np.ndarray, np.ndarray]:
     """Candidate arrays of the paper's shape: ``[real, candidate, cosine]`` per candidate."""
     rng = np.random.default_rng(seed)
-    X = rng.normal(size=(N_REAL, K, 2 * D + 1)).astype(np.float32)
-    X[..., -1] = -np.sort(-rng.uniform(0.3, 0.9, size=(N_REAL, K)), axis=1)
-    y = np.tile([0, 1], N_REAL // 2)
+    X = rng.normal(size=(n_real, k, 2 * D + 1)).astype(np.float32)
+    X[..., -1] = -np.sort(-rng.uniform(0.3, 0.9, size=(n_real, k)), axis=1)
+    y = np.tile([0, 1], n_real // 2)
     return X, y
 
 
@@ -57,6 +59,29 @@ def epoch_seconds(X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
     return [float(d) for d in clf.net_.history[:, "dur"]]
 
 
+def optimiser_seconds(X: np.ndarray, y: np.ndarray, epochs: int, rounds: int = 3) -> dict:
+    """Seconds of whole fits with the fused AdamW (the default) and with torch's per-parameter
+    loop, in interleaved rounds (each fit a new seed, so none is a kept net)."""
+    import time
+
+    import skfingerprint.canet as canet
+    from skfingerprint import CANetClassifier, clear_memory_cache
+
+    fused = canet.adamw
+    times: dict = {"fused": [], "loop": []}
+    try:
+        for r in range(rounds):
+            for name, optimiser in (("fused", fused), ("loop", torch.optim.AdamW)):
+                canet.adamw = optimiser
+                clear_memory_cache()
+                start = time.perf_counter()
+                CANetClassifier(max_epochs=epochs, early_stopping=False, random_state=r).fit(X, y)
+                times[name].append(time.perf_counter() - start)
+    finally:
+        canet.adamw = fused
+    return times
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs timed (default 4)")
@@ -78,6 +103,12 @@ def main(argv=None) -> None:
     print(f"| epoch time, best of {len(durations)} (all: "
           f"{', '.join(f'{d:.2f}' for d in durations)} s) | {best:.2f} s |")  # fmt: skip
     print(f"| **achieved** | **{rate:.0f} GFLOP/s = {rate / peak:.0%} of the fp32 peak** |")
+    for n_real, k, epochs in ((N_REAL, K, 2), (48, 10, 30)):
+        t = optimiser_seconds(*paper_task(1, n_real, k), epochs)
+        loop, fused = min(t["loop"]), min(t["fused"])
+        print(f"| fit, {n_real} reals x k={k}, {epochs} epochs: AdamW's per-parameter loop / "
+              f"fused (best of {len(t['loop'])}) | {loop:.2f} / {fused:.2f} s = "
+              f"**{loop / fused:.2f}x** |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -50,7 +50,14 @@ from ._contracts import (
 )
 from ._lru import LRUCache, array_nbytes, seeded_fit_key
 from ._progress import format_seconds, is_interactive
-from ._runtime import load_state_arrays, resolve_device, seeded_torch, state_arrays, threads_for
+from ._runtime import (
+    adamw,
+    load_state_arrays,
+    resolve_device,
+    seeded_torch,
+    state_arrays,
+    threads_for,
+)
 from ._warnings import warn_at_caller
 from .linear_head import _positive_logistic_regression
 
@@ -317,7 +324,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             **{f"module__{k}": v for k, v in module_kwargs.items() if k != "n_features"},
             contrastive_weight=self.contrastive_weight,
             adversarial_eps=self.adversarial_eps,
-            optimizer=torch.optim.AdamW,
+            optimizer=adamw,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
             max_epochs=self.max_epochs,
