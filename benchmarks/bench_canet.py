@@ -5,10 +5,12 @@ widths 1536 -> 1024 -> 512, 8 heads) on 200 labelled real images, as in one Imag
 the FLOPs of one epoch (forward and backward of the training images, forward of the
 validation ones) are counted by ``torch.utils.flop_counter.FlopCounterMode``, an epoch is
 timed from skorch's history (its ``dur``, the best of a few epochs), and the achieved GFLOP/s
-is set beside the fp32 matmul peak measured in the same run. Then whole fits with the fused
-AdamW CANet trains with against torch's per-parameter AdamW loop, interleaved, at the paper's
-size and at ``bench_embed.py``'s threshold grid's (48 reals, k = 10, 30 epochs), where the
-optimiser's step is a larger share. Prints a markdown table; writes nothing.
+is set beside the matmul peak, measured in the same run, of the precision the fit chose
+(``dtype="auto"``: bf16 where the CPU multiplies it natively). Then, side by side and
+interleaved, at the paper's size and at ``bench_embed.py``'s threshold grid's (48 reals,
+k = 10, 30 epochs): whole fits trained in fp32 against bf16 (where the CPU has native bf16),
+and with the fused AdamW CANet trains with against torch's per-parameter AdamW loop. Prints a
+markdown table; writes nothing.
 
     .venv/bin/python benchmarks/bench_canet.py [--epochs 4]
 """
@@ -51,12 +53,37 @@ def epoch_flops(X: np.ndarray, y: np.ndarray) -> float:
     return float(counter.get_total_flops())
 
 
-def epoch_seconds(X: np.ndarray, y: np.ndarray, epochs: int) -> list[float]:
+def epoch_seconds(X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[list[float], str]:
+    """Each epoch's seconds (skorch's ``dur``) and the precision ``dtype="auto"`` trained in."""
     from skfingerprint import CANetClassifier, clear_memory_cache
 
     clear_memory_cache()  # no kept net: this fit trains
     clf = CANetClassifier(max_epochs=epochs, early_stopping=False, random_state=0).fit(X, y)
-    return [float(d) for d in clf.net_.history[:, "dur"]]
+    return [float(d) for d in clf.net_.history[:, "dur"]], clf.dtype_
+
+
+def precision_seconds(X: np.ndarray, y: np.ndarray, epochs: int, rounds: int = 3) -> dict:
+    """Seconds of whole fits trained in fp32 and in bf16, in interleaved rounds, and the
+    largest difference of their predicted probabilities (same seed, same data)."""
+    import time
+
+    from skfingerprint import CANetClassifier, clear_memory_cache
+
+    out: dict = {"float32": [], "bfloat16": [], "max_diff": 0.0}
+    for r in range(rounds):
+        proba = {}
+        for dtype in ("float32", "bfloat16"):
+            clear_memory_cache()
+            start = time.perf_counter()
+            clf = CANetClassifier(
+                max_epochs=epochs, early_stopping=False, random_state=r, dtype=dtype
+            ).fit(X, y)
+            out[dtype].append(time.perf_counter() - start)
+            proba[dtype] = clf.predict_proba(X)[:, 1]
+        out["max_diff"] = max(
+            out["max_diff"], float(np.abs(proba["float32"] - proba["bfloat16"]).max())
+        )
+    return out
 
 
 def optimiser_seconds(X: np.ndarray, y: np.ndarray, epochs: int, rounds: int = 3) -> dict:
@@ -86,23 +113,41 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=4, help="epochs timed (default 4)")
     args = parser.parse_args(argv)
+    from skfingerprint._runtime import cpu_has_fast_bf16
+
     X, y = paper_task()
-    peak = max(matmul_gflops(torch.float32, s) for s in [(1024,) * 3, (6400, 1537, 1536)])
+    shapes = [(1024,) * 3, (6400, 1537, 1536)]
+    peaks = {"float32": max(matmul_gflops(torch.float32, s) for s in shapes)}
+    if cpu_has_fast_bf16():
+        peaks["bfloat16"] = max(matmul_gflops(torch.bfloat16, s) for s in shapes)
     flops = epoch_flops(X, y)
-    durations = epoch_seconds(X, y, args.epochs)
+    durations, dtype = epoch_seconds(X, y, args.epochs)
     best = min(durations)
     rate = flops / best / 1e9
+    peak = peaks[dtype]
     print(f"Machine: {machine()}; {cpu_flags()}; torch threads {torch.get_num_threads()}; "
           f"load {', '.join(f'{v:.2f}' for v in os.getloadavg())}")  # fmt: skip
     print()
     print("| what | value |")
     print("|---|---|")
     print(f"| data | {N_REAL} reals x k={K} candidates x {2 * D + 1} features |")
-    print(f"| fp32 matmul peak (best of 1024^3 and the first layer's shape) | {peak:.0f} GFLOP/s |")
+    for name, value in peaks.items():
+        print(f"| {name} matmul peak (best of 1024^3 and the first layer's shape) | "
+              f"{value:.0f} GFLOP/s |")  # fmt: skip
+    print(f'| precision of the training steps (`dtype="auto"`) | {dtype} |')
     print(f"| FLOPs of one epoch (FlopCounterMode) | {flops / 1e9:.0f} GFLOP |")
     print(f"| epoch time, best of {len(durations)} (all: "
           f"{', '.join(f'{d:.2f}' for d in durations)} s) | {best:.2f} s |")  # fmt: skip
-    print(f"| **achieved** | **{rate:.0f} GFLOP/s = {rate / peak:.0%} of the fp32 peak** |")
+    print(f"| **achieved** | **{rate:.0f} GFLOP/s = {rate / peak:.0%} of the {dtype} peak** |")
+    for n_real, k, epochs in ((N_REAL, K, 2), (48, 10, 30)):
+        if "bfloat16" not in peaks:
+            print(f"| fit, {n_real} reals x k={k}: fp32 / bf16 | not timed: no native bf16 |")
+            continue
+        t = precision_seconds(*paper_task(1, n_real, k), epochs)
+        fp32, bf16 = min(t["float32"]), min(t["bfloat16"])
+        print(f"| fit, {n_real} reals x k={k}, {epochs} epochs: fp32 / bf16 (best of "
+              f"{len(t['float32'])}; predictions differ by at most {t['max_diff']:.3f}) | "
+              f"{fp32:.2f} / {bf16:.2f} s = **{fp32 / bf16:.2f}x** |")  # fmt: skip
     for n_real, k, epochs in ((N_REAL, K, 2), (48, 10, 30)):
         t = optimiser_seconds(*paper_task(1, n_real, k), epochs)
         loop, fused = min(t["loop"]), min(t["fused"])

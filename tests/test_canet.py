@@ -1,5 +1,6 @@
 """Behaviour of ``CANetClassifier``: learning, masking, determinism, persistence, sklearn API."""
 
+import contextlib
 import itertools
 import pickle
 import subprocess
@@ -251,6 +252,78 @@ def test_trains_with_fused_adamw_taking_plain_adamws_steps(fitted):
     torch.testing.assert_close(fused, plain, rtol=1e-5, atol=1e-6)
 
 
+# --- precision ---------------------------------------------------------------------------------
+@contextlib.contextmanager
+def training_product_dtypes():
+    """Dtypes of every ``nn.Linear`` output inside the block: ``["train"]`` of modules in
+    training mode (the training steps), ``["eval"]`` of the rest (validation, prediction)."""
+    seen = {"train": set(), "eval": set()}
+
+    def hook(module, args, out):
+        if isinstance(module, torch.nn.Linear):
+            seen["train" if module.training else "eval"].add(out.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize(
+    ("native_bf16", "dtype", "expected"),
+    [
+        (True, "auto", torch.bfloat16),
+        (False, "auto", torch.float32),  # emulated bf16 is tens of times slower: not chosen
+        (True, "float32", torch.float32),  # an explicit dtype wins over the hardware
+        (False, "bfloat16", torch.bfloat16),
+    ],
+)
+def test_training_steps_multiply_in_the_chosen_precision_and_predict_in_fp32(
+    data, monkeypatch, native_bf16, dtype, expected
+):
+    import skfingerprint._runtime as runtime
+
+    X, y = data
+    monkeypatch.setattr(runtime, "cpu_has_fast_bf16", lambda: native_bf16)
+    clf = CANetClassifier(**{**FAST, "max_epochs": 2}, dtype=dtype, device="cpu")
+    with training_product_dtypes() as fit_dtypes:
+        clf.fit(X, y)
+    assert clf.dtype_ == str(expected).removeprefix("torch.")
+    assert fit_dtypes["train"] == {expected}
+    assert fit_dtypes["eval"] == {torch.float32}  # early stopping's validation loss in fp32
+    with training_product_dtypes() as predict_dtypes:
+        proba = clf.predict_proba(X)
+    assert predict_dtypes == {"train": set(), "eval": {torch.float32}}
+    assert proba.dtype == np.float64 and np.isfinite(proba).all()
+
+
+def test_bf16_training_learns_the_planted_signal_as_fp32_does():
+    X, y = make_candidates(240, noise=0.7, seed=2)
+    Xtr, ytr, Xte, yte = X[:120], y[:120], X[120:], y[120:]
+    params = dict(**{**FAST, "max_epochs": 20}, threshold=0.5, device="cpu")
+    fp32 = CANetClassifier(**params, dtype="float32").fit(Xtr, ytr).predict_proba(Xte)[:, 1]
+    bf16 = CANetClassifier(**params, dtype="bfloat16").fit(Xtr, ytr).predict_proba(Xte)[:, 1]
+    assert cohen_kappa_score(yte, (bf16 > 0.5).astype(int)) > 0.6
+    assert np.corrcoef(fp32, bf16)[0, 1] > 0.99  # the same net, up to bf16's rounding
+    assert not np.array_equal(fp32, bf16)  # but trained in another precision
+
+
+def test_a_model_fitted_before_dtype_existed_loads_as_fp32(fitted, data):
+    X, _ = data
+    state = fitted.__getstate__()
+    del state["dtype"], state["dtype_"]
+    old = CANetClassifier.__new__(CANetClassifier)
+    old.__setstate__(state)
+    assert old.get_params()["dtype"] == "float32" and old.dtype_ == "float32"
+    np.testing.assert_array_equal(old.predict_proba(X), fitted.predict_proba(X))
+    unfitted = CANetClassifier().__getstate__()
+    del unfitted["dtype"]
+    fresh = CANetClassifier.__new__(CANetClassifier)
+    fresh.__setstate__(unfitted)
+    assert fresh.get_params()["dtype"] == "auto"
+
+
 def test_joblib_round_trip_in_a_fresh_process(fitted, data, tmp_path):
     X, _ = data
     np.save(tmp_path / "X.npy", X)
@@ -307,6 +380,7 @@ def test_clone_get_params_set_params():
         "validation_fraction",
         "patience",
         "device",
+        "dtype",
         "random_state",
         "verbose",
     ):
@@ -410,6 +484,8 @@ def test_bad_parameters_raise_clearly(data):
         CANetClassifier(threshold=1.5).fit(X, y)
     with pytest.raises(InvalidParameterError, match="pair_features"):
         CANetClassifier(pair_features="sum").fit(X, y)
+    with pytest.raises(InvalidParameterError, match="dtype"):
+        CANetClassifier(dtype="float16").fit(X, y)
     with pytest.raises(ValueError, match="must divide"):
         CANetClassifier(**{**FAST, "hidden": (16, 9)}).fit(X, y)
     with pytest.raises(ValueError, match="positive ints"):

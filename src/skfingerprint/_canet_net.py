@@ -317,13 +317,23 @@ class _CANetNet(NeuralNetBinaryClassifier):
         except KeyboardInterrupt:
             raise _TrainingInterrupted from None
 
-    def __init__(self, *args, contrastive_weight=0.0, adversarial_eps=0.0, **kwargs):
+    def __init__(
+        self, *args, contrastive_weight=0.0, adversarial_eps=0.0, autocast_dtype=None, **kwargs
+    ):
         super().__init__(*args, **kwargs)
         self.contrastive_weight = contrastive_weight
         self.adversarial_eps = adversarial_eps
+        self.autocast_dtype = autocast_dtype
 
     def _losses(self, feats, valid, yi):
-        logit, pooled = self.module_.forward_prepared(feats, valid, return_embedding=True)
+        # the products in autocast_dtype (bf16 where the hardware has it); the losses in fp32
+        with torch.autocast(
+            torch.device(self.device).type,
+            dtype=self.autocast_dtype or torch.float32,
+            enabled=self.autocast_dtype is not None,
+        ):
+            logit, pooled = self.module_.forward_prepared(feats, valid, return_embedding=True)
+        logit, pooled = logit.float(), pooled.float()
         loss = self.get_loss(logit, yi, training=True)
         if self.contrastive_weight:
             loss = loss + self.contrastive_weight * supervised_contrastive_loss(pooled, yi)
