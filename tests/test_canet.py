@@ -113,6 +113,53 @@ def test_starts_from_the_max_cosine_logistic_baseline(data):
     assert torch.allclose(logit, 2.0 * torch.from_numpy(X[:, 0, -1]) - 0.5, atol=1e-6)
 
 
+def test_the_real_vector_is_mapped_once_per_row_as_every_copy_would_be(data):
+    # the first layer's share of the real vector, computed once per row, gives what mapping each
+    # candidate's copy gives, masked candidates in the rows (catches a slice or the bias lost)
+    X = data[0].copy()
+    X[0, 1:, D:-1], X[0, 1:, -1] = 0.0, MASKED_COSINE  # and a row with one valid candidate
+    assert (X[1:, :, -1] < -1).any()  # masked candidates in other rows
+    torch.manual_seed(0)
+    module = CANetModule(F, K, hidden=(16, 8), n_heads=2).eval()
+    torch.nn.init.normal_(module.head[-1].weight)  # not the zero start: logits read every layer
+    feats, valid = module.prepare(torch.from_numpy(X))
+    with torch.no_grad():
+        shared = module.forward_prepared(feats, valid, shared_real=True)
+        per_copy = module.forward_prepared(feats, valid, shared_real=False)
+    assert shared.std() > 0.1
+    torch.testing.assert_close(shared, per_copy, rtol=1e-5, atol=1e-5)
+
+
+def test_fgsm_training_maps_each_perturbed_copy_of_the_real_vector(data, monkeypatch):
+    # FGSM perturbs every candidate's copy of the real vector on its own: those passes must
+    # not take the first candidate's copy for all (validation and prediction may)
+    X, y = data
+    calls = []
+    first_layer = CANetModule._first_layer
+
+    def spy(self, feats, shared_real):
+        calls.append((self.training, shared_real))
+        return first_layer(self, feats, shared_real)
+
+    monkeypatch.setattr(CANetModule, "_first_layer", spy)
+    CANetClassifier(**{**FAST, "max_epochs": 1}, adversarial_eps=0.1).fit(X, y)
+    assert {shared for training, shared in calls if training} == {False}
+    calls.clear()
+    CANetClassifier(**{**FAST, "max_epochs": 1}).fit(X, y)
+    assert {shared for training, shared in calls if training} == {True}
+
+
+def test_rows_whose_candidates_carry_different_real_vectors_are_refused(fitted, data):
+    X, y = data
+    bad = X.copy()
+    row = int(np.flatnonzero(bad[:, 1, -1] > -1)[0])  # a row whose second candidate is valid
+    bad[row, 1, 0] += 1.0
+    with pytest.raises(ValueError, match=rf"X\[{row}\] holds different real-image vectors"):
+        CANetClassifier(**FAST).fit(bad, y)
+    with pytest.raises(ValueError, match="different real-image vectors"):
+        fitted.predict_proba(bad)
+
+
 # --- masking and invariances -----------------------------------------------------------------
 def test_masked_candidates_do_not_change_the_output(fitted, data):
     X, _ = data

@@ -207,10 +207,18 @@ class CANetModule(nn.Module):
         return torch.where(valid[..., None], feats, torch.zeros_like(feats)), valid
 
     def forward_prepared(
-        self, feats: torch.Tensor, valid: torch.Tensor, return_embedding: bool = False
+        self,
+        feats: torch.Tensor,
+        valid: torch.Tensor,
+        return_embedding: bool = False,
+        shared_real: bool = True,
     ):
-        """Logits ``(n,)`` (and the pooled embeddings) from :meth:`prepare`'s output."""
-        h = self.encoder(feats)
+        """Logits ``(n,)`` (and the pooled embeddings) from :meth:`prepare`'s output.
+
+        ``shared_real``: the real image's half of every candidate's features is the same vector,
+        so the first layer maps it once per real image. False maps each copy on its own, for
+        features whose copies differ (FGSM perturbs each candidate's copy)."""
+        h = self.encoder[1:](self._first_layer(feats, shared_real))
         if self.attention is not None:
             attended, _ = self.attention(h, h, h, key_padding_mask=~valid, need_weights=False)
             h = self.attention_norm(h + attended)
@@ -230,6 +238,18 @@ class CANetModule(nn.Module):
         if self.relation_skip is not None:
             logit = logit + feats[:, 0, :-1] @ self.relation_skip
         return (logit, pooled) if return_embedding else logit
+
+    def _first_layer(self, feats: torch.Tensor, shared_real: bool):
+        first = self.encoder[0]
+        if not shared_real or self.pair_features != "concat":
+            return first(feats)
+        # [r, c, cos] W^T = r W_r^T + [c, cos] W_c^T: the k copies of r cost one product per real
+        # image instead of k (a quarter of the paper-size net's FLOPs). The first candidate
+        # always counts as valid, so it holds r; masked candidates get r's share too, but
+        # attention and pooling never read them.
+        dim = (feats.shape[-1] - 1) // 2
+        real = F.linear(feats[:, 0, :dim], first.weight[:, :dim])
+        return F.linear(feats[..., dim:], first.weight[:, dim:], first.bias) + real[:, None, :]
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.forward_prepared(*self.prepare(X))
@@ -332,7 +352,9 @@ class _CANetNet(NeuralNetBinaryClassifier):
             dtype=self.autocast_dtype or torch.float32,
             enabled=self.autocast_dtype is not None,
         ):
-            logit, pooled = self.module_.forward_prepared(feats, valid, return_embedding=True)
+            logit, pooled = self.module_.forward_prepared(
+                feats, valid, return_embedding=True, shared_real=not self.adversarial_eps
+            )
         logit, pooled = logit.float(), pooled.float()
         loss = self.get_loss(logit, yi, training=True)
         if self.contrastive_weight:

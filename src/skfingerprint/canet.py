@@ -194,6 +194,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
     >>> from skfingerprint.canet import CANetClassifier
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(40, 5, 17)).astype(np.float32)
+    >>> X[:, :, :8] = X[:, :1, :8]  # one real image per row: its vector in every candidate
     >>> y = np.tile([0, 1], 20)
     >>> X[:, :, -1] = np.sort(rng.uniform(0.2, 0.6, size=(40, 5)), axis=1)[:, ::-1]
     >>> X[y == 1, 0, -1] = 0.95  # used images have a near-copy in the library
@@ -362,7 +363,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of float, shape (n, k, 2D + 1)
-            Per real image, its ``k`` candidates ``[real, candidate, cosine]``.
+            Per real image, its ``k`` candidates ``[real, candidate, cosine]``, the real vector
+            the same in every valid candidate of a row (the net maps it once per row; a row
+            where it differs is refused).
         y : array-like of 0/1, shape (n,)
             1 = used to train the generator.
 
@@ -372,6 +375,8 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         """
         relations = self.pair_features == "relations"
         X = check_candidates(X, relations=relations, dtype=np.float32)
+        if not relations:
+            _check_one_real_per_row(X)
         y = check_training_labels(y, X.shape[0], "CANetClassifier")
         hidden = self._check_hidden()
         device = str(resolve_device(self.device))
@@ -461,12 +466,15 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
     # --- prediction --------------------------------------------------------------------------
     def _check_predict_X(self, X) -> np.ndarray:
         check_is_fitted(self, "net_")
-        X = check_candidates(X, relations=self.pair_features == "relations", dtype=np.float32)
+        relations = self.pair_features == "relations"
+        X = check_candidates(X, relations=relations, dtype=np.float32)
         if X.shape[2] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[2]} features per candidate, but CANetClassifier was fitted "
                 f"with {self.n_features_in_} (2D + 1 for D = {(self.n_features_in_ - 1) // 2})"
             )
+        if not relations:
+            _check_one_real_per_row(X)
         k = X.shape[1]
         if k > self.n_candidates_:
             raise ValueError(
@@ -579,6 +587,22 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         tags.classifier_tags.multi_class = False
         tags.non_deterministic = self.random_state is None
         return tags
+
+
+def _check_one_real_per_row(X: np.ndarray) -> None:
+    """Refuse rows whose valid candidates carry different real-image vectors: a row is one real
+    image's candidates ``[real, candidate, cosine]``, and the net maps its real vector once
+    (masked candidates are not read, whatever they hold)."""
+    dim = (X.shape[2] - 1) // 2
+    differs = (X[:, :, :dim] != X[:, :1, :dim]).any(axis=2) & candidate_mask(X)
+    same = ~differs.any(axis=1)
+    if not same.all():
+        row = int(np.flatnonzero(~same)[0])
+        raise ValueError(
+            f"X[{row}] holds different real-image vectors in its valid candidates (its first "
+            f"{dim} columns differ between them): each row of X is one real image's k candidates, "
+            "[real vector, candidate vector, cosine], as FaissCandidateSelector returns them"
+        )
 
 
 _ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
