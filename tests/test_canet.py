@@ -156,8 +156,8 @@ def test_rows_whose_candidates_carry_different_real_vectors_are_refused(fitted, 
     bad[row, 1, 0] += 1.0
     with pytest.raises(ValueError, match=rf"X\[{row}\] holds different real-image vectors"):
         CANetClassifier(**FAST).fit(bad, y)
-    with pytest.raises(ValueError, match="different real-image vectors"):
-        fitted.predict_proba(bad)
+    with pytest.raises(ValueError, match="relation scores.*need pair_features='relations'"):
+        fitted.predict_proba(bad)  # the likely cause named
 
 
 # --- masking and invariances -----------------------------------------------------------------

@@ -752,6 +752,7 @@ def test_ctrl_c_during_canet_training_stops_fit(task, monkeypatch):
 
     monkeypatch.setattr(canet._CANetNet, "train_step_single", step)
     C = np.random.default_rng(0).normal(size=(40, 5, 2 * 8 + 1)).astype(np.float32)
+    C[:, :, :8] = C[:, :1, :8]  # one real image per row
     clf = CANetClassifier(max_epochs=50, batch_size=8, random_state=0)
     with pytest.raises(KeyboardInterrupt):
         clf.fit(C, np.arange(40) % 2)
@@ -766,6 +767,7 @@ def test_early_stopping_still_ends_training_quietly(capsys):
     model is fitted (catches the stop re-raised as an interruption, or patience not passed)."""
     rng = np.random.default_rng(0)
     C = rng.normal(size=(40, 5, 2 * 8 + 1)).astype(np.float32)
+    C[:, :, :8] = C[:, :1, :8]  # one real image per row
     clf = CANetClassifier(max_epochs=200, patience=2, batch_size=8, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -375,9 +375,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         """
         relations = self.pair_features == "relations"
         X = check_candidates(X, relations=relations, dtype=np.float32)
+        y = check_training_labels(y, X.shape[0], "CANetClassifier")
         if not relations:
             _check_one_real_per_row(X)
-        y = check_training_labels(y, X.shape[0], "CANetClassifier")
         hidden = self._check_hidden()
         device = str(resolve_device(self.device))
         dtype = resolve_dtype(self.dtype, torch.device(device))
@@ -601,7 +601,8 @@ def _check_one_real_per_row(X: np.ndarray) -> None:
         raise ValueError(
             f"X[{row}] holds different real-image vectors in its valid candidates (its first "
             f"{dim} columns differ between them): each row of X is one real image's k candidates, "
-            "[real vector, candidate vector, cosine], as FaissCandidateSelector returns them"
+            "[real vector, candidate vector, cosine], as FaissCandidateSelector returns them "
+            "(relation scores, from features='relations', need pair_features='relations')"
         )
 
 
