@@ -19,6 +19,7 @@ markdown table; writes nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import os
 import sys
@@ -65,85 +66,56 @@ def epoch_seconds(X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[list[float
     return [float(d) for d in clf.net_.history[:, "dur"]], clf.dtype_
 
 
-def precision_seconds(X: np.ndarray, y: np.ndarray, epochs: int, rounds: int = 3) -> dict:
-    """Seconds of whole fits trained in fp32 and in bf16, in interleaved rounds, and the
-    largest difference of their predicted probabilities (same seed, same data)."""
+def side_by_side(X: np.ndarray, y: np.ndarray, epochs: int, arms: dict, rounds: int = 3) -> dict:
+    """Seconds of whole fits of each arm, in interleaved rounds (each round a new seed, so no
+    fit is a kept net), and ``"max_diff"``, the largest difference of P(used) between the arms.
+    ``arms`` maps a name to ``(CANetClassifier parameters, a context manager around the fit)``.
+    """
     import time
 
     from skfingerprint import CANetClassifier, clear_memory_cache
 
-    out: dict = {"float32": [], "bfloat16": [], "max_diff": 0.0}
+    out: dict = {name: [] for name in arms}
+    out["max_diff"] = 0.0
     for r in range(rounds):
-        proba = {}
-        for dtype in ("float32", "bfloat16"):
+        proba = []
+        for name, (params, around) in arms.items():
             clear_memory_cache()
-            start = time.perf_counter()
-            clf = CANetClassifier(
-                max_epochs=epochs, early_stopping=False, random_state=r, dtype=dtype
-            ).fit(X, y)
-            out[dtype].append(time.perf_counter() - start)
-            proba[dtype] = clf.predict_proba(X)[:, 1]
-        out["max_diff"] = max(
-            out["max_diff"], float(np.abs(proba["float32"] - proba["bfloat16"]).max())
-        )
+            with around():
+                start = time.perf_counter()
+                clf = CANetClassifier(
+                    max_epochs=epochs, early_stopping=False, random_state=r, **params
+                ).fit(X, y)
+                out[name].append(time.perf_counter() - start)
+            proba.append(clf.predict_proba(X)[:, 1])
+        out["max_diff"] = max(out["max_diff"], float(np.ptp(proba, axis=0).max()))
     return out
 
 
-def shared_real_seconds(
-    X: np.ndarray, y: np.ndarray, epochs: int, dtype: str, rounds: int = 3
-) -> dict:
-    """Seconds of whole fits whose first layer maps each row's real vector once (the default)
-    and once per candidate copy, in interleaved rounds, and the largest difference of their
-    predicted probabilities (the same up to rounding, grown over the epochs)."""
-    import time
-
-    from skfingerprint import CANetClassifier, clear_memory_cache
+@contextlib.contextmanager
+def real_mapped_per_copy():
+    """CANet's first layer mapping each candidate's copy of the real vector on its own."""
     from skfingerprint._canet_net import CANetModule
 
     once = CANetModule._first_layer
-    out: dict = {"once": [], "per copy": [], "max_diff": 0.0}
+    CANetModule._first_layer = lambda self, feats, _: once(self, feats, False)
     try:
-        for r in range(rounds):
-            proba = {}
-            for name in ("once", "per copy"):
-                CANetModule._first_layer = (
-                    once if name == "once" else lambda self, feats, _: once(self, feats, False)
-                )
-                clear_memory_cache()
-                start = time.perf_counter()
-                clf = CANetClassifier(
-                    max_epochs=epochs, early_stopping=False, random_state=r, dtype=dtype
-                ).fit(X, y)
-                out[name].append(time.perf_counter() - start)
-                proba[name] = clf.predict_proba(X)[:, 1]
-            diff = float(np.abs(proba["once"] - proba["per copy"]).max())
-            out["max_diff"] = max(out["max_diff"], diff)
+        yield
     finally:
         CANetModule._first_layer = once
-    return out
 
 
-def optimiser_seconds(X: np.ndarray, y: np.ndarray, epochs: int, rounds: int = 3) -> dict:
-    """Seconds of whole fits with the fused AdamW (the default) and with torch's per-parameter
-    loop, in interleaved rounds (each fit a new seed, so none is a kept net)."""
-    import time
-
+@contextlib.contextmanager
+def adamw_loop():
+    """CANet trained with torch's per-parameter AdamW loop instead of the fused update."""
     import skfingerprint.canet as canet
-    from skfingerprint import CANetClassifier, clear_memory_cache
 
     fused = canet.adamw
-    times: dict = {"fused": [], "loop": []}
+    canet.adamw = torch.optim.AdamW
     try:
-        for r in range(rounds):
-            for name, optimiser in (("fused", fused), ("loop", torch.optim.AdamW)):
-                canet.adamw = optimiser
-                clear_memory_cache()
-                start = time.perf_counter()
-                CANetClassifier(max_epochs=epochs, early_stopping=False, random_state=r).fit(X, y)
-                times[name].append(time.perf_counter() - start)
+        yield
     finally:
         canet.adamw = fused
-    return times
 
 
 def main(argv=None) -> None:
@@ -176,28 +148,34 @@ def main(argv=None) -> None:
     print(f"| epoch time, best of {len(durations)} (all: "
           f"{', '.join(f'{d:.2f}' for d in durations)} s) | {best:.2f} s |")  # fmt: skip
     print(f"| **achieved** | **{rate:.0f} GFLOP/s = {rate / peak:.0%} of the {dtype} peak** |")
-    for n_real, k, epochs in ((N_REAL, K, 2), (48, 10, 30)):
+    sizes = ((N_REAL, K, 2), (48, 10, 30))
+    plain = contextlib.nullcontext
+    for n_real, k, epochs in sizes:
         if "bfloat16" not in peaks:
             print(f"| fit, {n_real} reals x k={k}: fp32 / bf16 | not timed: no native bf16 |")
             continue
-        t = precision_seconds(*paper_task(1, n_real, k), epochs)
-        fp32, bf16 = min(t["float32"]), min(t["bfloat16"])
-        print(f"| fit, {n_real} reals x k={k}, {epochs} epochs: fp32 / bf16 (best of "
-              f"{len(t['float32'])}; predictions differ by at most {t['max_diff']:.3f}) | "
-              f"{fp32:.2f} / {bf16:.2f} s = **{fp32 / bf16:.2f}x** |")  # fmt: skip
-    for (n_real, k, epochs), precision in itertools.product(((N_REAL, K, 2), (48, 10, 30)), peaks):
-        t = shared_real_seconds(*paper_task(1, n_real, k), epochs, precision)
-        copies, once = min(t["per copy"]), min(t["once"])
-        print(f"| fit, {n_real} reals x k={k}, {epochs} epochs, {precision}: real vector mapped "
-              f"per candidate copy / once per row (best of {len(t['once'])}; predictions differ by "
-              f"at most {t['max_diff']:.3f}) | {copies:.2f} / {once:.2f} s = "
-              f"**{copies / once:.2f}x** |")  # fmt: skip
-    for n_real, k, epochs in ((N_REAL, K, 2), (48, 10, 30)):
-        t = optimiser_seconds(*paper_task(1, n_real, k), epochs)
-        loop, fused = min(t["loop"]), min(t["fused"])
-        print(f"| fit, {n_real} reals x k={k}, {epochs} epochs: AdamW's per-parameter loop / "
-              f"fused (best of {len(t['loop'])}) | {loop:.2f} / {fused:.2f} s = "
-              f"**{loop / fused:.2f}x** |")  # fmt: skip
+        arms = {"fp32": ({"dtype": "float32"}, plain), "bf16": ({"dtype": "bfloat16"}, plain)}
+        t = side_by_side(*paper_task(1, n_real, k), epochs, arms)
+        _row(f"fit, {n_real} reals x k={k}, {epochs} epochs: fp32 / bf16", t, "fp32", "bf16")
+    for (n_real, k, epochs), precision in itertools.product(sizes, peaks):
+        arms = {"per copy": ({"dtype": precision}, real_mapped_per_copy),
+                "once": ({"dtype": precision}, plain)}  # fmt: skip
+        t = side_by_side(*paper_task(1, n_real, k), epochs, arms)
+        what = f"fit, {n_real} reals x k={k}, {epochs} epochs, {precision}: real vector mapped"
+        _row(f"{what} per candidate copy / once per row", t, "per copy", "once")
+    for n_real, k, epochs in sizes:
+        t = side_by_side(
+            *paper_task(1, n_real, k), epochs, {"loop": ({}, adamw_loop), "fused": ({}, plain)}
+        )
+        _row(f"fit, {n_real} reals x k={k}, {epochs} epochs: AdamW's per-parameter loop / fused",
+             t, "loop", "fused")  # fmt: skip
+
+
+def _row(what: str, t: dict, slow: str, fast: str) -> None:
+    """A table row: the best of each arm's seconds, their ratio, and how far P(used) moved."""
+    a, b = min(t[slow]), min(t[fast])
+    print(f"| {what} (best of {len(t[slow])}; P(used) differs by at most {t['max_diff']:.3f}) | "
+          f"{a:.2f} / {b:.2f} s = **{a / b:.2f}x** |")  # fmt: skip
 
 
 if __name__ == "__main__":
