@@ -338,19 +338,17 @@ class _CANetNet(NeuralNetBinaryClassifier):
             raise _TrainingInterrupted from None
 
     def __init__(
-        self, *args, contrastive_weight=0.0, adversarial_eps=0.0, autocast_dtype=None, **kwargs
+        self, *args, contrastive_weight=0.0, adversarial_eps=0.0, dtype=torch.float32, **kwargs
     ):
         super().__init__(*args, **kwargs)
         self.contrastive_weight = contrastive_weight
         self.adversarial_eps = adversarial_eps
-        self.autocast_dtype = autocast_dtype
+        self.dtype = dtype
 
     def _losses(self, feats, valid, yi):
-        # the products in autocast_dtype (bf16 where the hardware has it); the losses in fp32
+        # the products in self.dtype (bf16 where the hardware has it); the losses in fp32
         with torch.autocast(
-            torch.device(self.device).type,
-            dtype=self.autocast_dtype or torch.float32,
-            enabled=self.autocast_dtype is not None,
+            torch.device(self.device).type, dtype=self.dtype, enabled=self.dtype != torch.float32
         ):
             logit, pooled = self.module_.forward_prepared(
                 feats, valid, return_embedding=True, shared_real=not self.adversarial_eps

@@ -23,6 +23,7 @@ __all__ = [
     "MIN_PROBE_COSINE",
     "adam",
     "choose_dtype",
+    "dtype_name",
     "load_state_arrays",
     "resolve_device",
     "resolve_dtype",
@@ -48,7 +49,7 @@ def threads_for(flops_per_step: float):
 def fused_optimizer(optimizer: type[torch.optim.Optimizer], params, **kwargs):
     """``optimizer(params, **kwargs)`` with its update fused into one kernel where torch can (the
     same steps to rounding): the default per-parameter loop was ~20% of a gate's training, and a
-    small CANet fit runs 1.09-1.16x faster fused (``benchmarks/bench_canet.py``; CPU)."""
+    small CANet fit runs 1.07-1.12x faster fused (``benchmarks/bench_canet.py``; CPU)."""
     params = list(params)
     try:
         return optimizer(params, fused=True, **kwargs)
@@ -232,9 +233,9 @@ def choose_dtype(backbone: ProbedModel, device: torch.device, sample) -> tuple[t
                 seconds, tokens = probe_pass(backbone, x, device, dtype)
                 reference = tokens if reference is None else reference
                 cosine = token_agreement(reference, tokens)
-                probe[_dtype_name(dtype)] = {"img_s": len(x) / seconds, "cosine": cosine}
-            agree = [d for d in candidates if probe[_dtype_name(d)]["cosine"] >= MIN_PROBE_COSINE]
-            choice = max(agree, key=lambda d: probe[_dtype_name(d)]["img_s"])
+                probe[dtype_name(dtype)] = {"img_s": len(x) / seconds, "cosine": cosine}
+            agree = [d for d in candidates if probe[dtype_name(d)]["cosine"] >= MIN_PROBE_COSINE]
+            choice = max(agree, key=lambda d: probe[dtype_name(d)]["img_s"])
         for name, why in skipped.items():
             probe[name] = {"skipped": why}
         probe.update(device=str(device), probe_s=time.perf_counter() - start)
@@ -242,7 +243,8 @@ def choose_dtype(backbone: ProbedModel, device: torch.device, sample) -> tuple[t
         return choice, probe
 
 
-def _dtype_name(dtype: torch.dtype) -> str:
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``: the name the estimators' ``dtype_`` holds."""
     return str(dtype).removeprefix("torch.")
 
 
@@ -259,7 +261,7 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
         else:
             parts.append(f"{name} {row['img_s']:.1f} img/s, cosine {row['cosine']:.4f}")
     return (
-        f"dtype='auto' on {probe['device']}: {_dtype_name(choice)} "
+        f"dtype='auto' on {probe['device']}: {dtype_name(choice)} "
         f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)})"
     )
 

@@ -52,6 +52,7 @@ from ._lru import LRUCache, array_nbytes, seeded_fit_key
 from ._progress import format_seconds, is_interactive
 from ._runtime import (
     adamw,
+    dtype_name,
     load_state_arrays,
     resolve_device,
     resolve_dtype,
@@ -309,7 +310,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         return np.asarray(train.indices), np.asarray(valid.indices)
 
     def _make_net(
-        self, module_kwargs: dict, device: str, valid=None, autocast_dtype=None
+        self, module_kwargs: dict, device: str, valid=None, dtype=torch.float32
     ) -> _CANetNet:
         # skorch prints through any sink but its default `print` whatever its verbose says
         sink = _to_stderr if self.verbose else print
@@ -341,7 +342,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
             **{f"module__{k}": v for k, v in module_kwargs.items() if k != "n_features"},
             contrastive_weight=self.contrastive_weight,
             adversarial_eps=self.adversarial_eps,
-            autocast_dtype=autocast_dtype,
+            dtype=dtype,
             optimizer=adamw,
             optimizer__weight_decay=self.weight_decay,
             lr=self.lr,
@@ -420,8 +421,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         valid_ds = None
         if split is not None:
             valid_ds = Dataset(X[split[1]], y[split[1]].astype(np.float32))
-        autocast = None if dtype == torch.float32 else dtype
-        net = self._make_net(module_kwargs, device, valid_ds, autocast_dtype=autocast)
+        net = self._make_net(module_kwargs, device, valid_ds, dtype=dtype)
         widths = (n_features, *hidden)
         flops = 6 * self.batch_size * k * sum(a * b for a, b in pairwise(widths))
         start = time.perf_counter()
@@ -437,7 +437,7 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         self.net_ = net
         self._module_kwargs = module_kwargs
         self.device_ = device
-        self.dtype_ = str(dtype).removeprefix("torch.")
+        self.dtype_ = dtype_name(dtype)
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = n_features
         self.n_candidates_ = k

@@ -32,6 +32,7 @@ from ._runtime import (
     adam,
     choose_dtype,
     describe_probe,
+    dtype_name,
     load_state_arrays,
     resolve_device,
     resolve_dtype,
@@ -303,7 +304,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         choice, probe = choose_dtype(backbone, device, sample)
         if self.verbose:
             print(describe_probe(choice, probe), file=sys.stderr, flush=True)
-        return str(choice).removeprefix("torch."), dict(probe)
+        return dtype_name(choice), dict(probe)
 
     @staticmethod
     def _model_input(batch, backbone, gen=None, augment_p=0.0) -> torch.Tensor:
