@@ -299,3 +299,39 @@ def test_bench_quality_runs_the_suite_unless_tasks_are_named():
     ]
     with pytest.raises(ValueError, match=r"unknown tasks \['kanji/ddpm'\]"):
         resolve_tasks(["kanji/ddpm"])
+
+
+def test_library_size_probe_grows_each_library_with_new_samples_of_its_generator(
+    tiny_task, monkeypatch
+):
+    # Catches: the generator not found from the task folder, the task's own sampling seeds
+    # reused (the "larger" library would repeat its images: no new evidence), a larger
+    # library that does not contain the smaller one, or the splits' libraries swapped.
+    import probe_library_size as P
+
+    _, folder, _ = tiny_task
+    seeds = []
+
+    def recording_sample(params, model, n, seed):
+        seeds.append(seed)
+        return dcgan.sample(model, n, seed=seed)
+
+    monkeypatch.setattr(P, "_sample", recording_sample)
+    splits = {name: load_imageclef_gans(folder / name) for name in P.SPLITS}
+    libraries = P._libraries(folder, splits)
+    (weights,) = (folder.parents[2] / "generators").glob("ct-phantom-dcgan-long-seed0-*.pt")
+    # the task sampled its libraries with 10_000 + 2 * seed + split (seed 0 here)
+    assert seeds == [20_000, 20_001] and not set(seeds) & {10_000, 10_001}
+    for i, name in enumerate(P.SPLITS):
+        own = np.stack([img for _, b in splits[name].X_pairs.library.iter_batches(64) for img in b])
+        grown = libraries[name]
+        assert [len(grown[f]) for f in P.FACTORS] == [f * len(own) for f in P.FACTORS]
+        np.testing.assert_array_equal(grown[1], own)
+        for small, large in zip(P.FACTORS[:-1], P.FACTORS[1:], strict=True):
+            np.testing.assert_array_equal(grown[large][: len(grown[small])], grown[small])
+        fresh = dcgan.sample(
+            load_generator(weights), len(grown[max(P.FACTORS)]) - len(own), seed=seeds[i]
+        )
+        np.testing.assert_array_equal(
+            np.round(grown[max(P.FACTORS)][len(own) :, ..., 0] * 255), fresh
+        )
