@@ -302,14 +302,23 @@ def test_bench_quality_runs_the_suite_unless_tasks_are_named():
 
 
 def test_library_size_probe_grows_each_library_with_new_samples_of_its_generator(
-    tiny_task, monkeypatch
+    tmp_path, monkeypatch
 ):
     # Catches: the generator not found from the task folder, the task's own sampling seeds
     # reused (the "larger" library would repeat its images: no new evidence), a larger
     # library that does not contain the smaller one, or the splits' libraries swapped.
     import probe_library_size as P
 
-    _, folder, _ = tiny_task
+    # a cache of its own: other tests add generators of other configs to the shared one
+    folder, _ = build_task(
+        "ct-phantom",
+        "dcgan-long",
+        0,
+        tmp_path,
+        sizes=QUICK_SIZES,
+        generator_params=TINY_DCGAN,
+        log=None,
+    )
     seeds = []
 
     def recording_sample(params, model, n, seed):
