@@ -1,7 +1,8 @@
 """Round 15 (a diagnostic): is kanji's gap the detector's, or the information in its library?
 
-In six unseen looks the default beat the best baseline by the issue's 0.10 on four of the five
-suite tasks and never on kanji (``RESULTS_seeds21-23.md``: +0.026 [-0.013, +0.067]), and
+In the five unseen looks before it (seeds 9-23) the default reached the issue's +0.10 over the
+best baseline at least once on three of the five suite tasks and never on kanji, where it tied
+four times (``RESULTS_seeds21-23.md``: +0.026 [-0.013, +0.067]), and
 ``probe_ceiling.py`` found that no sign-constrained linear head on the default's 12 pixel scores
 reaches the target on kanji even fitted on the test labels. Before another round of scores, this
 asks whether the evidence a task gives is the limit: each task's generator is asked for more
