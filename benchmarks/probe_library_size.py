@@ -33,7 +33,6 @@ writes ``benchmarks/RESULTS_library_size.md``.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -44,14 +43,12 @@ sys.path.insert(0, str(BENCH))
 
 from bench_quality import _test_labels  # noqa: E402
 from probe_detector import _z, base_scores, main  # noqa: E402
-from probe_head import LEGEND, _prior_cut  # noqa: E402
+from probe_head import LEGEND, _prior_cut, unit_pixels  # noqa: E402
 from probe_manifold import _positive_logreg  # noqa: E402
-from realgen.task import _hash, _sample, load_generator  # noqa: E402
+from realgen.task import _sample, task_generator  # noqa: E402
 
 from skfingerprint import load_imageclef_gans, make_pairs  # noqa: E402
 from skfingerprint.baselines import PixelNearestNeighbor  # noqa: E402
-from skfingerprint.images import as_image_set, pixel_vectors  # noqa: E402
-from skfingerprint.pairs import _l2_normalize  # noqa: E402
 
 SIZE = 32
 # Not 16x: the DDPM tasks alone would sample 90,000 images (500 took 20 s on one core here).
@@ -68,20 +65,6 @@ METHODS = [
 ]
 
 
-def _generator(folder: Path):
-    """The task's trained generator and its parameters, found as ``build_task`` saved them."""
-    saved = json.loads((folder / "config.json").read_text())
-    keys = ("source", "seed", "generator", "n_train_used", "n_train_not_used")
-    keys += ("n_test_used", "n_test_not_used", "version")
-    train_config = {k: saved[k] for k in keys}
-    # build_task's layout: <root>/tasks/<source>-<generator>/seed<N>-<hash>, <root>/generators
-    task_name, root = folder.parent.name, folder.parents[2]
-    path = root / "generators" / f"{task_name}-seed{saved['seed']}-{_hash(train_config)}.pt"
-    if not path.is_file():
-        raise SystemExit(f"{folder}: its generator {path} is not in the cache")
-    return load_generator(path), saved["generator"], saved["seed"]
-
-
 def _as_arrays(images) -> np.ndarray:
     """Every image of an ImageSet as float32 ``(n, H, W, C)`` in [0, 1]."""
     return np.concatenate([np.stack(batch) for _, batch in images.iter_batches(256)])
@@ -89,7 +72,7 @@ def _as_arrays(images) -> np.ndarray:
 
 def _libraries(folder: Path, splits: dict) -> dict:
     """Per split, the library grown to each factor: the task's own images, then fresh ones."""
-    model, params, seed = _generator(folder)
+    model, params, seed = task_generator(folder)
     out = {}
     for i, name in enumerate(SPLITS):
         own = _as_arrays(splits[name].X_pairs.library)
@@ -100,28 +83,18 @@ def _libraries(folder: Path, splits: dict) -> dict:
     return out
 
 
-def _unit(real_px: np.ndarray, lib_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    mean = lib_px.mean(0, keepdims=True)  # centred on the library's mean, as the default is
-    return _l2_normalize(real_px - mean), _l2_normalize(lib_px - mean)
-
-
 def run(folder: Path) -> dict:
     splits = {name: load_imageclef_gans(folder / name) for name in SPLITS}
     train, test = splits["train"], splits["test"]
     y = _test_labels(folder, test.ids)
     libraries = _libraries(folder, splits)
-    real_px = {name: pixel_vectors(splits[name].X_pairs.real, SIZE) for name in SPLITS}
     out = {"y": y}
     for f in FACTORS:
         suffix = "" if f == 1 else f", {f}x library"
-        lib = {name: as_image_set(libraries[name][f], name="library") for name in SPLITS}
-        z = {
-            name: _z(base_scores(*_unit(real_px[name], pixel_vectors(lib[name], SIZE))))
-            for name in SPLITS
-        }
+        pairs = {name: make_pairs(splits[name].X_pairs.real, libraries[name][f]) for name in SPLITS}
+        z = {name: _z(base_scores(*unit_pixels(pairs[name], SIZE))) for name in SPLITS}
         s_train, s_test = _positive_logreg(z["train"], train.y, z["test"])
         out[f"default{suffix}"] = _prior_cut(s_train, train.y, s_test)
-        pairs = {name: make_pairs(splits[name].X_pairs.real, lib[name]) for name in SPLITS}
         pixel = PixelNearestNeighbor(image_size=SIZE, threshold="prior")
         pixel.fit(pairs["train"], train.y)
         out[f"PixelNN, prior cut{suffix}"] = (

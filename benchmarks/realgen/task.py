@@ -171,6 +171,29 @@ def _state(params: dict, model: torch.nn.Module) -> dict:
     return {"kind": params["kind"], "config": model.config, "state_dict": model.state_dict()}
 
 
+# The real images per cell of a task: with the source, seed, generator and version, what its
+# generator's training reads (its cache key).
+_CELLS = ("n_train_used", "n_train_not_used", "n_test_used", "n_test_not_used")
+
+
+def _weights_path(root: Path, task_name: str, train_config: dict) -> Path:
+    seed = train_config["seed"]
+    return Path(root) / "generators" / f"{task_name}-seed{seed}-{_hash(train_config)}.pt"
+
+
+def task_generator(folder: str | Path) -> tuple[torch.nn.Module, dict, int]:
+    """The trained generator of a task folder :func:`build_task` wrote, its parameters and the
+    task's seed (to sample more images from it)."""
+    folder = Path(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    train_config = {k: saved[k] for k in ("source", "seed", "generator", *_CELLS, "version")}
+    # the layout build_task writes: <root>/tasks/<source>-<generator>/seed<N>-<hash>
+    path = _weights_path(folder.parents[2], folder.parent.name, train_config)
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder}: its generator {path} is not in the cache")
+    return load_generator(path), saved["generator"], saved["seed"]
+
+
 def load_generator(path: str | Path) -> torch.nn.Module:
     """A trained generator saved by :func:`build_task` (eval mode)."""
     state = torch.load(path, weights_only=True)
@@ -217,7 +240,7 @@ def build_task(
     """
     sizes = dict(SIZES if sizes is None else sizes)
     params = dict(GENERATORS[generator] if generator_params is None else generator_params)
-    cells = ["n_train_used", "n_train_not_used", "n_test_used", "n_test_not_used"]
+    cells = _CELLS
     train_config = dict(
         source=source, seed=seed, generator=params, **{c: sizes[c] for c in cells}, version=VERSION
     )
@@ -240,7 +263,7 @@ def build_task(
     counts = [len(train_used), len(train_not), len(test_used), len(test_not)]
 
     t = time.perf_counter()
-    weights = root / "generators" / f"{source}-{generator}-seed{seed}-{_hash(train_config)}.pt"
+    weights = _weights_path(root, f"{source}-{generator}", train_config)
     if weights.is_file():
         model = load_generator(weights)
     else:
