@@ -55,10 +55,11 @@ def test_default_is_the_linear_head_on_relation_scores():
     embed, select, clf = (step for _, step in make_fingerprint_pipeline().steps)
     assert embed.pixel_size == "auto"  # the images' own size up to 64 px, resolved in fit
     assert (select.features, select.min_similarity) == ("relations", None)
-    assert select.relation_spaces == ("pixels", "vit")  # pretrained ViT: its scores too
+    # pretrained ViT: its scores too
+    assert select.relation_spaces == ("pixels", "pixels_whitened", "vit")
     assert isinstance(clf, LinearRelationClassifier)
     untrained = make_fingerprint_pipeline(**TINY_VIT)
-    assert untrained.named_steps["select"].relation_spaces == ("pixels",)
+    assert untrained.named_steps["select"].relation_spaces == ("pixels", "pixels_whitened")
     canet = make_fingerprint_pipeline("canet").named_steps["clf"]
     assert (canet.pair_features, canet.threshold) == ("relations", 0.5)
 

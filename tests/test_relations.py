@@ -74,7 +74,7 @@ def test_per_real_scores_survive_duplicating_every_library_image():
         lib=np.concatenate([E.library, E.library]),
         lib_px=np.concatenate([E.spaces["pixels"][1]] * 2),
     )
-    spaces = ("pixels", "vit")
+    spaces = ("pixels", "vit", "pixels_whitened")
     for a, b in zip(
         R.raw_relations(E, spaces, 3)[2], R.raw_relations(dup, spaces, 3)[2], strict=True
     ):
@@ -83,7 +83,10 @@ def test_per_real_scores_survive_duplicating_every_library_image():
 
 def test_features_follow_the_order_of_the_reals_and_ignore_the_library_order():
     E = _split()
-    sel = FaissCandidateSelector(k=5, min_similarity=None, features="relations").fit(E)
+    spaces = ("pixels", "pixels_whitened", "vit")
+    sel = FaissCandidateSelector(
+        k=5, min_similarity=None, features="relations", relation_spaces=spaces
+    ).fit(E)
     X = sel.transform(E)
     perm = np.random.default_rng(1).permutation(len(E))
     shuffled = _with(E, real=E.real[perm], real_px=E.spaces["pixels"][0][perm])
@@ -536,3 +539,55 @@ def test_space_vectors_centre_pixels_on_the_library_only():
         "b:cos",
     ]
     assert R.relation_feature_names(("a",))[-1] == "selection_cosine"
+
+
+def _whitened_by_hand(real, lib, shrink):
+    """``within_mode_whiten`` written out: the d x d covariance and its inverse square root."""
+    sims = lib @ lib.T
+    np.fill_diagonal(sims, -np.inf)
+    diffs = lib - lib[sims.argmax(1)]
+    cov = diffs.T @ diffs / len(diffs)
+    cov += shrink * np.trace(cov) / len(cov) * np.eye(len(cov))
+    values, vectors = np.linalg.eigh(cov)
+    w = (vectors / np.sqrt(values)) @ vectors.T
+    real_w, lib_w = real @ w, lib @ w
+    mean = lib_w.mean(0, keepdims=True)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    return unit(real_w - mean), unit(lib_w - mean)
+
+
+@pytest.mark.parametrize("d", [5, 60])  # fewer and more dimensions than library images
+def test_within_mode_whitening_is_the_inverse_square_root_of_the_shrunk_covariance(d):
+    rng = np.random.default_rng(0)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    real, lib = unit(rng.normal(size=(7, d))), unit(rng.normal(size=(30, d)))
+    for shrink in (0.5, 0.1):
+        got = R.within_mode_whiten(real, lib, shrink)
+        for a, b in zip(got, _whitened_by_hand(real, lib, shrink), strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_within_mode_whitening_discounts_the_directions_the_generator_varies():
+    # 30 modes; the generator's samples vary each mode in dimensions 0-3 only. Of two real
+    # images off a mode by the same distance, along those dimensions or along 4-7, the first
+    # matches the library worse in plain cosines and better whitened.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(30, 8))
+    noise = np.zeros((30, 10, 8))
+    noise[..., :4] = rng.normal(scale=0.3, size=(30, 10, 4))
+    lib = (centres[:, None] + noise).reshape(-1, 8)
+    offset = np.r_[np.full(4, 0.5), np.zeros(4)]
+    real = np.stack([centres[0] + offset, centres[0] + offset[::-1]])
+    E = PairEmbeddings(real, lib, "lib", spaces={"pixels": (real, lib)})
+    plain = R.raw_relations(E, ("pixels",), 1)[2][0][:, 0]  # top1
+    whitened = R.raw_relations(E, ("pixels_whitened",), 1)[2][0][:, 0]
+    assert plain[0] < plain[1] - 0.01
+    assert whitened[0] > whitened[1] + 0.01
+
+
+def test_within_mode_whitening_leaves_a_library_of_one_image_as_it_is():
+    rng = np.random.default_rng(0)
+    real, one = rng.normal(size=(4, 6)), rng.normal(size=(1, 6))
+    for lib in (one, np.repeat(one, 5, axis=0)):
+        got_real, got_lib = R.within_mode_whiten(real, lib)
+        assert got_real is real and got_lib is lib

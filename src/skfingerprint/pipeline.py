@@ -142,13 +142,17 @@ def make_fingerprint_pipeline(
         the images' own size (their smallest side) up to 64 px; None with the paper's.
     relation_spaces : tuple of str or "auto", default="auto"
         The spaces of the relation scores, the first choosing the candidates
-        (``FaissCandidateSelector(relation_spaces=...)``). ``"auto"``: ``("pixels", "vit")``
-        when the ViT is trained (``pretrained``, ``checkpoint`` or ``finetune``), else
-        ``("pixels",)``: an untrained ViT's similarities are noise (cosine ~0.9998 between
-        any two images, DESIGN.md section 7), and on the membership benchmark its 8 scores
-        beside the pixel ones cost the linear head 0.02 to 0.13 kappa on every task
-        (``benchmarks/RESULTS_variants.md``). Whether a pretrained ViT's scores pay could not
-        be measured offline.
+        (``FaissCandidateSelector(relation_spaces=...)``). ``"auto"``: ``("pixels",
+        "pixels_whitened", "vit")`` when the ViT is trained (``pretrained``, ``checkpoint`` or
+        ``finetune``), else ``("pixels", "pixels_whitened")``: an untrained ViT's
+        similarities are noise (cosine ~0.9998 between any two images, DESIGN.md section 7),
+        and on the membership benchmark its 8 scores beside the pixel ones cost the linear
+        head 0.02 to 0.13 kappa on every task (``benchmarks/RESULTS_variants.md``). Whether a
+        pretrained ViT's scores pay could not be measured offline. ``"pixels_whitened"``
+        scores the pixels again after discounting how the generator varies the samples of
+        one mode (:func:`~skfingerprint.relations.within_mode_whiten`): +0.028 [+0.013,
+        +0.042] kappa over all tasks on its development seeds and +0.032 [+0.019, +0.044] on
+        three unseen ones, no task below 0 (``benchmarks/RESULTS_whiten.md``).
     random_state : int, RandomState instance or None, default=None
         Passed to every step that draws random numbers; an int makes the fit repeatable.
     verbose : int, default=0
@@ -208,7 +212,7 @@ def make_fingerprint_pipeline(
     pixel_size = auto["pixel_size"] if pixel_size == "auto" else pixel_size
     if relation_spaces == "auto":
         trained = pretrained or checkpoint is not None or finetune != "none"
-        relation_spaces = ("pixels", "vit") if trained else ("pixels",)
+        relation_spaces = ("pixels", "pixels_whitened", *(("vit",) if trained else ()))
     if features == "relations" and "pixels" in relation_spaces and pixel_size is None:
         raise ValueError("relation_spaces names 'pixels' but pixel_size is None; give a size")
     embedder_params = dict(embedder_params or {})

@@ -32,6 +32,11 @@ per candidate ``g_j``
     ``cos``: ``cos(r, g_j)``; ``owner``: 1 if ``r`` is ``g_j``'s nearest real; ``owner_margin``:
     ``cos(g_j, r)`` minus ``g_j``'s best cosine to another real (reverse attribution).
 
+A space can also be scored *whitened* (``"pixels_whitened"``, in the default since
+``benchmarks/RESULTS_whiten.md``): its vectors mapped by :func:`within_mode_whiten`, which
+discounts the directions in which the generator varies the samples of one mode; the candidates
+stay those of the first space.
+
 Every score except ``owner`` is standardised with the split's own mean and spread over its real
 images (``cos`` with the statistics of ``top1``): that calibrates the scores against the other
 reals and removes what the library's size does to a maximum. A call with fewer than
@@ -44,7 +49,13 @@ import numpy as np
 
 from .pairs import PairEmbeddings, _l2_normalize
 
-__all__ = ["MIN_SPLIT", "PER_CANDIDATE", "PER_REAL", "relation_feature_names"]
+__all__ = [
+    "MIN_SPLIT",
+    "PER_CANDIDATE",
+    "PER_REAL",
+    "relation_feature_names",
+    "within_mode_whiten",
+]
 
 PER_REAL = (
     "top1",
@@ -76,6 +87,12 @@ HULL_REG = 1e-3
 # Library rows compared with the reals at a time (bounds memory to chunk x n floats).
 _CHUNK = 4096
 
+#: Suffix of a space's within-mode whitened copy (:func:`within_mode_whiten`).
+WHITENED = "_whitened"
+#: The whitening's ridge, as a fraction of the mean eigenvalue of the within-mode covariance
+#: (0.5 beat 0.1 on the benchmark's development seeds, ``benchmarks/RESULTS_whiten.md``).
+WHITEN_SHRINK = 0.5
+
 
 def relation_feature_names(spaces) -> list[str]:
     """Names of the columns of the selector's relation output, in order.
@@ -102,7 +119,8 @@ def relation_feature_names(spaces) -> list[str]:
 
 
 def available_spaces(E: PairEmbeddings) -> tuple[str, ...]:
-    """The spaces ``E`` carries: ``"vit"`` (its main embedding), then its extra spaces."""
+    """The spaces ``E`` carries: ``"vit"`` (its main embedding), then its extra spaces. Each
+    can also be scored whitened, as ``"<space>_whitened"`` (:func:`within_mode_whiten`)."""
     return ("vit", *sorted(E.spaces))
 
 
@@ -110,13 +128,71 @@ def space_vectors(E: PairEmbeddings, name: str) -> tuple[np.ndarray, np.ndarray]
     """Unit ``(real, library)`` vectors of one space of ``E``.
 
     Extra spaces (pixels) are centred on their library's mean before normalising: raw images
-    share a large common component that would make every cosine close to 1.
+    share a large common component that would make every cosine close to 1. A name ending in
+    ``"_whitened"`` is its space passed through :func:`within_mode_whiten`.
     """
+    if name.endswith(WHITENED):
+        return within_mode_whiten(*space_vectors(E, name.removesuffix(WHITENED)))
     if name == "vit":
         return _l2_normalize(E.real), _l2_normalize(E.library)
     real, lib = E.spaces[name]
     mean = lib.mean(0, keepdims=True)
     return _l2_normalize(real - mean), _l2_normalize(lib - mean)
+
+
+def within_mode_whiten(
+    real: np.ndarray, lib: np.ndarray, shrink: float = WHITEN_SHRINK
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit ``real`` and ``lib`` vectors mapped by ``(S + shrink tr(S)/d I) ^ -1/2`` (then
+    centred on the library's mean and normalised again).
+
+    ``S`` is the covariance of the differences between each distinct library image and its
+    nearest other one: how the generator varies the samples of one mode. Whitening with it (as
+    linear discriminant analysis does with its within-class scatter) discounts those
+    directions, so a real image's match reflects the mode it matches more than the sample's
+    noise. Distinct images, so that duplicating the library changes nothing; with fewer than
+    two, or no difference at all, the vectors come back unchanged.
+
+    Parameters
+    ----------
+    real : ndarray of shape (n, d)
+    lib : ndarray of shape (m, d)
+        Unit vectors of one space (as :func:`space_vectors` gives them).
+    shrink : float, default=WHITEN_SHRINK
+        The ridge added to ``S``, as a fraction of its mean eigenvalue.
+
+    Returns
+    -------
+    real, lib : ndarray of float32
+    """
+    distinct = np.unique(lib, axis=0)
+    if len(distinct) < 2:
+        return real, lib
+    nearest = np.empty(len(distinct), dtype=np.int64)
+    step = max(1, _CHUNK * 256 // len(distinct))
+    for i in range(0, len(distinct), step):
+        sims = distinct[i : i + step] @ distinct.T
+        rows = np.arange(len(sims))
+        sims[rows, i + rows] = -np.inf  # not itself
+        nearest[i : i + step] = sims.argmax(1)
+    diffs = (distinct - distinct[nearest]).astype(np.float64) / np.sqrt(len(distinct))
+    # S = diffs.T @ diffs, from the thin SVD (no d x d matrix when d exceeds the library)
+    _, sing, vt = np.linalg.svd(diffs, full_matrices=False)
+    variances = sing**2
+    ridge = shrink * variances.sum() / lib.shape[1]
+    if ridge <= 0:
+        return real, lib
+    # (S + ridge I)^-1/2 x = ridge^-1/2 (x - V (1 - (1 + var/ridge)^-1/2) V^T x), up to the
+    # common factor ridge^-1/2, which normalising removes
+    shrunk = 1 - 1 / np.sqrt(1 + variances / ridge)
+
+    def whiten(x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return x - ((x @ vt.T) * shrunk) @ vt
+
+    real_w, lib_w = whiten(real), whiten(lib)
+    mean = lib_w.mean(0, keepdims=True)
+    return _l2_normalize(real_w - mean), _l2_normalize(lib_w - mean)
 
 
 def top_k(real: np.ndarray, lib: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -288,11 +364,12 @@ def raw_relations(E: PairEmbeddings, spaces, k: int):
     per_real, per_cand : list of ndarray
         Per space, in the order of ``spaces``: raw ``(n, 9)`` and ``(n, k, 3)`` scores.
     """
-    missing = [s for s in spaces if s not in available_spaces(E)]
+    missing = [s for s in spaces if s.removesuffix(WHITENED) not in available_spaces(E)]
     if missing:
         raise ValueError(
             f"relation spaces {missing} are not in the input, which carries "
-            f"{available_spaces(E)}; pixel spaces come from ViTLayerFusionEmbedder(pixel_size=...)"
+            f"{available_spaces(E)} (each also as '<space>{WHITENED}'); pixel spaces come "
+            "from ViTLayerFusionEmbedder(pixel_size=...)"
         )
     vectors = {name: space_vectors(E, name) for name in spaces}
     sims, ids = top_k(*vectors[spaces[0]], k)

@@ -159,7 +159,9 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
     relation_spaces : tuple of str or None, default=None
         With ``features="relations"``: the spaces scored, the first also choosing the
         candidates: ``"vit"`` (the main embedding) and the input's extra spaces
-        (``"pixels"``). None is every space of the fit input, ``"vit"`` first.
+        (``"pixels"``), each also as ``"<space>_whitened"`` (scored after
+        :func:`~skfingerprint.relations.within_mode_whiten`). None is every space of the fit
+        input, ``"vit"`` first (not whitened).
     refine : {"spectral"} or None, default=None
         Drop outlier candidates by spectral clustering (see above).
     refine_top : int, default=50
