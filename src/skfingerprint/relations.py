@@ -176,18 +176,25 @@ def within_mode_whiten(
         sims[rows, i + rows] = -np.inf  # not itself
         nearest[i : i + step] = sims.argmax(1)
     diffs = (distinct - distinct[nearest]).astype(np.float64) / np.sqrt(len(distinct))
-    # S = diffs.T @ diffs, from the thin SVD (no d x d matrix when d exceeds the library)
-    _, sing, vt = np.linalg.svd(diffs, full_matrices=False)
-    variances = sing**2
+    # S = diffs.T @ diffs = V diag(variances) V^T, from the smaller of the two Gram matrices
+    # (an eigh of min(m, d) rows; an SVD of diffs took ~4x longer at m = 5000, d = 4096)
+    if len(diffs) < diffs.shape[1]:
+        variances, u = np.linalg.eigh(diffs @ diffs.T)
+        kept = variances > variances.max() * 1e-9  # null directions: V has no column there
+        variances = variances[kept]
+        vt = (u[:, kept] / np.sqrt(variances)).T @ diffs
+    else:
+        variances, v = np.linalg.eigh(diffs.T @ diffs)
+        variances, vt = np.clip(variances, 0, None), v.T
     ridge = shrink * variances.sum() / lib.shape[1]
     if ridge <= 0:
         return real, lib
     # (S + ridge I)^-1/2 x = ridge^-1/2 (x - V (1 - (1 + var/ridge)^-1/2) V^T x), up to the
     # common factor ridge^-1/2, which normalising removes
-    shrunk = 1 - 1 / np.sqrt(1 + variances / ridge)
+    shrunk = (1 - 1 / np.sqrt(1 + variances / ridge)).astype(np.float32)
+    vt = vt.astype(np.float32)  # the vectors are float32: so are their products
 
     def whiten(x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
         return x - ((x @ vt.T) * shrunk) @ vt
 
     real_w, lib_w = whiten(real), whiten(lib)
