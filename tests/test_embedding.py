@@ -608,14 +608,14 @@ def gate_trainings(monkeypatch):
     from skfingerprint import embedding
 
     calls = []
-    for name in ("_train_gate_supervised", "_train_gate_views"):
-        original = getattr(ViTLayerFusionEmbedder, name)
+    for name in ("train_gate_supervised", "train_gate_views"):
+        original = getattr(embedding, name)
 
-        def counting(self, *args, _original=original, _name=name):
+        def counting(*args, _original=original, _name=name, **kwargs):
             calls.append(_name)
-            return _original(self, *args)
+            return _original(*args, **kwargs)
 
-        monkeypatch.setattr(ViTLayerFusionEmbedder, name, counting)
+        monkeypatch.setattr(embedding, name, counting)
     embedding._GATES.clear()
     yield calls
     embedding._GATES.clear()
@@ -649,7 +649,7 @@ def test_threshold_grid_trains_each_folds_gate_once_with_the_same_result(task, g
         return search.fit(task.X_pairs, task.y)
 
     with_memo = grid()
-    assert gate_trainings == ["_train_gate_supervised"] * 3
+    assert gate_trainings == ["train_gate_supervised"] * 3
     embedding._GATES.clear()
     embedding._GATES.resize(0)  # memo off: every cell trains
     try:
@@ -683,7 +683,7 @@ def test_a_grid_over_layer_sets_and_thresholds_trains_each_gate_once(task, gate_
     }
     cv = StratifiedKFold(2, shuffle=True, random_state=0)
     GridSearchCV(pipe, grid, cv=cv, scoring=kappa_scorer).fit(task.X_pairs, task.y)
-    assert gate_trainings == ["_train_gate_supervised"] * (5 * 2 + 1)
+    assert gate_trainings == ["train_gate_supervised"] * (5 * 2 + 1)
 
 
 def test_a_single_block_trains_no_gate_and_embeds_as_the_mean(task, gate_trainings):
@@ -700,7 +700,7 @@ def test_a_single_block_trains_no_gate_and_embeds_as_the_mean(task, gate_trainin
             emb.transform(task.real_images), mean.transform(task.real_images), atol=1e-6
         )
     tiny_embedder(layers=(2, 3)).fit(task.X_pairs, task.y)
-    assert gate_trainings == ["_train_gate_supervised"]
+    assert gate_trainings == ["train_gate_supervised"]
 
 
 def test_gate_memo_key_holds_every_input_of_the_training(task, gate_trainings):

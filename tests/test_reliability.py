@@ -789,7 +789,7 @@ def _raise_interrupt(*args, **kwargs):
     [
         ("skfingerprint._vit.Backbone", "embed_batch"),  # ViT embedding
         ("skfingerprint._finetune", "nt_xent"),  # contrastive fine-tuning step
-        ("skfingerprint.embedding.ViTLayerFusionEmbedder", "_train_gate_supervised"),
+        ("skfingerprint.embedding", "train_gate_supervised"),
         ("skfingerprint.selection", "_build_index"),  # FAISS index build
         ("skfingerprint.canet._CANetNet", "train_step_single"),  # CANet training step
     ],

@@ -2,8 +2,9 @@
 
 The paper (section 3.2) fuses the CLS tokens of blocks 6/12/18 with
 ``LayerNorm(sum_i a_i * GELU(cls_i))``, the weights ``a`` from a small gate net
-(:class:`GatedFusion`); :func:`parse_layers` reads and checks the blocks. The estimator that
-trains the gate is :class:`~skfingerprint.ViTLayerFusionEmbedder`.
+(:class:`GatedFusion`); :func:`parse_layers` reads and checks the blocks. The gate's two
+trainings are here (:func:`train_gate_supervised`, :func:`train_gate_views`); the estimator that
+runs them on its cached tokens is :class:`~skfingerprint.ViTLayerFusionEmbedder`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._contracts import LAYER_STRING
+from ._runtime import adam
 
-__all__ = ["GatedFusion", "parse_layers"]
+__all__ = ["GatedFusion", "parse_layers", "train_gate_supervised", "train_gate_views"]
 
 
 def parse_layers(layers, depth: int) -> tuple[int, ...]:
@@ -88,3 +90,48 @@ class GatedFusion(nn.Module):
 
 def _standardise(tokens: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return (tokens - mu) / sigma
+
+
+def train_gate_supervised(
+    fusion: GatedFusion,
+    both: torch.Tensor,
+    n_real: int,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    lr: float,
+    temperature: float,
+) -> None:
+    """Make used reals closer to their nearest library image than unused ones (BCE on a
+    soft nearest-neighbour similarity with a learned scale and offset). ``both``: the
+    standardised tokens ``(n, L, D)`` of the ``n_real`` reals, then of the library, fused in one
+    pass per step (the steps are small, so each op's call costs count)."""
+    target = torch.from_numpy(y.astype(np.float32))
+    scale = nn.Parameter(torch.tensor(10.0))
+    offset = nn.Parameter(torch.tensor(0.0))
+    opt = adam([*fusion.parameters(), scale, offset], lr=lr)
+    for _ in range(epochs):
+        z = F.normalize(fusion(both), dim=-1)
+        r, g = z[:n_real], z[n_real:]
+        nearest = temperature * torch.logsumexp((r @ g.T) / temperature, dim=1)
+        centred = nearest - nearest.mean().detach()
+        loss = F.binary_cross_entropy_with_logits(scale * centred + offset, target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def train_gate_views(fusion: GatedFusion, views: torch.Tensor, *, epochs: int, lr: float) -> None:
+    """InfoNCE: an image's fused embedding should match that of its augmented view. ``views``:
+    the standardised tokens of ``n`` images, then of their augmented views, in the same order."""
+    n = len(views) // 2
+    opt = adam(fusion.parameters(), lr=lr)
+    labels = torch.arange(n)
+    for _ in range(epochs):
+        z = F.normalize(fusion(views), dim=-1)
+        za, zb = z[:n], z[n:]
+        logits = za @ zb.T / 0.07
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()

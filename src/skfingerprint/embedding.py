@@ -15,21 +15,24 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
-from torch import nn
 
 from . import _vit
 from ._cache import TokenCache
 from ._contracts import check_binary_labels, derive_seed
-from ._fusion import GatedFusion, _standardise, parse_layers
+from ._fusion import (
+    GatedFusion,
+    _standardise,
+    parse_layers,
+    train_gate_supervised,
+    train_gate_views,
+)
 from ._lru import LRUCache, array_nbytes, seeded_fit_key
 from ._progress import Progress
 from ._runtime import (
     _prefetch,
-    adam,
     choose_dtype,
     describe_probe,
     dtype_name,
@@ -511,9 +514,14 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 n_tokens = len(every) * len(self.layers_)
                 with threads_for(6 * n_tokens * backbone.embed_dim * 256):
                     if y is not None:
-                        self._train_gate_supervised(fusion, every_t, len(real_tokens), y)
+                        train_gate_supervised(
+                            fusion, every_t, len(real_tokens), y,
+                            epochs=self.gate_epochs, lr=self.gate_lr,
+                            temperature=self.gate_temperature,
+                        )  # fmt: skip
                     else:
-                        self._train_gate_views(fusion, real_tokens, aug_tokens)
+                        views = self._layer_tokens(np.concatenate([real_tokens, aug_tokens]))
+                        train_gate_views(fusion, views, epochs=self.gate_epochs, lr=self.gate_lr)
                 if memo is not None:
                     _GATES.put(memo, {k: v.copy() for k, v in state_arrays(fusion).items()})
         self.fusion_ = fusion.eval()
@@ -526,41 +534,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             len(self.layers_) if self.fusion == "concat" else 1
         )
         return self
-
-    def _train_gate_supervised(self, fusion, both, n_real, y):
-        """Make used reals closer to their nearest library image than unused ones (BCE on a
-        soft nearest-neighbour similarity with a learned scale and offset). ``both``: the
-        standardised tokens of the ``n_real`` reals, then of the library, fused in one pass per
-        step (the steps are small, so each op's call costs count)."""
-        target = torch.from_numpy(y.astype(np.float32))
-        scale = nn.Parameter(torch.tensor(10.0))
-        offset = nn.Parameter(torch.tensor(0.0))
-        opt = adam([*fusion.parameters(), scale, offset], lr=self.gate_lr)
-        tau = self.gate_temperature
-        for _ in range(self.gate_epochs):
-            z = F.normalize(fusion(both), dim=-1)
-            r, g = z[:n_real], z[n_real:]
-            nearest = tau * torch.logsumexp((r @ g.T) / tau, dim=1)
-            centred = nearest - nearest.mean().detach()
-            loss = F.binary_cross_entropy_with_logits(scale * centred + offset, target)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    def _train_gate_views(self, fusion, tokens, aug_tokens):
-        """InfoNCE: an image's fused embedding should match that of its augmented view."""
-        both = self._layer_tokens(np.concatenate([tokens, aug_tokens]))
-        n = len(tokens)
-        opt = adam(fusion.parameters(), lr=self.gate_lr)
-        labels = torch.arange(n)
-        for _ in range(self.gate_epochs):
-            z = F.normalize(fusion(both), dim=-1)
-            za, zb = z[:n], z[n:]
-            logits = za @ zb.T / 0.07
-            loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
 
     def _embed(self, images: ImageSet, what: str = "") -> np.ndarray:
         tokens = self._vit_tokens(images, self.backbone_, what=what)
