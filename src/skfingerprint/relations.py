@@ -175,7 +175,13 @@ def within_mode_whiten(
         rows = np.arange(len(sims))
         sims[rows, i + rows] = -np.inf  # not itself
         nearest[i : i + step] = sims.argmax(1)
-    diffs = (distinct - distinct[nearest]).astype(np.float64) / np.sqrt(len(distinct))
+    return _whiten_by(distinct - distinct[nearest], real, lib, shrink)
+
+
+def _whiten_by(diffs: np.ndarray, real: np.ndarray, lib: np.ndarray, shrink: float):
+    """``real`` and ``lib`` mapped by ``(S + shrink tr(S)/d I) ^ -1/2``, ``S`` the mean outer
+    product of the rows of ``diffs``, then centred on the library's mean and unit length."""
+    diffs = np.asarray(diffs, dtype=np.float64) / np.sqrt(len(diffs))
     # S = diffs.T @ diffs = V diag(variances) V^T, from the smaller of the two Gram matrices
     # (an eigh of min(m, d) rows; an SVD of diffs took ~4x longer at m = 5000, d = 4096)
     if len(diffs) < diffs.shape[1]:
