@@ -37,15 +37,10 @@ def pipeline(cache_dir=None):
         min_similarity=None,
         random_state=0,
         cache_dir=cache_dir,
-        # fp32 pinned: with "auto" each worker process times its own precision probe, and a
-        # worker that picks bf16 misses the fp32 tokens in the shared cache (flaky on CPUs
-        # where the tiny ViT runs about as fast in both)
-        embedder_params={
-            "gate_epochs": 0,
-            "batch_size": 32,
-            "stop_early": False,
-            "dtype": "float32",
-        },
+        # dtype="auto": with a cache_dir, the worker processes use the precision kept in it
+        # (on CPUs where the tiny ViT runs about as fast in bf16 as in fp32, probes of their
+        # own could disagree with it and miss the shared tokens)
+        embedder_params={"gate_epochs": 0, "batch_size": 32, "stop_early": False},
     )
 
 

@@ -1,6 +1,8 @@
 """dtype="auto": the precision is chosen by a timed probe, once per process and model."""
 
+import json
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -104,6 +106,79 @@ def test_threads_asking_at_once_share_one_probe(monkeypatch):
     for t in threads:
         t.join()
     assert len(calls) == 3
+
+
+def test_a_choice_kept_in_the_cache_dir_is_used_instead_of_measuring(monkeypatch, tmp_path):
+    # Catches: each process sharing a cache_dir measuring on its own. Where two precisions run
+    # about as fast their probes can disagree, and a process that picks the other precision
+    # misses the tokens in the shared folder (and embeds its shard at another rounding).
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {})
+    first, probe = _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)
+    assert first == BF16 and Path(probe["kept_in"]).parent == tmp_path / "dtype-auto"
+    # another process (an empty memo) whose own probe would pick fp16
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.5, FP16: 0.25}, {})
+    choice, kept = _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)
+    assert choice == BF16 and calls == []
+    assert kept["bfloat16"]["img_s"] == probe["bfloat16"]["img_s"]  # the measuring fit's numbers
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    assert _runtime.choose_dtype(backbone(), CPU, sample)[0] == FP16  # without the folder
+
+
+def test_the_first_process_to_keep_a_choice_wins(monkeypatch, tmp_path):
+    # Catches: a later writer replacing the kept choice (os.replace where the name is taken),
+    # so that two processes probing at once go on in two precisions.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {})
+    measure = _runtime._probe
+
+    def raced(*args):  # another process keeps fp32 while this one measures
+        found = measure(*args)
+        _runtime._keep_choice(path, FP32, dict(found[1]))
+        return found
+
+    path = _runtime._choice_path(tmp_path, "w1", CPU)
+    monkeypatch.setattr(_runtime, "_probe", raced)
+    assert _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)[0] == FP32
+    assert json.loads(path.read_text())["dtype"] == "float32"
+
+
+def test_an_unreadable_kept_choice_is_named_and_measured_again(monkeypatch, tmp_path):
+    # Catches: a torn or foreign file taken as a choice, or failing every later fit.
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {})
+    path = _runtime._choice_path(tmp_path, "w1", CPU)
+    path.parent.mkdir(parents=True)
+    path.write_text('{"dtype": "int8", "probe": {}}')
+    with pytest.warns(RuntimeWarning, match=f"unreadable dtype='auto' choice '{path}'"):
+        assert _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)[0] == BF16
+    assert len(calls) == 3 and json.loads(path.read_text())["dtype"] == "bfloat16"
+
+
+def test_a_kept_choice_belongs_to_its_machine(monkeypatch, tmp_path):
+    # Catches: a folder shared between machines (a network drive) handing an AMX machine's
+    # bf16 to an AVX2-only one, where bf16 is emulated and ~50x slower.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {})
+    _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    monkeypatch.setattr(_runtime, "machine_signature", lambda device: "another CPU")
+    calls = fake_probe(monkeypatch, {FP32: 0.5, BF16: 1.0, FP16: 1.0}, {})
+    assert _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)[0] == FP32
+    assert len(calls) == 3 and len(list((tmp_path / "dtype-auto").glob("*.json"))) == 2
+
+
+def test_embedders_sharing_a_cache_dir_embed_in_one_precision(
+    monkeypatch, images, tmp_path, capsys
+):
+    # Catches: the embedder not passing its cache_dir to the probe.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {})
+    first = tiny_embedder(cache_dir=tmp_path).fit(images)
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    fake_probe(monkeypatch, {FP32: 0.25, BF16: 1.0, FP16: 1.0}, {})
+    second = tiny_embedder(cache_dir=tmp_path, verbose=1).fit(images)
+    assert first.dtype_ == second.dtype_ == "bfloat16"
+    assert second.dtype_probe_["kept_in"].startswith(str(tmp_path))
+    line = capsys.readouterr().err.splitlines()[0]
+    assert line.startswith("dtype='auto' on cpu: bfloat16 (probe ")
+    assert line.endswith(f"kept in {second.dtype_probe_['kept_in']}")
 
 
 def test_no_bf16_trial_on_a_cpu_without_native_bf16(monkeypatch):

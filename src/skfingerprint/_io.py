@@ -50,6 +50,35 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     _remove_abandoned_temps(path)
 
 
+def write_once(path: str | os.PathLike, data: bytes) -> bool:
+    """Create ``path`` holding ``data`` unless it exists: True if this call created it.
+
+    The first of several processes wins and the others' data is dropped, never half-written
+    over (a hard link of a complete temporary file, which fails where the name is taken). On a
+    file system without hard links, a plain rename into a free name, which two writers racing
+    to the same instant can both pass.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            if path.exists():
+                return False
+            os.replace(tmp, path)
+        return True
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
 def _remove_abandoned_temps(path: Path) -> None:
     """Delete temporary files of ``path`` left by a killed writer (older than
     :data:`STALE_TEMP_SECONDS`)."""

@@ -8,6 +8,10 @@ Imports no model code: the probe takes any object with a weights ``digest`` and 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import platform
 import queue
 import threading
 import time
@@ -18,6 +22,9 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import nn
+
+from ._io import atomic_path, write_once
+from ._warnings import warn_at_caller
 
 __all__ = [
     "MIN_PROBE_COSINE",
@@ -77,13 +84,35 @@ def resolve_device(device: str) -> torch.device:
     return dev
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
 def cpu_has_fast_bf16() -> bool:
     """True where the CPU multiplies bf16 natively (AMX or AVX512-BF16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = _cpuinfo()
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def machine_signature(device: torch.device) -> str:
+    """What the precision probe's speeds depend on besides the model: the GPU or the CPU
+    (model name and native bf16), and torch's version."""
+    if device.type == "cuda":
+        hardware = torch.cuda.get_device_name(device)
+    else:
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in _cpuinfo().splitlines()
+                if line.startswith("model name") and ":" in line
+            ),
+            platform.processor() or platform.machine(),
+        )
+        hardware = f"{model}, bf16 {'native' if cpu_has_fast_bf16() else 'emulated'}"
+    return f"{device.type}: {hardware}; torch {torch.__version__}"
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -206,41 +235,106 @@ def token_agreement(reference: np.ndarray, tokens: np.ndarray) -> float:
     return float(((ref * other).sum(axis=1) / np.maximum(norms, 1e-300)).min())
 
 
-def choose_dtype(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.dtype, dict]:
+def choose_dtype(
+    backbone: ProbedModel,
+    device: torch.device,
+    sample,
+    folder: str | os.PathLike | None = None,
+) -> tuple[torch.dtype, dict]:
     """``dtype="auto"``: the fastest precision whose tokens agree with fp32, by measurement.
 
     Each candidate (:func:`candidate_dtypes`) embeds one batch, ``sample()`` (called only when
     there is more than one candidate), after a warm-up pass; the fastest whose tokens have a
     cosine >= :data:`MIN_PROBE_COSINE` with fp32's on every image (:func:`token_agreement`) is
     kept. Measured once per process, weights and device (threads asking at once wait for one
-    probe). Returns the dtype and the probe: per precision ``img_s`` and ``cosine``, or
-    ``skipped`` and why; ``device``; ``probe_s``, the probe's own time.
+    probe). With a ``folder`` (the embedder's ``cache_dir``) the choice is also kept there, per
+    weights, device and machine (:func:`machine_signature`), and a choice found there is used
+    instead of measuring: every process sharing the folder then embeds in one precision and
+    reuses the others' tokens (two probes can pick differently where two precisions run about
+    as fast). Returns the dtype and the probe: per precision ``img_s`` and ``cosine``, or
+    ``skipped`` and why; ``device``; ``probe_s``, the probe's own time; ``kept_in``, the file,
+    with a ``folder``.
     """
     key = (backbone.digest, str(device))
+    path = None if folder is None else _choice_path(folder, backbone.digest, device)
     with _DTYPE_LOCK:
-        if key in _DTYPE_CHOICES:
-            return _DTYPE_CHOICES[key]
-        start = time.perf_counter()
-        candidates, skipped = candidate_dtypes(device)
-        probe: dict = {}
-        if len(candidates) == 1:
-            probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
-            choice = torch.float32
-        else:
-            x = sample()
-            reference = None
-            for dtype in candidates:
-                seconds, tokens = probe_pass(backbone, x, device, dtype)
-                reference = tokens if reference is None else reference
-                cosine = token_agreement(reference, tokens)
-                probe[dtype_name(dtype)] = {"img_s": len(x) / seconds, "cosine": cosine}
-            agree = [d for d in candidates if probe[dtype_name(d)]["cosine"] >= MIN_PROBE_COSINE]
-            choice = max(agree, key=lambda d: probe[dtype_name(d)]["img_s"])
-        for name, why in skipped.items():
-            probe[name] = {"skipped": why}
-        probe.update(device=str(device), probe_s=time.perf_counter() - start)
-        _DTYPE_CHOICES[key] = (choice, probe)
+        kept = None if path is None else _read_choice(path)
+        if kept is None:
+            kept = _DTYPE_CHOICES.get(key) or _probe(backbone, device, sample)
+            if path is not None:
+                kept = _keep_choice(path, *kept)
+        _DTYPE_CHOICES[key] = kept
+        return kept
+
+
+def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.dtype, dict]:
+    start = time.perf_counter()
+    candidates, skipped = candidate_dtypes(device)
+    probe: dict = {}
+    if len(candidates) == 1:
+        probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
+        choice = torch.float32
+    else:
+        x = sample()
+        reference = None
+        for dtype in candidates:
+            seconds, tokens = probe_pass(backbone, x, device, dtype)
+            reference = tokens if reference is None else reference
+            cosine = token_agreement(reference, tokens)
+            probe[dtype_name(dtype)] = {"img_s": len(x) / seconds, "cosine": cosine}
+        agree = [d for d in candidates if probe[dtype_name(d)]["cosine"] >= MIN_PROBE_COSINE]
+        choice = max(agree, key=lambda d: probe[dtype_name(d)]["img_s"])
+    for name, why in skipped.items():
+        probe[name] = {"skipped": why}
+    probe.update(device=str(device), probe_s=time.perf_counter() - start)
+    return choice, probe
+
+
+_CHOICE_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _choice_path(folder, digest: str, device: torch.device) -> Path:
+    signature = f"{digest}|{device}|{machine_signature(device)}"
+    name = hashlib.blake2b(signature.encode(), digest_size=12).hexdigest()
+    return Path(folder) / "dtype-auto" / f"{name}.json"
+
+
+def _read_choice(path: Path) -> tuple[torch.dtype, dict] | None:
+    """The choice kept in ``path``, or None (none there; an unreadable one is warned about)."""
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        name, probe = record["dtype"], record["probe"]
+        if name not in _CHOICE_DTYPES or not isinstance(probe, dict):
+            raise ValueError(f"no precision choice in it: {record!r:.200}")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        warn_at_caller(
+            f"Ignoring the unreadable dtype='auto' choice '{path}' ({exc}); measuring again",
+            RuntimeWarning,
+        )
+        return None
+    return getattr(torch, name), dict(probe, kept_in=str(path))
+
+
+def _keep_choice(path: Path, choice: torch.dtype, probe: dict) -> tuple[torch.dtype, dict]:
+    """Keep ``choice`` in ``path`` unless another process kept one first: the kept one."""
+    probe = dict(probe, kept_in=str(path))
+    record = {
+        "dtype": dtype_name(choice),
+        "probe": probe,
+        "machine": machine_signature(torch.device(probe["device"])),
+    }
+    data = json.dumps(record, indent=1).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if write_once(path, data):
         return choice, probe
+    first = _read_choice(path)
+    if first is not None:
+        return first
+    with atomic_path(path) as tmp:  # an unreadable file (warned about): replaced
+        tmp.write_bytes(data)
+    return choice, probe
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -260,9 +354,10 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
             parts.append(f"{name} ({row['note']}, not timed)")
         else:
             parts.append(f"{name} {row['img_s']:.1f} img/s, cosine {row['cosine']:.4f}")
+    kept = f", kept in {probe['kept_in']}" if "kept_in" in probe else ""
     return (
         f"dtype='auto' on {probe['device']}: {dtype_name(choice)} "
-        f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)})"
+        f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)}){kept}"
     )
 
 

@@ -140,8 +140,13 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         AMX or AVX512-BF16; fp16 on GPUs) and keeps the fastest whose tokens agree with fp32's
         (cosine >= 0.99 on every image). Where fp32 is the only candidate (a CPU without
         native bf16) nothing is timed. The choice is ``dtype_``, the numbers ``dtype_probe_``.
+        With ``cache_dir`` the choice is kept there too (``dtype-auto/``, per weights, device
+        and machine) and every later fit sharing the folder uses it instead of measuring, so
+        processes sharing a cache embed in one precision and reuse each other's tokens;
+        delete that folder to measure again.
     cache_dir : str, Path or joblib.Memory, default=None
-        Also keep the token cache on disk there (shared by processes, survives restarts).
+        Also keep the token cache on disk there (shared by processes, survives restarts), and
+        the precision ``dtype="auto"`` chose.
     random_state : int, RandomState instance or None, default=None
         Seeds random weights (``pretrained=False``), augmentations and training. With an int,
         the trained gates of the last 8 fits are kept, so an identical refit (a grid over the
@@ -168,7 +173,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     dtype_probe_ : dict or None
         What ``dtype="auto"`` measured: per precision ``{"img_s", "cosine"}`` (cosine with
         fp32's tokens, lowest over the probe's images) or ``{"skipped": why}``; ``"device"``;
-        ``"probe_s"``, the probe's own time. None when ``dtype`` was given.
+        ``"probe_s"``, the probe's own time; ``"kept_in"``, the file in ``cache_dir`` holding
+        the choice (the numbers are then those of the fit that measured it). None when
+        ``dtype`` was given.
     backbone_ : Backbone
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
@@ -304,7 +311,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             _, batch = next(images.iter_batches(n))
             return self._model_input(batch, backbone)
 
-        choice, probe = choose_dtype(backbone, device, sample)
+        choice, probe = choose_dtype(backbone, device, sample, self._cache_folder())
         if self.verbose:
             print(describe_probe(choice, probe), file=sys.stderr, flush=True)
         return dtype_name(choice), dict(probe)
