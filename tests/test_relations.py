@@ -102,7 +102,7 @@ def test_selector_relation_output_layout_and_mask():
     sel = FaissCandidateSelector(k=5, min_similarity=0.8, features="relations").fit(E)
     X = sel.transform(E)
     assert sel.spaces_ == ("vit", "pixels")
-    assert X.shape == (len(E), 5, 12 * 2 + 1)
+    assert X.shape == (len(E), 5, 14 * 2 + 1)
     assert len(R.relation_feature_names(sel.spaces_)) == X.shape[2]
     # candidates chosen in the first space: the same cosines and mask as the paper's search
     np.testing.assert_allclose(X[..., -1], paper[..., -1], atol=1e-6)
@@ -121,7 +121,7 @@ def test_candidates_come_from_the_first_relation_space():
     real, lib = R.space_vectors(E, "pixels")
     best = np.sort(real @ lib.T, axis=1)[:, ::-1][:, :5]
     np.testing.assert_allclose(X[..., -1], best, atol=1e-5)
-    assert X.shape[2] == 13
+    assert X.shape[2] == 15
     with pytest.raises(ValueError, match="not in the input"):
         sel.set_params(relation_spaces=("pixels16",)).fit(E)
 
@@ -271,14 +271,17 @@ def test_linear_head_cuts_at_the_training_splits_used_fraction_by_default():
 
 
 def test_a_selector_fitted_with_fewer_relation_scores_asks_to_be_refit():
-    """A selector pickled by a version with 5 per-real scores (before the two coarser density
-    scales and the hull scores): its statistics do not fit the 9 scores computed now, which
-    must say so, not broadcast or feed the head misaligned columns."""
+    """Selectors pickled by versions with 5 per-real scores (before the two coarser density
+    scales and the hull scores) or 9 (before the span scores): their statistics do not fit the
+    11 scores computed now, which must say so, not broadcast or feed the head misaligned
+    columns."""
     E = _split()
     sel = FaissCandidateSelector(k=5, min_similarity=None, features="relations").fit(E)
-    sel.relation_stats_ = sel.relation_stats_[:, :, :5]
-    with pytest.raises(ValueError, match="fitted with 5 per-real relation scores.*computes 9"):
-        sel.transform(E)
+    stats = sel.relation_stats_
+    for older in (5, 9):
+        sel.relation_stats_ = stats[:, :, :older]
+        with pytest.raises(ValueError, match=f"fitted with {older} per-real .*computes 11"):
+            sel.transform(E)
 
 
 def test_canet_on_relations_learns_a_neighbourhood_rule_a_cosine_threshold_cannot():
@@ -365,7 +368,7 @@ def _reference_raw(real, lib, ids):
         return max((S[q, g] for q in range(n) if q != r), default=np.nan)
 
     top1, nearest = S.max(1), S.argmax(1)
-    per_real = np.full((n, 9), np.nan)
+    per_real = np.full((n, 11), np.nan)
     per_cand = np.full((*ids.shape, 3), np.nan)
     for r in range(n):
         per_real[r, 0] = top1[r]
@@ -386,7 +389,39 @@ def _reference_raw(real, lib, ids):
             per_real[r, 8] = per_real[r, 7] + _reference_hull(real[r], real[others])
         for j, g in enumerate(ids[r]):
             per_cand[r, j] = [S[r, g], float(owner[g] == r), S[r, g] - other_best(g, r)]
+    # span: minus the share outside the distinct library's principal subspace (90% of its
+    # variance); span_calib: the share outside the other reals' (as many directions, fitted
+    # in 5 folds dealt by the order of top1) minus that
+    distinct = np.array(sorted({tuple(g) for g in lib}))
+    v_lib = _reference_directions(distinct, kept=0.9)
+    outside = _reference_outside(real, v_lib, distinct.mean(0))
+    per_real[:, 9] = -outside
+    if n > 1:
+        fold = np.empty(n, dtype=int)
+        fold[sorted(range(n), key=lambda r: (-top1[r], r))] = np.arange(n) % min(5, n)
+        for r in range(n):
+            rest = real[fold != fold[r]]
+            v = _reference_directions(rest, rank=len(v_lib))
+            per_real[r, 10] = _reference_outside(real[r : r + 1], v, rest.mean(0))[0] - outside[r]
     return per_real, per_cand
+
+
+def _reference_directions(x, kept=None, rank=None):
+    """Principal directions by SVD, the fewest holding ``kept`` of the variance or ``rank``."""
+    _, sv, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    variances = sv**2
+    vt = vt[variances > variances.max(initial=0) * 1e-9]
+    variances = variances[variances > variances.max(initial=0) * 1e-9]
+    if rank is None:
+        rank = next(
+            r for r in range(1, len(variances) + 1) if variances[:r].sum() >= kept * variances.sum()
+        )
+    return vt[:rank]
+
+
+def _reference_outside(x, directions, mean):
+    centred = x - mean
+    return 1 - ((centred @ directions.T) ** 2).sum(1) / (centred**2).sum(1)
 
 
 @pytest.mark.parametrize("d", [5, 24])
@@ -492,27 +527,65 @@ def test_a_tie_between_library_chunks_goes_to_the_first_library_image(monkeypatc
     assert per_real[0, 3] == pytest.approx(c - s)  # not c - 0, the margin of row 2
 
 
+def test_span_ranks_reals_inside_what_the_generator_produces_above_reals_off_it():
+    # The library spans 4 of 30 dimensions (plus faint noise). 20 reals lie in that span, 20
+    # have as much energy again in 10 directions it never uses; no real is near any one
+    # sample in particular. Catches: the sign of span flipped, the subspace fitted on the
+    # reals instead of the library, or the share measured inside instead of outside.
+    rng = np.random.default_rng(0)
+    directions = np.linalg.qr(rng.normal(size=(30, 14)))[0].T  # orthonormal rows
+    basis, off = directions[:4], directions[4:]
+    lib = rng.normal(size=(300, 4)) @ basis + 0.01 * rng.normal(size=(300, 30))
+    inside = rng.normal(size=(20, 4)) @ basis + 0.01 * rng.normal(size=(20, 30))
+    outside = rng.normal(size=(20, 4)) @ basis + rng.normal(size=(20, 10)) @ off * 0.6
+    real = np.concatenate([inside, outside])
+    unit = lambda x: x / np.linalg.norm(x, axis=1, keepdims=True)  # noqa: E731
+    real, lib = unit(real), unit(lib)
+    per_real, _ = R._space_raw(real, lib, R.top_k(real, lib, 1)[1])
+    span, span_calib = per_real[:, 9], per_real[:, 10]
+    assert span[:20].min() > span[20:].max()
+    assert span[:20].min() > -0.01  # all but the noise inside the library's 4 directions
+    assert span_calib[:20].mean() > span_calib[20:].mean()
+
+
+def test_a_whitened_space_carries_no_span_scores():
+    # Catches: span scores computed in a whitened space, where they cost kanji -0.036 on unseen
+    # seeds (benchmarks/RESULTS_subspace_seeds33-35.md); the plain space keeps them.
+    E = _split()
+    spaces = ("pixels", "pixels_whitened")
+    X = FaissCandidateSelector(
+        k=5, min_similarity=None, features="relations", relation_spaces=spaces
+    ).fit_transform(E)
+    names = R.relation_feature_names(spaces)
+    for space, expect_zero in (("pixels", False), ("pixels_whitened", True)):
+        for score in ("span", "span_calib"):
+            column = X[..., names.index(f"{space}:{score}")]
+            assert np.all(column == 0) if expect_zero else column.std() > 0.5, (space, score)
+
+
 def test_split_statistics_and_standardised_layout_by_hand():
     # every column has its own mean and spread, so a swapped index or operator shows
-    per_real = [np.array([[1.0, 2, 3, 4, 5, 0, 1, 2, -1], [5.0, 2, 5, 8, np.nan, 4, 7, 6, 3]])]
+    per_real = [
+        np.array([[1.0, 2, 3, 4, 5, 0, 1, 2, -1, 0, 2], [5.0, 2, 5, 8, np.nan, 4, 7, 6, 3, 8, 4]])
+    ]
     stats = R.split_statistics(per_real)
-    np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5, 2, 4, 4, 1])  # NaN ignored
-    np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1, 2, 3, 2, 2])  # spread 0 -> 1
-    assert stats.shape == (1, 2, 9) and stats.dtype == np.float64
-    empty = R.split_statistics([np.zeros((0, 9))])
-    np.testing.assert_array_equal(empty[0], [np.zeros(9), np.ones(9)])
+    np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5, 2, 4, 4, 1, 4, 3])  # NaN ignored
+    np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1, 2, 3, 2, 2, 4, 1])  # spread 0 -> 1
+    assert stats.shape == (1, 2, 11) and stats.dtype == np.float64
+    empty = R.split_statistics([np.zeros((0, 11))])
+    np.testing.assert_array_equal(empty[0], [np.zeros(11), np.ones(11)])
     per_cand = [np.array([[[3.0, 1, 6], [1.0, 0, np.nan]], [[2.0, 0, 8], [0.0, 1, 4]]])]
     sims = np.array([[0.9, 0.5], [0.7, 0.1]])
     X = R.standardised(per_real, per_cand, stats, sims)
-    assert X.shape == (2, 2, 13) and X.dtype == np.float32
+    assert X.shape == (2, 2, 15) and X.dtype == np.float32
     # per candidate: (cos - mean top1) / spread top1, owner as is, (margin - mean) / spread
     np.testing.assert_allclose(X[0, 0, :3], [0.0, 1.0, 0.0])
     np.testing.assert_allclose(X[0, 1, :3], [-1.0, 0.0, 0.0])  # NaN -> 0
     np.testing.assert_allclose(X[1, 1, :3], [-1.5, 1.0, -1.0])
     # per real, the same on every candidate row, then the selection cosine
-    np.testing.assert_allclose(X[1, :, 3:12], [[1.0, 0, 1, 1, 0, 1, 1, 1, 1]] * 2)
-    np.testing.assert_allclose(X[0, :, 3:12], [[-1.0, 0, -1, -1, 0, -1, -1, -1, -1]] * 2)
-    np.testing.assert_allclose(X[..., 12], sims)
+    np.testing.assert_allclose(X[1, :, 3:14], [[1.0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1]] * 2)
+    np.testing.assert_allclose(X[0, :, 3:14], [[-1.0, 0, -1, -1, 0, -1, -1, -1, -1, -1, -1]] * 2)
+    np.testing.assert_allclose(X[..., 14], sims)
 
 
 def test_space_vectors_centre_pixels_on_the_library_only():
@@ -530,12 +603,14 @@ def test_space_vectors_centre_pixels_on_the_library_only():
     np.testing.assert_allclose(
         vit_real, E.real / np.linalg.norm(E.real, axis=1, keepdims=True), atol=1e-6
     )
-    assert R.relation_feature_names(("a", "b"))[7:13] == [
+    assert R.relation_feature_names(("a", "b"))[7:15] == [
         "a:density",
         "a:density_q100",
         "a:density_q50",
         "a:hull",
         "a:hull_calib",
+        "a:span",
+        "a:span_calib",
         "b:cos",
     ]
     assert R.relation_feature_names(("a",))[-1] == "selection_cosine"

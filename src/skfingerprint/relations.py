@@ -27,7 +27,14 @@ per real image (the same on every candidate row of ``r``)
     linear embedding is: a generator trained on ``r`` puts samples *around* it, so ``r`` lies
     inside their spread, while an unused image near the same samples lies off it);
     ``hull_calib``: ``hull`` minus the same score against ``r``'s nearest other reals
-    (``benchmarks/RESULTS_manifold_seeds678.md``).
+    (``benchmarks/RESULTS_manifold_seeds678.md``); ``span``: minus the share of ``r``'s
+    energy (centred on the library's mean) outside the principal subspace of the distinct
+    library images that holds :data:`SPAN_VARIANCE` of their variance, how far ``r`` lies from
+    what the generator produces as a whole rather than near one sample; ``span_calib``: the
+    same share outside the other reals' principal subspace of as many directions (fitted in 5
+    folds, never with ``r``; the folds follow the order of ``top1``, so the order of the reals
+    changes nothing) minus ``r``'s share outside the library's (``benchmarks/RESULTS_subspace.md``).
+    Both are 0 in a whitened space, where they did not pay.
 per candidate ``g_j``
     ``cos``: ``cos(r, g_j)``; ``owner``: 1 if ``r`` is ``g_j``'s nearest real; ``owner_margin``:
     ``cos(g_j, r)`` minus ``g_j``'s best cosine to another real (reverse attribution).
@@ -67,6 +74,8 @@ PER_REAL = (
     "density_q50",
     "hull",
     "hull_calib",
+    "span",
+    "span_calib",
 )
 PER_CANDIDATE = ("cos", "owner", "owner_margin")
 
@@ -87,6 +96,12 @@ HULL_REG = 1e-3
 # Library rows compared with the reals at a time (bounds memory to chunk x n floats).
 _CHUNK = 4096
 
+#: The share of the distinct library images' variance that the ``span`` scores' principal
+#: subspace keeps (fixed before ``benchmarks/probe_subspace.py`` ran).
+SPAN_VARIANCE = 0.9
+# ``span_calib`` fits the other reals' subspace in this many folds, never with the real itself.
+_SPAN_FOLDS = 5
+
 #: Suffix of a space's within-mode whitened copy (:func:`within_mode_whiten`).
 WHITENED = "_whitened"
 #: The whitening's ridge, as a fraction of the mean eigenvalue of the within-mode covariance
@@ -105,8 +120,8 @@ def relation_feature_names(spaces) -> list[str]:
     Returns
     -------
     list of str
-        ``"<space>:<score>"`` for the 12 scores of each space (the 3 per-candidate ones, then
-        the 9 per-real ones), then ``"selection_cosine"``.
+        ``"<space>:<score>"`` for the 14 scores of each space (the 3 per-candidate ones, then
+        the 11 per-real ones), then ``"selection_cosine"``.
 
     Examples
     --------
@@ -296,8 +311,59 @@ def _hull_scores(real: np.ndarray, lib: np.ndarray, rr: np.ndarray, k: int) -> n
     return np.c_[hull, hull + _hull_residuals(real, real, near_reals)]
 
 
-def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
-    """Raw per-real ``(n, 9)`` and per-candidate ``(n, k, 3)`` scores in one space."""
+def _principal_directions(x: np.ndarray, kept: float | None = None, rank: int | None = None):
+    """``(r, d)`` orthonormal principal directions of the centred rows of ``x``, largest
+    first: the fewest that hold ``kept`` of their variance, or the first ``rank`` (as many as
+    there are). From the smaller of the two Gram matrices, as :func:`_whiten_by`."""
+    centred = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0, keepdims=True)
+    if len(centred) < centred.shape[1]:
+        variances, u = np.linalg.eigh(centred @ centred.T)
+        positive = variances > max(variances.max(initial=0.0), 0.0) * 1e-9
+        variances, u = variances[positive], u[:, positive]
+        vt = (u / np.sqrt(variances)).T @ centred
+    else:
+        variances, v = np.linalg.eigh(centred.T @ centred)
+        positive = variances > max(variances.max(initial=0.0), 0.0) * 1e-9
+        variances, vt = variances[positive], v[:, positive].T
+    order = np.argsort(-variances)
+    variances, vt = variances[order], vt[order]
+    if rank is None:
+        share = np.cumsum(variances) / max(variances.sum(), 1e-300)
+        rank = int(np.searchsorted(share, kept)) + 1 if len(share) else 0
+    return vt[:rank].astype(np.float32)
+
+
+def _outside_share(x: np.ndarray, directions: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """The share of each row's energy (centred on ``mean``) outside the span of
+    ``directions``."""
+    centred = x - mean
+    # the residual's energy, not 1 - the inside's: where the subspace holds (nearly) every
+    # dimension, the difference of two near-equal energies is rounding that standardising
+    # would blow up; the residual's squared norm is rounding squared
+    outside = centred - (centred @ directions.T) @ directions
+    return (outside**2).sum(1) / np.maximum((centred**2).sum(1), 1e-30)
+
+
+def _span_scores(real: np.ndarray, lib: np.ndarray, top1: np.ndarray) -> np.ndarray:
+    """``(n, 2)``: ``span`` and ``span_calib`` (NaN with one real)."""
+    distinct = np.unique(lib, axis=0)
+    directions = _principal_directions(distinct, kept=SPAN_VARIANCE)
+    outside = _outside_share(real, directions, distinct.mean(0, keepdims=True))
+    n = len(real)
+    calib = np.full(n, np.nan)
+    if n > 1:
+        fold = np.empty(n, dtype=np.int64)
+        fold[np.argsort(-top1, kind="stable")] = np.arange(n) % min(_SPAN_FOLDS, n)
+        for f in np.unique(fold):
+            rest = real[fold != f]
+            others = _principal_directions(rest, rank=len(directions))
+            calib[fold == f] = _outside_share(real[fold == f], others, rest.mean(0, keepdims=True))
+    return np.c_[-outside, calib - outside]
+
+
+def _space_raw(real, lib, ids, span: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Raw per-real ``(n, 11)`` and per-candidate ``(n, k, 3)`` scores in one space
+    (``span=False``: the two ``span`` scores NaN, so 0 once standardised)."""
     n, m = len(real), len(lib)
     kept_k = max(1, round(max(_DENSITY_FRACTIONS) * m))  # the coarsest density score's k
     rr = real @ real.T
@@ -340,6 +406,7 @@ def _space_raw(real, lib, ids) -> tuple[np.ndarray, np.ndarray]:
             own - other_best(nearest_lib, rows),
             _density_ratios(kept, rr, m, _DENSITY_FRACTIONS),
             _hull_scores(real, lib, rr, HULL_K),
+            _span_scores(real, lib, top1) if span else np.full((n, 2), np.nan),
         ]
     )
     safe = np.where(ids < 0, 0, ids)
@@ -375,7 +442,7 @@ def raw_relations(E: PairEmbeddings, spaces, k: int):
     sims, ids : ndarray of shape (n, k)
         Cosines in ``spaces[0]`` and library indices of the candidates, best first.
     per_real, per_cand : list of ndarray
-        Per space, in the order of ``spaces``: raw ``(n, 9)`` and ``(n, k, 3)`` scores.
+        Per space, in the order of ``spaces``: raw ``(n, 11)`` and ``(n, k, 3)`` scores.
     """
     missing = [s for s in spaces if s.removesuffix(WHITENED) not in available_spaces(E)]
     if missing:
@@ -388,24 +455,30 @@ def raw_relations(E: PairEmbeddings, spaces, k: int):
     sims, ids = top_k(*vectors[spaces[0]], k)
     per_real, per_cand = [], []
     for name in spaces:
-        pr, pc = _space_raw(*vectors[name], ids)
+        # no span scores in a whitened space: they cost kanji -0.036 [-0.060, -0.011] there
+        # on unseen seeds (benchmarks/RESULTS_subspace_seeds33-35.md)
+        pr, pc = _space_raw(*vectors[name], ids, span=not name.endswith(WHITENED))
         per_real.append(pr)
         per_cand.append(pc)
     return sims, ids, per_real, per_cand
 
 
 def split_statistics(per_real: list) -> np.ndarray:
-    """``(n_spaces, 2, 9)``: mean and spread of each per-real score over the split's reals."""
+    """``(n_spaces, 2, 11)``: mean and spread of each per-real score over the split's reals,
+    NaN ignored; a score with no value (none computed in that space, or no real) gets mean 0
+    and spread 1 (numpy's nanmean would warn about the empty column)."""
     stats = []
     for pr in per_real:
-        mean = np.nanmean(pr, axis=0) if len(pr) else np.zeros(pr.shape[1])
-        spread = np.nanstd(pr, axis=0) if len(pr) else np.ones(pr.shape[1])
+        known = ~np.isnan(pr)
+        count = np.maximum(known.sum(0), 1)
+        mean = np.where(known, pr, 0.0).sum(0) / count
+        spread = np.sqrt(np.where(known, (pr - mean) ** 2, 0.0).sum(0) / count)
         stats.append([mean, np.where(spread > 1e-9, spread, 1.0)])
     return np.asarray(stats, dtype=np.float64)
 
 
 def standardised(per_real: list, per_cand: list, stats: np.ndarray, sims: np.ndarray):
-    """The ``(n, k, 12 * n_spaces + 1)`` float32 feature array (see the module docstring).
+    """The ``(n, k, 14 * n_spaces + 1)`` float32 feature array (see the module docstring).
 
     NaN scores (real-real scores of a split of one image) become 0, the mean."""
     n, k = sims.shape

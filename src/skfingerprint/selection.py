@@ -151,7 +151,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
         What each candidate row carries. ``"paper"``: ``[real vector, candidate vector,
         cosine]`` (``2D + 1``), the paper's input. ``"relations"``: identity-free relation
         scores in each of ``relation_spaces``, standardised over the real images passed
-        together, then the cosine (:mod:`skfingerprint.relations`; ``12 * n_spaces + 1``
+        together, then the cosine (:mod:`skfingerprint.relations`; ``14 * n_spaces + 1``
         features). Pass a split's real images in one call: the scores compare each with the
         others. Relation scores need every real-library cosine (which library images have
         which real image as nearest), so this mode searches exactly, by blocks of the
@@ -201,7 +201,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
         the relation scores search exactly and build no index.
     spaces_ : tuple of str
         With ``features="relations"``, the spaces scored (``relation_spaces`` resolved).
-    relation_stats_ : ndarray of shape (n_spaces, 2, 9)
+    relation_stats_ : ndarray of shape (n_spaces, 2, 11)
         With ``features="relations"``, the fit split's mean and spread of each per-real score,
         used by a ``transform`` of fewer than ``relations.MIN_SPLIT`` real images.
 
@@ -510,7 +510,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Returns
         -------
         X_candidates : ndarray of shape (n, k_eff, 2 * D + 1), float32
-            (``features="paper"``; with ``"relations"``, ``(n, k_eff, 12 * n_spaces + 1)``, last
+            (``features="paper"``; with ``"relations"``, ``(n, k_eff, 14 * n_spaces + 1)``, last
             column the cosine as below)
             For row ``i`` and rank ``j`` (best first): ``[:D]`` the normalised real vector,
             ``[D:2D]`` the normalised candidate vector (zero if masked), ``[-1]`` the cosine
