@@ -17,8 +17,9 @@ side. Every method is fitted on the train folder only and scored once on the tes
 - ``CANet on relations``: ``make_fingerprint_pipeline("canet")``: CANet over each real image's
   candidates, on the relation scores (``features="relations"``) of the same tiny ViT.
 - ``Default pipeline``: ``make_fingerprint_pipeline()``'s defaults on the same tiny ViT: the
-  linear head on relation scores in pixel space, plain and within-mode whitened (the untrained
-  ViT's own scores are left out), cut at the training split's used fraction.
+  linear head on relation scores in pixel space, plain and within-mode whitened, with the span
+  scores in the plain space (the untrained ViT's own scores are left out), cut at the training
+  split's used fraction.
 - ``Control: real-only LogReg``: a classifier of the real image alone that never sees a
   generated image; its interval must contain 0, or the task leaks labels. It needs no
   generator, so besides the task's seeds it also runs on the deals (real images and split) of
