@@ -147,10 +147,13 @@ def test_an_unreadable_kept_choice_is_named_and_measured_again(monkeypatch, tmp_
     calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {})
     path = _runtime._choice_path(tmp_path, "w1", CPU)
     path.parent.mkdir(parents=True)
-    path.write_text('{"dtype": "int8", "probe": {}}')
-    with pytest.warns(RuntimeWarning, match=f"unreadable dtype='auto' choice '{path}'"):
-        assert _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)[0] == BF16
-    assert len(calls) == 3 and json.loads(path.read_text())["dtype"] == "bfloat16"
+    for text in ('{"dtype": "int8", "probe": {"probe_s": 1}}', '{"dtype": "bfloat16"', "{}"):
+        monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+        path.write_text(text)
+        with pytest.warns(RuntimeWarning, match=f"unreadable dtype='auto' choice '{path}'"):
+            assert _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)[0] == BF16
+        assert json.loads(path.read_text())["dtype"] == "bfloat16"
+    assert len(calls) == 9
 
 
 def test_a_kept_choice_belongs_to_its_machine(monkeypatch, tmp_path):

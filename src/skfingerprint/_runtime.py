@@ -306,7 +306,7 @@ def _read_choice(path: Path) -> tuple[torch.dtype, dict] | None:
     try:
         record = json.loads(path.read_text())
         name, probe = record["dtype"], record["probe"]
-        if name not in _CHOICE_DTYPES or not isinstance(probe, dict):
+        if name not in _CHOICE_DTYPES or not isinstance(probe, dict) or "probe_s" not in probe:
             raise ValueError(f"no precision choice in it: {record!r:.200}")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         warn_at_caller(
