@@ -56,7 +56,7 @@ def hull_scores(real: np.ndarray, lib: np.ndarray, k: int) -> np.ndarray:
     """The library's two hull scores (``relations._space_raw``) with ``k`` neighbours."""
     rr = real @ real.T
     np.fill_diagonal(rr, -np.inf)
-    return R._hull_scores(real, lib, rr, k)
+    return R._hull_scores(real, np.unique(lib, axis=0), rr, k)
 
 
 def split_scores(pairs) -> dict:

@@ -193,20 +193,28 @@ def within_mode_whiten(
     return _whiten_by(distinct - distinct[nearest], real, lib, shrink)
 
 
+def _eigen_directions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positive eigenvalues of ``rows.T @ rows`` (ascending) and their orthonormal
+    eigenvectors as rows ``(r, d)``, from the smaller of the two Gram matrices (an eigh of
+    min(m, d) rows; an SVD of the rows took ~4x longer at m = 5000, d = 4096). Null directions
+    (eigenvalues below 1e-9 of the largest) are left out: the Gram route has no vector there."""
+    rows = np.asarray(rows, dtype=np.float64)
+    if len(rows) < rows.shape[1]:
+        variances, u = np.linalg.eigh(rows @ rows.T)
+    else:
+        variances, u = np.linalg.eigh(rows.T @ rows)
+    kept = variances > variances.max(initial=0.0) * 1e-9
+    variances, u = variances[kept], u[:, kept]
+    if len(rows) < rows.shape[1]:
+        return variances, (u / np.sqrt(variances)).T @ rows
+    return variances, u.T
+
+
 def _whiten_by(diffs: np.ndarray, real: np.ndarray, lib: np.ndarray, shrink: float):
     """``real`` and ``lib`` mapped by ``(S + shrink tr(S)/d I) ^ -1/2``, ``S`` the mean outer
     product of the rows of ``diffs``, then centred on the library's mean and unit length."""
-    diffs = np.asarray(diffs, dtype=np.float64) / np.sqrt(len(diffs))
-    # S = diffs.T @ diffs = V diag(variances) V^T, from the smaller of the two Gram matrices
-    # (an eigh of min(m, d) rows; an SVD of diffs took ~4x longer at m = 5000, d = 4096)
-    if len(diffs) < diffs.shape[1]:
-        variances, u = np.linalg.eigh(diffs @ diffs.T)
-        kept = variances > variances.max() * 1e-9  # null directions: V has no column there
-        variances = variances[kept]
-        vt = (u[:, kept] / np.sqrt(variances)).T @ diffs
-    else:
-        variances, v = np.linalg.eigh(diffs.T @ diffs)
-        variances, vt = np.clip(variances, 0, None), v.T
+    # S = diffs.T @ diffs = V diag(variances) V^T
+    variances, vt = _eigen_directions(np.asarray(diffs, dtype=np.float64) / np.sqrt(len(diffs)))
     ridge = shrink * variances.sum() / lib.shape[1]
     if ridge <= 0:
         return real, lib
@@ -298,11 +306,10 @@ def _density_ratios(lib_sims: np.ndarray, rr: np.ndarray, m: int, fractions) -> 
     )
 
 
-def _hull_scores(real: np.ndarray, lib: np.ndarray, rr: np.ndarray, k: int) -> np.ndarray:
+def _hull_scores(real: np.ndarray, distinct: np.ndarray, rr: np.ndarray, k: int) -> np.ndarray:
     """``(n, 2)``: ``hull`` and ``hull_calib`` with ``k`` neighbours (``rr`` as in
-    :func:`_density_ratios`). The library side is over *distinct* images, so that duplicating
-    the library changes nothing; ``hull_calib`` is NaN with one real."""
-    distinct = np.unique(lib, axis=0)
+    :func:`_density_ratios`). The library side is over its *distinct* images, so that
+    duplicating the library changes nothing; ``hull_calib`` is NaN with one real."""
     hull = -_hull_residuals(real, distinct, top_k(real, distinct, k)[1])
     if len(real) < 2:
         return np.c_[hull, np.full(len(real), np.nan)]
@@ -314,19 +321,10 @@ def _hull_scores(real: np.ndarray, lib: np.ndarray, rr: np.ndarray, k: int) -> n
 def _principal_directions(x: np.ndarray, kept: float | None = None, rank: int | None = None):
     """``(r, d)`` orthonormal principal directions of the centred rows of ``x``, largest
     first: the fewest that hold ``kept`` of their variance, or the first ``rank`` (as many as
-    there are). From the smaller of the two Gram matrices, as :func:`_whiten_by`."""
+    there are)."""
     centred = np.asarray(x, dtype=np.float64) - np.mean(x, axis=0, keepdims=True)
-    if len(centred) < centred.shape[1]:
-        variances, u = np.linalg.eigh(centred @ centred.T)
-        positive = variances > max(variances.max(initial=0.0), 0.0) * 1e-9
-        variances, u = variances[positive], u[:, positive]
-        vt = (u / np.sqrt(variances)).T @ centred
-    else:
-        variances, v = np.linalg.eigh(centred.T @ centred)
-        positive = variances > max(variances.max(initial=0.0), 0.0) * 1e-9
-        variances, vt = variances[positive], v[:, positive].T
-    order = np.argsort(-variances)
-    variances, vt = variances[order], vt[order]
+    variances, vt = _eigen_directions(centred)
+    variances, vt = variances[::-1], vt[::-1]  # eigh's ascending order, reversed
     if rank is None:
         share = np.cumsum(variances) / max(variances.sum(), 1e-300)
         rank = int(np.searchsorted(share, kept)) + 1 if len(share) else 0
@@ -344,9 +342,9 @@ def _outside_share(x: np.ndarray, directions: np.ndarray, mean: np.ndarray) -> n
     return (outside**2).sum(1) / np.maximum((centred**2).sum(1), 1e-30)
 
 
-def _span_scores(real: np.ndarray, lib: np.ndarray, top1: np.ndarray) -> np.ndarray:
-    """``(n, 2)``: ``span`` and ``span_calib`` (NaN with one real)."""
-    distinct = np.unique(lib, axis=0)
+def _span_scores(real: np.ndarray, distinct: np.ndarray, top1: np.ndarray) -> np.ndarray:
+    """``(n, 2)``: ``span`` and ``span_calib`` from the library's *distinct* images (NaN with
+    one real)."""
     directions = _principal_directions(distinct, kept=SPAN_VARIANCE)
     outside = _outside_share(real, directions, distinct.mean(0, keepdims=True))
     n = len(real)
@@ -397,6 +395,7 @@ def _space_raw(real, lib, ids, span: bool = True) -> tuple[np.ndarray, np.ndarra
 
     rows = np.arange(n)
     own = np.einsum("nd,nd->n", real, lib[nearest_lib])
+    distinct = np.unique(lib, axis=0)  # the hull and span scores' library, sorted once
     real_nn = rr.max(1) if n > 1 else np.full(n, np.nan, np.float32)
     per_real = np.column_stack(
         [
@@ -405,8 +404,8 @@ def _space_raw(real, lib, ids, span: bool = True) -> tuple[np.ndarray, np.ndarra
             np.bincount(owner, minlength=n) * n / m,
             own - other_best(nearest_lib, rows),
             _density_ratios(kept, rr, m, _DENSITY_FRACTIONS),
-            _hull_scores(real, lib, rr, HULL_K),
-            _span_scores(real, lib, top1) if span else np.full((n, 2), np.nan),
+            _hull_scores(real, distinct, rr, HULL_K),
+            _span_scores(real, distinct, top1) if span else np.full((n, 2), np.nan),
         ]
     )
     safe = np.where(ids < 0, 0, ids)
