@@ -34,7 +34,7 @@ from skfingerprint import (
     read_submission,
 )
 from skfingerprint._cache import TokenCache
-from skfingerprint._io import STALE_TEMP_SECONDS
+from skfingerprint._io import STALE_TEMP_SECONDS, write_once
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 from skfingerprint.images import ImageLoadError, as_image_set
@@ -613,6 +613,35 @@ def test_an_entry_write_removes_only_abandoned_temp_files_of_that_entry(tmp_path
     assert other.exists()  # another entry's: removed when that entry is written
     clear_memory_cache()
     np.testing.assert_array_equal(TokenCache("model", tmp_path).get(key), tokens)
+
+
+def _aged_temps(path: Path) -> tuple[Path, Path]:
+    """An abandoned (older than the limit) and a fresh temporary file of ``path``."""
+    old, fresh = path.parent / f".{path.name}.old.tmp", path.parent / f".{path.name}.fresh.tmp"
+    for tmp in (old, fresh):
+        tmp.write_bytes(b"partial")
+    os.utime(old, (time.time() - STALE_TEMP_SECONDS - 1,) * 2)
+    return old, fresh
+
+
+@pytest.mark.parametrize("hard_links", [True, False], ids=["link", "no hard links"])
+def test_write_once_keeps_the_first_data_and_cleans_up_after_killed_writers(
+    tmp_path, monkeypatch, hard_links
+):
+    if not hard_links:  # a file system without them: os.link fails with EPERM
+
+        def no_link(src, dst):
+            raise PermissionError(1, "Operation not permitted")
+
+        monkeypatch.setattr(os, "link", no_link)
+    path = tmp_path / "choice.json"
+    old, fresh = _aged_temps(path)
+    assert write_once(path, b"first") is True
+    assert write_once(path, b"second") is False
+    assert path.read_bytes() == b"first"  # the later writer's data dropped, not written over
+    assert not old.exists()  # abandoned by a killed writer
+    assert fresh.exists()  # may belong to a live writer in another process
+    assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, path.name]  # no own temp
 
 
 @pytest.mark.slow  # a new Python process (imports torch): seconds

@@ -30,23 +30,36 @@ _UMASK = _read_umask()
 
 
 @contextmanager
+def _temp_beside(path: Path) -> Iterator[Path]:
+    """A new hidden temporary file beside ``path`` (same file system, so it can be renamed or
+    linked into place), removed when the block exits whatever happened in it."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _make_durable(tmp: Path) -> None:
+    """Give ``tmp`` the usual permissions (mkstemp creates 0600) and put it on disk, before a
+    rename or link makes it visible."""
+    os.chmod(tmp, 0o666 & ~_UMASK)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+
+
+@contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; when the block succeeds it replaces ``path``.
 
     On any error (Ctrl-C included) the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the usual permissions
-        with open(tmp, "rb") as f:  # on disk before the rename makes it visible
-            os.fsync(f.fileno())
+    with _temp_beside(path) as tmp:
+        yield tmp
+        _make_durable(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     _remove_abandoned_temps(path)
 
 
@@ -59,24 +72,20 @@ def write_once(path: str | os.PathLike, data: bytes) -> bool:
     to the same instant can both pass.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)
+    with _temp_beside(path) as tmp:
+        tmp.write_bytes(data)
+        _make_durable(tmp)
         try:
             os.link(tmp, path)
+            created = True
         except FileExistsError:
-            return False
+            created = False
         except OSError:  # no hard links here
-            if path.exists():
-                return False
-            os.replace(tmp, path)
-        return True
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+            created = not path.exists()
+            if created:
+                os.replace(tmp, path)
+    _remove_abandoned_temps(path)
+    return created
 
 
 def _remove_abandoned_temps(path: Path) -> None:
