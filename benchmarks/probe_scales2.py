@@ -29,6 +29,17 @@ largest all-tasks gain on seeds 39-41 (the fewer scores on a tie within 0.005).
 
 writes ``benchmarks/RESULTS_scales2.md``; ``--seeds 39 40 41 --output
 benchmarks/RESULTS_scales2_seeds39-41.md`` the confirmation.
+
+Outcome: **nothing adopted.** On the development seeds ``+ coarse span`` passed (+0.005 [+0.002,
++0.009] over all tasks; CT short +0.011, kanji +0.012, the DDPM -0.003 [-0.007, +0.001]) and so
+did ``+ both`` (+0.006 [+0.002, +0.009]); the reverse k-NN counts alone added nothing (-0.000
+[-0.002, +0.001]). On the confirmation seeds the coarse span gave +0.000 [-0.004, +0.005] (kanji
+-0.003) and ``+ both`` +0.004 [-0.002, +0.011]: both dropped. The reverse k-NN counts passed
+there (+0.005 [+0.000, +0.010], Fashion-MNIST under the long DCGAN +0.015 [+0.000, +0.030]) after
+failing development: by the rule, not adopted either, the third time they fall just short
+(with ``RESULTS_detector*.md``: +0.010, +0.008, -0.000, +0.005, never both intervals above 0).
+A library form of the coarse span was written and tested while the confirmation ran (bit-identical
+fine span; one eigendecomposition per set serving both subspaces) and discarded with it.
 """
 
 from __future__ import annotations
