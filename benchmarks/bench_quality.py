@@ -566,14 +566,15 @@ def main(argv=None) -> int:
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     load_end = os.getloadavg()
     niceness = os.nice(0)
+    arguments = argv if argv is not None else sys.argv[1:]
     command = (
         (f"nice -n {niceness} " if niceness else "")
         + ".venv/bin/python benchmarks/bench_quality.py"
-        + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
+        + (" " + " ".join(arguments)).rstrip()
     )
     gens = QUICK_GENERATORS if args.quick else GENERATORS
     header = [
-        f"Command: `{command}` (`make bench-quality`)",
+        f"Command: `{command}`" + ("" if arguments else " (`make bench-quality`)"),
         f"Date: {datetime.datetime.now().astimezone().strftime('%Y-%m-%d %H:%M %Z')}",
         f"Machine: {machine()}",
         f"Wall time: {wall:.0f}s (parent process CPU {cpu:.0f}s): generators and folders "

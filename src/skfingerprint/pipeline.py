@@ -101,9 +101,9 @@ def make_fingerprint_pipeline(
         ``"canet"``: the paper's Hybrid CANet, attending over each real image's candidates.
         ``"maxsim"``: the max-cosine baseline with a kappa-maximising threshold learned in
         ``fit``. The linear head is the default because on the membership benchmark CANet on
-        the same relation scores never beat it: over nine seeds its AUC was 0.017-0.094 lower
-        on all 5 tasks and its kappa 0.029-0.166 lower, at over ten times the fit time
-        (``benchmarks/RESULTS.md``).
+        the same relation scores never beat it: over nine seeds (33-41) its AUC was
+        0.010-0.049 lower on all 5 tasks and its kappa 0.013-0.099 lower, at four to six times
+        the fit time (``benchmarks/RESULTS.md``).
     features : {"relations", "paper"}, default="relations"
         What the selector hands the classifier per candidate: identity-free relation scores
         in the ViT and pixel spaces (CANet with ``pair_features="relations"``), or the paper's
