@@ -66,12 +66,7 @@ COARSE_VARIANCE = 0.5
 
 def coarse_span(real: np.ndarray, lib: np.ndarray, top1: np.ndarray) -> np.ndarray:
     """``relations._span_scores`` with the subspace holding :data:`COARSE_VARIANCE`."""
-    saved = R.SPAN_VARIANCE
-    R.SPAN_VARIANCE = COARSE_VARIANCE  # read by _span_scores at call time
-    try:
-        return R._span_scores(real, np.unique(lib, axis=0), top1)
-    finally:
-        R.SPAN_VARIANCE = saved
+    return R._span_scores(real, np.unique(lib, axis=0), top1, kept=COARSE_VARIANCE)
 
 
 def split_scores(pairs) -> dict:

@@ -342,10 +342,12 @@ def _outside_share(x: np.ndarray, directions: np.ndarray, mean: np.ndarray) -> n
     return (outside**2).sum(1) / np.maximum((centred**2).sum(1), 1e-30)
 
 
-def _span_scores(real: np.ndarray, distinct: np.ndarray, top1: np.ndarray) -> np.ndarray:
-    """``(n, 2)``: ``span`` and ``span_calib`` from the library's *distinct* images (NaN with
-    one real)."""
-    directions = _principal_directions(distinct, kept=SPAN_VARIANCE)
+def _span_scores(
+    real: np.ndarray, distinct: np.ndarray, top1: np.ndarray, kept: float = SPAN_VARIANCE
+) -> np.ndarray:
+    """``(n, 2)``: ``span`` and ``span_calib`` from the library's *distinct* images, the
+    subspace holding ``kept`` of their variance (NaN with one real)."""
+    directions = _principal_directions(distinct, kept=kept)
     outside = _outside_share(real, directions, distinct.mean(0, keepdims=True))
     n = len(real)
     calib = np.full(n, np.nan)
