@@ -73,6 +73,17 @@ def scores_in(space: tuple[np.ndarray, np.ndarray], ids: np.ndarray) -> np.ndarr
     return np.c_[per_cand[:, 0, :], per_real]
 
 
+def round18_reference(real, lib, ids, whitened=None) -> dict:
+    """The default's scores since round 18, the reference of rounds 19 on: the first 14 plain
+    (3 + 11) and 12 whitened columns, whatever joins later (``whitened``: the whitened space
+    where the caller has it already)."""
+    whitened = R.within_mode_whiten(real, lib) if whitened is None else whitened
+    return {
+        "plain": base_scores(real, lib)[:, :14],
+        "whitened": scores_in(whitened, ids)[:, :12],
+    }
+
+
 def split_scores(pairs) -> dict:
     real, lib = unit_pixels(pairs, auto_pixel_size(pairs.real.sizes() + pairs.library.sizes()))
     _, ids = R.top_k(real, lib, 1)

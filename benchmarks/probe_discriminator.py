@@ -65,8 +65,7 @@ from sklearn.linear_model import LogisticRegression
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_covariance import scores_in  # noqa: E402
-from probe_detector import base_scores  # noqa: E402
+from probe_covariance import round18_reference  # noqa: E402
 from probe_head import unit_pixels  # noqa: E402
 from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
@@ -108,9 +107,7 @@ def split_scores(pairs) -> dict:
     linear = cross_fitted(real, lib, _linear_logit)[:, None]
     kernel = cross_fitted(real, lib, _kernel_logit)[:, None]
     return {
-        # the first 14 (3 + 11) and 12: the default's before this round, whatever joins later
-        "plain": base_scores(real, lib)[:, :14],
-        "whitened": scores_in(R.within_mode_whiten(real, lib), ids)[:, :12],
+        **round18_reference(real, lib, ids),
         "linear": linear,
         "kernel": kernel,
     }

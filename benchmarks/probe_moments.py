@@ -55,8 +55,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_covariance import scores_in  # noqa: E402
-from probe_detector import base_scores  # noqa: E402
+from probe_covariance import round18_reference  # noqa: E402
 from probe_head import unit_pixels  # noqa: E402
 from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
@@ -87,9 +86,7 @@ def split_scores(pairs) -> dict:
     whitened = R.within_mode_whiten(real, lib)
     plain_m, whitened_m = moment_ratios(real, lib), moment_ratios(*whitened)
     return {
-        # the first 14 (3 + 11) and 12: the default's before this round, whatever joins later
-        "plain": base_scores(real, lib)[:, :14],
-        "whitened": scores_in(whitened, ids)[:, :12],
+        **round18_reference(real, lib, ids, whitened),
         "moments, plain": plain_m,
         "moments, whitened": whitened_m,
         "quadratic, plain": plain_m[:, :1],

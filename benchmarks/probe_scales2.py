@@ -52,8 +52,8 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_covariance import scores_in  # noqa: E402
-from probe_detector import base_scores, rknn_scores  # noqa: E402
+from probe_covariance import round18_reference  # noqa: E402
+from probe_detector import rknn_scores  # noqa: E402
 from probe_head import unit_pixels  # noqa: E402
 from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
@@ -72,11 +72,10 @@ def coarse_span(real: np.ndarray, lib: np.ndarray, top1: np.ndarray) -> np.ndarr
 def split_scores(pairs) -> dict:
     real, lib = unit_pixels(pairs, auto_pixel_size(pairs.real.sizes() + pairs.library.sizes()))
     _, ids = R.top_k(real, lib, 1)
-    plain = base_scores(real, lib)[:, :14]  # the default's 3 + 11, whatever joins later
+    reference = round18_reference(real, lib, ids)
     return {
-        "plain": plain,
-        "whitened": scores_in(R.within_mode_whiten(real, lib), ids)[:, :12],
-        "coarse span": coarse_span(real, lib, plain[:, 3]),  # column 3 is top1
+        **reference,
+        "coarse span": coarse_span(real, lib, reference["plain"][:, 3]),  # column 3 is top1
         "rknn": rknn_scores(real, lib, ks=(3, 10)),
     }
 

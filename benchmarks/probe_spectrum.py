@@ -67,7 +67,7 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from probe_covariance import scores_in  # noqa: E402
+from probe_covariance import round18_reference, scores_in  # noqa: E402
 from probe_detector import base_scores  # noqa: E402
 from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
@@ -98,9 +98,7 @@ def split_scores(pairs) -> dict:
     _, ids = R.top_k(real, lib, 1)
     _, matched_ids = R.top_k(matched, lib, 1)
     return {
-        # the first 14 (3 + 11) and 12: the default's before this round, whatever joins later
-        "plain": base_scores(real, lib)[:, :14],
-        "whitened": scores_in(R.within_mode_whiten(real, lib), ids)[:, :12],
+        **round18_reference(real, lib, ids),
         "matched": base_scores(matched, lib)[:, :14],
         "matched, whitened": scores_in(R.within_mode_whiten(matched, lib), matched_ids)[:, :12],
     }
