@@ -101,8 +101,8 @@ def make_fingerprint_pipeline(
         ``"canet"``: the paper's Hybrid CANet, attending over each real image's candidates.
         ``"maxsim"``: the max-cosine baseline with a kappa-maximising threshold learned in
         ``fit``. The linear head is the default because on the membership benchmark CANet on
-        the same relation scores never beat it: over nine seeds (33-41) its AUC was
-        0.010-0.049 lower on all 5 tasks and its kappa 0.013-0.099 lower, at four to six times
+        the same relation scores never beat it: over twelve seeds (33-44) its AUC was
+        0.009-0.046 lower on all 5 tasks and its kappa 0.012-0.101 lower, at four to six times
         the fit time (``benchmarks/RESULTS.md``).
     features : {"relations", "paper"}, default="relations"
         What the selector hands the classifier per candidate: identity-free relation scores
