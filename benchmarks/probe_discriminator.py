@@ -76,14 +76,12 @@ from skfingerprint.images import auto_pixel_size  # noqa: E402
 FOLDS = 5
 
 
-def _linear_logit(lib, real_train, real_test):
-    X, y = np.r_[lib, real_train], np.r_[np.ones(len(lib)), np.zeros(len(real_train))]
+def _linear_logit(X, y, real_test):
     clf = LogisticRegression(C=0.1, class_weight="balanced", max_iter=1000).fit(X, y)
     return clf.decision_function(real_test)
 
 
-def _kernel_logit(lib, real_train, real_test):
-    X, y = np.r_[lib, real_train], np.r_[np.ones(len(lib)), np.zeros(len(real_train))]
+def _kernel_logit(X, y, real_test):
     features = Nystroem(gamma=2.0, n_components=400, random_state=0).fit(X)
     clf = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
     clf.fit(features.transform(X), y)
@@ -91,13 +89,15 @@ def _kernel_logit(lib, real_train, real_test):
 
 
 def cross_fitted(real: np.ndarray, lib: np.ndarray, logit) -> np.ndarray:
-    """``(n,)``: each real image's logit from a classifier trained on the library against the
-    reals of the other folds."""
+    """``(n,)``: each real image's logit from a classifier trained on the library (label 1)
+    against the reals of the other folds (label 0); ``logit(X, y, real_test)`` fits and scores."""
     out = np.empty(len(real))
     for fold in np.array_split(np.random.default_rng(0).permutation(len(real)), FOLDS):
         rest = np.ones(len(real), dtype=bool)
         rest[fold] = False
-        out[fold] = logit(lib, real[rest], real[fold])
+        X = np.r_[lib, real[rest]]
+        y = np.r_[np.ones(len(lib)), np.zeros(rest.sum())]
+        out[fold] = logit(X, y, real[fold])
     return out
 
 

@@ -80,10 +80,8 @@ def spectrum_matched(real_px: np.ndarray, lib_px: np.ndarray, size: int) -> np.n
     """``real_px`` (flattened ``size x size`` images) filtered, per spatial frequency, by the
     square root of the library's mean power over the reals' mean power."""
     real_f = np.fft.rfft2(real_px.reshape(-1, size, size).astype(np.float64))
-    lib_power = (np.abs(np.fft.rfft2(lib_px.reshape(-1, size, size).astype(np.float64))) ** 2).mean(
-        0
-    )
-    real_power = (np.abs(real_f) ** 2).mean(0)
+    lib_f = np.fft.rfft2(lib_px.reshape(-1, size, size).astype(np.float64))
+    lib_power, real_power = (np.abs(lib_f) ** 2).mean(0), (np.abs(real_f) ** 2).mean(0)
     gain = np.sqrt(lib_power / np.maximum(real_power, 1e-12))
     return np.fft.irfft2(real_f * gain, s=(size, size)).reshape(len(real_px), -1)
 
