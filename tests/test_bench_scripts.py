@@ -120,3 +120,59 @@ def test_a_variants_probe_is_named_after_its_file_and_runs_its_own_variants(monk
     assert got["methods"] == ["reference", "other"]
     assert got["run"].func is probe_manifold.run_variants
     assert got["run"].keywords == {"split_scores": split_scores, "variants": variants}
+
+
+def _varied_generator():
+    """A tiny DCGAN generator whose images differ visibly from latent to latent (at the
+    DCGAN's own initialisation they are all ~0.5 grey)."""
+    import torch
+    from realgen.dcgan import Generator
+
+    torch.manual_seed(0)
+    G = Generator(nz=8, width=4, image_size=32)
+    with torch.no_grad():
+        for module in G.modules():
+            if isinstance(module, torch.nn.ConvTranspose2d):
+                module.weight.normal_(0.0, 0.5)
+    return G.eval()
+
+
+def test_probe_inversion_regenerates_the_librarys_latents():
+    # Catches: the latents drawn from another seed or from torch's global generator, which
+    # would start every inversion from the wrong sample (300 images: two of the sampler's
+    # chunks of 256).
+    import torch
+    from probe_inversion import as_pixels, library_latents
+    from realgen.dcgan import sample
+
+    G = _varied_generator()
+    files = sample(G, 300, seed=7).reshape(300, -1) / 255.0
+    with torch.no_grad():
+        regenerated = as_pixels(G(library_latents(G, 300, 7))).numpy()
+    assert np.abs(regenerated - files).max() <= 0.5 / 255 + 1e-6
+    with torch.no_grad():
+        other_seed = as_pixels(G(library_latents(G, 300, 8))).numpy()
+    assert np.abs(other_seed - files).max() > 0.1
+
+
+def test_probe_inversion_reconstructs_better_than_the_nearest_sample(monkeypatch):
+    # Catches: the latent stepped up the error instead of down (an image the generator draws
+    # between its library samples must come out closer than the nearest of them), and, with no
+    # step, the best start chosen by the largest error or the starts taken from the farthest
+    # samples (the reconstruction must then be the nearest sample itself).
+    import probe_inversion as P
+    import torch
+
+    G = _varied_generator()
+    lib_z = torch.randn(40, 8)
+    z_real = lib_z[:10] + 0.5 * torch.randn(10, 8)
+    with torch.no_grad():
+        lib, real = P.as_pixels(G(lib_z)).numpy(), P.as_pixels(G(z_real)).numpy()
+    errors = P.squared_errors(real, lib)
+    recon = P.invert(G, real, errors, lib_z)
+    err = ((recon - real) ** 2).mean(1)
+    assert np.all(err < errors.min(1))
+    assert np.mean(err) < 0.2 * np.mean(errors.min(1))
+    monkeypatch.setattr(P, "STEPS", 0)
+    unmoved = P.invert(G, real, errors, lib_z)
+    assert np.abs(unmoved - lib[errors.argmin(1)]).max() < 1e-6
