@@ -673,3 +673,18 @@ def test_within_mode_whitening_leaves_a_library_of_one_image_as_it_is():
     for lib in (one, np.repeat(one, 5, axis=0), one[:0]):
         got_real, got_lib = R.within_mode_whiten(real, lib)
         assert got_real is real and got_lib is lib
+
+
+def test_within_mode_whitening_maps_a_duplicated_image_to_the_same_bits():
+    # Catches: the library whitened by one matrix product over all its rows, which on some BLAS
+    # builds rounds a row by where it sits (seen: 8 of 400 duplicates 1 ulp off their original),
+    # and the hull and span scores then counted the copies as distinct images.
+    E = _split(m=400)
+    dup = _with(
+        E,
+        lib=np.concatenate([E.library, E.library]),
+        lib_px=np.concatenate([E.spaces["pixels"][1]] * 2),
+    )
+    _, lib_w = R.within_mode_whiten(*R.space_vectors(dup, "pixels"))
+    assert np.array_equal(lib_w[:400], lib_w[400:])
+    assert len(np.unique(lib_w, axis=0)) == 400
