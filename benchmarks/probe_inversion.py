@@ -75,9 +75,9 @@ sys.path.insert(0, str(BENCH))
 
 from bench_quality import _test_labels  # noqa: E402
 from probe_covariance import round18_reference  # noqa: E402
-from probe_detector import _z, main  # noqa: E402
-from probe_head import LEGEND, _prior_cut  # noqa: E402
-from probe_manifold import _positive_logreg  # noqa: E402
+from probe_detector import main  # noqa: E402
+from probe_head import LEGEND  # noqa: E402
+from probe_manifold import _positive_logreg, fit_variants  # noqa: E402
 from realgen import task as realgen_task  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
@@ -178,7 +178,7 @@ VARIANTS = {
 
 def run(folder: Path) -> dict:
     """``probe_manifold.run_variants`` with the task's generator: test labels and each
-    variant's test scores and prior-cut predictions."""
+    variant's test scores and prior-cut predictions (:func:`probe_manifold.fit_variants`)."""
     generator, _, seed = realgen_task.task_generator(folder)
     start = time.perf_counter()
     f = {}
@@ -188,16 +188,7 @@ def run(folder: Path) -> dict:
         f[name] = (data, inversion_scores(data.X_pairs, generator, latents))
     print(f"  {folder.parent.name} {folder.name}: {time.perf_counter() - start:.0f} s", flush=True)
     (train, f_train), (test, f_test) = f["train"], f["test"]
-    out = {"y": _test_labels(folder, test.ids)}
-    for name, (parts, head) in VARIANTS.items():
-        z_train = _z(np.concatenate([f_train[p] for p in parts], 1))
-        z_test = _z(np.concatenate([f_test[p] for p in parts], 1))
-        if head is None:
-            s_train, s_test = z_train[:, 0], z_test[:, 0]
-        else:
-            s_train, s_test = head(z_train, train.y, z_test)
-        out[name] = _prior_cut(s_train, train.y, s_test)
-    return out
+    return {"y": _test_labels(folder, test.ids), **fit_variants(train.y, f_train, f_test, VARIANTS)}
 
 
 if __name__ == "__main__":

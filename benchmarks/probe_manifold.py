@@ -127,15 +127,21 @@ def run_variants(folder: Path, split_scores, variants: dict) -> dict:
     each split, then its head (None: the first score as is)."""
     train, test = load_imageclef_gans(folder / "train"), load_imageclef_gans(folder / "test")
     f_train, f_test = split_scores(train.X_pairs), split_scores(test.X_pairs)
-    out = {"y": _test_labels(folder, test.ids)}
+    return {"y": _test_labels(folder, test.ids), **fit_variants(train.y, f_train, f_test, variants)}
+
+
+def fit_variants(y_train: np.ndarray, f_train: dict, f_test: dict, variants: dict) -> dict:
+    """Each variant's test scores and prior-cut predictions from the two splits' score groups
+    (standardised within each split), then its head (None: the first score as is)."""
+    out = {}
     for name, (parts, head) in variants.items():
         z_train = _z(np.concatenate([f_train[p] for p in parts], 1))
         z_test = _z(np.concatenate([f_test[p] for p in parts], 1))
         if head is None:
             s_train, s_test = z_train[:, 0], z_test[:, 0]
         else:
-            s_train, s_test = head(z_train, train.y, z_test)
-        out[name] = _prior_cut(s_train, train.y, s_test)
+            s_train, s_test = head(z_train, y_train, z_test)
+        out[name] = _prior_cut(s_train, y_train, s_test)
     return out
 
 
