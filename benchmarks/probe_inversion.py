@@ -59,6 +59,11 @@ on the CT phantom, and on kanji nothing the library's scores do not already have
 kanji is not the finite library but how little this generator keeps of its training images
 (in pixels, as measured here). Not a method for the library: no ImageCLEF participant has the
 generator, and the suite's latents are known only because the benchmark drew them.
+
+Not tried: GAN-Leaks' *calibrated* attack, which subtracts each image's reconstruction error
+under a reference generator trained on other images of the same source (how hard the image is
+to draw at all). The task's only images known to be unused are the 100 labelled train reals;
+a reference generator on the other test reals would be trained partly on the answer key.
 """
 
 from __future__ import annotations
