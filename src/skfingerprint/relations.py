@@ -180,7 +180,7 @@ def within_mode_whiten(
     -------
     real, lib : ndarray of float32
     """
-    distinct = np.unique(lib, axis=0)
+    distinct, inverse = np.unique(lib, axis=0, return_inverse=True)
     if len(distinct) < 2:
         return real, lib
     nearest = np.empty(len(distinct), dtype=np.int64)
@@ -190,7 +190,7 @@ def within_mode_whiten(
         rows = np.arange(len(sims))
         sims[rows, i + rows] = -np.inf  # not itself
         nearest[i : i + step] = sims.argmax(1)
-    return _whiten_by(distinct - distinct[nearest], real, lib, shrink)
+    return _whiten_by(distinct - distinct[nearest], real, lib, shrink, (distinct, inverse))
 
 
 def _eigen_directions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,9 +210,10 @@ def _eigen_directions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return variances, u.T
 
 
-def _whiten_by(diffs: np.ndarray, real: np.ndarray, lib: np.ndarray, shrink: float):
+def _whiten_by(diffs: np.ndarray, real: np.ndarray, lib: np.ndarray, shrink: float, unique=None):
     """``real`` and ``lib`` mapped by ``(S + shrink tr(S)/d I) ^ -1/2``, ``S`` the mean outer
-    product of the rows of ``diffs``, then centred on the library's mean and unit length."""
+    product of the rows of ``diffs``, then centred on the library's mean and unit length
+    (``unique``: ``np.unique(lib, axis=0, return_inverse=True)`` where the caller has it)."""
     # S = diffs.T @ diffs = V diag(variances) V^T
     variances, vt = _eigen_directions(np.asarray(diffs, dtype=np.float64) / np.sqrt(len(diffs)))
     ridge = shrink * variances.sum() / lib.shape[1]
@@ -229,7 +230,7 @@ def _whiten_by(diffs: np.ndarray, real: np.ndarray, lib: np.ndarray, shrink: flo
     # the library's distinct rows whitened once: a matrix product can round a row differently
     # by where it sits in the matrix (BLAS blocking), and a duplicate that came out 1 ulp away
     # from its original would count as a distinct image in the hull and span scores
-    distinct, inverse = np.unique(lib, axis=0, return_inverse=True)
+    distinct, inverse = np.unique(lib, axis=0, return_inverse=True) if unique is None else unique
     real_w, lib_w = whiten(real), whiten(distinct)[inverse.reshape(-1)]
     mean = lib_w.mean(0, keepdims=True)
     return _l2_normalize(real_w - mean), _l2_normalize(lib_w - mean)
