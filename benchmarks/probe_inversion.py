@@ -103,7 +103,8 @@ PRIOR = 0.0
 
 
 def library_latents(generator, n: int, seed: int) -> torch.Tensor:
-    """The latents ``realgen.dcgan.sample`` drew for a library of ``n`` images from ``seed``."""
+    """The latents ``realgen.dcgan.sample`` drew for a library of ``n`` images from ``seed``
+    (in its chunks of ``batch_size=256``, its default, as ``build_task`` calls it)."""
     gen = torch.Generator().manual_seed(seed)
     return torch.cat(
         [torch.randn(min(256, n - i), generator.nz, generator=gen) for i in range(0, n, 256)]
@@ -129,7 +130,7 @@ def invert(generator, real: np.ndarray, errors: np.ndarray, lib_z: torch.Tensor)
     target = torch.from_numpy(real).repeat_interleave(STARTS, 0)
     z = lib_z[torch.from_numpy(starts.ravel())].clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=LR)
-    for p in generator.parameters():
+    for p in generator.parameters():  # only the latent is optimised
         p.requires_grad_(False)
     for _ in range(STEPS):
         opt.zero_grad(set_to_none=True)
