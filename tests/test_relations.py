@@ -39,6 +39,15 @@ def _with(E, real=None, lib=None, real_px=None, lib_px=None):
     )
 
 
+def _library_duplicated(E):
+    """``E`` with every library image twice, in every space."""
+    return _with(
+        E,
+        lib=np.concatenate([E.library, E.library]),
+        lib_px=np.concatenate([E.spaces["pixels"][1]] * 2),
+    )
+
+
 def test_the_scores_have_their_defined_values_on_a_worked_example():
     # Orthogonal reals e1, e2, e3; library: a copy of e1, a blend of e1 and e2, and e3 scaled.
     real = np.eye(3)
@@ -69,11 +78,7 @@ def test_attribution_averages_one_whatever_the_sizes():
 
 def test_per_real_scores_survive_duplicating_every_library_image():
     E = _split(m=400)  # density's k = m / 200, m / 100, m / 50: 2, 4, 8, then twice that
-    dup = _with(
-        E,
-        lib=np.concatenate([E.library, E.library]),
-        lib_px=np.concatenate([E.spaces["pixels"][1]] * 2),
-    )
+    dup = _library_duplicated(E)
     spaces = ("pixels", "vit", "pixels_whitened")
     for a, b in zip(
         R.raw_relations(E, spaces, 3)[2], R.raw_relations(dup, spaces, 3)[2], strict=True
@@ -680,11 +685,7 @@ def test_within_mode_whitening_maps_a_duplicated_image_to_the_same_bits():
     # builds rounds a row by where it sits (seen: 8 of 400 duplicates 1 ulp off their original),
     # and the hull and span scores then counted the copies as distinct images.
     E = _split(m=400)
-    dup = _with(
-        E,
-        lib=np.concatenate([E.library, E.library]),
-        lib_px=np.concatenate([E.spaces["pixels"][1]] * 2),
-    )
+    dup = _library_duplicated(E)
     _, lib_w = R.within_mode_whiten(*R.space_vectors(dup, "pixels"))
     assert np.array_equal(lib_w[:400], lib_w[400:])
     assert len(np.unique(lib_w, axis=0)) == 400
