@@ -10,8 +10,10 @@ is set beside the matmul peak, measured in the same run, of the precision the fi
 interleaved, at the paper's size and at ``bench_embed.py``'s threshold grid's (48 reals,
 k = 10, 30 epochs): whole fits trained in fp32 against bf16 (where the CPU has native bf16),
 with the first layer mapping each row's real vector once against once per candidate copy, and
-with the fused AdamW CANet trains with against torch's per-parameter AdamW loop. Prints a
-markdown table; writes nothing.
+with the fused AdamW CANet trains with against torch's per-parameter AdamW loop, with the
+attention over the candidates in plain matmuls against torch's flash kernel, and with dropout
+drawn as a threshold on uniform draws against torch's Bernoulli draw. Prints a markdown table;
+writes nothing.
 
     .venv/bin/python benchmarks/bench_canet.py [--epochs 4]
 """
@@ -106,6 +108,32 @@ def real_mapped_per_copy():
 
 
 @contextlib.contextmanager
+def bernoulli_dropout():
+    """CANet's dropout drawn as torch's own (``F.dropout``: a Bernoulli draw per element)."""
+    from skfingerprint._canet_net import UniformDropout
+
+    uniform = UniformDropout.forward
+    UniformDropout.forward = lambda self, x: torch.nn.functional.dropout(x, self.p, self.training)
+    try:
+        yield
+    finally:
+        UniformDropout.forward = uniform
+
+
+@contextlib.contextmanager
+def attention_kernel_torch_picks():
+    """CANet's attention over the candidates in the kernel torch picks (flash on CPU)."""
+    import skfingerprint._canet_net as net
+
+    math = net._short_sequence_attention
+    net._short_sequence_attention = lambda device: contextlib.nullcontext()
+    try:
+        yield
+    finally:
+        net._short_sequence_attention = math
+
+
+@contextlib.contextmanager
 def adamw_loop():
     """CANet trained with torch's per-parameter AdamW loop instead of the fused update."""
     import skfingerprint.canet as canet
@@ -163,6 +191,16 @@ def main(argv=None) -> None:
         t = side_by_side(*paper_task(1, n_real, k), epochs, arms)
         what = f"fit, {n_real} reals x k={k}, {epochs} epochs, {precision}: real vector mapped"
         _row(f"{what} per candidate copy / once per row", t, "per copy", "once")
+    for n_real, k, epochs in sizes:
+        arms = {"flash": ({}, attention_kernel_torch_picks), "math": ({}, plain)}
+        t = side_by_side(*paper_task(1, n_real, k), epochs, arms)
+        _row(f"fit, {n_real} reals x k={k}, {epochs} epochs: attention over the candidates in "
+             "torch's flash kernel / in plain matmuls", t, "flash", "math")  # fmt: skip
+    for n_real, k, epochs in sizes:
+        arms = {"bernoulli": ({}, bernoulli_dropout), "uniform": ({}, plain)}
+        t = side_by_side(*paper_task(1, n_real, k), epochs, arms)
+        what = f"fit, {n_real} reals x k={k}, {epochs} epochs: dropout drawn by torch"
+        _row(f"{what} (Bernoulli) / as a threshold on uniform draws", t, "bernoulli", "uniform")
     for n_real, k, epochs in sizes:
         t = side_by_side(
             *paper_task(1, n_real, k), epochs, {"loop": ({}, adamw_loop), "fused": ({}, plain)}

@@ -18,6 +18,7 @@ from sklearn.metrics import cohen_kappa_score
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.utils._param_validation import InvalidParameterError
 
+from skfingerprint._canet_net import UniformDropout
 from skfingerprint.baselines import MaxSimilarityClassifier
 from skfingerprint.canet import (
     MASKED_COSINE,
@@ -504,6 +505,25 @@ def test_supervised_contrastive_loss():
     # No anchor has a positive: zero, with a gradient path.
     lone = supervised_contrastive_loss(z[:2].requires_grad_(), torch.tensor([0, 1]))
     assert lone.item() == 0.0 and lone.requires_grad
+
+
+def test_uniform_dropout_keeps_1_minus_p_and_rescales_as_torchs_dropout():
+    # catches keeping with probability p instead of 1 - p, a missing or inverted 1 / (1 - p)
+    # scale, dropping in eval mode, and a gradient that does not pass through the same mask
+    torch.manual_seed(0)
+    drop = UniformDropout(0.6)
+    x = torch.full((200_000,), 2.0, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.4) < 0.005
+    assert torch.allclose(y[kept], torch.tensor(2.0 / 0.4))
+    y.sum().backward()
+    assert torch.equal(x.grad, kept.float() / 0.4)
+    drop.eval()
+    assert torch.equal(drop(x), x)
+    assert torch.equal(UniformDropout(0.0).train()(x), x)
+    with pytest.raises(ValueError, match="dropout must be in"):
+        UniformDropout(1.0)
 
 
 # --- errors ------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ estimator).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -24,6 +25,7 @@ from skorch.callbacks import EarlyStopping
 from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ._contracts import candidate_mask
 
@@ -164,7 +166,7 @@ class CANetModule(nn.Module):
             nn.Linear(n_inputs, pair),
             nn.LayerNorm(pair),
             nn.GELU(),
-            nn.Dropout(dropout),
+            UniformDropout(dropout),
             nn.Linear(pair, hidden[0]),
         ]
         for a, b in pairwise(hidden):
@@ -220,7 +222,10 @@ class CANetModule(nn.Module):
         features whose copies differ (FGSM perturbs each candidate's copy)."""
         h = self.encoder[1:](self._first_layer(feats, shared_real))
         if self.attention is not None:
-            attended, _ = self.attention(h, h, h, key_padding_mask=~valid, need_weights=False)
+            # over k candidates the sequence is short: on CPU torch's flash kernel took 7 ms
+            # for a backward that the plain matmuls do in well under 1 (k = 10, batch 32)
+            with _short_sequence_attention(h.device):
+                attended, _ = self.attention(h, h, h, key_padding_mask=~valid, need_weights=False)
             h = self.attention_norm(h + attended)
         w = valid[..., None].to(h.dtype)
         mean = (h * w).sum(1) / w.sum(1)
@@ -253,6 +258,36 @@ class CANetModule(nn.Module):
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         return self.forward_prepared(*self.prepare(X))
+
+
+class UniformDropout(nn.Module):
+    """Inverted dropout whose mask is a threshold on uniform draws.
+
+    The same distribution as :class:`torch.nn.Dropout` (each element kept with probability
+    ``1 - p`` and scaled by ``1 / (1 - p)``), drawn about 3x faster on CPU: torch's Bernoulli
+    draw was an eighth of a small CANet fit (``benchmarks/bench_canet.py``)."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout must be in [0, 1); got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand_like(x).ge_(self.p)
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def _short_sequence_attention(device: torch.device):
+    """The plain-matmul attention kernel on CPU, whatever torch would pick."""
+    if device.type == "cpu":
+        return sdpa_kernel(SDPBackend.MATH)
+    return contextlib.nullcontext()
 
 
 def supervised_contrastive_loss(
