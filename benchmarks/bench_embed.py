@@ -10,9 +10,11 @@ results are rewritten into ``benchmarks/RESULTS_embed.md``.
    ``model(x)`` loop on ``vit_base_patch16_224`` at batch 32, and the GFLOP/s both reach next to
    the fp32 and bf16 matrix-product peaks measured in the same run.
 2. Cosine agreement of bf16 embeddings with fp32 ones, per image.
-3. A GridSearchCV over 4 layer sets x 3 thresholds x 3 folds: ViT passes counted, and its time
+3. The embedder with torch's CPU buffers on transparent huge pages and without, in fresh
+   processes side by side.
+4. A GridSearchCV over 4 layer sets x 3 thresholds x 3 folds: ViT passes counted, and its time
    against one fit.
-4. Peak RSS while embedding 10,000 256x256 PNGs from disk, above the RSS with the model loaded.
+5. Peak RSS while embedding 10,000 256x256 PNGs from disk, above the RSS with the model loaded.
    This uses a ViT as wide and deep as ViT-B (768 x 12 blocks, so the token cache per image is
    the same) but on 64 px input with 32 px patches, so 10,000 images take minutes, not hours.
 """
@@ -396,6 +398,63 @@ def bench_threshold_grid(n_real: int, n_lib: int) -> dict:
     return out
 
 
+HUGE_PAGES_CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from bench_embed import synthetic_images
+from skfingerprint import ViTLayerFusionEmbedder, clear_memory_cache
+images = synthetic_images(int(sys.argv[2]))
+emb = ViTLayerFusionEmbedder("vit_base_patch16_224", pretrained=False, fusion="mean",
+                             dtype="auto", random_state=0)
+emb.fit(images[:1])  # builds the ViT-B, runs the dtype probe
+clear_memory_cache()
+emb.fit_transform(images[:32])  # warm-up
+rounds = []
+for _ in range(int(sys.argv[3])):
+    clear_memory_cache()
+    before, start = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    emb.fit_transform(images)
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
+    rounds.append({"s": seconds, "minor_faults": after.ru_minflt - before.ru_minflt,
+                   "sys_s": after.ru_stime - before.ru_stime})
+hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
+           if line.startswith("VmHWM"))
+peak = int(hwm.split()[1]) / 1024
+print(json.dumps({"rounds": rounds, "dtype": emb.dtype_, "peak_rss_mb": peak}))
+"""
+
+
+def bench_huge_pages(n_images: int, pairs: int, rounds: int) -> dict:
+    """The embedder's ``fit_transform`` in fresh processes with torch's CPU allocator asking
+    for transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``: buffers of 2 MB and more aligned
+    and ``madvise``d, one page fault per 2 MB instead of per 4 kB) and without (``=0``), the
+    two alternating over ``pairs`` pairs of processes; the best round of each is kept. The
+    kernel's setting is reported beside it (``madvise`` or ``always`` lets the request work)."""
+    try:
+        kernel = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().strip()
+    except OSError:
+        kernel = "unknown (no /sys/kernel/mm/transparent_hugepage)"
+    out: dict = {"kernel_thp": kernel, "n_images": n_images, "off": [], "on": []}
+    out["parent_setting"] = os.environ.get("THP_MEM_ALLOC_ENABLE", "unset")
+    for _ in range(pairs):
+        for arm, value in (("off", "0"), ("on", "1")):
+            env = {**os.environ, "THP_MEM_ALLOC_ENABLE": value}
+            res = subprocess.run(
+                [sys.executable, "-c", HUGE_PAGES_CHILD, str(HERE), str(n_images), str(rounds)],
+                capture_output=True, text=True, check=True, env=env,
+            )  # fmt: skip
+            out[arm].append(json.loads(res.stdout.strip().splitlines()[-1]))
+    for arm in ("off", "on"):
+        best = min((r for run in out[arm] for r in run["rounds"]), key=lambda r: r["s"])
+        out[f"{arm}_img_s"] = n_images / best["s"]
+        out[f"{arm}_minor_faults"] = best["minor_faults"]
+        out[f"{arm}_sys_s"] = best["sys_s"]
+        out[f"{arm}_peak_rss_mb"] = max(run["peak_rss_mb"] for run in out[arm])
+    out["on_over_off"] = out["on_img_s"] / out["off_img_s"]
+    return out
+
+
 RSS_CHILD = r"""
 import json, sys
 from pathlib import Path
@@ -510,6 +569,7 @@ def write_results(results: dict, path: Path) -> None:
         f"{t['bf16_vs_fp32_cos_min']:.5f} / {t['bf16_vs_fp32_cos_mean']:.5f} |",
         "",
         *_compile_lines(c),
+        *_huge_pages_lines(results.get("huge_pages")),
         "## GridSearchCV: 4 layer sets x 3 thresholds x 3 folds (37 fits with the refit)",
         "",
         "Layer sets (3, 6, 9), (6, 9, 12), (2, 4, 6, 8), (12,), in that order; each column "
@@ -573,6 +633,30 @@ def write_results(results: dict, path: Path) -> None:
         *results.get("notes", []),
     ]
     path.write_text("\n".join(lines))
+
+
+def _huge_pages_lines(h: dict | None) -> list[str]:
+    if h is None:
+        return []
+    return [
+        "## Transparent huge pages for torch's CPU buffers",
+        "",
+        f"The embedder's whole `fit_transform` of {h['n_images']} images (dtype=auto, as "
+        "above) in fresh processes, `THP_MEM_ALLOC_ENABLE=1` (what the `skfingerprint` "
+        "command sets) against `=0`, the two alternating; the best round of each. Kernel "
+        f"setting: `{h['kernel_thp']}`. The throughput section above ran with "
+        f"`THP_MEM_ALLOC_ENABLE={h['parent_setting']}`.",
+        "",
+        "| what | off | on |",
+        "|---|---|---|",
+        f"| embedder img/s | {h['off_img_s']:.2f} | {h['on_img_s']:.2f} |",
+        f"| minor page faults in that round | {h['off_minor_faults']} | {h['on_minor_faults']} |",
+        f"| kernel (sys) seconds in that round | {h['off_sys_s']:.2f} | {h['on_sys_s']:.2f} |",
+        f"| peak RSS of the process | {h['off_peak_rss_mb']:.0f} MB | "
+        f"{h['on_peak_rss_mb']:.0f} MB |",
+        f"| **on / off** | | **{h['on_over_off']:.2f}x** |",
+        "",
+    ]
 
 
 def _load_note(load: str) -> list[str]:
@@ -647,6 +731,9 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="do not rewrite RESULTS_embed.md")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile trial")
     parser.add_argument("--only-throughput", action="store_true", help="skip grid and memory")
+    parser.add_argument(
+        "--no-huge-pages", action="store_true", help="skip the transparent huge pages trial"
+    )
     args = parser.parse_args()
     q = args.quick
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -658,6 +745,9 @@ def main() -> None:
         32 if q else 64, 2 if q else 8, 1 if q else 3, results["peaks"]
     )
     print(json.dumps(results["throughput"], indent=1), flush=True)
+    if not args.no_huge_pages:
+        results["huge_pages"] = bench_huge_pages(32 if q else 64, 1 if q else 3, 1 if q else 2)
+        print(json.dumps(results["huge_pages"], indent=1), flush=True)
     if not args.no_compile:
         t = results["throughput"]
         results["compile"] = bench_compile(t["dtype_auto"], t["blocks_run"])
