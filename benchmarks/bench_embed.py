@@ -35,6 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+# before torch's first allocation, as a user's import would be: it asks torch for huge pages
+import skfingerprint  # noqa: F401
+
 HERE = Path(__file__).resolve().parent
 VIT_B_DEPTH = 12
 
