@@ -15,8 +15,8 @@ import os
 # Torch's CPU allocator asks the kernel for 2 MB pages for each buffer of 2 MB or more when
 # this is set: one page fault per 2 MB instead of one per 4 kB. Torch reads it once, at its
 # first CPU allocation (importing skfingerprint makes none), so it must be set this early. The
-# ViT-B embedder ran 1.21x faster for it on a Zen 5 (benchmarks/bench_embed.py), at no cost in
-# peak memory. THP_MEM_ALLOC_ENABLE=0 in the environment keeps torch's default.
+# ViT-B embedder ran 1.21-1.33x faster for it on a Zen 5 (benchmarks/bench_embed.py), with no
+# more peak memory. THP_MEM_ALLOC_ENABLE=0 in the environment keeps torch's default.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 __version__ = "0.1.0.dev0"

@@ -276,7 +276,8 @@ class UniformDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        keep = torch.rand_like(x).ge_(self.p)
+        # drawn in fp32 whatever x is: a bf16 uniform would keep 1 - p only to ~1%
+        keep = torch.rand_like(x, dtype=torch.float32).ge_(self.p)
         return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
 
     def extra_repr(self) -> str:
