@@ -176,3 +176,37 @@ def test_probe_inversion_reconstructs_better_than_the_nearest_sample(monkeypatch
     monkeypatch.setattr(P, "STEPS", 0)
     unmoved = P.invert(G, real, errors, lib_z)
     assert np.abs(unmoved - lib[errors.argmin(1)]).max() < 1e-6
+
+
+def test_bench_canet_arms_switch_what_they_name_and_put_it_back():
+    # Catches an arm that patches a name the net does not read (both arms would then time the
+    # same code and the row would report ~1.0x), and an arm that leaves its patch behind for
+    # the rows after it.
+    import torch
+    from bench_canet import attention_kernel_torch_picks, bernoulli_dropout
+    from torch.profiler import ProfilerActivity, profile
+
+    from skfingerprint.canet import CANetModule
+
+    torch.manual_seed(0)
+    net = CANetModule(n_features=17, n_candidates=5, hidden=(16, 8), n_heads=2).train()
+    X = torch.randn(4, 5, 17)
+
+    def output():  # the pooled candidates (the logit starts at the skip, dropout or not)
+        torch.manual_seed(1)
+        return net.forward_prepared(*net.prepare(X), return_embedding=True)[1].detach()
+
+    def kernels():
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            net(X)
+        return {e.key for e in prof.key_averages() if "scaled_dot_product" in e.key}
+
+    flash = "aten::_scaled_dot_product_flash_attention_for_cpu"
+    uniform, math = output(), kernels()
+    with bernoulli_dropout():
+        assert not torch.equal(output(), uniform)
+    assert torch.equal(output(), uniform)
+    assert flash not in math
+    with attention_kernel_torch_picks():
+        assert flash in kernels()
+    assert kernels() == math
