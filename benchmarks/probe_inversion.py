@@ -83,6 +83,7 @@ from probe_covariance import round18_reference  # noqa: E402
 from probe_detector import main  # noqa: E402
 from probe_head import LEGEND  # noqa: E402
 from probe_manifold import _positive_logreg, fit_variants  # noqa: E402
+from realgen import dcgan  # noqa: E402
 from realgen import task as realgen_task  # noqa: E402
 
 from skfingerprint import load_imageclef_gans  # noqa: E402
@@ -104,11 +105,8 @@ PRIOR = 0.0
 
 def library_latents(generator, n: int, seed: int) -> torch.Tensor:
     """The latents ``realgen.dcgan.sample`` drew for a library of ``n`` images from ``seed``
-    (in its chunks of ``batch_size=256``, its default, as ``build_task`` calls it)."""
-    gen = torch.Generator().manual_seed(seed)
-    return torch.cat(
-        [torch.randn(min(256, n - i), generator.nz, generator=gen) for i in range(0, n, 256)]
-    )
+    (with its default chunks, as ``build_task`` calls it)."""
+    return dcgan.sample_latents(generator.nz, n, seed=seed)
 
 
 def as_pixels(generated: torch.Tensor) -> torch.Tensor:

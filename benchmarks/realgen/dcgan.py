@@ -158,12 +158,19 @@ def train_dcgan(
 
 
 @torch.no_grad()
+def sample_latents(nz: int, n: int, *, seed: int, batch_size: int = 256) -> torch.Tensor:
+    """The ``(n, nz)`` latents :func:`sample` draws from ``seed``, in its chunks of
+    ``batch_size`` (``probe_inversion`` regenerates a library's latents with it)."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat(
+        [torch.randn(min(batch_size, n - i), nz, generator=gen) for i in range(0, n, batch_size)]
+    )
+
+
 def sample(G: Generator, n: int, *, seed: int, batch_size: int = 256) -> np.ndarray:
     """``n`` images from the generator as uint8 ``(n, s, s)``; the latents come from ``seed``."""
-    gen = torch.Generator().manual_seed(seed)
     out = []
-    for i in range(0, n, batch_size):
-        z = torch.randn(min(batch_size, n - i), G.nz, generator=gen)
+    for z in sample_latents(G.nz, n, seed=seed, batch_size=batch_size).split(batch_size):
         x = G(z).squeeze(1)
         out.append(x.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy())
     return np.concatenate(out)
