@@ -26,6 +26,7 @@ import itertools
 import os
 import sys
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -94,56 +95,40 @@ def side_by_side(X: np.ndarray, y: np.ndarray, epochs: int, arms: dict, rounds: 
     return out
 
 
-@contextlib.contextmanager
 def real_mapped_per_copy():
     """CANet's first layer mapping each candidate's copy of the real vector on its own."""
     from skfingerprint._canet_net import CANetModule
 
     once = CANetModule._first_layer
-    CANetModule._first_layer = lambda self, feats, _: once(self, feats, False)
-    try:
-        yield
-    finally:
-        CANetModule._first_layer = once
+    return mock.patch.object(
+        CANetModule, "_first_layer", lambda self, feats, _: once(self, feats, False)
+    )
 
 
-@contextlib.contextmanager
 def bernoulli_dropout():
     """CANet's dropout drawn as torch's own (``F.dropout``: a Bernoulli draw per element)."""
     from skfingerprint._canet_net import UniformDropout
 
-    uniform = UniformDropout.forward
-    UniformDropout.forward = lambda self, x: torch.nn.functional.dropout(x, self.p, self.training)
-    try:
-        yield
-    finally:
-        UniformDropout.forward = uniform
+    def forward(self, x):
+        return torch.nn.functional.dropout(x, self.p, self.training)
+
+    return mock.patch.object(UniformDropout, "forward", forward)
 
 
-@contextlib.contextmanager
 def attention_kernel_torch_picks():
     """CANet's attention over the candidates in the kernel torch picks (flash on CPU)."""
     import skfingerprint._canet_net as net
 
-    math = net._short_sequence_attention
-    net._short_sequence_attention = lambda device: contextlib.nullcontext()
-    try:
-        yield
-    finally:
-        net._short_sequence_attention = math
+    return mock.patch.object(
+        net, "_short_sequence_attention", lambda device: contextlib.nullcontext()
+    )
 
 
-@contextlib.contextmanager
 def adamw_loop():
     """CANet trained with torch's per-parameter AdamW loop instead of the fused update."""
     import skfingerprint.canet as canet
 
-    fused = canet.adamw
-    canet.adamw = torch.optim.AdamW
-    try:
-        yield
-    finally:
-        canet.adamw = fused
+    return mock.patch.object(canet, "adamw", torch.optim.AdamW)
 
 
 def main(argv=None) -> None:
