@@ -403,9 +403,8 @@ def bench_threshold_grid(n_real: int, n_lib: int) -> dict:
 
 HUGE_PAGES_CHILD = r"""
 import json, resource, sys, time
-from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from bench_embed import synthetic_images
+from bench_embed import rss_mb, synthetic_images
 from skfingerprint import ViTLayerFusionEmbedder, clear_memory_cache
 images = synthetic_images(int(sys.argv[2]))
 emb = ViTLayerFusionEmbedder("vit_base_patch16_224", pretrained=False, fusion="mean",
@@ -421,10 +420,7 @@ for _ in range(int(sys.argv[3])):
     seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF)
     rounds.append({"s": seconds, "minor_faults": after.ru_minflt - before.ru_minflt,
                    "sys_s": after.ru_stime - before.ru_stime})
-hwm = next(line for line in Path("/proc/self/status").read_text().splitlines()
-           if line.startswith("VmHWM"))
-peak = int(hwm.split()[1]) / 1024
-print(json.dumps({"rounds": rounds, "dtype": emb.dtype_, "peak_rss_mb": peak}))
+print(json.dumps({"rounds": rounds, "dtype": emb.dtype_, "peak_rss_mb": rss_mb("VmHWM")}))
 """
 
 
@@ -458,14 +454,20 @@ def bench_huge_pages(n_images: int, pairs: int, rounds: int) -> dict:
     return out
 
 
-RSS_CHILD = r"""
-import json, sys
-from pathlib import Path
-from skfingerprint import ViTLayerFusionEmbedder
-def rss_mb(field="VmRSS"):
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's ``field`` of ``/proc/self/status`` in MB (the child scripts import it)."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field):
             return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+RSS_CHILD = r"""
+import json, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from bench_embed import rss_mb
+from skfingerprint import ViTLayerFusionEmbedder
 kw = dict(img_size=64, patch_size=32, embed_dim=768, depth=12, num_heads=12)
 emb = ViTLayerFusionEmbedder("vit_base_patch16_224", pretrained=False, model_kwargs=kw,
                              fusion="mean", dtype="float32", random_state=0, batch_size=32)
@@ -494,7 +496,10 @@ def bench_rss(n_files: int) -> dict:
         t_write = time.perf_counter() - start
         start = time.perf_counter()
         res = subprocess.run(
-            [sys.executable, "-c", RSS_CHILD, tmp], capture_output=True, text=True, check=True
+            [sys.executable, "-c", RSS_CHILD, tmp, str(HERE)],
+            capture_output=True,
+            text=True,
+            check=True,
         )
         t_embed = time.perf_counter() - start
     out = json.loads(res.stdout.strip().splitlines()[-1])
