@@ -749,3 +749,48 @@ def test_evaluate_says_optimistic_only_on_the_folder_fitted_on(data, model, caps
     shutil.copytree(root / "train", other)
     code, out, _ = run(capsys, "evaluate", model, other)
     assert code == 0 and "note:" not in out
+
+
+def test_pool_with_judges_both_splits_against_both_libraries(data, model, capsys, tmp_path):
+    """Catches: --pool-with not reaching the loader at fit or predict time (the counts and the
+    submission would be the unpooled ones), not saved with the model's options, and the note
+    on a model fitted one way and used the other lost."""
+    root = data[0]
+    train, test = root / "train", root / "test"
+    pooled = tmp_path / "pooled.skops"
+    code, _, err = run(capsys, "fit", train, "-o", pooled, *FIT_FAST, "--pool-with", test)
+    assert code == 0, err
+    assert log_lines(err)[0] == (
+        f"read {train}: 24 real images (12 used, 12 not used) and 66 generated images "
+        f"(36 its own, 30 pooled from '{test.resolve()}')"
+    )
+    assert load_model(pooled)["options"]["pool_with"] == [str(test)]
+
+    sub = tmp_path / "s.csv"
+    code, _, err = run(capsys, "predict", pooled, test, "-o", sub, "--pool-with", train)
+    assert code == 0, err
+    assert log_lines(err) == [
+        f"predicting 20 real images and 66 generated images (30 its own, 36 pooled from "
+        f"'{train.resolve()}')"
+    ]
+    expected = load_model(pooled)["estimator"].predict(
+        load_imageclef_gans(test, pool_with=train).X_pairs
+    )
+    np.testing.assert_array_equal(read_submission(sub)[1], expected)
+
+    code, _, err = run(capsys, "predict", pooled, test, "-o", sub)
+    assert code == 0, err
+    assert log_lines(err)[0] == (
+        "note: this model was fitted with --pool-with (one library for both splits); pool "
+        "this folder too (e.g. --pool-with TRAIN_DIR) to judge it the same way"
+    )
+    code, _, err = run(capsys, "evaluate", model, train, "--pool-with", test)
+    assert code == 0, err
+    assert "note: this model was fitted without --pool-with; this folder is pooled" in err
+    expect_error(
+        capsys, 2, f"--pool-with folder '{tmp_path / 'nowhere'}' does not exist",
+        "predict", pooled, test, "-o", sub, "--pool-with", tmp_path / "nowhere",
+    )  # fmt: skip
+    expect_error(
+        capsys, 2, "pool_with names", "predict", pooled, test, "-o", sub, "--pool-with", test
+    )

@@ -2,6 +2,7 @@ import ast
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from skfingerprint import load_imageclef_gans, read_submission, write_submission
 
@@ -336,3 +337,55 @@ def test_scores_of_an_unsigned_dtype_are_ranked_as_numbers(tmp_path):
 
     path = write_scores(["a", "b", "c"], np.array([0, 2, 1], dtype=np.uint8), tmp_path / "s.csv")
     assert path.read_text() == "rank,id,p_used\n1,b,2.000000\n2,c,1.000000\n3,a,0.000000\n"
+
+
+def test_pool_with_adds_the_other_folders_generated_images_after_its_own(tmp_path, rng):
+    train = make_layout(tmp_path / "train", rng, n_gen=4)
+    test = make_layout(tmp_path / "test", rng, split="test", n_gen=3)
+    alone = load_imageclef_gans(train)
+    data = load_imageclef_gans(train, pool_with=test)
+    assert data.X_pairs.library.ids == [
+        *(f"gen_{i:03d}" for i in range(4)),
+        *(f"test/gen_{i:03d}" for i in range(3)),
+    ]  # same stems in both folders, told apart by the pooled folder's name
+    assert data.generated_paths == alone.generated_paths + sorted((test / "generated").iterdir())
+    assert data.pooled_from == [test.resolve()] and alone.pooled_from == []
+    # the reals and their labels are this folder's, untouched (the other folder's are not read)
+    assert data.ids == alone.ids and data.y.tolist() == alone.y.tolist()
+    both = load_imageclef_gans(train, pool_with=[test, make_layout(tmp_path / "more", rng)])
+    assert len(both.X_pairs.library) == 4 + 3 + 4 and both.X_pairs.library.ids[-1] == "more/gen_003"
+
+
+def test_a_pooled_copy_is_found_by_the_nearest_neighbour_search(tmp_path, rng):
+    """A used real image whose only copy sits in the other folder's library: its best pixel
+    cosine is 1 when pooled, below 1 when not (the pooled images are searched, not only listed)."""
+    from skfingerprint.baselines import PixelNearestNeighbor
+
+    train = make_layout(tmp_path / "train", rng)
+    test = make_layout(tmp_path / "test", rng, split="test")
+    copy = np.asarray(Image.open(train / "real_used" / "u_000.png"))
+    write_png(test / "generated" / "copy.png", copy)
+    for pool, expected in ((None, False), (test, True)):
+        data = load_imageclef_gans(train, pool_with=pool)
+        pixel = PixelNearestNeighbor(image_size=16).fit(data.X_pairs, data.y)
+        best = pixel.score_samples(data.X_pairs)
+        assert np.isclose(best[data.ids.index("u_000")], 1.0, atol=1e-5) == expected
+
+
+def test_pool_with_refuses_what_it_cannot_pool(tmp_path, rng):
+    train = make_layout(tmp_path / "train", rng)
+    with pytest.raises(ValueError, match="pool_with names '.*train' itself"):
+        load_imageclef_gans(train, pool_with=tmp_path / "train")
+    test = make_layout(tmp_path / "test", rng, split="test")
+    with pytest.raises(ValueError, match="pool_with names a folder twice"):
+        load_imageclef_gans(train, pool_with=[test, tmp_path / "." / "test"])
+    twin = make_layout(tmp_path / "other" / "test", rng, split="test")
+    with pytest.raises(ValueError, match="share a name"):
+        load_imageclef_gans(train, pool_with=[test, twin])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="'.*empty' has no generated/ sub-folder"):
+        load_imageclef_gans(train, pool_with=tmp_path / "empty")
+    odd = make_layout(tmp_path / "odd", rng, split="test", size=20)
+    with pytest.raises(ValueError, match=f"Images in '{train}' and pooled '{odd}' have mixed"):
+        load_imageclef_gans(train, pool_with=odd)
+    assert len(load_imageclef_gans(train, pool_with=odd, check_sizes=False).X_pairs.library) == 8

@@ -76,13 +76,28 @@ def _set_verbosity(pipe, verbose: int) -> None:
 
 def _describe(data) -> str:
     n_real, n_gen = len(data.X_pairs), len(data.X_pairs.library)
+    generated = f"{n_gen} generated images"
+    if data.pooled_from:
+        n_own = n_gen - sum("/" in i for i in data.X_pairs.library.ids)  # pooled: folder/stem
+        folders = ", ".join(f"'{f}'" for f in data.pooled_from)
+        generated += f" ({n_own} its own, {n_gen - n_own} pooled from {folders})"
     if data.y is not None:
         used = int(data.y.sum())
-        return (
-            f"{n_real} real images ({used} used, {n_real - used} not used) and "
-            f"{n_gen} generated images"
+        return f"{n_real} real images ({used} used, {n_real - used} not used) and {generated}"
+    return f"{n_real} real images and {generated}"
+
+
+def _pooling_note(model: dict, args: argparse.Namespace, log: _Log) -> None:
+    """Say so when the model was fitted with pooled libraries and this folder is not pooled,
+    or the other way round: the scores are then read on libraries of another size."""
+    fitted = bool((model.get("options") or {}).get("pool_with"))
+    if fitted and not args.pool_with:
+        log(
+            "note: this model was fitted with --pool-with (one library for both splits); pool "
+            "this folder too (e.g. --pool-with TRAIN_DIR) to judge it the same way"
         )
-    return f"{n_real} real images and {n_gen} generated images"
+    elif args.pool_with and not fitted and model.get("options") is not None:
+        log("note: this model was fitted without --pool-with; this folder is pooled")
 
 
 def _weights(embed) -> str:
@@ -97,7 +112,7 @@ def _cmd_fit(args: argparse.Namespace, log: _Log) -> int:
     out = _output_file(args.output, "model file")
     pipe = _pipeline_from_args(args)
     _set_verbosity(pipe, args.verbose)
-    data = _load_split(args.train_dir, want="train", command="fit")
+    data = _load_split(args.train_dir, want="train", command="fit", pool_with=args.pool_with)
     log(f"read {args.train_dir}: {_describe(data)}")
     embed = pipe.named_steps["embed"]
     log(
@@ -183,7 +198,8 @@ def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
     if scores_out is not None and scores_out.resolve() == out.resolve():
         raise CLIError("--scores and -o name the same file; give two", EXIT_USAGE)
     model = load_model(args.model, allow_pickle=args.allow_pickle)
-    data = _load_split(args.test_dir, command="predict")
+    data = _load_split(args.test_dir, command="predict", pool_with=args.pool_with)
+    _pooling_note(model, args, log)
     if data.split == "train":
         log(
             f"{args.test_dir} is a training layout: predicting all its real images and ignoring "
@@ -208,7 +224,8 @@ def _cmd_evaluate(args: argparse.Namespace, log: _Log) -> int:
 
     _refuse_swapped(args.model, args.data_dir)
     model = load_model(args.model, allow_pickle=args.allow_pickle)
-    data = _load_split(args.data_dir, want="train", command="evaluate")
+    data = _load_split(args.data_dir, want="train", command="evaluate", pool_with=args.pool_with)
+    _pooling_note(model, args, log)
     pred = _predict(model, data, log, args.verbose)
     report = membership_report(data.y, pred, output_dict=True)
     name = type(
@@ -240,7 +257,8 @@ def _cmd_report(args: argparse.Namespace, log: _Log) -> int:
             "to show each real image's nearest generated images",
             EXIT_USAGE,
         )
-    data = _load_split(args.data_dir, command="report")
+    data = _load_split(args.data_dir, command="report", pool_with=args.pool_with)
+    _pooling_note(model, args, log)
     if data.y is not None:
         log(
             f"{args.data_dir} is labelled (training layout): the report adds kappa, AUC, the "

@@ -86,14 +86,18 @@ def _output_file(path: str, what: str) -> Path:
     return p
 
 
-def _load_split(path: str, *, command: str, want: str | None = None):
-    """Read an ImageCLEF folder; layout problems are usage errors (exit 2)."""
+def _load_split(
+    path: str, *, command: str, want: str | None = None, pool_with: list[str] | None = None
+):
+    """Read an ImageCLEF folder (its library joined by the ``generated/`` images of the
+    ``pool_with`` folders); layout problems are usage errors (exit 2)."""
     from ..imageclef import load_imageclef_gans
     from ..images import ImageLoadError
 
     root = _existing_dir(path, "folder")
+    pooled = [_existing_dir(p, "--pool-with folder") for p in pool_with or ()]
     try:
-        data = load_imageclef_gans(root)
+        data = load_imageclef_gans(root, pool_with=pooled or None)
     except ImageLoadError as exc:
         raise CLIError(str(exc), EXIT_FAILURE) from None
     except (FileNotFoundError, ValueError) as exc:

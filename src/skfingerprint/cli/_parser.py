@@ -142,10 +142,22 @@ def build_parser() -> argparse.ArgumentParser:
         "when it ends, and CANet's loss per epoch; -vv adds the pipeline's step timings",
     )
 
+    # the other split's generated images, for the commands that read a folder
+    pooled = argparse.ArgumentParser(add_help=False)
+    pooled.add_argument(
+        "--pool-with",
+        action="append",
+        metavar="DIR",
+        help="also judge the real images against DIR/generated/ (repeatable): another "
+        "ImageCLEF folder of the SAME generative model, e.g. the test folder when fitting and "
+        "the training folder when predicting (ImageCLEFmed GANs 2025's test images come from "
+        "the same model); pays on the benchmark, misleads with another model's samples",
+    )
+
     # --- fit
     fit = sub.add_parser(
         "fit",
-        parents=[common],
+        parents=[common, pooled],
         formatter_class=_Formatter,
         help="learn a model from a labelled (training) folder",
         description=(
@@ -156,7 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
             "examples:\n"
             f"  {PROG} fit data/train -o model.skops                 # ViT-B/16, pretrained\n"
             f"  {PROG} fit data/train -o tiny.skops --tiny --seed 1  # small random ViT\n"
-            f"  {PROG} fit data/train -o m.skops --layers L3+6+9 --k 50 --cache-dir cache/\n\n"
+            f"  {PROG} fit data/train -o m.skops --layers L3+6+9 --k 50 --cache-dir cache/\n"
+            f"  {PROG} fit data/train -o m.skops --pool-with data/test  # one generator's\n"
+            "                                   # samples in both folders: judge against all\n\n"
             "Pretrained weights come from timm's hub cache (downloaded once). Offline, pass\n"
             "--checkpoint FILE or --tiny.\n\n" + LAYOUT_HELP + "\n" + EXIT_HELP
         ),
@@ -262,7 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- predict
     pred = sub.add_parser(
         "predict",
-        parents=[common],
+        parents=[common, pooled],
         formatter_class=_Formatter,
         help="write a submission file for a test folder",
         description=(
@@ -271,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
             "A training folder is accepted too: all its real images are labelled."
         ),
         epilog=(
-            f"example:\n  {PROG} predict model.skops data/test -o submission.csv\n\n"
+            f"examples:\n  {PROG} predict model.skops data/test -o submission.csv\n"
+            f"  {PROG} predict m.skops data/test -o submission.csv --pool-with data/train\n\n"
             "Model files are skops files: loading one cannot run code from it. A joblib model\n"
             "(fit --format joblib) needs --allow-pickle: only for files you trust.\n\n"
             + LAYOUT_HELP
@@ -295,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- evaluate
     ev = sub.add_parser(
         "evaluate",
-        parents=[common],
+        parents=[common, pooled],
         formatter_class=_Formatter,
         help="score a model on a labelled folder",
         description=(
@@ -318,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     # --- report
     rp = sub.add_parser(
         "report",
-        parents=[common],
+        parents=[common, pooled],
         formatter_class=_Formatter,
         help="write an HTML audit report for a folder",
         description=(
