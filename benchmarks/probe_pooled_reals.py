@@ -28,6 +28,14 @@ above 0 and no task's interval below 0, on seeds 45-50, then again on seeds 51-5
         --seeds 45 46 47 48 49 50
 
 writes ``benchmarks/RESULTS_pooled_reals.md``.
+
+Outcome: **kept**, as part of ``pool_with``: seeds 45-50 +0.014 [+0.005, +0.024] over all
+tasks (CT short +0.033, the DDPM +0.032, the other three -0.005 to +0.008, none below 0);
+seeds 51-53, trained this session, +0.030 [+0.016, +0.043] (every task +0.017 to +0.034,
+kanji +0.034 [+0.005, +0.066]). The library form (``PairedImages.reference``, filled by
+``load_imageclef_gans(..., pool_with=...)`` with the pooled folders' reals) gives the same
+test predictions as this probe's hand-built route (P(used) within 2e-6, checked on kanji seed
+51 and the DDPM seed 52).
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ sys.path.insert(0, str(BENCH))
 from bench_quality import _test_labels  # noqa: E402
 from probe_detector import main  # noqa: E402
 
-from skfingerprint import load_imageclef_gans, make_pairs  # noqa: E402
+from skfingerprint import PairedImages, load_imageclef_gans, make_pairs  # noqa: E402
 from skfingerprint.images import ImageSet  # noqa: E402
 from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline  # noqa: E402
 
@@ -67,11 +75,11 @@ def run(folder: Path) -> dict:
         default.predict_proba(own_test.X_pairs)[:, 1],
         default.predict(own_test.X_pairs),
     )
-    pooled = pipe().fit(train.X_pairs, train.y)
-    out["pooled libraries"] = (
-        pooled.predict_proba(test.X_pairs)[:, 1],
-        pooled.predict(test.X_pairs),
-    )
+    # round 24's form: the pooled library alone (pool_with now also adds the reals as
+    # X_pairs.reference, the library form of this round's hypothesis)
+    x_train, x_test = (PairedImages(d.X_pairs.real, d.X_pairs.library) for d in (train, test))
+    pooled = pipe().fit(x_train, train.y)
+    out["pooled libraries"] = (pooled.predict_proba(x_test)[:, 1], pooled.predict(x_test))
     reals = ImageSet(paths=[*train.real_paths, *test.real_paths])
     both = pooled[:-1].transform(make_pairs(reals, train.generated_paths))
     n = len(train.ids)

@@ -762,7 +762,8 @@ def test_pool_with_judges_both_splits_against_both_libraries(data, model, capsys
     assert code == 0, err
     assert log_lines(err)[0] == (
         f"read {train}: 24 real images (12 used, 12 not used) and 66 generated images "
-        f"(36 its own, 30 pooled from '{test.resolve()}')"
+        f"(36 its own, 30 pooled from '{test.resolve()}'; their 20 real images join the "
+        "scores, unlabelled)"
     )
     assert load_model(pooled)["options"]["pool_with"] == [str(test)]
 
@@ -771,7 +772,7 @@ def test_pool_with_judges_both_splits_against_both_libraries(data, model, capsys
     assert code == 0, err
     assert log_lines(err) == [
         f"predicting 20 real images and 66 generated images (30 its own, 36 pooled from "
-        f"'{train.resolve()}')"
+        f"'{train.resolve()}'; their 24 real images join the scores, unlabelled)"
     ]
     expected = load_model(pooled)["estimator"].predict(
         load_imageclef_gans(test, pool_with=train).X_pairs

@@ -765,3 +765,19 @@ def test_gate_optimiser_falls_back_where_adam_cannot_fuse(monkeypatch):
     assert isinstance(opt, real_adam) and opt.defaults["lr"] == 0.5
     assert opt.param_groups[0]["params"] == [weight]
     assert not opt.defaults.get("fused")
+
+
+def test_reference_reals_are_embedded_in_every_space_as_rows_would_be(task):
+    """Catches the reference not embedded (dropped), embedded without its pixel space, or
+    embedded as something other than what the same images give as rows."""
+    emb = tiny_embedder(pixel_size=16).fit(task.X_pairs, task.y)
+    X = make_pairs(task.real_images[:10], task.generated_images, reference=task.real_images[10:])
+    out = emb.transform(X)
+    as_rows = emb.transform(make_pairs(task.real_images[10:], task.generated_images))
+    assert out.reference is not None and out.reference.ids == as_rows.ids
+    np.testing.assert_allclose(out.reference.real, as_rows.real, atol=1e-6)
+    np.testing.assert_allclose(out.reference.spaces["pixels"][0], as_rows.spaces["pixels"][0])
+    rows_alone = emb.transform(make_pairs(task.real_images[:10], task.generated_images))
+    np.testing.assert_allclose(out.real, rows_alone.real, atol=1e-6)
+    assert len(out) == 10 and out.reference.library_key == out.library_key
+    assert emb.transform(task.X_pairs).reference is None

@@ -350,10 +350,22 @@ def test_pool_with_adds_the_other_folders_generated_images_after_its_own(tmp_pat
     ]  # same stems in both folders, told apart by the pooled folder's name
     assert data.generated_paths == alone.generated_paths + sorted((test / "generated").iterdir())
     assert data.pooled_from == [test.resolve()] and alone.pooled_from == []
-    # the reals and their labels are this folder's, untouched (the other folder's are not read)
+    # the rows and their labels are this folder's, untouched; the other folder's reals join as
+    # the reference, unlabelled
     assert data.ids == alone.ids and data.y.tolist() == alone.y.tolist()
+    assert data.X_pairs.reference.ids == ["test/t_000", "test/t_001", "test/t_002"]
+    assert data.reference_paths == sorted((test / "real_unknown").iterdir())
+    assert alone.X_pairs.reference is None and alone.reference_paths == []
+    from_train = load_imageclef_gans(test, pool_with=train)  # both label folders, no labels
+    assert from_train.X_pairs.reference.ids == [f"train/{s}" for s in alone.ids]
+    assert from_train.y is None
     both = load_imageclef_gans(train, pool_with=[test, make_layout(tmp_path / "more", rng)])
     assert len(both.X_pairs.library) == 4 + 3 + 4 and both.X_pairs.library.ids[-1] == "more/gen_003"
+    assert len(both.X_pairs.reference) == 3 + 5
+    only_generated = tmp_path / "samples"
+    write_png(only_generated / "generated" / "s.png", np.zeros((16, 16), np.uint8))
+    extra = load_imageclef_gans(train, pool_with=only_generated)
+    assert extra.X_pairs.library.ids[-1] == "samples/s" and extra.X_pairs.reference is None
 
 
 def test_a_pooled_copy_is_found_by_the_nearest_neighbour_search(tmp_path, rng):

@@ -176,3 +176,62 @@ def test_check_pairs_message_is_exact():
         "X must be X_pairs built by skfingerprint.make_pairs(real, generated) or "
         "load_imageclef_gans(path); got ndarray"
     )
+
+
+def test_a_reference_is_shared_by_every_slice_like_the_library(pairs):
+    """Catches the reference dropped by slicing (a CV fold would lose the other reals), by
+    make_pairs, or by the sklearn row indexing that folds use."""
+    ref = make_pairs(
+        np.ones((4, 8, 8)), np.zeros((50, 64, 64), np.uint8), reference=np.ones((3, 8, 8))
+    )
+    assert len(ref.reference) == 3 and ref.reference.ids == ["0", "1", "2"]
+    assert ref[[0, 2]].reference is ref.reference
+    assert _safe_indexing(ref, [1, 3]).reference is ref.reference
+    assert (
+        repr(ref) == "PairedImages(n_rows=4, library=50 generated images, reference=3 real images)"
+    )
+    assert pairs.reference is None and pairs[[0]].reference is None
+    with pytest.raises(TypeError, match="reference must be an ImageSet or None; got ndarray"):
+        PairedImages(pairs.real, pairs.library, np.ones((3, 8, 8)))
+
+
+def test_pair_embeddings_with_reference_rows_stack_rows_then_reference():
+    """Catches the reference lost by slicing, its rows or spaces not stacked (or stacked in the
+    other order), and a reference against another library accepted."""
+    from skfingerprint import PairEmbeddings
+
+    rng = np.random.default_rng(0)
+    lib, lib_px = rng.normal(size=(5, 2)), rng.normal(size=(5, 3))
+    ref = PairEmbeddings(
+        rng.normal(size=(2, 2)),
+        lib,
+        "k",
+        ["r0", "r1"],
+        {"pixels": (rng.normal(size=(2, 3)), lib_px)},
+    )
+    E = PairEmbeddings(
+        rng.normal(size=(4, 2)),
+        lib,
+        "k",
+        list("abcd"),
+        {"pixels": (rng.normal(size=(4, 3)), lib_px)},
+        ref,
+    )
+    assert E[[3, 1]].reference is ref
+    both = E[[3, 1]].with_reference_rows()
+    assert both.ids == ["d", "b", "r0", "r1"] and both.reference is None
+    np.testing.assert_array_equal(both.real, np.vstack([E.real[[3, 1]], ref.real]))
+    np.testing.assert_array_equal(
+        both.spaces["pixels"][0],
+        np.vstack([E.spaces["pixels"][0][[3, 1]], ref.spaces["pixels"][0]]),
+    )
+    assert both.library is E.library and ref.with_reference_rows() is ref
+    for bad in (
+        PairEmbeddings(ref.real, lib, "other key", spaces=ref.spaces),
+        PairEmbeddings(ref.real, lib, "k"),  # no pixel space
+        PairEmbeddings(
+            ref.real, lib[:4], "k", spaces={"pixels": (ref.spaces["pixels"][0], lib_px[:4])}
+        ),
+    ):
+        with pytest.raises(ValueError, match="reference must be a PairEmbeddings of other real"):
+            PairEmbeddings(E.real, lib, "k", spaces=E.spaces, reference=bad)

@@ -969,3 +969,25 @@ def test_exact_fallback_runs_only_for_rows_the_index_left_empty(monkeypatch):
     )
     _, ids = FaissCandidateSelector(k=5, min_similarity=None).fit(E).kneighbors(E)
     assert ids[:, 0].tolist() == [0, 3] and calls == []
+
+
+def test_relation_scores_of_rows_with_a_reference_are_those_of_rows_and_reference_together():
+    """The reference reals join every score and its statistics and are dropped from the
+    output. Catches the reference ignored, the statistics taken over the rows alone, and the
+    reference's rows returned."""
+    rng = np.random.default_rng(1)
+    library = rng.normal(size=(120, 8)).astype(np.float32)
+    reals = np.vstack([library[:30] + 0.3 * rng.normal(size=(30, 8)), rng.normal(size=(30, 8))])
+    reals = reals.astype(np.float32)
+    rows, other = rng.permutation(60)[:25], rng.permutation(60)[25:]
+    spaces = lambda r: {"pixels": (r + 1.0, library + 1.0)}  # noqa: E731
+    reference = PairEmbeddings(reals[other], library, "lib", spaces=spaces(reals[other]))
+    E = PairEmbeddings(reals[rows], library, "lib", spaces=spaces(reals[rows]), reference=reference)
+    selector = FaissCandidateSelector(k=5, features="relations")
+    with_ref = selector.fit_transform(E)
+    together = clone(selector).fit_transform(E.with_reference_rows())
+    np.testing.assert_allclose(with_ref, together[:25], atol=1e-5)
+    assert with_ref.shape[0] == 25
+    alone = clone(selector).fit_transform(PairEmbeddings(E.real, library, "lib", spaces=E.spaces))
+    assert np.abs(alone - with_ref).max() > 0.1  # the reference changes the scores
+    np.testing.assert_allclose(selector.transform(E), with_ref, atol=1e-6)

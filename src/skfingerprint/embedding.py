@@ -557,8 +557,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         Returns
         -------
         PairEmbeddings or ndarray of shape (n, D)
-            For ``X_pairs``, the real rows' and the library's embeddings; else ``(n, D)`` with
-            ``D = n_features_out_``.
+            For ``X_pairs``, the real rows' and the library's embeddings (and its reference
+            reals', when it has some); else ``(n, D)`` with ``D = n_features_out_``.
         """
         check_is_fitted(self, "fusion_")
         real, library = self._split_input(X)
@@ -569,12 +569,18 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         key = hashlib.blake2b(digest_size=16)
         key.update(repr((self.backbone_.digest, self.layers_, self.fusion)).encode())
         key.update(lib.tobytes())
-        spaces = {}
         size = getattr(self, "pixel_size_", self.pixel_size)  # fitted before pixel_size_ existed
-        if size is not None:
-            spaces["pixels"] = (pixel_vectors(real, size), pixel_vectors(library, size))
-        real_emb = self._embed(real, "real images")
-        return PairEmbeddings(real_emb, lib, key.hexdigest(), ids=real.ids, spaces=spaces)
+        pixels = None if size is None else pixel_vectors(library, size)
+
+        def embeddings(images: ImageSet, what: str, reference=None) -> PairEmbeddings:
+            spaces = {} if size is None else {"pixels": (pixel_vectors(images, size), pixels)}
+            emb = self._embed(images, what)
+            return PairEmbeddings(emb, lib, key.hexdigest(), images.ids, spaces, reference)
+
+        reference = getattr(X, "reference", None)  # X_pairs' other reals, embedded alike
+        if reference is not None:
+            reference = embeddings(reference, "reference real images")
+        return embeddings(real, "real images", reference)
 
     def _warn_on_new_sizes(self, real: ImageSet, library: ImageSet | None) -> None:
         """One warning when images come in sizes the embedder was not fitted on."""

@@ -27,6 +27,13 @@ class PairedImages:
         The real images, one per row.
     library : ImageSet
         The generated images every row is judged against; shared by all rows and all slices.
+    reference : ImageSet, optional
+        Further real images, unlabelled and not rows, that join every row's relation scores as
+        the other reals of its split do (e.g. the other ImageCLEF split's reals, when one model
+        made both libraries: :func:`~skfingerprint.load_imageclef_gans`'s ``pool_with``).
+        Shared by all rows and all slices, like the library. Only the relation features
+        (``features="relations"``, the default) read it; the paper's features and the
+        baselines judge each row on its own.
 
     Attributes
     ----------
@@ -38,7 +45,7 @@ class PairedImages:
     Raises
     ------
     TypeError
-        ``real`` or ``library`` is not an :class:`~skfingerprint.ImageSet`.
+        ``real``, ``library`` or ``reference`` is not an :class:`~skfingerprint.ImageSet`.
 
     Examples
     --------
@@ -53,13 +60,21 @@ class PairedImages:
     PairedImages(n_rows=2, library=10 generated images)
     """
 
-    def __init__(self, real: ImageSet, library: ImageSet) -> None:
+    def __init__(
+        self, real: ImageSet, library: ImageSet, reference: ImageSet | None = None
+    ) -> None:
         if not isinstance(real, ImageSet) or not isinstance(library, ImageSet):
             raise TypeError(
                 "PairedImages takes two ImageSet objects; use make_pairs(real, generated)"
             )
+        if reference is not None and not isinstance(reference, ImageSet):
+            raise TypeError(
+                f"PairedImages' reference must be an ImageSet or None; got "
+                f"{type(reference).__name__} (make_pairs(..., reference=...) builds one)"
+            )
         self.real = real
         self.library = library
+        self.reference = reference
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -76,13 +91,16 @@ class PairedImages:
         key = _row_key(key, "PairedImages supports row indexing only")
         if isinstance(key, (int, np.integer)):
             return self.real[key], self.library
-        return PairedImages(self.real[key], self.library)
+        return PairedImages(self.real[key], self.library, self.reference)
 
     def __iter__(self):
         return (self[i] for i in range(len(self)))
 
     def __repr__(self) -> str:
-        return f"PairedImages(n_rows={len(self)}, library={len(self.library)} generated images)"
+        extra = "" if self.reference is None else f", reference={len(self.reference)} real images"
+        return (
+            f"PairedImages(n_rows={len(self)}, library={len(self.library)} generated images{extra})"
+        )
 
 
 def make_pairs(
@@ -91,6 +109,7 @@ def make_pairs(
     *,
     real_ids: Sequence[str] | None = None,
     generated_ids: Sequence[str] | None = None,
+    reference: Any = None,
 ) -> PairedImages:
     """Build ``X_pairs``: every real image paired with the shared library of generated images.
 
@@ -103,6 +122,9 @@ def make_pairs(
     real_ids, generated_ids : sequence of str, optional
         Identifiers of the images (file stems by default for files, ``"0"``, ``"1"``, ... for
         arrays); they name the rows of a submission.
+    reference : folder, list of paths, or array, optional
+        Other real images, unlabelled, that join every row's relation scores without being
+        rows (see :class:`PairedImages`).
 
     Returns
     -------
@@ -130,7 +152,9 @@ def make_pairs(
         real_set = ImageSet(paths=real_set.paths, array=real_set.array, ids=real_ids)
     if generated_ids is not None:
         library = ImageSet(paths=library.paths, array=library.array, ids=generated_ids)
-    return PairedImages(real_set, library)
+    if reference is not None:
+        reference = as_image_set(reference, name="reference")
+    return PairedImages(real_set, library, reference)
 
 
 def _l2_normalize(a: np.ndarray) -> np.ndarray:
@@ -158,12 +182,16 @@ class PairEmbeddings:
         Further embedding spaces of the same images, ``name -> (real (n, D_s), library (m,
         D_s))``, e.g. ``"pixels"`` (see ``ViTLayerFusionEmbedder(pixel_size=...)``). The
         selector's relation features are computed in each of them besides the main one.
+    reference : PairEmbeddings, optional
+        The embeddings of ``X_pairs.reference`` (other real images that join the relation
+        scores without being rows) against the same library; kept whole by slicing.
 
     Raises
     ------
     ValueError
-        Embeddings that are not 2-d, real and library embeddings of different sizes, or a space
-        whose real rows do not match the main embedding's.
+        Embeddings that are not 2-d, real and library embeddings of different sizes, a space
+        whose real rows do not match the main embedding's, or a reference with another library
+        or other spaces.
 
     Examples
     --------
@@ -174,7 +202,9 @@ class PairEmbeddings:
     (PairEmbeddings(n_rows=3, library=20, dim=8), (2, 8))
     """
 
-    def __init__(self, real, library, library_key: str, ids=None, spaces=None) -> None:
+    def __init__(
+        self, real, library, library_key: str, ids=None, spaces=None, reference=None
+    ) -> None:
         self.real = np.asarray(real, dtype=np.float32)
         self.library = np.asarray(library, dtype=np.float32)
         if self.real.ndim != 2 or self.library.ndim != 2:
@@ -203,6 +233,33 @@ class PairEmbeddings:
                     "library rows, one width)"
                 )
             self.spaces[name] = (space_real, space_lib)
+        if reference is not None and (
+            not isinstance(reference, PairEmbeddings)
+            or reference.library_key != library_key
+            or reference.library.shape != self.library.shape
+            or set(reference.spaces) != set(self.spaces)
+            or reference.reference is not None
+        ):
+            raise ValueError(
+                "PairEmbeddings' reference must be a PairEmbeddings of other real images against "
+                "the same library (same library_key and shape), in the same spaces, without a "
+                "reference of its own"
+            )
+        self.reference = reference
+
+    def with_reference_rows(self) -> PairEmbeddings:
+        """These rows, then the reference's, as one ``PairEmbeddings`` without a reference
+        (the set the relation scores are computed over); ``self`` when there is none."""
+        if self.reference is None:
+            return self
+        ref = self.reference
+        ids = None if self.ids is None or ref.ids is None else [*self.ids, *ref.ids]
+        spaces = {
+            name: (np.concatenate([real, ref.spaces[name][0]]), lib)
+            for name, (real, lib) in self.spaces.items()
+        }
+        rows = np.concatenate([self.real, ref.real])
+        return PairEmbeddings(rows, self.library, self.library_key, ids, spaces)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -218,7 +275,9 @@ class PairEmbeddings:
         ids = None if self.ids is None else [self.ids[i] for i in np.atleast_1d(idx)]
         rows = np.atleast_1d(idx)
         spaces = {name: (real[rows], lib) for name, (real, lib) in self.spaces.items()}
-        return PairEmbeddings(self.real[rows], self.library, self.library_key, ids, spaces)
+        return PairEmbeddings(
+            self.real[rows], self.library, self.library_key, ids, spaces, self.reference
+        )
 
     def __repr__(self) -> str:
         return (

@@ -397,7 +397,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
             self.spaces_ = relations.available_spaces(E) if spaces is None else tuple(spaces)
             if not self.spaces_:
                 raise ValueError("relation_spaces is empty; name at least one space")
-            raw = relations.raw_relations(E, self.spaces_, self.k_)
+            raw = relations.raw_relations(E.with_reference_rows(), self.spaces_, self.k_)
             self.relation_stats_ = relations.split_statistics(raw[2])
             return raw
         if self.index_path is not None and Path(self.index_path).exists():
@@ -537,10 +537,14 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     def _relations(self, E: PairEmbeddings, k: int) -> np.ndarray:
         """The ``features="relations"`` output (see :mod:`skfingerprint.relations`)."""
-        return self._relation_output(E, relations.raw_relations(E, self.spaces_, k))
+        raw = relations.raw_relations(E.with_reference_rows(), self.spaces_, k)
+        return self._relation_output(E, raw)
 
     def _relation_output(self, E: PairEmbeddings, raw) -> np.ndarray:
-        """Standardised, masked relation features from ``raw_relations(E, ...)``."""
+        """Standardised, masked relation features of ``E``'s rows from ``raw_relations`` of
+        ``E.with_reference_rows()``: the reference reals join the scores and their statistics
+        (they are the split's other reals too), and are dropped from the output."""
+        n = len(E)
         sims, _, per_real, per_cand = raw
         stats = self.relation_stats_
         if stats.shape[2] != len(relations.PER_REAL):  # fitted by an earlier skfingerprint
@@ -549,9 +553,11 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 f"scores, but this skfingerprint computes {len(relations.PER_REAL)} "
                 f"({', '.join(relations.PER_REAL)}): refit the pipeline"
             )
-        if len(E) >= relations.MIN_SPLIT:
+        if len(sims) >= relations.MIN_SPLIT:
             stats = relations.split_statistics(per_real)
-        out = relations.standardised(per_real, per_cand, stats, sims)
+        rows = [pr[:n] for pr in per_real], [pc[:n] for pc in per_cand]
+        sims = sims[:n]
+        out = relations.standardised(*rows, stats, sims)
         mask = self._weak(sims, missing=np.zeros(sims.shape, dtype=bool))
         out[mask] = 0.0
         out[mask, -1] = MASKED_COSINE

@@ -80,7 +80,10 @@ def _describe(data) -> str:
     if data.pooled_from:
         n_own = n_gen - sum("/" in i for i in data.X_pairs.library.ids)  # pooled: folder/stem
         folders = ", ".join(f"'{f}'" for f in data.pooled_from)
-        generated += f" ({n_own} its own, {n_gen - n_own} pooled from {folders})"
+        generated += (
+            f" ({n_own} its own, {n_gen - n_own} pooled from {folders}; their "
+            f"{len(data.reference_paths)} real images join the scores, unlabelled)"
+        )
     if data.y is not None:
         used = int(data.y.sum())
         return f"{n_real} real images ({used} used, {n_real - used} not used) and {generated}"

@@ -148,10 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--pool-with",
         action="append",
         metavar="DIR",
-        help="also judge the real images against DIR/generated/ (repeatable): another "
-        "ImageCLEF folder of the SAME generative model, e.g. the test folder when fitting and "
-        "the training folder when predicting (ImageCLEFmed GANs 2025's test images come from "
-        "the same model); pays on the benchmark, misleads with another model's samples",
+        help="also judge the real images against DIR/generated/ and among DIR's real images "
+        "(its labels unread; repeatable): another ImageCLEF folder of the SAME generative "
+        "model, e.g. the test folder when fitting and the training folder when predicting "
+        "(ImageCLEFmed GANs 2025's test images come from the same model); pays on the "
+        "benchmark, misleads with another model's folder",
     )
 
     # --- fit
