@@ -20,6 +20,11 @@ side. Every method is fitted on the train folder only and scored once on the tes
   linear head on relation scores in pixel space, plain and within-mode whitened, with the span
   scores in the plain space (the untrained ViT's own scores are left out), cut at the training
   split's used fraction.
+- ``PixelNN, prior cut, pooled`` and ``Default, pooled splits``: the same two with both
+  splits loaded ``pool_with`` the other (one generator made both libraries, as in
+  ImageCLEFmed GANs 2025): each judged against both libraries, the default among both splits'
+  reals too (``X_pairs.reference``). An option of the data, not the default: the verdict
+  compares it with the pooled baseline, beside the default's own verdict.
 - ``Control: real-only LogReg``: a classifier of the real image alone that never sees a
   generated image; its interval must contain 0, or the task leaks labels. It needs no
   generator, so besides the task's seeds it also runs on the deals (real images and split) of
@@ -88,7 +93,8 @@ PAPER_LAYERS = (1, 2, 3)
 BASELINES = ("PixelNN", "PixelNN, prior cut", "MaxSim+ViT", "Paper: CANet+ViT")
 CONTROL = "Control: real-only LogReg"
 CANET = "CANet on relations"
-METHODS = (*BASELINES, CANET, "Default pipeline", CONTROL)
+POOLED_BASELINE, POOLED = "PixelNN, prior cut, pooled", "Default, pooled splits"
+METHODS = (*BASELINES, CANET, "Default pipeline", POOLED_BASELINE, POOLED, CONTROL)
 FULL = dict(seeds=3, k=100, canet={}, embed={}, n_resamples=2000, control_deals=12)
 QUICK = dict(
     seeds=1, k=20, canet=dict(max_epochs=5), embed=dict(gate_epochs=30), n_resamples=200,
@@ -216,6 +222,29 @@ def run_methods(folder: Path, seed: int, cfg: dict) -> dict:
         t,
         default.predict_proba(test.X_pairs)[:, 1],
         default.predict(test.X_pairs),
+    )
+
+    # both splits judged against both libraries and among both splits' reals
+    pooled_train = load_imageclef_gans(folder / "train", pool_with=folder / "test")
+    pooled_test = load_imageclef_gans(folder / "test", pool_with=folder / "train")
+    t = time.perf_counter()
+    pixel = PixelNearestNeighbor(image_size=32, threshold="prior")
+    pixel.fit(pooled_train.X_pairs, pooled_train.y)
+    record(
+        POOLED_BASELINE,
+        t,
+        pixel.score_samples(pooled_test.X_pairs),
+        pixel.predict(pooled_test.X_pairs),
+    )
+    t = time.perf_counter()
+    pooled = make_fingerprint_pipeline(
+        **TINY_VIT, k=cfg["k"], random_state=seed, embedder_params=embed
+    ).fit(pooled_train.X_pairs, pooled_train.y)
+    record(
+        POOLED,
+        t,
+        pooled.predict_proba(pooled_test.X_pairs)[:, 1],
+        pooled.predict(pooled_test.X_pairs),
     )
 
     t = time.perf_counter()
@@ -350,9 +379,10 @@ def summarise_task(name: str, runs: list[dict], n_resamples: int, control_deals=
         for m in METHODS
         if m != best
     }
+    pooled = kappa_interval(y, pred[POOLED], seed_id, n_resamples, reference=pred[POOLED_BASELINE])
     return dict(
         name=name, mean=mean, per_seed=per_seed, kappa=kappa, best=best, diff=diff, runs=runs,
-        control_deals=control_deals,
+        control_deals=control_deals, pooled_diff=pooled,
     )  # fmt: skip
 
 
@@ -387,6 +417,9 @@ def verdict(t: dict) -> str:
         else:
             word = "ties with it (interval contains 0)"
         parts.append(f"the default pipeline {word} by {_fmt_interval(default)}")
+    parts.append(
+        f"pooled splits: {POOLED} minus {POOLED_BASELINE} {_fmt_interval(t['pooled_diff'])}"
+    )
     signal = [m for m in METHODS if m != CONTROL and kappa[m][1] > 0]
     parts.append(
         "methods with kappa above 0 (interval): "
