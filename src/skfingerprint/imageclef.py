@@ -103,11 +103,12 @@ def load_imageclef_gans(
     Raises
     ------
     FileNotFoundError
-        The folder or one of the layout's sub-folders is missing.
+        The folder or one of the layout's sub-folders is missing, or a ``pool_with`` folder has
+        no ``generated/``.
     ValueError
         An empty sub-folder, duplicate ids, a real image in both ``real_used`` and
         ``real_not_used``, mixed image sizes (pooled images included), or ``pool_with`` naming
-        this folder or one folder twice.
+        this folder, one folder twice, or two folders of one name.
 
     Examples
     --------
