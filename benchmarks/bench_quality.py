@@ -13,7 +13,11 @@ side. Every method is fitted on the train folder only and scored once on the tes
 - ``MaxSim+ViT``: one kappa-maximising threshold on the best cosine of the embedder (the paper
   pipeline's fitted embedder and selector).
 - ``Paper: CANet+ViT``: the paper's configuration on the offline tiny ViT (its layers 6/12/18
-  of 24 mapped to depth 4, k=100, min_similarity 0.6, P(used) >= 0.6).
+  of 24 mapped to depth 4, k=100, min_similarity 0.6, P(used) >= 0.6). This row and
+  ``MaxSim+ViT`` read the ViT's embeddings, whose precision ``dtype="auto"`` picks once per
+  worker process and weights (the tiny ViT of a seed has the same weights on every task), so
+  they can move with the order in which tasks reach a worker: rerunning seeds 51-53 moved
+  them by up to 0.018 kappa on kanji and the DDPM, every other row identical.
 - ``CANet on relations``: ``make_fingerprint_pipeline("canet")``: CANet over each real image's
   candidates, on the relation scores (``features="relations"``) of the same tiny ViT.
 - ``Default pipeline``: ``make_fingerprint_pipeline()``'s defaults on the same tiny ViT: the
