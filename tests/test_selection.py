@@ -991,3 +991,14 @@ def test_relation_scores_of_rows_with_a_reference_are_those_of_rows_and_referenc
     alone = clone(selector).fit_transform(PairEmbeddings(E.real, library, "lib", spaces=E.spaces))
     assert np.abs(alone - with_ref).max() > 0.1  # the reference changes the scores
     np.testing.assert_allclose(selector.transform(E), with_ref, atol=1e-6)
+
+
+def test_a_reference_with_nan_rows_is_refused_like_the_rows():
+    """Catches the reference's rows left unchecked: a NaN there would become 0 features."""
+    library = np.eye(4, dtype=np.float32)
+    reference = PairEmbeddings([[np.nan, 0, 0, 0], [0, 1, 0, 0]], library, "lib")
+    E = PairEmbeddings(np.ones((3, 4)), library, "lib", reference=reference)
+    with pytest.raises(
+        ValueError, match=r"X\.reference\.real contains NaN or infinite values \(rows \[0\]"
+    ):
+        FaissCandidateSelector(k=2, features="relations").fit(E)

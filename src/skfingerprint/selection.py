@@ -64,8 +64,10 @@ def _check_embeddings(X: Any, name: str = "X") -> PairEmbeddings:
         raise ValueError(f"{name}: the library is empty (0 generated embeddings)")
     if not isinstance(X.library_key, str):
         raise TypeError(f"{name}.library_key must be a str; got {type(X.library_key).__name__}")
-    for part in ("real", "library"):
-        arr = getattr(X, part)
+    parts = {"real": X.real, "library": X.library}
+    if X.reference is not None:  # its rows join every relation score, as the real rows do
+        parts["reference.real"] = X.reference.real
+    for part, arr in parts.items():
         finite = np.isfinite(arr).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
