@@ -831,8 +831,9 @@ def test_ctrl_c_in_each_long_step_stops_fit(task, monkeypatch, module, name):
     monkeypatch.setattr(f"{module}.{name}", _raise_interrupt)
     clear_memory_cache()  # so that the ViT really runs
     finetune = "last" if name == "nt_xent" else "none"  # fine-tuning costs seconds: only here
-    # only the paper's features build a FAISS index (relation scores search exactly)
-    features = "paper" if name == "_build_index" else "relations"
+    # only the paper's features build a FAISS index (relation scores search exactly) and
+    # train the gate (relation scores fuse the blocks with equal weights)
+    features = "paper" if name in ("_build_index", "train_gate_supervised") else "relations"
     pipe = make_fingerprint_pipeline(
         "canet", **TINY_VIT, features=features, k=5, finetune=finetune, random_state=0,
         max_epochs=2, **TINY_CANET,

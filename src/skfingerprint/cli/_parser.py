@@ -222,9 +222,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument(
         "--fusion",
-        choices=("gated", "mean", "concat"),
-        default="gated",
-        help="how the blocks are fused (default: gated, learned)",
+        choices=("auto", "gated", "mean", "concat"),
+        default="auto",
+        help="how the blocks are fused (default: auto, the learned gate with the paper's "
+        "features, equal weights with relation scores, whose head the gate would overfit)",
     )
     fit.add_argument(
         "--finetune",
