@@ -14,10 +14,13 @@ side. Every method is fitted on the train folder only and scored once on the tes
   pipeline's fitted embedder and selector).
 - ``Paper: CANet+ViT``: the paper's configuration on the offline tiny ViT (its layers 6/12/18
   of 24 mapped to depth 4, k=100, min_similarity 0.6, P(used) >= 0.6). This row and
-  ``MaxSim+ViT`` read the ViT's embeddings, whose precision ``dtype="auto"`` picks once per
-  worker process and weights (the tiny ViT of a seed has the same weights on every task), so
-  they can move with the order in which tasks reach a worker: rerunning seeds 51-53 moved
-  them by up to 0.018 kappa on kanji and the DDPM, every other row identical.
+  ``MaxSim+ViT`` read the ViT's embeddings, so their embedder runs in float32: with
+  ``dtype="auto"`` the precision was picked once per worker process and weights (the tiny ViT
+  of a seed has the same weights on every task), and the rows moved with the order in which
+  tasks reached a worker (rerunning seeds 51-53 moved them by up to 0.018 kappa on kanji and
+  the DDPM, every other row identical). Pinned from seeds 57-59 on; earlier looks on CPUs
+  with native bf16 ran them in whichever precision their worker picked. The other rows never
+  read the tiny ViT's embeddings (their relation scores are the pixels').
 - ``CANet on relations``: ``make_fingerprint_pipeline("canet")``: CANet over each real image's
   candidates, on the relation scores (``features="relations"``) of the same tiny ViT.
 - ``Default pipeline``: ``make_fingerprint_pipeline()``'s defaults on the same tiny ViT: the
@@ -200,7 +203,8 @@ def run_methods(folder: Path, seed: int, cfg: dict) -> dict:
     t = time.perf_counter()
     paper = make_fingerprint_pipeline(
         "canet", **TINY_VIT, features="paper", layers=PAPER_LAYERS, k=cfg["k"], min_similarity=0.6,
-        threshold=0.6, random_state=seed, embedder_params=embed, **canet,
+        threshold=0.6, random_state=seed, embedder_params={**(embed or {}), "dtype": "float32"},
+        **canet,
     ).fit(train.X_pairs, train.y)  # fmt: skip
     record(
         "Paper: CANet+ViT", t, paper.predict_proba(test.X_pairs)[:, 1], paper.predict(test.X_pairs)
