@@ -18,7 +18,7 @@ side. Every method is fitted on the train folder only and scored once on the tes
   ``dtype="auto"`` the precision was picked once per worker process and weights (the tiny ViT
   of a seed has the same weights on every task), and the rows moved with the order in which
   tasks reached a worker (rerunning seeds 51-53 moved them by up to 0.018 kappa on kanji and
-  the DDPM, every other row identical). Pinned from seeds 57-59 on; earlier looks on CPUs
+  the DDPM, every other row identical). Pinned after look 14 (seeds 54-56); those looks on CPUs
   with native bf16 ran them in whichever precision their worker picked. The other rows never
   read the tiny ViT's embeddings (their relation scores are the pixels').
 - ``CANet on relations``: ``make_fingerprint_pipeline("canet")``: CANet over each real image's

@@ -127,10 +127,11 @@ def make_fingerprint_pipeline(
         ``"gated"`` with the paper's features, ``"mean"`` with relation scores, because a gate
         trained on the labels the linear head is then fitted on makes the ViT's relation
         scores separate the *training* reals (it weighs each image's blocks by its own tokens)
-        and not the test ones: with the ViT's space among the relation spaces, the gate cost
-        -0.121 [-0.140, -0.101] kappa over all tasks of the membership benchmark (every task
-        below 0), equal weights -0.017 [-0.027, -0.008], against the pixel spaces alone
-        (``benchmarks/RESULTS_vit_space.md``).
+        and not the test ones: adding the ViT's space to the pixel ones cost -0.121 [-0.140,
+        -0.101] kappa over all tasks of the membership benchmark with the gate (every task
+        below 0), -0.017 [-0.027, -0.008] with equal weights (seeds 45-47); on unseen seeds
+        48-53 equal weights beat the gate by +0.126 [+0.113, +0.139]
+        (``benchmarks/RESULTS_vit_space*.md``).
     finetune : {"none", "last", "all"}, default="none"
         Contrastively fine-tune the ViT (its last quarter of blocks, or all of it) on augmented
         views of the real and generated images before embedding.
