@@ -307,6 +307,23 @@ def test_learned_gate_finds_the_block_that_carries_the_signal(monkeypatch):
     assert auc_gated > auc_mean + 0.2
 
 
+def test_embeddings_say_whether_the_gate_learned_the_labels(task):
+    """Only a gate trained on ``y`` marks its embeddings (the relation selector warns on them):
+    not equal weights, not ``labels="ignore"``, not a self-supervised gate, not one block."""
+    cases = [
+        (dict(), True),
+        (dict(fusion="mean"), False),
+        (dict(labels="ignore"), False),
+        (dict(layers=(3,)), False),
+    ]
+    for params, learned in cases:
+        emb = tiny_embedder(gate_epochs=2, **params).fit(task.X_pairs, task.y)
+        assert emb.learned_from_labels_ is learned, params
+        assert emb.transform(task.X_pairs).learned_from_labels is learned, params
+    unlabelled = tiny_embedder(gate_epochs=2).fit(task.X_pairs)
+    assert unlabelled.learned_from_labels_ is False
+
+
 def test_self_supervised_gate_moves_off_the_mean(task):
     emb = tiny_embedder(gate_epochs=30).fit(task.real_images)
     assert not np.allclose(emb.fusion_weights_, 1 / 3, atol=1e-3)

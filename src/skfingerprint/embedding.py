@@ -180,6 +180,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
         The fitted fusion module.
+    learned_from_labels_ : bool
+        The gate was trained on the membership labels ``y`` (``fusion="gated"`` with
+        ``labels="membership"``, more than one block). The embeddings then carry it
+        (``PairEmbeddings.learned_from_labels``), and a relation selector scoring the ``"vit"``
+        space warns: a head fitted on the same labels learns the gate's fit, not the generator.
     pixel_size_ : int or None
         The pixel size ``transform`` hands on: ``pixel_size``, with ``"auto"`` resolved on the
         images seen in ``fit``.
@@ -532,6 +537,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 if memo is not None:
                     _GATES.put(memo, {k: v.copy() for k, v in state_arrays(fusion).items()})
         self.fusion_ = fusion.eval()
+        self.learned_from_labels_ = trains_gate and y is not None
         with torch.no_grad():
             w = fusion.weights(every_t)
         self.fusion_weights_ = w.mean(dim=0).numpy()
@@ -575,7 +581,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         def embeddings(images: ImageSet, what: str, reference=None) -> PairEmbeddings:
             spaces = {} if size is None else {"pixels": (pixel_vectors(images, size), pixels)}
             emb = self._embed(images, what)
-            return PairEmbeddings(emb, lib, key.hexdigest(), images.ids, spaces, reference)
+            # fitted before learned_from_labels_ existed: unknown, so no warning downstream
+            learned = getattr(self, "learned_from_labels_", False)
+            return PairEmbeddings(emb, lib, key.hexdigest(), images.ids, spaces, reference, learned)
 
         reference = getattr(X, "reference", None)  # X_pairs' other reals, embedded alike
         if reference is not None:

@@ -185,6 +185,10 @@ class PairEmbeddings:
     reference : PairEmbeddings, optional
         The embeddings of ``X_pairs.reference`` (other real images that join the relation
         scores without being rows) against the same library; kept whole by slicing.
+    learned_from_labels : bool, default=False
+        The main embedding was shaped by the membership labels of the fit (a gate trained on
+        ``y``). Relation scores in that space then separate the fit's own used images only;
+        the selector warns when it is asked to score them.
 
     Raises
     ------
@@ -203,7 +207,14 @@ class PairEmbeddings:
     """
 
     def __init__(
-        self, real, library, library_key: str, ids=None, spaces=None, reference=None
+        self,
+        real,
+        library,
+        library_key: str,
+        ids=None,
+        spaces=None,
+        reference=None,
+        learned_from_labels: bool = False,
     ) -> None:
         self.real = np.asarray(real, dtype=np.float32)
         self.library = np.asarray(library, dtype=np.float32)
@@ -246,6 +257,7 @@ class PairEmbeddings:
                 "reference of its own"
             )
         self.reference = reference
+        self.learned_from_labels = bool(learned_from_labels)
 
     def with_reference_rows(self) -> PairEmbeddings:
         """These rows, then the reference's, as one ``PairEmbeddings`` without a reference
@@ -259,7 +271,14 @@ class PairEmbeddings:
             for name, (real, lib) in self.spaces.items()
         }
         rows = np.concatenate([self.real, ref.real])
-        return PairEmbeddings(rows, self.library, self.library_key, ids, spaces)
+        return PairEmbeddings(
+            rows,
+            self.library,
+            self.library_key,
+            ids,
+            spaces,
+            learned_from_labels=self.learned_from_labels,
+        )
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -276,7 +295,13 @@ class PairEmbeddings:
         rows = np.atleast_1d(idx)
         spaces = {name: (real[rows], lib) for name, (real, lib) in self.spaces.items()}
         return PairEmbeddings(
-            self.real[rows], self.library, self.library_key, ids, spaces, self.reference
+            self.real[rows],
+            self.library,
+            self.library_key,
+            ids,
+            spaces,
+            self.reference,
+            self.learned_from_labels,
         )
 
     def __repr__(self) -> str:

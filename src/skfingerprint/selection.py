@@ -47,6 +47,20 @@ __all__ = ["MASKED_COSINE", "FaissCandidateSelector"]
 _MAX_CACHED_INDEXES = 4
 
 
+def _warn_on_label_shaped_space(E: PairEmbeddings, spaces: tuple[str, ...]) -> None:
+    """Warn when relation scores would be read in a space shaped by the fit's labels."""
+    label_shaped = [s for s in spaces if s.removesuffix(relations.WHITENED) == "vit"]
+    if E.learned_from_labels and label_shaped:
+        warn_at_caller(
+            f"relation space(s) {label_shaped} read the ViT embedding, whose gate was trained on "
+            "the membership labels this fit's head is fitted on: its scores then separate the "
+            "fit's own used images, not the generator's (measured: -0.12 kappa over the "
+            "benchmark's tasks, benchmarks/RESULTS_vit_space.md). Fuse without labels "
+            "(ViTLayerFusionEmbedder(fusion='mean') or labels='ignore'), or drop 'vit' from "
+            "relation_spaces"
+        )
+
+
 def _check_embeddings(X: Any, name: str = "X") -> PairEmbeddings:
     """Check that ``X`` is a valid :class:`PairEmbeddings` (type, sizes, finite values)."""
     if not isinstance(X, PairEmbeddings):
@@ -163,7 +177,8 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
         candidates: ``"vit"`` (the main embedding) and the input's extra spaces
         (``"pixels"``), each also as ``"<space>_whitened"`` (scored after
         :func:`~skfingerprint.relations.within_mode_whiten`). None is every space of the fit
-        input, ``"vit"`` first (not whitened).
+        input, ``"vit"`` first (not whitened). ``fit`` warns when a ``"vit"`` space comes from
+        an embedder whose gate learned the fit's labels (``learned_from_labels``).
     refine : {"spectral"} or None, default=None
         Drop outlier candidates by spectral clustering (see above).
     refine_top : int, default=50
@@ -399,6 +414,7 @@ class FaissCandidateSelector(TransformerMixin, BaseEstimator, auto_wrap_output_k
             self.spaces_ = relations.available_spaces(E) if spaces is None else tuple(spaces)
             if not self.spaces_:
                 raise ValueError("relation_spaces is empty; name at least one space")
+            _warn_on_label_shaped_space(E, self.spaces_)
             raw = relations.raw_relations(E.with_reference_rows(), self.spaces_, self.k_)
             self.relation_stats_ = relations.split_statistics(raw[2])
             return raw
