@@ -54,7 +54,7 @@ def _warn_on_label_shaped_space(E: PairEmbeddings, spaces: tuple[str, ...]) -> N
         warn_at_caller(
             f"relation space(s) {label_shaped} read the ViT embedding, whose gate was trained on "
             "the membership labels this fit's head is fitted on: its scores then separate the "
-            "fit's own used images, not the generator's (measured: -0.12 kappa over the "
+            "fit's own used images, not the generator's (measured: -0.08 to -0.12 kappa over the "
             "benchmark's tasks, benchmarks/RESULTS_vit_space.md). Fuse without labels "
             "(ViTLayerFusionEmbedder(fusion='mean') or labels='ignore'), or drop 'vit' from "
             "relation_spaces"
