@@ -9,7 +9,8 @@ results are rewritten into ``benchmarks/RESULTS_embed.md``.
 1. Throughput of ``ViTLayerFusionEmbedder`` (``dtype="auto"``) against a naive timm fp32
    ``model(x)`` loop on ``vit_base_patch16_224`` at batch 32, and the GFLOP/s both reach next to
    the fp32 and bf16 matrix-product peaks measured in the same run.
-2. Cosine agreement of bf16 embeddings with fp32 ones, per image.
+2. Cosine agreement of bf16 embeddings with fp32 ones, per image; the embedder's CPU bf16
+   attention (bf16 matmuls around a bf16 softmax) against timm's (torch's fused kernel).
 3. The embedder with torch's CPU buffers on transparent huge pages and without, in fresh
    processes side by side.
 4. A GridSearchCV over 4 layer sets x 3 thresholds x 3 folds: ViT passes counted, and its time
@@ -424,6 +425,118 @@ print(json.dumps({"rounds": rounds, "dtype": emb.dtype_, "peak_rss_mb": rss_mb("
 """
 
 
+@contextlib.contextmanager
+def timm_attention(module):
+    """Inside: timm's own attention forward (torch's fused kernel) in every block of the
+    embedder's module, its CPU bf16 path (``_vit._cpu_bf16_attention``) taken off."""
+    attns = [b.attn for b in module.vit.blocks if "forward" in vars(b.attn)]
+    kept = [vars(a).pop("forward") for a in attns]
+    try:
+        yield
+    finally:
+        for attn, forward in zip(attns, kept, strict=True):
+            attn.forward = forward
+
+
+def bench_attention(dtype_name: str, blocks: int, rounds: int = 15) -> dict:
+    """The embedder's attention path against timm's (torch's fused kernel), in the precision
+    ``dtype="auto"`` picked: the ViT-B forward through ``blocks`` blocks at batch 32, the two
+    alternating over ``rounds`` rounds (the ratio is the median of each round's pair: this
+    machine's speed drifts between seconds), and the attention alone at ViT-B's shape, with
+    each output's cosine to the fp32 forward. In float32 the path is not taken (both arms run
+    timm's forward): its rows then say so."""
+    from skfingerprint import _vit
+
+    backbone = _vit.load_backbone(
+        "vit_base_patch16_224",
+        pretrained=False,
+        checkpoint=None,
+        model_kwargs=None,
+        seed=0,
+        position_code=False,
+    )
+    module = backbone.runtime(torch.device("cpu"))
+    x = torch.randn(32, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    dtype = getattr(torch, dtype_name)
+    res = {"dtype": dtype_name, "blocks": blocks, "rounds": rounds}
+    if dtype != torch.bfloat16:
+        return {**res, "skipped": f"the bf16 path is not taken in {dtype_name}"}
+
+    def forward() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+            return module(x, blocks).float()
+
+    with torch.inference_mode():
+        fp32 = module(x[:8], blocks).flatten(1)
+    arms = {"timm": timm_attention(module), "bf16 matmuls": contextlib.nullcontext()}
+    times: dict[str, list[float]] = {name: [] for name in arms}
+    for name, ctx in arms.items():
+        with ctx:
+            out = forward()[:8].flatten(1)
+        res[f"{name}_cos_to_fp32"] = float(torch.nn.functional.cosine_similarity(out, fp32).min())
+    for i in range(rounds):
+        for name in arms if i % 2 == 0 else list(arms)[::-1]:
+            with timm_attention(module) if name == "timm" else contextlib.nullcontext():
+                start = time.perf_counter()
+                forward()
+                times[name].append(time.perf_counter() - start)
+    paired = np.array(times["timm"]) / np.array(times["bf16 matmuls"])
+    res["forward_img_s"] = {name: 32 / float(np.median(v)) for name, v in times.items()}
+    res["forward_ratio"] = float(np.median(paired))
+    res["forward_ratio_quartiles"] = (
+        float(np.quantile(paired, 0.25)),
+        float(np.quantile(paired, 0.75)),
+    )
+
+    # the attention alone: one block's, fed its own qkv input
+    attn = module.vit.blocks[0].attn
+    tokens = torch.randn(32, 197, 768, generator=torch.Generator().manual_seed(1))
+    one: dict[str, list[float]] = {name: [] for name in arms}
+    with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+        for i in range(3 * rounds):
+            for name in arms if i % 2 == 0 else list(arms)[::-1]:
+                with timm_attention(module) if name == "timm" else contextlib.nullcontext():
+                    start = time.perf_counter()
+                    attn(tokens)
+                    one[name].append(time.perf_counter() - start)
+    res["attention_ms"] = {name: 1e3 * float(np.median(v)) for name, v in one.items()}
+    res["attention_ratio"] = float(np.median(np.array(one["timm"]) / np.array(one["bf16 matmuls"])))
+    return res
+
+
+def _attention_lines(a: dict | None) -> list[str]:
+    if a is None:
+        return []
+    head = [
+        f"## Attention on the CPU in bf16: the embedder's path against timm's (torch's fused "
+        f"kernel), {a['dtype']}",
+        "",
+    ]
+    if "skipped" in a:
+        return [*head, f"Not measured: {a['skipped']}.", ""]
+    img_s = a["forward_img_s"]
+    q1, q3 = a["forward_ratio_quartiles"]
+    return [
+        *head,
+        f"ViT-B/16 forward through {a['blocks']} blocks at batch 32 (what the embedder runs), "
+        f"the two alternating over {a['rounds']} rounds; the ratio is the median of the "
+        "rounds' pairs. The attention alone: one block's (qkv and output projections "
+        "included), batch 32.",
+        "",
+        "| what | timm (fused kernel) | bf16 matmuls (the embedder's) |",
+        "|---|---|---|",
+        f"| forward img/s (median round) | {img_s['timm']:.2f} | {img_s['bf16 matmuls']:.2f} |",
+        f"| **forward, bf16 matmuls / timm** (quartiles of the pairs) | | "
+        f"**{a['forward_ratio']:.2f}x** ({q1:.2f}-{q3:.2f}) |",
+        f"| one block's attention, ms (median) | {a['attention_ms']['timm']:.1f} | "
+        f"{a['attention_ms']['bf16 matmuls']:.1f} |",
+        f"| attention, bf16 matmuls / timm | | {a['attention_ratio']:.2f}x |",
+        f"| CLS tokens' cosine to fp32, min over 8 images | {a['timm_cos_to_fp32']:.6f} | "
+        f"{a['bf16 matmuls_cos_to_fp32']:.6f} |",
+        "",
+    ]
+
+
 def bench_huge_pages(n_images: int, pairs: int, rounds: int) -> dict:
     """The embedder's ``fit_transform`` in fresh processes with torch's CPU allocator asking
     for transparent huge pages (``THP_MEM_ALLOC_ENABLE=1``: buffers of 2 MB and more aligned
@@ -576,6 +689,7 @@ def write_results(results: dict, path: Path) -> None:
         f"| bf16 vs fp32 embedding cosine, min / mean over {t['n_bf16']} images | "
         f"{t['bf16_vs_fp32_cos_min']:.5f} / {t['bf16_vs_fp32_cos_mean']:.5f} |",
         "",
+        *_attention_lines(results.get("attention")),
         *_compile_lines(c),
         *_huge_pages_lines(results.get("huge_pages")),
         "## GridSearchCV: 4 layer sets x 3 thresholds x 3 folds (37 fits with the refit)",
@@ -753,6 +867,9 @@ def main() -> None:
         32 if q else 64, 2 if q else 8, 1 if q else 3, results["peaks"]
     )
     print(json.dumps(results["throughput"], indent=1), flush=True)
+    t = results["throughput"]
+    results["attention"] = bench_attention(t["dtype_auto"], t["blocks_run"], 3 if q else 15)
+    print(json.dumps(results["attention"], indent=1), flush=True)
     if not args.no_huge_pages:
         results["huge_pages"] = bench_huge_pages(32 if q else 64, 1 if q else 3, 1 if q else 2)
         print(json.dumps(results["huge_pages"], indent=1), flush=True)

@@ -70,3 +70,112 @@ def test_a_checkpoint_missing_weights_is_refused(tmp_path):
     garbage.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="Cannot read checkpoint"):
         load(garbage, 32)
+
+
+def tiny_backbone():
+    return _vit.load_backbone(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        checkpoint=None,
+        model_kwargs=dict(TINY, img_size=32),
+        seed=0,
+        position_code=False,
+    )
+
+
+def sharp_attention():
+    """A timm Attention whose logits are large, as a trained ViT's can be (a random one's are
+    near 0, where any softmax looks right)."""
+    from timm.layers import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(64, num_heads=4, qkv_bias=True).eval()
+    with torch.no_grad():
+        attn.qkv.weight.mul_(4.0)
+    return attn
+
+
+def test_cpu_bf16_attention_is_timms_attention_and_runs_only_in_cpu_bf16_inference():
+    # Catches: the bf16 path computing another attention (scale, heads, softmax axis), images
+    # mixed up between its chunks, or taking over in float32, with gradients or in training.
+    import functools
+
+    attn = sharp_attention()
+    x = torch.randn(5, 37, 64)
+    ours = functools.partial(_vit._cpu_bf16_attention, attn)
+
+    def timms():
+        return type(attn).forward(attn, x)
+
+    with torch.inference_mode():
+        fp32 = timms()
+        assert torch.equal(ours(x), fp32)  # float32: timm's forward, the same numbers
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fast, fused = ours(x), timms()
+    assert fast.dtype == fused.dtype and not torch.equal(fast, fused)  # the path ran
+    cos = torch.nn.functional.cosine_similarity(fast.float(), fp32, dim=-1)
+    cos_timm = torch.nn.functional.cosine_similarity(fused.float(), fp32, dim=-1)
+    assert cos.min() > 0.999 and cos.min() > cos_timm.min() - 1e-3, (cos.min(), cos_timm.min())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(ours(x), timms())  # gradients on: timm's forward
+        attn.train()
+        with torch.inference_mode():
+            assert torch.equal(ours(x), timms())  # training mode: timm's forward
+
+
+def test_cpu_bf16_attention_chunks_give_the_whole_batchs_numbers(monkeypatch):
+    # Catches: a chunk sliced from the wrong images (q of one, k or v of another), or the last,
+    # shorter chunk dropped or repeated.
+    import functools
+
+    attn = sharp_attention()
+    x = torch.randn(5, 37, 64)
+    ours = functools.partial(_vit._cpu_bf16_attention, attn)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        whole = ours(x)
+        one_image = 2 * attn.num_heads * 37 * 37
+        monkeypatch.setattr(_vit, "_ATTENTION_SCORES_BYTES", 2 * one_image)  # 2, 2 and 1
+        chunked = ours(x)
+    torch.testing.assert_close(chunked, whole, atol=0, rtol=0)
+
+
+def test_every_block_runs_the_bf16_attention_of_its_own_copy():
+    # Catches: the path not installed, or a deep copy (fine-tuning, a GPU copy) still running
+    # the original's weights through a forward bound to the original.
+    import copy
+
+    module = tiny_backbone().module
+    attns = [block.attn for block in module.vit.blocks]
+    assert all(vars(a)["forward"].args[0] is a for a in attns)
+    clone = copy.deepcopy(module)
+    for a, c in zip(attns, (block.attn for block in clone.vit.blocks), strict=True):
+        assert vars(c)["forward"].args[0] is c and c is not a
+
+
+def test_rows_per_pass_keeps_the_widest_activation_under_the_budget():
+    # Catches: a budget counted per batch instead of per image, or without the MLP's width.
+    backbone = tiny_backbone()
+    per_image = 17 * 128 * 4  # 16 patches + CLS, MLP hidden 4 x 32, float32
+    assert backbone.rows_per_pass(torch.device("cpu")) == _vit.CPU_PASS_BYTES // per_image
+    assert backbone.rows_per_pass(torch.device("meta")) >= 1 << 20  # a GPU: the whole batch
+    assert [_vit._even_rows(n, 10) for n in (0, 1, 10, 11, 32)] == [1, 1, 10, 6, 8]
+
+
+def test_a_batch_run_in_passes_gives_the_same_numbers(monkeypatch):
+    # Catches: passes that drop, repeat or reorder images, or kept states joined wrongly.
+    import numpy as np
+
+    backbone = tiny_backbone()
+    cpu = torch.device("cpu")
+    x = torch.randn(7, 3, 32, 32)
+    cls, state = backbone.embed_batch(x, cpu, torch.float32, 1, keep_state=True)
+    more, after = backbone.resume_batch(state, cpu, torch.float32, 1, 2)
+    monkeypatch.setattr(_vit, "CPU_PASS_BYTES", 3 * 17 * 128 * 4)
+    assert backbone.rows_per_pass(cpu) == 3  # passes of 3, 2 and 2 (_even_rows)
+    cls_p, state_p = backbone.embed_batch(x, cpu, torch.float32, 1, keep_state=True)
+    more_p, after_p = backbone.resume_batch(state_p, cpu, torch.float32, 1, 2)
+    plain = backbone.embed_batch(x, cpu, torch.float32, 2)
+    for got, want in [(cls_p, cls), (state_p, state), (more_p, more), (after_p, after)]:
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(plain[:, 1], more[:, 0], atol=1e-5)

@@ -8,6 +8,7 @@ Devices, precision and seeding live in ``_runtime.py``.
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import os
 import socket
@@ -62,6 +63,72 @@ class NormalisedPositionCode(nn.Module):
         return torch.cat([tokens[:, :n_prefix], tokens[:, n_prefix:] + code], dim=1)
 
 
+#: The largest activation one CPU pass of the ViT may allocate. glibc hands an allocation
+#: above 32 MiB (its largest mmap threshold) fresh pages every time, which the kernel faults in
+#: and zeroes: at batch 32 ViT-B's MLP activations (39 MB in bf16) cost ~24,000 page faults and
+#: 1.3 s of kernel time per 64 images, and the forward ran 1.4x (bf16) and 1.24x (fp32) faster
+#: in passes of 8 images (``benchmarks/bench_embed.py``). Below it, freed buffers are reused.
+CPU_PASS_BYTES = 24 << 20
+
+#: Bytes of bf16 attention scores computed at once by :func:`_cpu_bf16_attention` (4 images
+#: of ViT-B/16 at 224 px); 2, 4 or 8 images ran alike, the whole batch of 32 ~20% slower.
+_ATTENTION_SCORES_BYTES = 4 << 20
+
+
+def _cpu_bf16_attention(attn: nn.Module, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """timm's ``Attention.forward``, with CPU bf16 inference's scores and softmax kept in bf16.
+
+    On a CPU under bf16 autocast torch's fused attention kernel ran at ~110 GFLOP/s (ViT-B,
+    batch 32, Zen 5: a fifth of the forward's time while its matmuls ran at ~700), and timm's
+    unfused path is no faster because autocast computes its softmax in float32. Two bf16
+    matmuls around a bf16 softmax ran the attention 2-3x faster with the same cosine to fp32
+    (``benchmarks/bench_embed.py``; the softmax itself accumulates in float32). Anywhere else
+    (training or gradients, float32, another device, a mask, timm's optional gate) timm's own
+    forward runs, unchanged.
+    """
+    if (
+        args
+        or kwargs.get("attn_mask") is not None
+        or kwargs.get("is_causal", False)
+        or set(kwargs) - {"attn_mask", "is_causal"}
+        or attn.training
+        or torch.is_grad_enabled()
+        or x.device.type != "cpu"
+        or not torch.is_autocast_enabled("cpu")
+        or torch.get_autocast_dtype("cpu") != torch.bfloat16
+        or getattr(attn, "gate", None) is not None
+    ):
+        return type(attn).forward(attn, x, *args, **kwargs)
+    B, N, _ = x.shape
+    qkv = attn.qkv(x).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    q, k = attn.q_norm(q), attn.k_norm(k)
+    # a few images at a time, so that the scores stay in cache between the three steps
+    step = max(1, _ATTENTION_SCORES_BYTES // (2 * attn.num_heads * N * N))
+    with torch.autocast("cpu", enabled=False):
+        q, k, v = (t.to(torch.bfloat16) for t in (q * attn.scale, k, v))
+        out = torch.cat(
+            [
+                (q[i : i + step] @ k[i : i + step].transpose(-2, -1)).softmax(-1) @ v[i : i + step]
+                for i in range(0, B, step)
+            ]
+        )
+    out = out.transpose(1, 2).reshape(B, N, -1)
+    return attn.proj_drop(attn.proj(attn.norm(out)))
+
+
+def _use_cpu_bf16_attention(vit: nn.Module) -> None:
+    """Route each block's timm ``Attention`` (that exact class: a subclass may compute another
+    thing) through :func:`_cpu_bf16_attention`. An instance attribute, so the weights, their
+    names and digest stay timm's, and a deep copy (fine-tuning, a device copy) keeps it."""
+    from timm.layers import Attention
+
+    for block in vit.blocks:
+        attn = getattr(block, "attn", None)
+        if type(attn) is Attention:
+            attn.forward = functools.partial(_cpu_bf16_attention, attn)
+
+
 class FingerprintViT(nn.Module):
     """A timm ViT (head removed) whose forward returns its blocks' CLS tokens ``(B, depth, D)``.
 
@@ -73,6 +140,7 @@ class FingerprintViT(nn.Module):
 
     def __init__(self, vit: nn.Module, position_code: bool) -> None:
         super().__init__()
+        _use_cpu_bf16_attention(vit)
         self.vit = vit
         self.position_code = (
             NormalisedPositionCode(vit.patch_embed.grid_size, vit.embed_dim)
@@ -147,6 +215,18 @@ class Backbone:
             self._runtime[key] = mod.eval().requires_grad_(False)
         return self._runtime[key]
 
+    def rows_per_pass(self, device: torch.device) -> int:
+        """Images per ViT pass on ``device``: every image on a GPU; on a CPU as many as keep
+        the widest activation (the MLP's hidden layer, or qkv) within :data:`CPU_PASS_BYTES`
+        in float32, at least one."""
+        if device.type != "cpu":
+            return 1 << 30
+        vit = self.module.vit
+        fc1 = getattr(getattr(vit.blocks[0], "mlp", None), "fc1", None)
+        widest = max(getattr(fc1, "out_features", 4 * self.embed_dim), 3 * self.embed_dim)
+        tokens = vit.patch_embed.num_patches + vit.num_prefix_tokens
+        return max(1, CPU_PASS_BYTES // (tokens * widest * 4))
+
     def embed_batch(
         self,
         x: torch.Tensor,
@@ -158,16 +238,20 @@ class Backbone:
         """The CLS tokens ``(B, blocks, D)`` of the first ``blocks`` blocks (None: every block)
         for a normalised input batch; with ``keep_state``, also the float32 tokens ``(B, L,
         D)`` after the last block run (the residual stream, float32 under autocast too), for
-        :meth:`resume_batch`."""
+        :meth:`resume_batch`. The batch runs in passes of :meth:`rows_per_pass` images."""
         module = self.runtime(device)
+        rows = _even_rows(len(x), self.rows_per_pass(device))
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
         ):
-            out = module(x.to(device), blocks, keep_state)
+            parts = [
+                module(x[i : i + rows].to(device), blocks, keep_state)
+                for i in range(0, len(x), rows)
+            ]
             if not keep_state:
-                return _numpy(out)
-            return _numpy(out[0]), _numpy(out[1])
+                return np.concatenate([_numpy(out) for out in parts])
+            return tuple(np.concatenate([_numpy(out[j]) for out in parts]) for j in (0, 1))
 
     def resume_batch(
         self, state: np.ndarray, device: torch.device, dtype: torch.dtype, start: int, stop: int
@@ -175,12 +259,16 @@ class Backbone:
         """``embed_batch`` gone on from ``state`` (the tokens after block ``start``, as it kept
         them): the CLS tokens of blocks ``start + 1 .. stop`` and the tokens after ``stop``."""
         module = self.runtime(device)
+        rows = _even_rows(len(state), self.rows_per_pass(device))
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
         ):
-            cls, after = module.resume(torch.from_numpy(state).to(device), start, stop)
-            return _numpy(cls), _numpy(after)
+            parts = [
+                module.resume(torch.from_numpy(state[i : i + rows]).to(device), start, stop)
+                for i in range(0, len(state), rows)
+            ]
+            return tuple(np.concatenate([_numpy(out[j]) for out in parts]) for j in (0, 1))
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -198,6 +286,13 @@ class Backbone:
         _check_model_name(self.name)
         vit = _create_vit(self.name, pretrained=False, kwargs=self.model_kwargs, seed=0)
         self.module = load_state_arrays(FingerprintViT(vit, self.position_code), weights).eval()
+
+
+def _even_rows(n: int, most: int) -> int:
+    """Rows per pass that split ``n`` into the fewest passes of at most ``most``, as evenly as
+    possible (32 by at most 10: four passes of 8, not 10, 10, 10 and 2)."""
+    passes = max(1, -(-n // most))
+    return max(1, -(-n // passes))
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
