@@ -239,12 +239,12 @@ def bench_throughput(n_images: int, n_bf16: int, rounds: int, peaks: dict) -> di
 
 def bench_compile(dtype_name: str, blocks: int, rounds: int = 5) -> dict:
     """``torch.compile`` (inductor) of the forward the embedder runs (the precision
-    ``dtype="auto"`` picked, through ``blocks`` blocks) against eager, at batch 32: compiled
-    plainly and with inductor's ``freezing`` (weights folded in as constants and prepacked for
-    oneDNN, its CPU inference path). Each is compiled by its first call (timed), then the three
-    run in ``rounds`` interleaved rounds; the ratios are medians of each round's pair (this
-    machine's speed drifts between minutes, not within a round). In bf16 the matmuls are faster,
-    so the non-matmul work inductor fuses is a larger share than in fp32."""
+    ``dtype="auto"`` picked, through ``blocks`` blocks, in its CPU passes and with its
+    attention) against that eager forward, on a batch of 32 through ``Backbone.embed_batch``:
+    compiled plainly and with inductor's ``freezing`` (weights folded in as constants and
+    prepacked for oneDNN, its CPU inference path). Each is compiled by its first call (timed),
+    then the three run in ``rounds`` interleaved rounds; the ratios are medians of each round's
+    pair (this machine's speed drifts between minutes, not within a round)."""
     from skfingerprint import _vit
 
     backbone = _vit.load_backbone(
@@ -255,31 +255,36 @@ def bench_compile(dtype_name: str, blocks: int, rounds: int = 5) -> dict:
         seed=0,
         position_code=False,
     )
-    module = backbone.runtime(torch.device("cpu"))
+    cpu = torch.device("cpu")
+    module = backbone.runtime(cpu)
     x = torch.randn(32, 3, 224, 224)
     dtype = getattr(torch, dtype_name)
     res = {"dtype": dtype_name, "blocks": blocks, "rounds": rounds}
-    with (
-        torch.inference_mode(),
-        torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32),
-    ):
-        eager_out = module(x, blocks)
-        runs = {"eager": module}
-        for name, options in (("compiled", None), ("frozen", {"freezing": True})):
+
+    def embed(runtime) -> np.ndarray:  # the embedder's forward, with this module in it
+        backbone._runtime[str(cpu)] = runtime
+        try:
+            return backbone.embed_batch(x, cpu, dtype, blocks)
+        finally:
+            backbone._runtime[str(cpu)] = module
+
+    eager_out = embed(module)
+    runs = {"eager": module}
+    for name, options in (("compiled", None), ("frozen", {"freezing": True})):
+        start = time.perf_counter()
+        try:
+            runs[name] = torch.compile(module, options=options)
+            out = embed(runs[name])
+        except Exception as exc:  # no C compiler, no inductor backend, ...
+            return {**res, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+        res[f"{name}_compile_s"] = time.perf_counter() - start
+        res[f"{name}_max_abs_diff"] = float(np.abs(out - eager_out).max())
+    times = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, runtime in runs.items():
             start = time.perf_counter()
-            try:
-                runs[name] = torch.compile(module, options=options)
-                out = runs[name](x, blocks)
-            except Exception as exc:  # no C compiler, no inductor backend, ...
-                return {**res, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
-            res[f"{name}_compile_s"] = time.perf_counter() - start
-            res[f"{name}_max_abs_diff"] = float((out.float() - eager_out.float()).abs().max())
-        times = {name: [] for name in runs}
-        for _ in range(rounds):
-            for name, fn in runs.items():
-                start = time.perf_counter()
-                fn(x, blocks)
-                times[name].append(time.perf_counter() - start)
+            embed(runtime)
+            times[name].append(time.perf_counter() - start)
     for name, values in times.items():
         res[f"{name}_img_s"] = 32 / float(np.median(values))
         if name != "eager":
