@@ -237,6 +237,20 @@ def bench_throughput(n_images: int, n_bf16: int, rounds: int, peaks: dict) -> di
     return res
 
 
+def random_vit_b():
+    """The untrained ViT-B/16 backbone (seed 0) the CPU-forward and compile sections time."""
+    from skfingerprint import _vit
+
+    return _vit.load_backbone(
+        "vit_base_patch16_224",
+        pretrained=False,
+        checkpoint=None,
+        model_kwargs=None,
+        seed=0,
+        position_code=False,
+    )
+
+
 def bench_compile(dtype_name: str, blocks: int, rounds: int = 5) -> dict:
     """``torch.compile`` (inductor) of the forward the embedder runs (the precision
     ``dtype="auto"`` picked, through ``blocks`` blocks, in its CPU passes and with its
@@ -245,16 +259,7 @@ def bench_compile(dtype_name: str, blocks: int, rounds: int = 5) -> dict:
     prepacked for oneDNN, its CPU inference path). Each is compiled by its first call (timed),
     then the three run in ``rounds`` interleaved rounds; the ratios are medians of each round's
     pair (this machine's speed drifts between minutes, not within a round)."""
-    from skfingerprint import _vit
-
-    backbone = _vit.load_backbone(
-        "vit_base_patch16_224",
-        pretrained=False,
-        checkpoint=None,
-        model_kwargs=None,
-        seed=0,
-        position_code=False,
-    )
+    backbone = random_vit_b()
     cpu = torch.device("cpu")
     module = backbone.runtime(cpu)
     x = torch.randn(32, 3, 224, 224)
@@ -476,16 +481,7 @@ def bench_cpu_forward(dtype_name: str, blocks: int, rounds: int = 15) -> dict:
     ViT-B's shape, and each arm's CLS tokens' cosine to the fp32 pass."""
     import resource
 
-    from skfingerprint import _vit
-
-    backbone = _vit.load_backbone(
-        "vit_base_patch16_224",
-        pretrained=False,
-        checkpoint=None,
-        model_kwargs=None,
-        seed=0,
-        position_code=False,
-    )
+    backbone = random_vit_b()
     cpu = torch.device("cpu")
     module = backbone.runtime(cpu)
     x = torch.randn(32, 3, 224, 224, generator=torch.Generator().manual_seed(0))
@@ -493,6 +489,8 @@ def bench_cpu_forward(dtype_name: str, blocks: int, rounds: int = 15) -> dict:
     arms = {name: (whole, timm) for name, whole, timm in CPU_FORWARD_ARMS}
     if dtype != torch.bfloat16:
         arms = {name: a for name, a in arms.items() if a[1]}
+    from skfingerprint import _vit
+
     rows = _vit._even_rows(32, backbone.rows_per_pass(cpu))
     res = {"dtype": dtype_name, "blocks": blocks, "rounds": rounds, "rows_per_pass": rows}
 
