@@ -43,11 +43,11 @@ mutate "kappa_scorer = make_scorer(cohen_kappa_score)" "kappa_scorer = make_scor
   tests/test_metrics.py::test_kappa_scorer_is_kappa_not_accuracy
 mutate "enabled=dtype != torch.float32),
         ):
-            parts = [
-                module(x[i : i + rows]" "enabled=False),
+            return self._in_passes(
+                len(x)," "enabled=False),
         ):
-            parts = [
-                module(x[i : i + rows]" tests/test_embedding.py::test_bf16_agrees_with_fp32
+            return self._in_passes(
+                len(x)," tests/test_embedding.py::test_bf16_agrees_with_fp32
 [ "$CHECK" = 1 ] && exit $status # nothing was touched; a work tree may hold uncommitted changes
 git diff --quiet -- src && echo "sources clean" || { echo "sources modified!"; status=1; }
 exit $status

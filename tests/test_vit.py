@@ -179,3 +179,5 @@ def test_a_batch_run_in_passes_gives_the_same_numbers(monkeypatch):
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, atol=1e-5)
     np.testing.assert_allclose(plain[:, 1], more[:, 0], atol=1e-5)
+    # an empty batch is one empty pass, as a single call was (no error joining no parts)
+    assert backbone.embed_batch(x[:0], cpu, torch.float32, 2).shape == (0, 2, 32)

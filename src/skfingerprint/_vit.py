@@ -240,18 +240,13 @@ class Backbone:
         D)`` after the last block run (the residual stream, float32 under autocast too), for
         :meth:`resume_batch`. The batch runs in passes of :meth:`rows_per_pass` images."""
         module = self.runtime(device)
-        rows = _even_rows(len(x), self.rows_per_pass(device))
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
         ):
-            parts = [
-                module(x[i : i + rows].to(device), blocks, keep_state)
-                for i in range(0, len(x), rows)
-            ]
-            if not keep_state:
-                return np.concatenate([_numpy(out) for out in parts])
-            return tuple(np.concatenate([_numpy(out[j]) for out in parts]) for j in (0, 1))
+            return self._in_passes(
+                len(x), device, lambda rows: module(x[rows].to(device), blocks, keep_state)
+            )
 
     def resume_batch(
         self, state: np.ndarray, device: torch.device, dtype: torch.dtype, start: int, stop: int
@@ -259,16 +254,27 @@ class Backbone:
         """``embed_batch`` gone on from ``state`` (the tokens after block ``start``, as it kept
         them): the CLS tokens of blocks ``start + 1 .. stop`` and the tokens after ``stop``."""
         module = self.runtime(device)
-        rows = _even_rows(len(state), self.rows_per_pass(device))
         with (
             torch.inference_mode(),
             torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
         ):
-            parts = [
-                module.resume(torch.from_numpy(state[i : i + rows]).to(device), start, stop)
-                for i in range(0, len(state), rows)
-            ]
-            return tuple(np.concatenate([_numpy(out[j]) for out in parts]) for j in (0, 1))
+            return self._in_passes(
+                len(state),
+                device,
+                lambda rows: module.resume(torch.from_numpy(state[rows]).to(device), start, stop),
+            )
+
+    def _in_passes(self, n: int, device: torch.device, run):
+        """``run(rows)`` over ``n`` images in even passes of at most :meth:`rows_per_pass`
+        (``rows`` a slice), its tensor, or tuple of tensors, joined as numpy. An empty input
+        still makes one (empty) pass, as a single call did."""
+        rows = _even_rows(n, self.rows_per_pass(device))
+        parts = [run(slice(i, i + rows)) for i in range(0, max(n, 1), rows)]
+        if isinstance(parts[0], tuple):
+            return tuple(
+                np.concatenate([_numpy(p[j]) for p in parts]) for j in range(len(parts[0]))
+            )
+        return np.concatenate([_numpy(p) for p in parts])
 
     def __getstate__(self):
         state = self.__dict__.copy()
