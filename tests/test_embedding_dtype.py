@@ -294,6 +294,29 @@ def test_prefetch_thread_ends_when_the_consumer_stops():
     assert not [t for t in threading.enumerate() if t.name == "skfingerprint-prefetch"]
 
 
+def test_batches_are_made_ahead_for_a_gpu_and_in_turn_for_a_cpu(monkeypatch):
+    # Catches: a prefetching thread started beside a CPU pass (whose own threads use every
+    # core: 1.07-1.17x slower, RESULTS_embed.md), or none for a GPU pass.
+    from skfingerprint import embedding
+
+    def items():
+        yield threading.current_thread().name
+        yield threading.current_thread().name
+
+    assert list(_runtime.prepared_for(torch.device("cpu"), items())) == ["MainThread"] * 2
+    ahead = list(_runtime.prepared_for(torch.device("cuda"), items()))
+    assert ahead == ["skfingerprint-prefetch"] * 2
+    # the embedder's CPU pass goes through it, on the device it runs on
+    seen = []
+    monkeypatch.setattr(
+        embedding, "prepared_for", lambda device, it: seen.append(device.type) or it
+    )
+    clear_memory_cache()
+    images = np.random.default_rng(0).random((5, 32, 32, 3)).astype(np.float32)
+    out = tiny_embedder(device="cpu", dtype="float32", batch_size=2).fit_transform(images)
+    assert seen == ["cpu"] and out.real.shape[0] == 5
+
+
 @pytest.mark.parametrize("position_code", [False, True])
 def test_the_public_timm_pass_gives_the_hand_written_one(position_code):
     # Catches: forward_intermediates (or the hook adding the position code) giving other

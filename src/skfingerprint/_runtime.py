@@ -361,6 +361,15 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
     )
 
 
+def prepared_for(device: torch.device, items):
+    """``items`` (an iterator of prepared batches) as the ViT on ``device`` should take them:
+    made ahead in a thread for a GPU, which then never waits for the CPU to decode and resize;
+    in turn for a CPU, whose cores the ViT's own threads already use: a thread beside them
+    slowed the embedder's whole pass 1.17x (images in memory) and 1.07x (PNG files), ViT-B in
+    bf16 on 2 cores (``benchmarks/RESULTS_embed.md``)."""
+    return items if device.type == "cpu" else _prefetch(items)
+
+
 def _prefetch(items, depth: int = 1):
     """Yield ``items``' values, computing up to ``depth`` ahead in a thread (which ends when the
     generator is closed). An exception raised making an item is raised where that item would

@@ -32,11 +32,11 @@ from ._fusion import (
 from ._lru import LRUCache, array_nbytes, seeded_fit_key
 from ._progress import Progress
 from ._runtime import (
-    _prefetch,
     choose_dtype,
     describe_probe,
     dtype_name,
     load_state_arrays,
+    prepared_for,
     resolve_device,
     resolve_dtype,
     seeded_torch,
@@ -397,8 +397,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             for idx, batch in images.iter_batches(self.batch_size, indices=todo):
                 yield idx, self._model_input(batch, backbone, gen, self.augment_p)
 
-        # the next batch is decoded and resized in a thread while the ViT runs on this one
-        batches = _prefetch(inputs())
+        batches = prepared_for(device, inputs())
         try:
             with Progress(len(todo), self.verbose, desc) as progress:
                 for idx, x in batches:
