@@ -312,8 +312,8 @@ def test_batches_are_made_ahead_for_a_gpu_and_in_turn_for_a_cpu(monkeypatch):
         embedding, "prepared_for", lambda device, it: seen.append(device.type) or it
     )
     clear_memory_cache()
-    images = np.random.default_rng(0).random((5, 32, 32, 3)).astype(np.float32)
-    out = tiny_embedder(device="cpu", dtype="float32", batch_size=2).fit_transform(images)
+    pixels = np.random.default_rng(0).random((5, 32, 32, 3)).astype(np.float32)
+    out = tiny_embedder(device="cpu", dtype="float32", batch_size=2).fit_transform(pixels)
     assert seen == ["cpu"] and out.real.shape[0] == 5
 
 
