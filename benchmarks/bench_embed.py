@@ -481,6 +481,8 @@ def bench_cpu_forward(dtype_name: str, blocks: int, rounds: int = 15) -> dict:
     ViT-B's shape, and each arm's CLS tokens' cosine to the fp32 pass."""
     import resource
 
+    from skfingerprint import _vit
+
     backbone = random_vit_b()
     cpu = torch.device("cpu")
     module = backbone.runtime(cpu)
@@ -489,8 +491,6 @@ def bench_cpu_forward(dtype_name: str, blocks: int, rounds: int = 15) -> dict:
     arms = {name: (whole, timm) for name, whole, timm in CPU_FORWARD_ARMS}
     if dtype != torch.bfloat16:
         arms = {name: a for name, a in arms.items() if a[1]}
-    from skfingerprint import _vit
-
     rows = _vit._even_rows(32, backbone.rows_per_pass(cpu))
     res = {"dtype": dtype_name, "blocks": blocks, "rounds": rounds, "rows_per_pass": rows}
 
