@@ -83,6 +83,19 @@ def cpu_flags() -> dict:
     return {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
 
 
+def torch_isa() -> str:
+    """What torch may use of those flags in this process: its CPU capability, oneDNN's ISA cap
+    where one is set, and whether bf16 products run natively (a flag alone does not say)."""
+    from skfingerprint._runtime import cpu_bf16_verdict
+
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA")
+    return (
+        f"torch CPU capability {torch.backends.cpu.get_cpu_capability()}"
+        + (f", ONEDNN_MAX_CPU_ISA={cap}" if cap else "")
+        + f"; bf16 in this process: {cpu_bf16_verdict() or 'native'}"
+    )
+
+
 def bench_peaks(quick: bool) -> dict:
     """Measured matmul peaks. bf16 is timed on every shape only where it is native: emulated
     (AVX2), one 1024^3 product takes seconds and the large ones minutes."""
@@ -692,7 +705,8 @@ def write_results(results: dict, path: Path) -> None:
         "# Embedder benchmark",
         "",
         f"Written by `python benchmarks/bench_embed.py{' --quick' if results['quick'] else ''}`"
-        f" on {results['machine']}, {time.strftime('%Y-%m-%d')}. CPU flags: {flags}. "
+        f" on {results['machine']}, {time.strftime('%Y-%m-%d')}. CPU flags: {flags} "
+        f"({results['isa']}). "
         f"Load average at the start: {results['load']}. All rows of a section come from one "
         "run.",
         "",
@@ -906,8 +920,12 @@ def main() -> None:
     args = parser.parse_args()
     q = args.quick
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    results = {"machine": machine(), "flags": cpu_flags(), "quick": q, "load": load}
-    print(f"machine: {results['machine']}; {results['flags']}; load {load}", flush=True)
+    results = {"machine": machine(), "flags": cpu_flags(), "isa": torch_isa(), "quick": q}
+    results["load"] = load
+    print(
+        f"machine: {results['machine']}; {results['flags']}; {results['isa']}; load {load}",
+        flush=True,
+    )
     results["peaks"] = bench_peaks(q)
     print(json.dumps(results["peaks"], indent=1), flush=True)
     results["throughput"] = bench_throughput(

@@ -1,6 +1,7 @@
 """dtype="auto": the precision is chosen by a timed probe, once per process and model."""
 
 import json
+import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -196,6 +197,47 @@ def test_no_bf16_trial_on_a_cpu_without_native_bf16(monkeypatch):
     assert choice == FP32
     assert "native bf16" in probe["bfloat16"]["skipped"]
     assert probe["float32"]["img_s"] is None
+
+
+def bf16_verdict(monkeypatch, cpuinfo, seconds):
+    """``cpu_bf16_verdict`` measured afresh on a CPU whose flags are ``cpuinfo`` and whose
+    products take ``seconds[dtype]``; returns it and the dtypes timed."""
+    timed = []
+
+    def matmul_seconds(dtype, n=256):
+        timed.append(dtype)
+        return seconds[dtype]
+
+    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: cpuinfo)
+    monkeypatch.setattr(_runtime, "_matmul_seconds", matmul_seconds)
+    return _runtime.cpu_bf16_verdict.__wrapped__(), timed
+
+
+def test_bf16_is_native_only_where_the_flag_and_a_timed_product_agree(monkeypatch):
+    # Catches: trusting the CPU flag alone. With ONEDNN_MAX_CPU_ISA=AVX2 on an AVX512-BF16
+    # Zen 5, bf16 products ran 59x slower than fp32 (measured): dtype="auto" would have probed
+    # a ViT-B batch in emulated bf16 for minutes, and CANet trained in it.
+    flags = "flags : fpu avx2 avx512f avx512_bf16"
+    verdict, timed = bf16_verdict(monkeypatch, flags, {FP32: 1e-3, BF16: 0.3e-3})
+    assert verdict is None and timed == [FP32, BF16]
+    verdict, _ = bf16_verdict(monkeypatch, flags, {FP32: 1e-3, BF16: 59e-3})
+    assert "bf16 emulated in this process although the CPU has it (59x" in verdict
+    verdict, _ = bf16_verdict(monkeypatch, "flags : amx_bf16", {FP32: 1e-3, BF16: 1.9e-3})
+    assert verdict is None  # slower than fp32 but not emulated: left to the probe to time
+    # no flag: nothing is timed (an emulated product is what the check must not pay for)
+    verdict, timed = bf16_verdict(monkeypatch, "flags : fpu avx2", {})
+    assert verdict.startswith("no native bf16 on this CPU") and timed == []
+
+
+def test_the_real_bf16_check_agrees_with_this_machine():
+    # Smoke test of the un-faked check on whatever CPU runs the suite: it must not time an
+    # emulated product where the flag is absent, and where bf16 is native it must find it so
+    # (unless torch is kept from it, which the suite does not do).
+    flags = _runtime._cpuinfo()
+    has_flag = "amx_bf16" in flags or "avx512_bf16" in flags
+    if "ONEDNN_MAX_CPU_ISA" in os.environ:
+        pytest.skip("torch's ISA is restricted in this process")
+    assert _runtime.cpu_has_fast_bf16() == has_flag
 
 
 def test_bf16_is_a_candidate_on_a_cpu_with_native_bf16(monkeypatch):

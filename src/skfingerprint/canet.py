@@ -136,8 +136,9 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
     dtype : {"auto", "float32", "bfloat16"}, default="auto"
         Precision of the training steps' matrix products (``torch.autocast``; the weights, the
         optimiser and prediction stay in fp32). ``"auto"`` is bf16 where the hardware multiplies
-        it natively (a CPU with AVX512-BF16 or AMX, a GPU with bf16), fp32 elsewhere: on a
-        CPU without them bf16 is emulated and tens of times slower. At the paper's size a fit
+        it natively (a CPU with AVX512-BF16 or AMX that torch can use, checked by timing one
+        small product; a GPU with bf16), fp32 elsewhere: on a CPU without them bf16 is
+        emulated and tens of times slower. At the paper's size a fit
         ran 1.45-1.72x faster in bf16 on an AVX512-BF16 CPU (``benchmarks/bench_canet.py``), and on
         a benchmark task its test answers matched fp32's on 99.8-100% of the images
         (``benchmarks/RESULTS_canet_bf16.md``). The precision used is ``dtype_``.
