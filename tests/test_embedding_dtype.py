@@ -229,6 +229,16 @@ def test_bf16_is_native_only_where_the_flag_and_a_timed_product_agree(monkeypatc
     assert verdict.startswith("no native bf16 on this CPU") and timed == []
 
 
+def test_the_bf16_check_leaves_torchs_global_random_stream_alone():
+    # Catches: the check drawing its matrices from the global generator, so that a seeded fit
+    # whose first bf16 question came between its seeding and its draws would get other weights.
+    torch.manual_seed(0)
+    _runtime._matmul_seconds(torch.float32, 8)
+    after_check = torch.rand(3)
+    torch.manual_seed(0)
+    assert torch.equal(after_check, torch.rand(3))
+
+
 def test_the_real_bf16_check_agrees_with_this_machine():
     # Smoke test of the un-faked check on whatever CPU runs the suite: it must not time an
     # emulated product where the flag is absent, and where bf16 is native it must find it so
