@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -206,11 +208,18 @@ def bf16_verdict(monkeypatch, cpuinfo, seconds):
 
     def matmul_seconds(dtype, n=256):
         timed.append(dtype)
+        threads.append(torch.get_num_threads())
         return seconds[dtype]
+
+    threads = []
 
     monkeypatch.setattr(_runtime, "_cpuinfo", lambda: cpuinfo)
     monkeypatch.setattr(_runtime, "_matmul_seconds", matmul_seconds)
-    return _runtime.cpu_bf16_verdict.__wrapped__(), timed
+    before = torch.get_num_threads()
+    verdict = _runtime.cpu_bf16_verdict.__wrapped__()
+    # timed on one thread (two threads' products wait for a busy core), the count restored
+    assert set(threads) <= {1} and torch.get_num_threads() == before
+    return verdict, timed
 
 
 def test_bf16_is_native_only_where_the_flag_and_a_timed_product_agree(monkeypatch):
@@ -237,6 +246,20 @@ def test_the_bf16_check_leaves_torchs_global_random_stream_alone():
     after_check = torch.rand(3)
     torch.manual_seed(0)
     assert torch.equal(after_check, torch.rand(3))
+
+
+def test_bf16_that_torch_is_kept_from_is_found_emulated():
+    # The bug this check was made for, end to end: on a CPU with the bf16 flag, a process whose
+    # oneDNN is capped at AVX2 must not be told its bf16 is native (it ran 59x slower).
+    flags = _runtime._cpuinfo()
+    if "amx_bf16" not in flags and "avx512_bf16" not in flags:
+        pytest.skip("no bf16 flag on this CPU: nothing to keep torch from")
+    code = "from skfingerprint._runtime import cpu_bf16_verdict; print(cpu_bf16_verdict())"
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "bf16 emulated in this process although the CPU has it" in out
 
 
 def test_the_real_bf16_check_agrees_with_this_machine():

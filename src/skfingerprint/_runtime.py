@@ -92,8 +92,8 @@ def _cpuinfo() -> str:
         return ""
 
 
-# A product's size for timing bf16 against fp32 (milliseconds either way; emulated bf16 is
-# 30-90x slower at it than fp32, native 3-5x faster: measured on a Zen 5 EPYC, both ways).
+# A product's size for timing bf16 against fp32 on one thread (milliseconds either way;
+# emulated bf16 is ~40x slower at it than fp32, native ~4x faster: measured on a Zen 5 EPYC).
 _BF16_CHECK_SIZE = 256
 
 
@@ -119,12 +119,19 @@ def cpu_bf16_verdict() -> str | None:
     against fp32, must confirm it: a flag alone is not enough where torch's kernels are kept
     from those instructions (``ONEDNN_MAX_CPU_ISA``, a build without them), and bf16 taken
     there on the flag's word runs emulated, tens of times slower. Measured once per process
-    (~25 ms natively, ~80 ms emulated, measured on a Zen 5).
+    (~6 ms natively, ~80 ms emulated, measured on a Zen 5).
     """
     flags = _cpuinfo()
     if "amx_bf16" not in flags and "avx512_bf16" not in flags:
         return "no native bf16 on this CPU (no amx_bf16 or avx512_bf16 flag)"
-    fp32, bf16 = _matmul_seconds(torch.float32), _matmul_seconds(torch.bfloat16)
+    # on one thread: a product of two threads waits for both, and with the cores busy fp32's
+    # best of 5 was once stretched to emulated bf16's time (ratio 1.05 against ~80: measured)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32, bf16 = _matmul_seconds(torch.float32), _matmul_seconds(torch.bfloat16)
+    finally:
+        torch.set_num_threads(before)
     if bf16 > 2 * fp32:
         return (
             f"bf16 emulated in this process although the CPU has it ({bf16 / fp32:.0f}x "
