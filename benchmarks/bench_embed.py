@@ -920,8 +920,13 @@ def main() -> None:
     args = parser.parse_args()
     q = args.quick
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    results = {"machine": machine(), "flags": cpu_flags(), "isa": torch_isa(), "quick": q}
-    results["load"] = load
+    results = {
+        "machine": machine(),
+        "flags": cpu_flags(),
+        "isa": torch_isa(),
+        "quick": q,
+        "load": load,
+    }
     print(
         f"machine: {results['machine']}; {results['flags']}; {results['isa']}; load {load}",
         flush=True,

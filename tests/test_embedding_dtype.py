@@ -204,14 +204,12 @@ def test_no_bf16_trial_on_a_cpu_without_native_bf16(monkeypatch):
 def bf16_verdict(monkeypatch, cpuinfo, seconds):
     """``cpu_bf16_verdict`` measured afresh on a CPU whose flags are ``cpuinfo`` and whose
     products take ``seconds[dtype]``; returns it and the dtypes timed."""
-    timed = []
+    timed, threads = [], []
 
     def matmul_seconds(dtype, n=256):
         timed.append(dtype)
         threads.append(torch.get_num_threads())
         return seconds[dtype]
-
-    threads = []
 
     monkeypatch.setattr(_runtime, "_cpuinfo", lambda: cpuinfo)
     monkeypatch.setattr(_runtime, "_matmul_seconds", matmul_seconds)
@@ -251,8 +249,7 @@ def test_the_bf16_check_leaves_torchs_global_random_stream_alone():
 def test_bf16_that_torch_is_kept_from_is_found_emulated():
     # The bug this check was made for, end to end: on a CPU with the bf16 flag, a process whose
     # oneDNN is capped at AVX2 must not be told its bf16 is native (it ran 59x slower).
-    flags = _runtime._cpuinfo()
-    if "amx_bf16" not in flags and "avx512_bf16" not in flags:
+    if not _runtime.cpu_has_bf16_flag():
         pytest.skip("no bf16 flag on this CPU: nothing to keep torch from")
     code = "from skfingerprint._runtime import cpu_bf16_verdict; print(cpu_bf16_verdict())"
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
@@ -266,11 +263,9 @@ def test_the_real_bf16_check_agrees_with_this_machine():
     # Smoke test of the un-faked check on whatever CPU runs the suite: it must not time an
     # emulated product where the flag is absent, and where bf16 is native it must find it so
     # (unless torch is kept from it, which the suite does not do).
-    flags = _runtime._cpuinfo()
-    has_flag = "amx_bf16" in flags or "avx512_bf16" in flags
     if "ONEDNN_MAX_CPU_ISA" in os.environ:
         pytest.skip("torch's ISA is restricted in this process")
-    assert _runtime.cpu_has_fast_bf16() == has_flag
+    assert _runtime.cpu_has_fast_bf16() == _runtime.cpu_has_bf16_flag()
 
 
 def test_bf16_is_a_candidate_on_a_cpu_with_native_bf16(monkeypatch):

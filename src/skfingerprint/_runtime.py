@@ -42,16 +42,21 @@ __all__ = [
 
 
 @contextmanager
-def threads_for(flops_per_step: float):
-    """Run small training problems on one thread. Their steps take milliseconds, and with the
-    other cores busy, torch's OpenMP workers spin-wait for each other: 10x slower, measured."""
+def one_thread(when: bool = True):
+    """Run the block on one torch thread (``when`` it holds), the count restored after."""
     before = torch.get_num_threads()
-    if flops_per_step < 2e9:
+    if when:
         torch.set_num_threads(1)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def threads_for(flops_per_step: float):
+    """Run small training problems on one thread. Their steps take milliseconds, and with the
+    other cores busy, torch's OpenMP workers spin-wait for each other: 10x slower, measured."""
+    return one_thread(flops_per_step < 2e9)
 
 
 def fused_optimizer(optimizer: type[torch.optim.Optimizer], params, **kwargs):
@@ -92,6 +97,12 @@ def _cpuinfo() -> str:
         return ""
 
 
+def cpu_has_bf16_flag() -> bool:
+    """Whether the CPU says it multiplies bf16 (AMX or AVX512-BF16); torch may still not."""
+    flags = _cpuinfo()
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 # A product's size for timing bf16 against fp32 on one thread (milliseconds either way;
 # emulated bf16 is ~40x slower at it than fp32, native ~4x faster: measured on a Zen 5 EPYC).
 _BF16_CHECK_SIZE = 256
@@ -121,17 +132,12 @@ def cpu_bf16_verdict() -> str | None:
     there on the flag's word runs emulated, tens of times slower. Measured once per process
     (~6 ms natively, ~80 ms emulated, measured on a Zen 5).
     """
-    flags = _cpuinfo()
-    if "amx_bf16" not in flags and "avx512_bf16" not in flags:
+    if not cpu_has_bf16_flag():
         return "no native bf16 on this CPU (no amx_bf16 or avx512_bf16 flag)"
     # on one thread: a product of two threads waits for both, and with the cores busy fp32's
     # best of 5 was once stretched to emulated bf16's time (ratio 1.05 against ~80: measured)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         fp32, bf16 = _matmul_seconds(torch.float32), _matmul_seconds(torch.bfloat16)
-    finally:
-        torch.set_num_threads(before)
     if bf16 > 2 * fp32:
         return (
             f"bf16 emulated in this process although the CPU has it ({bf16 / fp32:.0f}x "
