@@ -41,6 +41,29 @@ def test_vit_b_flops_count_two_per_multiply_add():
     assert 0.005 < vit_b_gflop(0) / vit_b_gflop() < 0.01
 
 
+def test_imageclef_grid_rows_put_each_ratio_beside_its_own_timings():
+    # Catches: a row printing another grid's ratio, or one fit and the grid swapped in the
+    # timings (the table is written from these dicts, never read back).
+    from bench_embed import _imageclef_grid_lines
+
+    text = "\n".join(
+        _imageclef_grid_lines(
+            {
+                "threshold": {"one_fit_s": 267.0, 3: {"s": 455.0, "nets_trained": 4},
+                              "grid_over_fit": 455.0 / 267.0},
+                True: {"one_fit_s": 220.0, "grid_s": 330.0, "grid_over_fit": 1.5},
+                False: {"one_fit_s": 290.0, "grid_s": 348.0, "grid_over_fit": 1.2},
+            }
+        )
+    )  # fmt: skip
+    rows = [line for line in text.splitlines() if line.startswith("| ") and " s / " in line]
+    assert len(rows) == 3
+    assert "4 nets" in rows[0] and "267 s / 455 s" in rows[0] and "**1.70**" in rows[0]
+    assert "stop_early=True" in rows[1] and "220 s / 330 s" in rows[1] and "**1.50**" in rows[1]
+    assert "stop_early=False" in rows[2] and "290 s / 348 s" in rows[2] and "**1.20**" in rows[2]
+    assert _imageclef_grid_lines(None) == []
+
+
 def _unit_rows(seed: int, n_real: int, n_lib: int, dim: int):
     """Random unit reals and library."""
     rng = np.random.default_rng(seed)

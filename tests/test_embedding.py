@@ -221,9 +221,14 @@ def test_without_a_kept_state_a_deeper_layer_set_runs_every_block_once(task, vit
         before = vit_passes.images
         emb = clone(emb).fit(images)
         assert vit_passes.images - before == 24 and len(_cache._STATES) == 0
-        deeper = clone(emb).set_params(layers=(2, 3)).fit(images)  # block 1 is too shallow
+        # block 1 is too shallow: the second pass is announced, with its count and why
+        with pytest.warns(UserWarning, match=r"^24 images .* holds 23 images' states") as rec:
+            deeper = clone(emb).set_params(layers=(2, 3)).fit(images)
         assert vit_passes.images - before == 48
-        with block_calls(deeper.backbone_.module) as counts:
+        assert "stop_early=False" in str(rec[0].message)
+        assert rec[0].filename == __file__  # it points at the user's line
+        with block_calls(deeper.backbone_.module) as counts, warnings.catch_warnings():
+            warnings.simplefilter("error")  # nothing runs again, so nothing is announced
             for layers in [(4,), (1, 4), (2,)]:  # that second pass cached every block
                 clone(emb).set_params(layers=layers).fit(images).transform(images)
         assert vit_passes.images - before == 48 and not counts

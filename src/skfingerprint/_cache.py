@@ -144,6 +144,10 @@ class TokenCache:
         """Whether ``n`` states of ``nbytes`` each fit in the state store at once."""
         return n * nbytes <= _STATES.max_size
 
+    def state_capacity(self, nbytes: int) -> int:
+        """How many states of ``nbytes`` each the state store holds at once."""
+        return _STATES.max_size // nbytes
+
     def get_state(self, key: str, depth: int) -> np.ndarray | None:
         """The tokens after block ``depth`` kept for ``key``, or None."""
         entry = _STATES.get((self.model_key, key))

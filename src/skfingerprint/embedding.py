@@ -94,8 +94,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         image's ViT state after that block (in memory, up to 256 MiB: ~440 ViT-B images; a
         call with more keeps none), so a later fit with deeper layers (a ``GridSearchCV`` over
         ``embed__layers``) runs only the missing blocks; without a kept state it runs the ViT
-        once more, over every block. False runs and caches every block at once, so that such a
-        search needs one ViT pass per image whatever its size.
+        once more, over every block, and warns. False runs and caches every block at once, so
+        that such a search needs one ViT pass per image whatever its size.
     fusion : {"gated", "mean", "concat"}, default="gated"
         The learned gate of the paper, equal weights (nothing learned), or concatenation.
     gate_epochs : int, default=200
@@ -353,7 +353,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         keys = [images.content_key(i) for i in range(len(images))]
         needed = max(self.layers_)
         stop = needed if self.stop_early else backbone.depth
-        first_index, resume, too_shallow = {}, {}, False
+        first_index, resume, n_too_shallow = {}, {}, 0
         for i, k in enumerate(keys):
             if k in first_index or k in resume:
                 continue
@@ -365,16 +365,24 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 resume[k] = (entry, state)
             else:
                 first_index[k] = i
-                too_shallow |= entry is not None
+                n_too_shallow += entry is not None
         if resume:
             self._resume_vit(resume, cache, backbone, device, dtype, stop)
         todo = list(first_index.values())
+        if n_too_shallow:
+            warn_at_caller(
+                f"{n_too_shallow} images were embedded by a pass that stopped before block "
+                f"{needed} and kept no ViT state to go on from (the store holds "
+                f"{cache.state_capacity(_state_nbytes(backbone))} images' states): the ViT "
+                "runs over them again, every block this time. In a search over `layers`, "
+                "stop_early=False embeds each image once."
+            )
         if todo:
             images.check_files()  # fail on a bad file before the long pass, not in the middle
             desc = f"ViT embedding ({what})" if what else "ViT embedding"
             # cached, but too shallow and no state kept: other layer sets are being tried, so
             # run every block this time and never again (a grid costs at most two passes)
-            run = stop if not too_shallow else backbone.depth
+            run = stop if not n_too_shallow else backbone.depth
             self._run_vit(
                 images, todo, keys, cache, backbone, device, dtype, augment_seed, desc, run
             )
