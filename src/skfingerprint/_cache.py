@@ -142,7 +142,7 @@ class TokenCache:
 
     def room_for_states(self, n: int, nbytes: int) -> bool:
         """Whether ``n`` states of ``nbytes`` each fit in the state store at once."""
-        return n * nbytes <= _STATES.max_size
+        return n <= self.state_capacity(nbytes)
 
     def state_capacity(self, nbytes: int) -> int:
         """How many states of ``nbytes`` each the state store holds at once."""
