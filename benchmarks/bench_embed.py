@@ -57,10 +57,11 @@ def vit_b_gflop(blocks: int = VIT_B_DEPTH) -> float:
 
 # Matrix products whose speed bounds the ViT's: square ones, and the shape of ViT-B's MLP at
 # batch 32 ((32 x 196 tokens) x 768 @ 768 x 3072), where most of its FLOPs are spent.
-# ImageCLEFmed GANs 2025's training split: 200 labelled reals, 5,000 generated images
-IMAGECLEF_TRAIN = (200, 5000)
 MATMUL_SHAPES = {"1024^3": (1024, 1024, 1024), "2048^3": (2048, 2048, 2048)}
 MATMUL_SHAPES["ViT-B MLP 6272x768x3072"] = (6272, 768, 3072)
+
+# ImageCLEFmed GANs 2025's training split: 200 labelled reals, 5,000 generated images
+IMAGECLEF_TRAIN = (200, 5000)
 
 
 def matmul_gflops(dtype: torch.dtype, shape: tuple[int, int, int], min_s: float = 1.0) -> float:

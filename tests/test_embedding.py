@@ -211,11 +211,10 @@ def test_without_a_kept_state_a_deeper_layer_set_runs_every_block_once(task, vit
     """A call whose states do not all fit in the state store keeps none (they would evict one
     another): a deeper layer set then runs the ViT again over every block, once."""
     from skfingerprint import _cache
-    from skfingerprint.embedding import _state_nbytes
 
     images = task.real_images
     emb = tiny_embedder(layers=(1,), fusion="mean").fit(images[:1])  # loads the backbone
-    _cache._STATES.resize(23 * _state_nbytes(emb.backbone_))  # room for 23 of the 24
+    _cache._STATES.resize(23 * emb.backbone_.state_nbytes())  # room for 23 of the 24
     try:
         clear_memory_cache()
         before = vit_passes.images

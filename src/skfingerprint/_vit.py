@@ -215,6 +215,17 @@ class Backbone:
             self._runtime[key] = mod.eval().requires_grad_(False)
         return self._runtime[key]
 
+    @property
+    def tokens_per_image(self) -> int:
+        """Tokens one image becomes in the ViT: its patches and the prefix (CLS, ...)."""
+        vit = self.module.vit
+        return vit.patch_embed.num_patches + vit.num_prefix_tokens
+
+    def state_nbytes(self) -> int:
+        """Bytes of one image's ViT state (every token x width, float32), as ``embed_batch``
+        keeps it with ``keep_state``."""
+        return self.tokens_per_image * self.embed_dim * 4
+
     def rows_per_pass(self, device: torch.device) -> int:
         """Images per ViT pass on ``device``: every image on a GPU; on a CPU as many as keep
         the widest activation (the MLP's hidden layer, or qkv) within :data:`CPU_PASS_BYTES`
@@ -224,8 +235,7 @@ class Backbone:
         vit = self.module.vit
         fc1 = getattr(getattr(vit.blocks[0], "mlp", None), "fc1", None)
         widest = max(getattr(fc1, "out_features", 4 * self.embed_dim), 3 * self.embed_dim)
-        tokens = vit.patch_embed.num_patches + vit.num_prefix_tokens
-        return max(1, CPU_PASS_BYTES // (tokens * widest * 4))
+        return max(1, CPU_PASS_BYTES // (self.tokens_per_image * widest * 4))
 
     def embed_batch(
         self,

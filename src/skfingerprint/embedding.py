@@ -373,7 +373,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             warn_at_caller(
                 f"{n_too_shallow} images were embedded by a pass that stopped before block "
                 f"{needed} and kept no ViT state to go on from (the store holds "
-                f"{cache.state_capacity(_state_nbytes(backbone))} images' states): the ViT "
+                f"{cache.state_capacity(backbone.state_nbytes())} images' states): the ViT "
                 "runs over them again, every block this time. In a search over `layers`, "
                 "stop_early=False embeds each image once."
             )
@@ -398,7 +398,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         # a pass that stops early keeps its state, if all of this call's fit, so that deeper
         # layers later run only the missing blocks
         keep_state = blocks < backbone.depth and cache.room_for_states(
-            len(todo), _state_nbytes(backbone)
+            len(todo), backbone.state_nbytes()
         )
 
         def inputs():
@@ -676,13 +676,6 @@ def _format_sizes(sizes) -> str:
     if len(text) > 4:
         text = [*text[:3], f"{len(text) - 3} other sizes"]
     return text[0] if len(text) == 1 else ", ".join(text[:-1]) + " and " + text[-1]
-
-
-def _state_nbytes(backbone) -> int:
-    """Bytes of one image's ViT state: every token (patches and prefix) x width, float32."""
-    h, w = backbone.img_size
-    n_tokens = (h // backbone.patch_size) * (w // backbone.patch_size)
-    return (n_tokens + backbone.module.vit.num_prefix_tokens) * backbone.embed_dim * 4
 
 
 def _labels_need_pairs_message(X, real: ImageSet) -> str:
