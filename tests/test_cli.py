@@ -69,7 +69,7 @@ def expect_error(capsys, code, match, *argv):
 
 def test_fit_writes_a_model_and_prints_training_metrics(data, capsys, tmp_path):
     root = data[0]
-    path = tmp_path / "maxsim.skops"
+    path = tmp_path / "model.skops"  # not "maxsim.skops": out names the file and the classifier
     code, out, err = run(capsys, "fit", root / "train", "-o", path, "--classifier", "maxsim",
                          "--tiny", "--k", "10", "--layers", "L2+4")  # fmt: skip
     assert code == 0, err
@@ -88,7 +88,7 @@ def test_fit_writes_a_model_and_prints_training_metrics(data, capsys, tmp_path):
     for metric in ("kappa", "accuracy", "precision", "recall", "f1"):
         line = next(x for x in out.splitlines() if x.startswith(metric))
         assert line.split()[-1] == f"{expected[metric]:.3f}", metric
-    assert [p.name for p in tmp_path.iterdir()] == ["maxsim.skops"]  # no temporary file left
+    assert [p.name for p in tmp_path.iterdir()] == ["model.skops"]  # no temporary file left
 
 
 def test_predict_writes_the_submission(data, model, capsys, tmp_path):
@@ -287,7 +287,9 @@ def test_bad_model_file(data, model, capsys, tmp_path, kind):
         match = "is not a skfingerprint model file (it holds a dict)"
     else:
         path.write_bytes(b"")
-        match = "empty"
+        # not just "empty": pytest names this test's tmp_path "test_bad_model_file_empty_0",
+        # so any message naming the file would have matched
+        match = "is empty (0 bytes)"
     out_csv = tmp_path / "s.csv"
     expect_error(capsys, 2, match, "predict", path, data[0] / "test", "-o", out_csv)
     assert not out_csv.exists()

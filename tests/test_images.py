@@ -3,9 +3,16 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.utils import _safe_indexing
 
-from skfingerprint.images import ImageLoadError, ImageSet, as_image_set, to_model_input
+from skfingerprint.images import (
+    ImageLoadError,
+    ImageSet,
+    as_image_set,
+    pixel_vectors,
+    to_model_input,
+)
 
 from .conftest import write_png
 
@@ -82,6 +89,38 @@ def test_to_model_input_repeats_gray_resizes_and_normalises():
     assert x.shape == (2, 3, 16, 16) and x.dtype == torch.float32
     torch.testing.assert_close(x[0], torch.zeros(3, 16, 16))
     torch.testing.assert_close(x[1], torch.full((3, 16, 16), -2.0))
+
+
+def test_resizing_is_pils_bilinear_filter_which_antialiases():
+    # Catches: downscaling without antialiasing (each output pixel would read the 2x2 input
+    # pixels nearest it, aliasing fine texture into the ViT input and the pixel space) and
+    # align_corners=True (a shifted sampling grid). PIL's BILINEAR widens its kernel by the
+    # reduction factor, as timm's and torchvision's PIL transforms do.
+    rng = np.random.default_rng(0)
+    for (H, W), (h, w) in [((64, 48), (16, 16)), ((50, 70), (32, 32)), ((20, 20), (40, 40))]:
+        img = rng.random((H, W), dtype=np.float32)
+        ours = to_model_input([img[:, :, None]], (h, w))[0, 0].numpy()
+        pil = np.asarray(Image.fromarray(img).resize((w, h), Image.Resampling.BILINEAR))
+        np.testing.assert_allclose(ours, pil, atol=1e-5, err_msg=f"{(H, W)} -> {(h, w)}")
+
+
+def test_pixel_vectors_of_a_colour_image_are_those_of_its_channel_mean():
+    # Catches: a colour image's pixel vector read from one channel (the first) instead of the
+    # mean of the three, which every test on grayscale images passes. Resizing is linear, so
+    # averaging before or after it gives the same vectors.
+    rng = np.random.default_rng(1)
+    rgb = rng.random((3, 40, 40, 3), dtype=np.float32)
+    rgb[..., 0] = 0.0  # a red channel unlike the others, so that no one channel is the mean
+    for size in (40, 32):
+        np.testing.assert_allclose(
+            pixel_vectors(as_image_set(rgb), size),
+            pixel_vectors(as_image_set(rgb.mean(axis=3)), size),
+            atol=1e-6,
+        )
+    rgba = np.concatenate([rgb, np.ones((3, 40, 40, 1), np.float32)], axis=3)
+    np.testing.assert_allclose(  # the alpha channel is dropped, not averaged in
+        pixel_vectors(as_image_set(rgba), 32), pixel_vectors(as_image_set(rgb), 32), atol=1e-6
+    )
 
 
 def test_pickle_of_a_file_set_holds_paths_not_pixels(png_folder):

@@ -357,7 +357,7 @@ def test_cli_report_on_a_labelled_folder_uses_its_labels(clef, task, pipe, capsy
     code = main([*argv, "--candidates", "2", "--max-rows", "5", "--title", "Audit <x>"])
     _, err = capsys.readouterr()
     assert code == 0, err
-    assert "labelled" in err
+    assert "is labelled (training layout)" in err  # not just "labelled": in tmp_path's name
     html = out.read_text()
     assert len(ranked_rows(html)) == 5 and image_kinds(html)["candidate"] == 10
     assert "<title>Audit &lt;x&gt;</title>" in html

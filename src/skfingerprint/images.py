@@ -494,7 +494,8 @@ def to_model_input(
 
 
 def gray_vectors(images: list[np.ndarray], size: int) -> np.ndarray:
-    """Float ``(H, W, C)`` images as flattened ``size x size`` grayscale vectors, float32."""
+    """Float ``(H, W, C)`` images as flattened ``size x size`` grayscale vectors, float32: the
+    mean of the colour channels (of a colour image), resized as :func:`to_model_input` does."""
     gray = [img.mean(axis=2, keepdims=True) if img.shape[2] != 1 else img for img in images]
     return to_model_input(gray, size)[:, 0].reshape(len(images), -1).numpy()
 
