@@ -4,6 +4,8 @@ The estimator's tests (test_embedding.py) run these through a tiny ViT; here the
 made by hand, so that a wrong normalisation or objective shows as a wrong number.
 """
 
+import copy
+
 import torch
 import torch.nn.functional as F
 
@@ -78,3 +80,30 @@ def test_gated_and_mean_fusion_are_the_papers_formula():
     torch.testing.assert_close(weights["mean"], torch.full((5, 3), 1 / 3))
     torch.testing.assert_close(weights["gated"].sum(dim=1), torch.ones(5))
     assert (weights["gated"] > 0).all() and weights["gated"].std(dim=0).min() > 0.01
+
+
+def test_the_view_gate_takes_adams_steps_on_symmetric_infonce_at_temperature_0_07():
+    # The objective itself, pinned against a plain restatement over three steps (Adam's first
+    # step is lr * sign(gradient) whatever the loss's scale, so one step could not tell a
+    # temperature apart). Catches embeddings normalised across images or over the whole batch,
+    # and another temperature; the planted test above learns the right block under each.
+    torch.manual_seed(0)
+    views = _views_with_one_stable_block(16, 8, seed=3)
+    fusion = GatedFusion(2, 8)
+    torch.nn.init.normal_(fusion.gate[2].weight)
+    reference = copy.deepcopy(fusion)
+    train_gate_views(fusion, views, epochs=3, lr=1e-2)
+    opt = torch.optim.Adam(reference.parameters(), lr=1e-2)
+    labels = torch.arange(16)
+    for _ in range(3):
+        z = F.normalize(reference(views), dim=-1)
+        logits = z[:16] @ z[16:].T / 0.07
+        loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    # compared through what they compute: the gate's last bias shifts every block's score
+    # alike, so its gradient is rounding noise, which Adam turns into lr-sized steps
+    with torch.no_grad():
+        torch.testing.assert_close(fusion.weights(views), reference.weights(views))
+        assert (fusion.weights(views) - GatedFusion(2, 8).weights(views)).abs().max() > 1e-2

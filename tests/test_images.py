@@ -67,8 +67,18 @@ def test_slicing_and_safe_indexing(png_folder):
     assert images[[True, False, True, False, False]].ids == ["img_0", "img_2"]
     assert images[1:3].ids == ["img_1", "img_2"]
     assert images[0] == png_folder[0] / "img_0.png"
-    with pytest.raises(IndexError, match="1-d"):
-        images[np.zeros((2, 2), int)]
+    assert list(images) == [images[i] for i in range(5)]
+    for key in (np.zeros((2, 2), int), (0, 1)):  # 2-d rows; a tuple not sklearn's (rows, ...)
+        with pytest.raises(IndexError, match=r"^ImageSet supports 1-d indexing only; got"):
+            images[key]
+    assert images[[1, 2], ...].ids == ["img_1", "img_2"]  # sklearn's _array_indexing form
+    # ids given by the caller (not the files' stems) travel with the rows they name
+    named = ImageSet(paths=images.paths, ids=list("abcde"))
+    assert named[[4, 1]].ids == ["e", "b"] and named[1:3].ids == ["b", "c"]
+    assert repr(named) == "ImageSet(5 image files)"
+    assert repr(as_image_set(np.zeros((2, 8, 8), np.uint8))) == (
+        "ImageSet(2 images in a uint8 array (2, 8, 8))"
+    )
 
 
 def test_content_key_follows_content_not_location(tmp_path, png_folder):
@@ -140,6 +150,25 @@ def test_pickle_of_a_file_set_holds_paths_not_pixels(png_folder):
         (np.zeros((8, 8), np.uint8), ValueError, r"shape \(n, H, W\)"),
         (np.zeros((2, 8, 8, 2), np.uint8), ValueError, "1, 3 or 4 channels"),
         (np.zeros((2, 8, 8), np.int32), ValueError, "uint8 or uint16"),
+        (np.zeros((2, 1, 8), np.uint8), ValueError, r"^real: images must be at least 2x2 pixels"),
+        (np.zeros((2, 8, 1), np.uint8), ValueError, r"^real: images must be at least 2x2 pixels"),
+        (
+            np.zeros((2, 8, 8), bool),
+            ValueError,
+            r"^real: integer image arrays must be uint8 or uint16; got bool\. Convert with "
+            r"arr\.astype\(np\.uint8\) \(0-255\)",
+        ),
+        (np.zeros((2, 8, 8), complex), ValueError, r"^real: unsupported image array dtype complex"),
+        (  # the first ten bad images are named, and that there are more
+            np.where(np.arange(12)[:, None, None] < 11, np.nan, 0.0) * np.ones((12, 4, 4)),
+            ValueError,
+            r"\(image indices \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\.\.\.\)$",
+        ),
+        (
+            np.where(np.arange(12)[:, None, None] < 10, np.nan, 0.0) * np.ones((12, 4, 4)),
+            ValueError,
+            r"\(image indices \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\)$",
+        ),
         (np.full((2, 8, 8), 255.0), ValueError, r"\[0, 1\]"),
         (np.array([np.zeros((4, 4)), np.full((4, 4), np.nan)]), ValueError, r"NaN.*\[1\]"),
         (np.array([np.zeros((4, 4)), np.full((4, 4), np.inf)]), ValueError, "infinite"),
