@@ -46,9 +46,10 @@ def _view_match_rate(fusion, views):
 
 
 def test_the_view_gate_learns_to_weigh_the_block_that_agrees_across_views():
-    # Catches objective bugs of the self-supervised gate: embeddings normalised across images
-    # instead of per image, the temperature multiplied instead of divided, the two directions
-    # of the InfoNCE loss subtracted instead of added. Each leaves the gate near the mean.
+    # What the self-supervised gate is for. Catches an objective that does not reward matching
+    # views, such as the InfoNCE loss's two directions subtracted (the gate stays near the
+    # mean). Another temperature or normalisation still learns this easy case: the test below
+    # pins the objective itself.
     torch.manual_seed(0)
     views = _views_with_one_stable_block(48, 16, seed=1)
     fusion = GatedFusion(2, 16)
