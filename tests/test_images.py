@@ -142,6 +142,13 @@ def test_pickle_of_a_file_set_holds_paths_not_pixels(png_folder):
 # --- bad input: each with a clear error that names the problem (and the file) -------------------
 
 
+def _nan_in_the_first(n_bad: int) -> np.ndarray:
+    """Twelve 4x4 float images, the first ``n_bad`` of them NaN."""
+    images = np.zeros((12, 4, 4))
+    images[:n_bad] = np.nan
+    return images
+
+
 @pytest.mark.parametrize(
     ("value", "error", "match"),
     [
@@ -160,15 +167,11 @@ def test_pickle_of_a_file_set_holds_paths_not_pixels(png_folder):
         ),
         (np.zeros((2, 8, 8), complex), ValueError, r"^real: unsupported image array dtype complex"),
         (  # the first ten bad images are named, and that there are more
-            np.where(np.arange(12)[:, None, None] < 11, np.nan, 0.0) * np.ones((12, 4, 4)),
+            _nan_in_the_first(11),
             ValueError,
             r"\(image indices \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\.\.\.\)$",
         ),
-        (
-            np.where(np.arange(12)[:, None, None] < 10, np.nan, 0.0) * np.ones((12, 4, 4)),
-            ValueError,
-            r"\(image indices \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\)$",
-        ),
+        (_nan_in_the_first(10), ValueError, r"\(image indices \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]\)$"),
         (np.full((2, 8, 8), 255.0), ValueError, r"\[0, 1\]"),
         (np.array([np.zeros((4, 4)), np.full((4, 4), np.nan)]), ValueError, r"NaN.*\[1\]"),
         (np.array([np.zeros((4, 4)), np.full((4, 4), np.inf)]), ValueError, "infinite"),
