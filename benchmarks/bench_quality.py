@@ -85,6 +85,7 @@ from realgen.task import (  # noqa: E402
     QUICK_SIZES,
     SIZES,
     TASKS,
+    UNSEEN_TASKS,
     _deal,
     build_task,
 )
@@ -142,10 +143,11 @@ def _test_labels(folder: Path, ids: list[str]) -> np.ndarray:
 
 def resolve_tasks(names: list[str] | None) -> list[tuple[str, str]]:
     """The ``(source, generator)`` pairs named ``source/generator`` (None: the suite's
-    :data:`TASKS`); the larger :data:`LARGE_TASKS` run only when named."""
+    :data:`TASKS`); the larger :data:`LARGE_TASKS` and the :data:`UNSEEN_TASKS` run only when
+    named."""
     if names is None:
         return list(TASKS)
-    known = {"/".join(t): t for t in TASKS + LARGE_TASKS}
+    known = {"/".join(t): t for t in TASKS + LARGE_TASKS + UNSEEN_TASKS}
     unknown = [name for name in names if name not in known]
     if unknown:
         raise ValueError(f"unknown tasks {unknown}; known: {', '.join(known)}")

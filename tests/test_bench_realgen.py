@@ -297,8 +297,9 @@ def test_bench_quality_runs_the_suite_unless_tasks_are_named():
         ("kanji-64", "dcgan-long"),
         ("fashion", "ddpm"),
     ]
-    with pytest.raises(ValueError, match=r"unknown tasks \['kanji/ddpm'\]"):
-        resolve_tasks(["kanji/ddpm"])
+    assert resolve_tasks(["ct-phantom/ddpm"]) == [("ct-phantom", "ddpm")]  # an unseen pairing
+    with pytest.raises(ValueError, match=r"unknown tasks \['fashion/dcgan-short'\]"):
+        resolve_tasks(["fashion/dcgan-short"])
 
 
 def test_library_size_probe_grows_each_library_with_new_samples_of_its_generator(
