@@ -6,11 +6,14 @@ Each test names the one-line bug it catches.
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.base import BaseEstimator
 
+import skfingerprint.canet as canet
+import skfingerprint.embedding as embedding
 import skfingerprint.images as images
 from skfingerprint import clear_memory_cache, set_memory_cache_limit
-from skfingerprint._cache import _MEMORY, DEFAULT_MEMORY_LIMIT, TokenCache
-from skfingerprint._lru import LRUCache, array_nbytes
+from skfingerprint._cache import _MEMORY, _STATES, DEFAULT_MEMORY_LIMIT, TokenCache
+from skfingerprint._lru import LRUCache, array_nbytes, seeded_fit_key
 from skfingerprint.images import ImageSet
 
 ENTRY = np.zeros((4, 8), dtype=np.float16)  # 64 bytes
@@ -146,11 +149,16 @@ def test_a_smaller_limit_evicts_at_once_and_bad_limits_are_refused():
 
 def test_clear_memory_cache_empties_every_process_wide_cache(tmp_path):
     """Bug: ``clear`` without ``self.total = 0`` (phantom bytes: later puts evict too soon), or
-    ``clear_memory_cache`` forgetting the file caches."""
+    ``clear_memory_cache`` forgetting the file caches, the ViT states, the embedder's kept gates
+    or CANet's kept fits (a module looked up under another name: memory it promises to free
+    stays held, and a "cold start" timing reuses a fit)."""
     set_memory_cache_limit(3 * NBYTES)
     cache = TokenCache("m")
     for key in "abc":
         cache.put(key, tokens(1))
+    cache.put_state("a", 9, tokens(1))
+    embedding._GATES.put("gate-key", {"w": np.zeros(3)})
+    canet._FITTED.put("net-key", {"w": np.zeros(3)})
     path = tmp_path / "x.png"
     Image.fromarray(np.zeros((6, 5), dtype=np.uint8)).save(path)
     files = ImageSet(paths=[path])
@@ -160,6 +168,7 @@ def test_clear_memory_cache_empties_every_process_wide_cache(tmp_path):
     clear_memory_cache()
     assert len(_MEMORY) == 0 and _MEMORY.total == 0
     assert len(images._FILE_KEYS) == len(images._FILE_SIZES) == 0
+    assert len(_STATES) == len(embedding._GATES) == len(canet._FITTED) == 0
     for key in "def":
         cache.put(key, tokens(1))
     assert len(_MEMORY) == 3  # the bound counts from zero again
@@ -213,3 +222,118 @@ def test_discard_forgets_one_entry_and_its_size():
     cache.discard("a")
     cache.discard("missing")  # no error
     assert cache.keys() == ["b"] and cache.total == 5
+
+
+def test_disk_entries_are_float16_npy_files_under_two_character_folders(tmp_path):
+    """The on-disk layout a ``cache_dir`` already holds: ``<model>/<key[:2]>/<key>.npy``, float16.
+    Bugs: another prefix length (every existing disk cache silently orphaned: each image goes
+    through the ViT again), tokens kept in their own dtype (twice the memory and disk, and a
+    hit would differ from the float16 a fresh entry is read back as), or ``mkdir`` without
+    ``exist_ok`` (the second key of a prefix raises)."""
+    cache = TokenCache("model-x", tmp_path)
+    first = np.linspace(0, 1, 32, dtype=np.float32).reshape(4, 8)
+    cache.put("ab01", first)
+    cache.put("ab02", first + 1)  # the same two-character folder
+    folder = tmp_path / "model-x" / "ab"
+    assert sorted(p.name for p in folder.iterdir()) == ["ab01.npy", "ab02.npy"]
+    on_disk = np.load(folder / "ab01.npy", allow_pickle=False)
+    assert on_disk.dtype == np.float16
+    np.testing.assert_array_equal(on_disk, first.astype(np.float16))
+    in_memory = cache.get("ab01")
+    assert in_memory.dtype == np.float16
+    np.testing.assert_array_equal(in_memory, first.astype(np.float16))
+
+
+UNPICKLED: list = []
+
+
+def _record_unpickling():
+    UNPICKLED.append("unpickled")
+
+
+class _Unpickled:
+    """Records being unpickled: a cache entry must never run code from the folder."""
+
+    def __reduce__(self):
+        return (_record_unpickling, ())
+
+
+def test_a_pickled_or_corrupt_disk_entry_is_ignored_with_a_warning_and_never_unpickled(tmp_path):
+    """Bugs: ``np.load(..., allow_pickle=True)`` (a planted entry in a shared cache folder runs
+    its code, and an object array would be used as tokens), or the warning without its text or
+    category (a silent recomputation, or one no filter can catch)."""
+    cache = TokenCache("m", tmp_path)
+    path = cache._path("cd01")
+    path.parent.mkdir(parents=True)
+    np.save(path, np.array([_Unpickled()], dtype=object), allow_pickle=True)
+    UNPICKLED.clear()
+    with pytest.warns(RuntimeWarning, match=r"Ignoring unreadable cache entry '.*cd01\.npy'"):
+        assert cache.get("cd01") is None
+    assert UNPICKLED == []
+    path.write_bytes(b"\x93NUMPY truncated")
+    with pytest.warns(RuntimeWarning, match="it will be recomputed"):
+        assert cache.get("cd01") is None
+
+
+def test_vit_states_are_kept_per_model_and_depth_and_bounded_by_their_bytes():
+    """The state after a stop-early pass, from which a deeper fit resumes. Bugs: a state handed
+    out for another depth (a fit would run its missing blocks from the wrong place: wrong
+    tokens), one model's state given to another, ``None`` not forgetting, or capacity off by
+    one (``<`` for ``<=``: a call that fits exactly would keep no states)."""
+    a, b = TokenCache("model-a"), TokenCache("model-b")
+    state = np.arange(6, dtype=np.float32).reshape(2, 3)
+    a.put_state("img", 9, state)
+    np.testing.assert_array_equal(a.get_state("img", 9), state)
+    assert a.get_state("img", 6) is None and a.get_state("img", 12) is None
+    assert b.get_state("img", 9) is None and a.get_state("other", 9) is None
+    a.put_state("img", 6, state + 1)  # replaces the depth-9 one
+    assert a.get_state("img", 9) is None
+    np.testing.assert_array_equal(a.get_state("img", 6), state + 1)
+    a.put_state("img", 6, None)
+    assert a.get_state("img", 6) is None and len(_STATES) == 0
+    fits = _STATES.max_size // 1000
+    assert a.state_capacity(1000) == fits
+    assert a.room_for_states(fits, 1000) and not a.room_for_states(fits + 1, 1000)
+
+
+class _Seeded(BaseEstimator):
+    def __init__(self, alpha=1.0, verbose=0, random_state=0):
+        self.alpha = alpha
+        self.verbose = verbose
+        self.random_state = random_state
+
+
+def test_seeded_fit_key_reads_everything_a_fit_reads():
+    """The key under which a seeded gate or CANet fit is reused: two fits share it only if
+    they would compute the same thing. Bugs, each a wrong reuse: a parameter, the context, an
+    array's shape or dtype, or the order of the arrays left out of the key; an excluded
+    parameter still in it (no reuse); the arrays after a None dropped; a key for an unseeded
+    fit (which does not repeat)."""
+    X = np.arange(12, dtype=np.float32).reshape(3, 4)
+    y = np.array([0, 1, 1])
+    key = seeded_fit_key(_Seeded(), X, y, context=("cpu",))
+    assert isinstance(key, str) and key == seeded_fit_key(_Seeded(), X.copy(), y, context=("cpu",))
+    different = [
+        seeded_fit_key(_Seeded(alpha=2.0), X, y, context=("cpu",)),
+        seeded_fit_key(_Seeded(random_state=1), X, y, context=("cpu",)),
+        seeded_fit_key(_Seeded(), X, y, context=("cuda",)),
+        seeded_fit_key(_Seeded(), X, y),
+        seeded_fit_key(_Seeded(), X.reshape(4, 3), y, context=("cpu",)),  # same bytes
+        seeded_fit_key(_Seeded(), X.view(np.int32), y, context=("cpu",)),  # same bytes
+        seeded_fit_key(_Seeded(), X + 1, y, context=("cpu",)),
+        seeded_fit_key(_Seeded(), X, 1 - y, context=("cpu",)),
+        seeded_fit_key(_Seeded(), X, None, context=("cpu",)),
+        seeded_fit_key(_Seeded(), y, X, context=("cpu",)),
+        seeded_fit_key(_Seeded(), X, None, y, context=("cpu",)),  # an array after a None
+        seeded_fit_key(_Seeded(), X, None, 1 - y, context=("cpu",)),
+    ]
+    assert len({key, *different}) == len(different) + 1
+    # what does not change the fit does not change the key
+    assert seeded_fit_key(_Seeded(verbose=2), X, y, context=("cpu",), exclude=("verbose",)) == (
+        seeded_fit_key(_Seeded(), X, y, context=("cpu",), exclude=("verbose",))
+    )
+    wide = np.zeros((3, 8), dtype=np.float32)
+    wide[:, ::2] = X
+    assert seeded_fit_key(_Seeded(), wide[:, ::2], y) == seeded_fit_key(_Seeded(), X, y)
+    for unseeded in (None, np.random.RandomState(0)):
+        assert seeded_fit_key(_Seeded(random_state=unseeded), X, y) is None
