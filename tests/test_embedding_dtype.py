@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -336,6 +337,14 @@ def test_token_agreement_sees_past_the_tokens_common_component():
     assert _runtime.token_agreement(ref, ref + 0.01 * rng.normal(size=ref.shape)) > 0.99
 
 
+def _finishes(call, seconds: float = 10.0) -> bool:
+    """Run ``call`` in a thread: whether it returned within ``seconds`` (a hang fails the test
+    instead of the suite)."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (call(), done.set()), daemon=True).start()
+    return done.wait(seconds)
+
+
 def test_prefetch_hands_on_every_item_before_a_failure():
     # Catches: a decode error in the prefetching thread lost, or raised before earlier batches.
     def items():
@@ -343,11 +352,17 @@ def test_prefetch_hands_on_every_item_before_a_failure():
         yield 1
         raise ValueError("bad image")
 
-    got = []
-    with pytest.raises(ValueError, match="bad image"):
-        for item in _prefetch(items()):
-            got.append(item)
-    assert got == [0, 1]
+    got, raised = [], []
+
+    def consume():
+        try:
+            for item in _prefetch(items()):
+                got.append(item)
+        except ValueError as exc:
+            raised.append(str(exc))
+
+    assert _finishes(consume)  # a lost item or error would leave it waiting for ever
+    assert got == [0, 1] and raised == ["bad image"]
 
 
 def test_prefetch_thread_ends_when_the_consumer_stops():
@@ -360,8 +375,23 @@ def test_prefetch_thread_ends_when_the_consumer_stops():
 
     gen = _prefetch(endless())
     assert next(gen) == 0
-    gen.close()
+    time.sleep(0.3)  # the thread fills the queue and waits to put the next item
+    assert _finishes(gen.close)  # a put that waits without end would hang here
     assert not [t for t in threading.enumerate() if t.name == "skfingerprint-prefetch"]
+
+
+def test_prefetch_hands_on_every_item_to_a_slow_consumer_none_included():
+    # Catches: a full queue ending the thread (a consumer slower than decoding, as a ViT pass
+    # is, would wait for ever for the next batch), or None taken for the end of the items.
+    got = []
+
+    def consume():
+        for item in _prefetch(iter([1, None, 2, 3])):
+            time.sleep(0.15)  # longer than the thread waits for a free slot
+            got.append(item)
+
+    assert _finishes(consume)
+    assert got == [1, None, 2, 3]
 
 
 def test_batches_are_made_ahead_for_a_gpu_and_in_turn_for_a_cpu(monkeypatch):
@@ -432,3 +462,298 @@ def test_mean_and_std_come_from_timm_data_config():
     )
     cfg = timm.data.resolve_model_data_config(backbone.module.vit)
     assert backbone.mean == tuple(cfg["mean"]) and backbone.std == tuple(cfg["std"])
+
+
+def test_token_agreement_weighs_every_block_alike_and_handles_one_or_two_images():
+    # Catches: one scale for all blocks, or a floor on it (a quiet block's disagreement
+    # drowned by a loud block that agrees: bf16 kept where a block is wrong); centring needing
+    # three images (with two, the shared component hides a disagreement); centring a single
+    # image on itself (its tokens become zeros: any precision would be rejected).
+    rng = np.random.default_rng(1)
+    loud = 100 * rng.normal(size=(6, 1, 16))
+    quiet_ref, quiet_other = 1e-3 * rng.normal(size=(2, 6, 1, 16))
+    ref = np.concatenate([loud, quiet_ref], axis=1)
+    other = np.concatenate([loud, quiet_other], axis=1)  # block 2 unrelated
+    assert _runtime.token_agreement(ref, other) < 0.8
+    common = 50 * rng.normal(size=(1, 1, 16))
+    two_ref = common + rng.normal(size=(2, 1, 16))
+    two_other = common + rng.normal(size=(2, 1, 16))
+    assert _runtime.token_agreement(two_ref, two_other) < 0.9
+    one = rng.normal(size=(1, 2, 16))
+    assert _runtime.token_agreement(one, one) == pytest.approx(1.0)
+    assert _runtime.token_agreement(one, one + 0.01 * rng.normal(size=one.shape)) > 0.99
+
+
+def test_a_precision_that_agrees_exactly_at_the_bar_is_kept(monkeypatch):
+    # Catches: ">" for ">=" against MIN_PROBE_COSINE, and a probe time that is not a duration.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25}, {}, (FP32, BF16))
+    monkeypatch.setattr(_runtime, "token_agreement", lambda ref, tokens: _runtime.MIN_PROBE_COSINE)
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, sample)
+    assert choice == BF16
+    assert 0 <= probe["probe_s"] < 60
+
+
+def test_the_only_candidate_is_recorded_as_agreeing_untimed(monkeypatch):
+    # Catches: the lone fp32 row without its cosine or note (dtype_probe_ and the verbose line
+    # would read as a failed probe).
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: False)
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, sample)
+    assert choice == FP32
+    assert probe["float32"] == {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
+    line = _runtime.describe_probe(choice, probe)
+    assert line.startswith("dtype='auto' on cpu: float32 (probe ")
+    assert "float32 (the only candidate, not timed); bfloat16 skipped (" in line
+
+
+def test_the_probe_line_shows_every_candidate_and_where_the_choice_is_kept():
+    # Catches: a candidate's numbers, a skip reason or the kept file left out of the line.
+    probe = {
+        "float32": {"img_s": 4.0, "cosine": 1.0},
+        "bfloat16": {"img_s": 12.345, "cosine": 0.99991},
+        "float16": {"skipped": "probed on GPUs only"},
+        "device": "cpu",
+        "probe_s": 1.25,
+        "kept_in": "/c/x.json",
+    }
+    assert _runtime.describe_probe(BF16, probe) == (
+        "dtype='auto' on cpu: bfloat16 (probe 1.2 s: float32 4.0 img/s, cosine 1.0000; "
+        "bfloat16 12.3 img/s, cosine 0.9999; float16 skipped (probed on GPUs only)), "
+        "kept in /c/x.json"
+    )
+    del probe["kept_in"]
+    assert _runtime.describe_probe(BF16, probe).endswith("skipped (probed on GPUs only))")
+
+
+def test_the_choice_is_measured_per_device(monkeypatch):
+    # Catches: the in-process memo keyed by the weights only, so one device's choice (a GPU's
+    # bf16) is reused on another.
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25}, {}, (FP32, BF16))
+    _runtime.choose_dtype(backbone(), CPU, sample)
+    _runtime.choose_dtype(backbone(), torch.device("cpu", 0), sample)
+    assert len(calls) == 4
+
+
+def test_the_static_rule_follows_the_hardware(monkeypatch):
+    # Catches: an explicit dtype not honoured, or "auto" not asking the hardware (bf16 on an
+    # AVX2-only CPU runs emulated, ~50x slower; fp32 where bf16 is native wastes 2-4x).
+    for native in (True, False):
+        monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda native=native: native)
+        assert _runtime.resolve_dtype("auto", CPU) == (BF16 if native else FP32)
+        assert _runtime.resolve_dtype("float32", CPU) == FP32
+        assert _runtime.resolve_dtype("bfloat16", CPU) == BF16
+    gpu = torch.device("cuda")
+    for supported in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda s=supported: s)
+        assert _runtime.resolve_dtype("auto", gpu) == (BF16 if supported else FP32)
+        assert _runtime.resolve_dtype("bfloat16", gpu) == BF16
+
+
+def test_the_candidates_are_those_the_device_runs_natively(monkeypatch):
+    # Catches: fp16 timed on a CPU (no fast kernels), bf16 on a GPU without it, or the reason
+    # for a skipped precision lost.
+    gpu = torch.device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert _runtime.candidate_dtypes(gpu) == ([FP32, BF16, FP16], {})
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: False)
+    assert _runtime.candidate_dtypes(gpu) == ([FP32, FP16], {"bfloat16": "this GPU has no bf16"})
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: True)
+    assert _runtime.candidate_dtypes(CPU) == ([FP32, BF16], {"float16": "probed on GPUs only"})
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(_runtime, "cpu_bf16_verdict", lambda: "no flag")
+    assert _runtime.candidate_dtypes(CPU) == (
+        [FP32],
+        {"bfloat16": "no flag", "float16": "probed on GPUs only"},
+    )
+
+
+def test_the_machine_signature_names_the_cpu_its_bf16_and_torch(monkeypatch):
+    # Catches: a signature without the CPU model or its bf16 verdict (a choice kept in a shared
+    # folder handed to another machine), or one that reads the wrong line.
+    info = "processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t: avx2\n"
+    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: info)
+    for native, word in ((True, "native"), (False, "emulated")):
+        monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda native=native: native)
+        assert _runtime.machine_signature(CPU) == (
+            f"cpu: AMD EPYC 9R14 96-Core Processor, bf16 {word}; torch {torch.__version__}"
+        )
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100")
+    assert _runtime.machine_signature(torch.device("cuda")) == (
+        f"cuda: NVIDIA H100; torch {torch.__version__}"
+    )
+
+
+def test_a_kept_choice_needs_its_probe_time_and_says_where_it_is(monkeypatch, tmp_path):
+    # Catches: a record whose probe lacks probe_s accepted (the verbose line would fail on it),
+    # the reason left out of the warning, or a kept choice that does not say where it is kept;
+    # and a cache_dir whose parent folders do not exist yet.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25}, {}, (FP32, BF16))
+    folder = tmp_path / "new" / "cache"
+    path = _runtime._choice_path(folder, "w1", CPU)
+    assert _runtime.choose_dtype(backbone(), CPU, sample, folder)[0] == BF16
+    record = json.loads(path.read_text())
+    assert record["dtype"] == "bfloat16" and "probe_s" in record["probe"]
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, sample, folder)
+    assert choice == BF16 and probe["kept_in"] == str(path)
+    path.write_text(json.dumps({"dtype": "bfloat16", "probe": {"device": "cpu"}}))
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    with pytest.warns(RuntimeWarning, match="no precision choice in it"):
+        _runtime.choose_dtype(backbone(), CPU, sample, folder)
+
+
+def test_each_probe_pass_runs_in_its_own_precision_and_is_timed():
+    # Catches: autocast on for the fp32 reference and off for bf16 (the probe would time and
+    # compare each precision as the other, and keep the wrong one), autocast without its dtype
+    # (a GPU's default is fp16, not the bf16 asked for), or a time that is not a duration.
+    seen = []
+
+    class Module(torch.nn.Module):
+        def forward(self, x):
+            seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            return x * 2
+
+    model = SimpleNamespace(runtime=lambda device: Module())
+    x = torch.ones(2, 3)
+    for dtype in (FP32, BF16):
+        seen.clear()
+        seconds, out = _runtime.probe_pass(model, x, CPU, dtype)
+        assert 0 <= seconds < 10 and out.dtype == np.float32
+        np.testing.assert_array_equal(out, 2 * np.ones((2, 3)))
+        if dtype == FP32:  # the warm-up and the timed pass
+            assert [enabled for enabled, _ in seen] == [False, False]
+        else:
+            assert seen == [(True, BF16)] * 2
+    seen.clear()
+    _runtime.probe_pass(model, x, CPU, FP16)  # the dtype asked reaches autocast, not its default
+    assert seen == [(True, FP16)] * 2
+
+
+def test_a_gpu_pass_is_waited_for_before_it_is_timed(monkeypatch):
+    # Catches: the GPU not synchronised (its asynchronous launches would time as free), or the
+    # wrong device synchronised.
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", waited.append)
+    _runtime._synchronize(CPU)
+    gpu = torch.device("cuda", 1)
+    _runtime._synchronize(gpu)
+    assert waited == [gpu]
+
+
+def test_token_agreement_of_identical_tokens_is_one_even_near_the_mean():
+    # Catches: a floor of 1 on the norms (an image whose standardised tokens are small, near
+    # the images' mean, would score ~0 against identical tokens and reject every precision).
+    rng = np.random.default_rng(2)
+    spread = rng.normal(size=(2, 3, 16))
+    ref = np.concatenate([spread, -spread, 1e-4 * rng.normal(size=(1, 3, 16))])
+    assert _runtime.token_agreement(ref, ref.copy()) == pytest.approx(1.0)
+
+
+def test_a_kept_choice_says_where_it_was_read(monkeypatch, tmp_path):
+    # Catches: the file's path not added to a choice read back (a choice written by another
+    # version, or a folder moved, would show no or an old path).
+    path = _runtime._choice_path(tmp_path, "w1", CPU)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"dtype": "float32", "probe": {"device": "cpu", "probe_s": 1}}))
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)
+    assert choice == FP32 and probe["kept_in"] == str(path)
+
+
+def test_devices_auto_and_a_missing_gpu(monkeypatch):
+    # Catches: "auto" ignoring a GPU, or a request for a missing GPU let through (it would
+    # fail later, mid-fit) or refused without saying what to do.
+    assert _runtime.resolve_device("cpu") == CPU
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _runtime.resolve_device("auto") == CPU
+    with pytest.raises(ValueError, match=r"device='cuda:1' but CUDA is not available here; use"):
+        _runtime.resolve_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _runtime.resolve_device("auto") == torch.device("cuda")
+    assert _runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
+
+
+def test_the_machine_signature_without_a_model_line_and_with_a_colon_in_it(monkeypatch):
+    # Catches: the model name cut at a later colon, no fallback where /proc/cpuinfo has no
+    # model line (or none at all), and a GPU named without its device.
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: "model name\t: Vendor CPU: rev 2\n")
+    assert _runtime.machine_signature(CPU).startswith("cpu: Vendor CPU: rev 2, bf16 emulated;")
+    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: "")
+    monkeypatch.setattr(_runtime.platform, "processor", lambda: "")
+    monkeypatch.setattr(_runtime.platform, "machine", lambda: "aarch64")
+    assert _runtime.machine_signature(CPU).startswith("cpu: aarch64, bf16 emulated;")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU {device}")
+    assert _runtime.machine_signature(torch.device("cuda", 1)).startswith("cuda: GPU cuda:1;")
+
+
+def test_cpuinfo_is_read_from_proc_or_empty(monkeypatch):
+    # Catches: another file read (no flag ever found: bf16 never used), or a machine without
+    # /proc/cpuinfo answered with anything but "" (a fake flag could be found in it).
+    if Path("/proc/cpuinfo").is_file():
+        assert _runtime._cpuinfo() == Path("/proc/cpuinfo").read_text()
+
+    def unreadable(self):
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr(Path, "read_text", unreadable)
+    assert _runtime._cpuinfo() == ""
+
+
+def test_the_bf16_check_times_square_products_in_the_precision_asked(monkeypatch):
+    # Catches: both products timed in fp32 (emulated bf16 never found), vectors instead of
+    # square matrices, or a time that is not a duration.
+    products = []
+    real_matmul = torch.Tensor.__matmul__
+
+    def spy(a, b):
+        products.append((a.dtype, tuple(a.shape), tuple(b.shape)))
+        return real_matmul(a, b)
+
+    monkeypatch.setattr(torch.Tensor, "__matmul__", spy)
+    seconds = _runtime._matmul_seconds(BF16, 64)
+    n = _runtime._BF16_CHECK_SIZE
+    assert products == [(BF16, (64, 64), (64, 64))] * 6 and 0 < seconds < 1
+    products.clear()
+    _runtime._matmul_seconds(FP32)
+    assert products == [(FP32, (n, n), (n, n))] * 6
+
+
+def test_optimisers_are_fused_where_torch_can_and_keep_their_settings_where_it_cannot():
+    # Catches: the fused update not asked for (a CANet fit 1.07-1.12x slower), AdamW built as
+    # another optimiser or without its settings, and on a torch that fuses on CUDA only
+    # (< 2.4) a fallback that drops the parameters (already consumed) or the settings.
+    weights = [torch.nn.Parameter(torch.zeros(2))]
+    opt = _runtime.adamw(iter(weights), lr=0.5, weight_decay=0.25)
+    assert type(opt) is torch.optim.AdamW and opt.param_groups[0]["params"] == weights
+    assert opt.defaults["lr"] == 0.5 and opt.defaults["weight_decay"] == 0.25
+    assert opt.defaults["fused"] is True
+    calls = []
+
+    class CudaOnlyFused:
+        def __init__(self, params, fused=False, **kwargs):
+            if fused:
+                raise RuntimeError("fused=True requires CUDA")
+            calls.append((list(params), kwargs))
+
+    _runtime.fused_optimizer(CudaOnlyFused, iter(weights), lr=0.5, weight_decay=0.25)
+    assert calls == [(weights, {"lr": 0.5, "weight_decay": 0.25})]
+
+
+def test_small_training_steps_run_on_one_thread_and_the_count_comes_back():
+    # Catches: threads_for never taking one thread (small steps then spin-wait on busy cores,
+    # 10x slower), or the thread count not restored.
+    before = torch.get_num_threads()
+    with _runtime.threads_for(1e6):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with _runtime.threads_for(1e12):
+        assert torch.get_num_threads() == before
+
+
+def test_saved_weights_load_back_into_a_fresh_module():
+    # Catches: load_state_arrays loading nothing or other arrays (a model file would restore
+    # another gate or CANet).
+    torch.manual_seed(0)
+    trained, fresh = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    _runtime.load_state_arrays(fresh, _runtime.state_arrays(trained))
+    for name, value in trained.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value)
