@@ -269,12 +269,6 @@ def test_the_real_bf16_check_agrees_with_this_machine():
     assert _runtime.cpu_has_fast_bf16() == _runtime.cpu_has_bf16_flag()
 
 
-def test_bf16_is_a_candidate_on_a_cpu_with_native_bf16(monkeypatch):
-    # Catches: the capability check ignored, so AMX machines never get bf16.
-    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: True)
-    assert _runtime.candidate_dtypes(CPU)[0] == [FP32, BF16]
-
-
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_an_explicit_dtype_skips_the_probe(monkeypatch, images, dtype):
     # Catches: the probe overriding (or delaying) a precision the user asked for.
@@ -549,8 +543,9 @@ def test_the_static_rule_follows_the_hardware(monkeypatch):
 
 
 def test_the_candidates_are_those_the_device_runs_natively(monkeypatch):
-    # Catches: fp16 timed on a CPU (no fast kernels), bf16 on a GPU without it, or the reason
-    # for a skipped precision lost.
+    # Catches: the capability check ignored (AMX machines would never get bf16), fp16 timed on
+    # a CPU (no fast kernels), bf16 on a GPU without it, or the reason for a skipped precision
+    # lost.
     gpu = torch.device("cuda")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert _runtime.candidate_dtypes(gpu) == ([FP32, BF16, FP16], {})
@@ -568,7 +563,9 @@ def test_the_candidates_are_those_the_device_runs_natively(monkeypatch):
 
 def test_the_machine_signature_names_the_cpu_its_bf16_and_torch(monkeypatch):
     # Catches: a signature without the CPU model or its bf16 verdict (a choice kept in a shared
-    # folder handed to another machine), or one that reads the wrong line.
+    # folder handed to another machine), one that reads the wrong line or cuts the model name
+    # at a later colon, no fallback where /proc/cpuinfo has no model line (or none at all), and
+    # a GPU named without its device.
     info = "processor\t: 0\nmodel name\t: AMD EPYC 9R14 96-Core Processor\nflags\t: avx2\n"
     monkeypatch.setattr(_runtime, "_cpuinfo", lambda: info)
     for native, word in ((True, "native"), (False, "emulated")):
@@ -576,9 +573,15 @@ def test_the_machine_signature_names_the_cpu_its_bf16_and_torch(monkeypatch):
         assert _runtime.machine_signature(CPU) == (
             f"cpu: AMD EPYC 9R14 96-Core Processor, bf16 {word}; torch {torch.__version__}"
         )
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H100")
-    assert _runtime.machine_signature(torch.device("cuda")) == (
-        f"cuda: NVIDIA H100; torch {torch.__version__}"
+    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: "model name\t: Vendor CPU: rev 2\n")
+    assert _runtime.machine_signature(CPU).startswith("cpu: Vendor CPU: rev 2, bf16 emulated;")
+    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: "")
+    monkeypatch.setattr(_runtime.platform, "processor", lambda: "")
+    monkeypatch.setattr(_runtime.platform, "machine", lambda: "aarch64")
+    assert _runtime.machine_signature(CPU).startswith("cpu: aarch64, bf16 emulated;")
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU {device}")
+    assert _runtime.machine_signature(torch.device("cuda", 1)) == (
+        f"cuda: GPU cuda:1; torch {torch.__version__}"
     )
 
 
@@ -669,20 +672,6 @@ def test_devices_auto_and_a_missing_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert _runtime.resolve_device("auto") == torch.device("cuda")
     assert _runtime.resolve_device("cuda:1") == torch.device("cuda", 1)
-
-
-def test_the_machine_signature_without_a_model_line_and_with_a_colon_in_it(monkeypatch):
-    # Catches: the model name cut at a later colon, no fallback where /proc/cpuinfo has no
-    # model line (or none at all), and a GPU named without its device.
-    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: False)
-    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: "model name\t: Vendor CPU: rev 2\n")
-    assert _runtime.machine_signature(CPU).startswith("cpu: Vendor CPU: rev 2, bf16 emulated;")
-    monkeypatch.setattr(_runtime, "_cpuinfo", lambda: "")
-    monkeypatch.setattr(_runtime.platform, "processor", lambda: "")
-    monkeypatch.setattr(_runtime.platform, "machine", lambda: "aarch64")
-    assert _runtime.machine_signature(CPU).startswith("cpu: aarch64, bf16 emulated;")
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: f"GPU {device}")
-    assert _runtime.machine_signature(torch.device("cuda", 1)).startswith("cuda: GPU cuda:1;")
 
 
 def test_cpuinfo_is_read_from_proc_or_empty(monkeypatch):
