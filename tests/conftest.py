@@ -3,6 +3,25 @@ import pytest
 from PIL import Image
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--fresh-fixtures",
+        action="store_true",
+        help="build the fixtures scoped by `module_unless_fresh` once per test (mutation testing)",
+    )
+
+
+def module_unless_fresh(fixture_name, config):
+    """Module scope, or function scope under ``--fresh-fixtures``.
+
+    For fixtures whose value is computed by the code under test. mutmut tries a mutant only
+    against the tests that ran its function in its first pass, and a module-scoped fixture runs
+    it for the first test that asks for it only: every other test of the module would go
+    unasked (pyproject.toml's ``[tool.mutmut]`` passes the option).
+    """
+    return "function" if config.getoption("fresh_fixtures") else "module"
+
+
 def write_png(path, array):
     """Write a uint8/uint16 (H, W[, C]) array as a PNG and return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,8 @@ from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
 from skfingerprint.relations import space_vectors
 from skfingerprint.report import N_BOOTSTRAP, NEAR_COPY, REPEATING_SHARE, _bootstrap_kappa
 
+from .conftest import module_unless_fresh
+
 PNG_URI = "data:image/png;base64,"
 
 
@@ -46,7 +48,7 @@ def noisy_y(task):
     return y
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope=module_unless_fresh)
 def report(task, pipe, noisy_y, tmp_path_factory):
     path = tmp_path_factory.mktemp("report") / "report.html"
     assert write_report(pipe, task.X_pairs, path, y=noisy_y) == path
@@ -189,6 +191,112 @@ def test_kappa_auc_and_confusion_matrix_are_sklearns(task, pipe, noisy_y, report
     assert low <= round(kappa, 3) <= high and low < high
 
 
+def test_the_metrics_in_words_are_sklearns_rounded(task, pipe, noisy_y, report):
+    """What a reader sees, not the data attributes: the visible kappa, AUC, the four rates,
+    the label counts and the number of resamples (the noisy labels make every rate differ)."""
+    from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+    pred = pipe.predict(task.X_pairs)
+    proba = pipe.predict_proba(task.X_pairs)[:, 1]
+    text = " ".join(report.split())
+    kappa = cohen_kappa_score(noisy_y, pred)
+    assert f'id="kappa" data-kappa="{kappa!r}">{kappa:.3f}</div>' in text
+    auc = roc_auc_score(noisy_y, proba)
+    assert re.search(rf'id="auc" data-auc="[0-9.e-]+">{auc:.3f}</div>', text)
+    rates = {
+        "Accuracy": accuracy_score(noisy_y, pred),
+        "Precision": precision_score(noisy_y, pred),
+        "Recall": recall_score(noisy_y, pred),
+        "F1": f1_score(noisy_y, pred),
+    }
+    assert len({f"{v:.3f}" for v in rates.values()}) == 4  # a swap would show
+    for name, value in rates.items():
+        assert f"<tr><th>{name}</th><td>{value:.3f}</td></tr>" in text, name
+    n_used = int(noisy_y.sum())
+    assert n_used != len(noisy_y) - n_used
+    assert f"({n_used} used, {len(noisy_y) - n_used} not used: true labels known)" in text
+    assert f"paired bootstrap, {N_BOOTSTRAP} resamples" in text
+
+
+def test_labels_of_one_class_show_no_auc_no_interval_and_a_whole_confusion_matrix(
+    task, pipe, tmp_path
+):
+    """Real images that are all "not used" and all predicted so: AUC and the kappa interval
+    are undefined and said to be, the confusion matrix keeps its four cells, and no ROC."""
+    idle = np.flatnonzero(pipe.predict(task.X_pairs) == 0)
+    assert 1 < len(idle) < len(task.y)
+    X = task.X_pairs[idle]
+    html = write_report(pipe, X, tmp_path / "r.html", y=np.zeros(len(idle), int)).read_text()
+    text = " ".join(html.split())
+    assert "undefined: the labels hold one class only" in text and "data-auc" not in html
+    assert "no interval: kappa is undefined on the resamples" in text and "data-low" not in html
+    got = dict(re.findall(r'data-cell="(tn|fp|fn|tp)">(\d+)<', html))
+    assert {k: int(v) for k, v in got.items()} == {"tn": len(idle), "fp": 0, "fn": 0, "tp": 0}
+    assert "roc" not in image_kinds(html)
+    assert f"({0} used, {len(idle)} not used: true labels known)" in text
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """The report's matplotlib figures, kept instead of drawn (their content is what a test
+    can check; the PNG bytes are not)."""
+    from skfingerprint import report
+
+    kept = []
+
+    def keep(fig):
+        kept.append(fig)
+        return PNG_URI + base64.b64encode(b"x").decode()
+
+    monkeypatch.setattr(report, "_figure_png", keep)
+    return kept
+
+
+def test_the_figures_draw_the_scores_the_curve_and_the_operating_point(
+    task, pipe, noisy_y, tmp_path, figures
+):
+    from sklearn.metrics import roc_curve
+
+    write_report(pipe, task.X_pairs, tmp_path / "r.html", y=noisy_y)
+    histogram, roc = (fig.axes[0] for fig in figures)
+    proba = pipe.predict_proba(task.X_pairs)[:, 1]
+    pred = pipe.predict(task.X_pairs)
+    # histogram: 25 bins over [0, 1], not used then used, and the threshold line
+    bins = np.linspace(0.0, 1.0, 26)
+    heights = [p.get_height() for p in histogram.patches]
+    expected = [np.histogram(proba[noisy_y == c], bins=bins)[0] for c in (0, 1)]
+    np.testing.assert_array_equal(heights, np.concatenate(expected))
+    assert [p.get_x() for p in histogram.patches[:25]] == pytest.approx(bins[:-1])
+    assert list(histogram.lines[0].get_xdata()) == [0.5, 0.5]
+    legend = [t.get_text() for t in histogram.get_legend().get_texts()]
+    assert legend == ["not used (true)", "used (true)", "threshold 0.5"]
+    assert (histogram.get_xlabel(), histogram.get_xlim()) == ("P(used)", (0.0, 1.0))
+    # ROC: sklearn's curve, the chance diagonal, and the classifier's (FPR, TPR)
+    fpr, tpr, _ = roc_curve(noisy_y, proba)
+    curve, chance, point = roc.lines
+    np.testing.assert_array_equal(curve.get_xdata(), fpr)
+    np.testing.assert_array_equal(curve.get_ydata(), tpr)
+    assert (list(chance.get_xdata()), list(chance.get_ydata())) == ([0, 1], [0, 1])
+    op = (pred[noisy_y == 0].mean(), pred[noisy_y == 1].mean())
+    assert 0 < op[0] < op[1] < 1  # the flipped labels make both rates non-trivial
+    assert (point.get_xdata()[0], point.get_ydata()[0]) == pytest.approx(op)
+    auc = roc_auc_score(noisy_y, proba)
+    legend = [t.get_text() for t in roc.get_legend().get_texts()]
+    assert legend == [f"ROC (AUC {auc:.3f})", "chance", "decision threshold"]
+    assert roc.get_xlabel() == "false positive rate (not used, flagged)"
+    assert roc.get_ylabel() == "true positive rate (used, flagged)"
+
+
+def test_without_labels_the_histogram_shows_every_score_once(task, pipe, tmp_path, figures):
+    write_report(pipe, task.X_pairs, tmp_path / "r.html")
+    (histogram,) = (fig.axes[0] for fig in figures)
+    proba = pipe.predict_proba(task.X_pairs)[:, 1]
+    heights = [p.get_height() for p in histogram.patches]
+    np.testing.assert_array_equal(heights, np.histogram(proba, np.linspace(0, 1, 26))[0])
+    legend = [t.get_text() for t in histogram.get_legend().get_texts()]
+    assert legend == ["real images", "threshold 0.5"]
+
+
 def test_bootstrap_interval_is_the_percentiles_of_resampled_sklearn_kappas():
     """The vectorised kappa of the bootstrap equals sklearn's on the same resamples."""
     rng = np.random.default_rng(1)
@@ -215,6 +323,44 @@ def test_hub_counts_are_a_brute_force_count(task, pipe, report):
     assert all(hubs[g] == counts[g] for g in hubs)
     assert min(hubs.values()) >= max(c for g, c in counts.items() if g not in hubs)
     assert "A hub is weak evidence" in report
+
+
+def test_hub_rows_name_their_real_images_share_and_mean_p(task, pipe, tmp_path):
+    """Two generated images for 24 reals: each a hub of about 12, so the list is cut at 8."""
+    from skfingerprint import make_pairs
+
+    X = make_pairs(task.real_images, task.generated_images[:2], real_ids=task.ids)
+    with pytest.warns(UserWarning, match="k=10 is larger than the library"):
+        html = write_report(pipe, X, tmp_path / "r.html", n_candidates=1).read_text()
+        proba = pipe.predict_proba(X)[:, 1]
+        n_pred = int(pipe.predict(X).sum())
+    text = " ".join(html.split())
+    order, _ = brute_force_nearest(pipe, X)
+    assert "each generated image would be the nearest of 12.00 real images on average" in text
+    assert f"<th>Predicted used</th><td>{n_pred} of 24 real images</td>" in text
+    counts = sorted(Counter(order[:, 0]).items(), key=lambda jc: (-jc[1], jc[0]))
+    assert max(c for _, c in counts) > 8
+    rows = re.findall(r'<tr data-id="(\d+)" data-count="(\d+)">(.*?)</tr>', text)
+    assert [(int(j), int(c)) for j, c, _ in rows] == counts
+    for (j, count), (_, _, body) in zip(counts, rows, strict=True):
+        reals = np.flatnonzero(order[:, 0] == j)
+        assert f"{100 * count / 24:.1f}% of them" in body
+        listed = ", ".join(task.ids[i] for i in reals[:8])
+        more = f", and {count - 8} more" if count > 8 else ""
+        assert f"<td>{listed}{more}<br>" in body
+        assert f"their mean P(used): {proba[reals].mean():.3f}" in body
+
+
+def test_each_row_shows_its_p_in_words_and_as_a_bar(task, pipe, report):
+    proba = dict(zip(task.ids, pipe.predict_proba(task.X_pairs)[:, 1], strict=True))
+    cells = re.findall(
+        r'data-id="([^"]+)".*?<td class="num">([0-9.]+)<div class="pbar"><span style="width: '
+        r'([0-9.]+)%"></span>',
+        " ".join(report.split()),
+    )
+    assert len(cells) == 24
+    for rid, text, width in cells:
+        assert (text, width) == (f"{proba[rid]:.3f}", f"{100 * proba[rid]:.1f}"), rid
 
 
 def test_library_diversity_is_a_brute_force_nearest_other_cosine(task, pipe, report):
