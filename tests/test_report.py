@@ -5,6 +5,7 @@ import io
 import re
 import shutil
 import subprocess
+import warnings
 from collections import Counter
 from html.parser import HTMLParser
 from pathlib import Path
@@ -126,6 +127,44 @@ def test_header_says_what_was_audited(task, report):
     assert (int(n_real), int(n_gen)) == (24, 36)
     # the linear head says "used" where P(used) > 0.5
     assert tags(report, id=True, **{"data-threshold": True})[0]["data-threshold"] == "0.5"
+
+
+def test_the_pipeline_is_described_step_by_step(pipe, report):
+    """The model and where its weights came from, k, the classifier; passthrough steps left
+    out wherever they stand."""
+    from skfingerprint.report import _describe_steps
+
+    model = pipe.named_steps["embed"].model
+    assert re.findall(r"<li>(.*?)</li>", report) == [
+        f"embed: ViTLayerFusionEmbedder ({model}, random init)",
+        "select: FaissCandidateSelector (top-10 candidates)",
+        "clf: LinearRelationClassifier",
+    ]
+    unfitted = make_fingerprint_pipeline(k=7)  # pretrained; describing it downloads nothing
+    unfitted.steps.insert(1, ("nothing", "passthrough"))
+    unfitted.steps.insert(3, ("none", None))
+    steps = [
+        "embed: ViTLayerFusionEmbedder (vit_base_patch16_224, pretrained)",
+        "select: FaissCandidateSelector (top-7 candidates)",
+        "clf: LinearRelationClassifier",
+    ]
+    assert _describe_steps(unfitted) == steps
+    unfitted.set_params(embed__checkpoint="/models/vit.pth")
+    steps[0] = "embed: ViTLayerFusionEmbedder (vit_base_patch16_224, weights from /models/vit.pth)"
+    assert _describe_steps(unfitted) == steps
+
+
+def test_the_candidates_space_is_named(report):
+    """The space whose cosines the candidates show: the selector's first (the paper's selector
+    has none and compares fused ViT embeddings)."""
+    from types import SimpleNamespace
+
+    from skfingerprint.report import _space_name
+
+    assert "with their pixels cosine" in " ".join(report.split())
+    assert _space_name(SimpleNamespace()) == "ViT embedding"
+    assert _space_name(SimpleNamespace(spaces_=("vit", "pixels"))) == "ViT embedding"
+    assert _space_name(SimpleNamespace(spaces_=("pixels_whitened", "vit"))) == "pixels_whitened"
 
 
 def test_the_threshold_shown_is_where_each_classifier_says_used(pipe):
@@ -310,8 +349,22 @@ def test_bootstrap_interval_is_the_percentiles_of_resampled_sklearn_kappas():
             kappas.append(cohen_kappa_score(y[idx], pred[idx]))
     low, high = _bootstrap_kappa(y, pred)
     assert (low, high) == pytest.approx(tuple(np.percentile(kappas, [2.5, 97.5])), abs=1e-9)
-    assert _bootstrap_kappa(y, y) == (1.0, 1.0)
-    assert _bootstrap_kappa(np.zeros(5, int), np.zeros(5, int)) is None  # never defined
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # undefined resamples are dropped without a warning
+        assert _bootstrap_kappa(y, y) == (1.0, 1.0)
+        assert _bootstrap_kappa(np.zeros(5, int), np.zeros(5, int)) is None  # never defined
+
+
+def test_a_bootstrap_drawn_in_chunks_draws_each_resample_once():
+    """3,000 images: the resamples are drawn in chunks of 666 rows (memory), and exactly
+    ``n_resamples`` of them, the same ones as a single draw."""
+    rng = np.random.default_rng(2)
+    y = rng.integers(0, 2, 3000)
+    pred = np.where(rng.random(3000) < 0.6, y, 1 - y)
+    idx = np.random.default_rng(0).integers(0, 3000, size=(700, 3000))
+    kappas = [cohen_kappa_score(y[i], pred[i]) for i in idx]
+    expected = tuple(np.percentile(kappas, [2.5, 97.5]))
+    assert _bootstrap_kappa(y, pred, n_resamples=700) == pytest.approx(expected, abs=1e-9)
 
 
 def test_hub_counts_are_a_brute_force_count(task, pipe, report):
@@ -327,14 +380,13 @@ def test_hub_counts_are_a_brute_force_count(task, pipe, report):
 
 def test_hub_rows_name_their_real_images_share_and_mean_p(task, pipe, tmp_path):
     """Two generated images for 24 reals: each a hub of about 12, so the list is cut at 8."""
-    from skfingerprint import make_pairs
-
     X = make_pairs(task.real_images, task.generated_images[:2], real_ids=task.ids)
     with pytest.warns(UserWarning, match="k=10 is larger than the library"):
         html = write_report(pipe, X, tmp_path / "r.html", n_candidates=1).read_text()
         proba = pipe.predict_proba(X)[:, 1]
         n_pred = int(pipe.predict(X).sum())
     text = " ".join(html.split())
+    assert 'id="library-diversity"' in html  # two images are enough to measure it
     order, _ = brute_force_nearest(pipe, X)
     assert "each generated image would be the nearest of 12.00 real images on average" in text
     assert f"<th>Predicted used</th><td>{n_pred} of 24 real images</td>" in text
@@ -375,6 +427,28 @@ def test_library_diversity_is_a_brute_force_nearest_other_cosine(task, pipe, rep
     assert float(cell["data-share"]) == pytest.approx(np.mean(nearest_other > NEAR_COPY))
     assert f"median pixel cosine {np.median(nearest_other):.3f}" in " ".join(report.split())
     assert 'id="library-repeats"' not in report  # this task's library does not repeat itself
+
+
+def test_hubs_of_equal_count_are_listed_in_library_order():
+    from skfingerprint.report import _hubs
+
+    rng = np.random.default_rng(0)
+    owners = rng.permutation(100)[:40]  # 40 library images, each the nearest of 2 reals
+    nearest = rng.permutation(np.r_[np.repeat(owners, 2), [owners[0]], [-1] * 5])
+    hubs = _hubs(nearest, 100, limit=30)
+    assert [h.index for h in hubs] == [owners[0], *sorted(owners[1:])[:29]]
+    assert [h.count for h in hubs] == [3] + [2] * 29
+    assert hubs[1].reals == np.flatnonzero(nearest == hubs[1].index).tolist()
+
+
+def test_library_diversity_is_measured_at_the_embedders_pixel_size(task, tmp_path):
+    pipe16 = make_fingerprint_pipeline(**TINY_VIT, k=10, pixel_size=16, random_state=0)
+    pipe16.fit(task.X_pairs, task.y)
+    X = make_pairs(task.real_images[:2], task.generated_images[:2])
+    with pytest.warns(UserWarning, match="k=10 is larger than the library"):
+        html = write_report(pipe16, X, tmp_path / "r.html").read_text()
+    row = re.search(r'id="library-diversity"[^>]*>(.*?)</td>', " ".join(html.split()))
+    assert "(16 px)" in row.group(1)
 
 
 def test_a_library_that_repeats_itself_is_flagged(task, pipe, tmp_path):
