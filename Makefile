@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 export HF_HUB_OFFLINE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: install test lint format demo bench bench-quality bench-data docs clean mutate mutate-cli
+.PHONY: install test lint format demo bench bench-quality bench-data docs clean mutate mutate-cli mutate-report
 
 install: $(STAMP)
 
@@ -67,13 +67,14 @@ docs: $(STAMP)
 clean:
 	rm -rf docs/_build docs/auto_examples docs/gen_modules docs/sg_execution_times.rst demo_output .pytest_cache
 
-# The command line's modules (benchmarks/mutmut_cli.toml): its tests fit models, so they run in a
-# copy of the tracked files whose [tool.mutmut] is replaced. Then: mutation_report.py --root build/mutate-cli
-mutate-cli: $(STAMP)
+# The command line's modules (benchmarks/mutmut_cli.toml) and the audit report
+# (benchmarks/mutmut_report.toml): their tests fit models, so each runs in a copy of the tracked
+# files whose [tool.mutmut] is replaced. Then: mutation_report.py --root build/mutate-cli (-report)
+mutate-cli mutate-report: mutate-%: $(STAMP)
 	$(BIN)/python -m pip install -q "mutmut>=3.8"
-	rm -rf build/mutate-cli && mkdir -p build/mutate-cli
-	git ls-files -z | xargs -0 cp --parents -t build/mutate-cli
-	sed '/^\[tool.mutmut\]/,$$d' pyproject.toml > build/mutate-cli/pyproject.toml
-	cat benchmarks/mutmut_cli.toml >> build/mutate-cli/pyproject.toml
-	cd build/mutate-cli && nice -n 19 ../../$(BIN)/mutmut run
+	rm -rf build/mutate-$* && mkdir -p build/mutate-$*
+	git ls-files -z | xargs -0 cp --parents -t build/mutate-$*
+	sed '/^\[tool.mutmut\]/,$$d' pyproject.toml > build/mutate-$*/pyproject.toml
+	cat benchmarks/mutmut_$*.toml >> build/mutate-$*/pyproject.toml
+	cd build/mutate-$* && nice -n 19 ../../$(BIN)/mutmut run
 
