@@ -176,7 +176,8 @@ def test_the_threshold_shown_is_where_each_classifier_says_used(pipe):
     assert _decision_rule(CANetClassifier(threshold=0.7))[0] == 0.7  # P >= its threshold
     t, rule = _decision_rule(pipe.named_steps["clf"])  # a sigmoid of score - threshold_
     assert t == 0.5 and f"{pipe.named_steps['clf'].threshold_:.4g}" in rule
-    assert _decision_rule(LogisticRegression())[0] == 0.5  # sklearn's argmax
+    assert _decision_rule(LogisticRegression()) == (0.5, "used when P(used) > 0.5")  # argmax
+    assert _decision_rule(CANetClassifier(threshold=0.7))[1] == "used when P(used) \u2265 0.7"
 
 
 def test_every_image_is_an_inline_png_and_the_page_fetches_nothing(task, report):
@@ -310,6 +311,7 @@ def test_the_figures_draw_the_scores_the_curve_and_the_operating_point(
     legend = [t.get_text() for t in histogram.get_legend().get_texts()]
     assert legend == ["not used (true)", "used (true)", "threshold 0.5"]
     assert (histogram.get_xlabel(), histogram.get_xlim()) == ("P(used)", (0.0, 1.0))
+    assert histogram.get_ylabel() == "real images"
     # ROC: sklearn's curve, the chance diagonal, and the classifier's (FPR, TPR)
     fpr, tpr, _ = roc_curve(noisy_y, proba)
     curve, chance, point = roc.lines
@@ -463,10 +465,58 @@ def test_a_library_that_repeats_itself_is_flagged(task, pipe, tmp_path):
     html = write_report(pipe, repeating, tmp_path / "r.html", n_hubs=0).read_text()
     assert float(tags(html, "td", id="library-diversity")[0]["data-share"]) == 1.0
     assert 'id="library-repeats"' in html and "The library repeats itself" in html
+    text = " ".join(html.split())
+    assert "100.0% of the generated images have a near-copy among the others (above 10%" in text
+    assert "(32 px); 100.0% of them have one above 0.98" in text
     varied = make_pairs(task.X_pairs.real, library.array[:36])
     html = write_report(pipe, varied, tmp_path / "v.html", n_hubs=0).read_text()
     assert float(tags(html, "td", id="library-diversity")[0]["data-share"]) <= REPEATING_SHARE
     assert 'id="library-repeats"' not in html
+
+
+def test_a_library_at_exactly_the_repeating_share_is_not_flagged(task, pipe, tmp_path):
+    """20 generated images, one pair of copies: 10% have a near-copy, which is not *more* than
+    the 10% that flags a repeating library."""
+    library = task.X_pairs.library.array[:20].copy()
+    library[19] = library[0]
+    html = write_report(pipe, make_pairs(task.X_pairs.real, library), tmp_path / "r.html")
+    html = html.read_text()
+    assert float(tags(html, "td", id="library-diversity")[0]["data-share"]) == REPEATING_SHARE
+    assert "(32 px); 10.0% of them have one above 0.98" in " ".join(html.split())
+    assert 'id="library-repeats"' not in html
+
+
+def test_library_diversity_without_a_pixel_space_uses_the_librarys_own_pixels(task, tmp_path):
+    """The paper's pipeline carries no pixel space: the report measures the library's pixels
+    at the images' own size (32 px), centred, as the pixel space would."""
+    from skfingerprint.images import pixel_vectors
+
+    paper = make_fingerprint_pipeline("maxsim", features="paper", **TINY_VIT, k=10)
+    paper.fit(task.X_pairs, task.y)
+    assert "pixels" not in paper.named_steps["embed"].transform(task.X_pairs).spaces
+    html = write_report(paper, task.X_pairs, tmp_path / "r.html").read_text()
+    lib = pixel_vectors(task.X_pairs.library, 32)
+    lib = lib - lib.mean(0)
+    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
+    sims = lib @ lib.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest_other = sims.max(1)
+    cell = tags(html, "td", id="library-diversity")[0]
+    assert float(cell["data-share"]) == pytest.approx(np.mean(nearest_other > NEAR_COPY))
+    text = " ".join(html.split())
+    assert f"median pixel cosine {np.median(nearest_other):.3f} (32 px)" in text
+
+
+def test_thumbnails_keep_colour_and_shrink_large_images_to_128_px():
+    from skfingerprint.report import THUMBNAIL_SIZE, _image_png
+
+    rng = np.random.default_rng(0)
+    rgb = rng.random((20, 30, 3))
+    np.testing.assert_array_equal(decode(_image_png(rgb)), (rgb * 255 + 0.5).astype(np.uint8))
+    gray = rng.random((20, 30, 1))
+    assert decode(_image_png(gray)).shape == (20, 30)
+    big = decode(_image_png(rng.random((300, 200, 3))))
+    assert THUMBNAIL_SIZE == 128 and big.shape == (128, 85, 3)  # the aspect kept
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -522,6 +572,8 @@ def test_an_existing_report_is_replaced_atomically(task, pipe, tmp_path):
         (dict(y=np.zeros((24, 2))), ValueError, "1-d"),
         (dict(ids=["a"]), ValueError, "ids has 1 names"),
         (dict(n_candidates=0), ValueError, "n_candidates must be an integer >= 1"),
+        (dict(n_candidates=2.0), ValueError, "n_candidates must be an integer >= 1; got 2.0"),
+        (dict(n_hubs=True), ValueError, "n_hubs must be an integer >= 0; got True"),
         (dict(max_rows=0), ValueError, "max_rows"),
     ],
 )
@@ -539,7 +591,7 @@ def test_unfitted_or_wrong_models_are_refused(task, pipe, tmp_path):
         write_report(pipe.named_steps["clf"], task.X_pairs, tmp_path / "r.html")
     with pytest.raises(TypeError, match="classifier with predict_proba"):
         write_report(pipe[:-1], task.X_pairs, tmp_path / "r.html")
-    with pytest.raises(TypeError, match="X_pairs"):
+    with pytest.raises(TypeError, match="^X_pairs must be X_pairs built by"):
         write_report(pipe, task.X_pairs.real, tmp_path / "r.html")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         write_report(pipe, task.X_pairs, tmp_path / "missing" / "r.html")
