@@ -270,3 +270,51 @@ def test_unknown_format_is_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="format='pickle'"):
         save_model(PixelNearestNeighbor(), tmp_path / "m", format="pickle")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("key", ["format_version", "skfingerprint_version", "created"])
+def test_metadata_cannot_overwrite_what_the_file_records_about_itself(key, tmp_path):
+    # Before: save_model(m, p, format_version=3) wrote a file load_model then refused, and
+    # created= or skfingerprint_version= replaced the file's own record without a word.
+    with pytest.raises(ValueError, match=f"metadata {key} would overwrite"):
+        save_model(PixelNearestNeighbor(), tmp_path / "m.skops", **{key: "x"})
+    assert list(tmp_path.iterdir()) == []
+    path = save_model(PixelNearestNeighbor(), tmp_path / "m.skops", created_by="x")
+    assert load_model(path)["created_by"] == "x"  # other names are kept
+
+
+def test_the_file_records_its_format_the_writing_version_and_when_in_utc(tmp_path):
+    import datetime
+
+    from skfingerprint import __version__
+    from skfingerprint.persistence import MODEL_FORMAT, MODEL_FORMAT_VERSION
+
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    payload = load_model(save_model(PixelNearestNeighbor(), tmp_path / "m.skops"))
+    after = datetime.datetime.now(datetime.timezone.utc)
+    assert (payload["format"], payload["format_version"]) == (MODEL_FORMAT, MODEL_FORMAT_VERSION)
+    assert payload["skfingerprint_version"] == __version__
+    created = datetime.datetime.fromisoformat(payload["created"])
+    assert created.utcoffset() == datetime.timedelta(0)  # one clock for files from anywhere
+    assert before <= created <= after
+
+
+def test_files_that_hold_no_model_are_refused_saying_what_they_hold(tmp_path):
+    from skfingerprint.persistence import MODEL_FORMAT, MODEL_FORMAT_VERSION, ModelFileError
+
+    header = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION}
+    cases = [
+        ({"weights": [1, 2]}, r"is not a skfingerprint model file \(it holds a dict\)"),
+        ([header], r"is not a skfingerprint model file \(it holds a list\)"),
+        (header, "holds no estimator"),
+        ({**header, "estimator": {"fit": 1}}, "holds no estimator"),  # a dict has no fit()
+    ]
+    for i, (payload, match) in enumerate(cases):
+        path = tmp_path / f"m{i}.skops"
+        skops.io.dump(payload, path)
+        with pytest.raises(ModelFileError, match=rf"'{path}' {match}"):
+            load_model(path)
+    torn = tmp_path / "torn.skops"
+    torn.write_bytes(b"PK\x03\x04" + b"\0" * 40)  # a zip's first bytes, then nothing
+    with pytest.raises(ModelFileError, match=r"corrupt \(BadZipFile: File is not a zip file\)"):
+        load_model(torn)

@@ -94,7 +94,8 @@ def save_model(
     Raises
     ------
     ValueError
-        ``format`` is not one of the two.
+        ``format`` is not one of the two, or a metadata key is one the file keeps for itself
+        (``format_version``, ``skfingerprint_version``, ``created``).
     OSError
         The folder is missing or not writable (nothing is left behind).
 
@@ -110,6 +111,13 @@ def save_model(
 
     if format not in FORMATS:
         raise ValueError(f"format={format!r}; use one of {FORMATS}")
+    # a key the file keeps for itself would be overwritten (a format_version: an unreadable file)
+    taken = sorted(metadata.keys() & {"format_version", "skfingerprint_version", "created"})
+    if taken:
+        raise ValueError(
+            f"metadata {', '.join(taken)} would overwrite what the model file records about "
+            "itself; give the value another name"
+        )
     path = Path(path)
     payload = {
         "format": MODEL_FORMAT,
