@@ -1,6 +1,7 @@
 """The HTML audit report: what it shows must be what the pipeline computed, and safe to open."""
 
 import base64
+import datetime
 import io
 import re
 import shutil
@@ -119,7 +120,22 @@ def test_rows_are_ranked_by_p_used_and_show_the_pipelines_values(task, pipe, noi
     assert len({r["data-p"] for r in rows}) > 1  # not a constant column
 
 
-def test_header_says_what_was_audited(task, report):
+def test_header_says_what_was_audited(task, pipe, report):
+    from skfingerprint import __version__
+
+    text = " ".join(report.split())
+    stamp = re.search(r"audit by skfingerprint (\S+), (\S+)\.</p>", text)
+    assert stamp.group(1) == __version__ and f"Written by skfingerprint {__version__}." in text
+    created = datetime.datetime.fromisoformat(stamp.group(2))
+    assert created.tzinfo is not None  # local time, with its offset
+    assert abs(datetime.datetime.now().astimezone() - created) < datetime.timedelta(minutes=30)
+    learned = pipe.named_steps["clf"].threshold_
+    assert (
+        "P(used) 0.5</span>: used when P(used) > 0.5, i.e. when the classifier's score exceeds "
+        f"the threshold it learned in fit ({learned:.4g})</td>"
+    ) in text.replace("&gt;", ">").replace("&#39;", "'")
+    assert "is followed by its 4 nearest generated images" in text  # n_candidates=4
+    assert "<th>Model</th>" not in report and "<th>Data</th>" not in report  # none given
     assert "<title>skfingerprint audit report</title>" in report
     assert tags(report, id=True)  # ids to navigate exist
     n_real = re.search(r'id="n-real">(\d+)<', report).group(1)
@@ -378,6 +394,7 @@ def test_hub_counts_are_a_brute_force_count(task, pipe, report):
     assert all(hubs[g] == counts[g] for g in hubs)
     assert min(hubs.values()) >= max(c for g, c in counts.items() if g not in hubs)
     assert "A hub is weak evidence" in report
+    assert max(hubs.values()) <= 8 and " more<br>" not in report  # every real image listed
 
 
 def test_hub_rows_name_their_real_images_share_and_mean_p(task, pipe, tmp_path):
@@ -403,6 +420,49 @@ def test_hub_rows_name_their_real_images_share_and_mean_p(task, pipe, tmp_path):
         more = f", and {count - 8} more" if count > 8 else ""
         assert f"<td>{listed}{more}<br>" in body
         assert f"their mean P(used): {proba[reals].mean():.3f}" in body
+    # each real image's one candidate is flagged with its hub's count
+    flags = re.findall(
+        r"#1 (\d+)<br>cos <b>[-0-9.]+</b><br><span class=\"hubflag\">hub &times;(\d+)<", text
+    )
+    assert sorted(flags) == sorted((str(j), str(c)) for j, c in counts for _ in range(c))
+    # n_hubs=1: the largest only, and the section stays
+    with pytest.warns(UserWarning, match="k=10 is larger than the library"):
+        html = write_report(pipe, X, tmp_path / "one.html", n_hubs=1).read_text()
+    rows = re.findall(r'<tr data-id="(\d+)" data-count="(\d+)">', html)
+    assert [(int(j), int(c)) for j, c in rows] == counts[:1] and 'href="#hubs"' in html
+
+
+def test_a_missing_neighbour_shows_as_no_candidate_in_its_place(task, pipe, tmp_path, monkeypatch):
+    """An approximate index can return -1 for a neighbour: that cell says so, the cells after
+    it still show their images."""
+    from skfingerprint.plotting import _AppliedModel
+
+    exact = _AppliedModel.nearest
+
+    def with_a_gap(self, rows=None, k=1):
+        sims, idx = exact(self, rows, k)
+        idx = idx.copy()
+        idx[:, 1] = -1
+        return sims, idx
+
+    monkeypatch.setattr(_AppliedModel, "nearest", with_a_gap)
+    html = write_report(pipe, task.X_pairs, tmp_path / "r.html", n_candidates=3).read_text()
+    assert html.count("#2 no candidate") == 24 and "#2 gen_" not in html
+    assert image_kinds(html)["candidate"] == 48  # the first and third of each row
+
+
+def test_rows_of_equal_p_keep_their_input_order(task, pipe, tmp_path, monkeypatch):
+    """P(used) rounded to one decimal (ties, as a saturated head gives): tied rows in the order
+    given, so a report is the same from run to run."""
+    from skfingerprint.plotting import _AppliedModel
+
+    exact = _AppliedModel.proba
+    monkeypatch.setattr(_AppliedModel, "proba", lambda self: exact(self).round(1))
+    proba = pipe.predict_proba(task.X_pairs)[:, 1].round(1)
+    assert len(set(proba)) < 12  # many ties among 24
+    html = write_report(pipe, task.X_pairs, tmp_path / "r.html", n_hubs=0).read_text()
+    ids = [r["data-id"] for r in ranked_rows(html)]
+    assert ids == [task.ids[i] for i in sorted(range(24), key=lambda i: -proba[i])]
 
 
 def test_each_row_shows_its_p_in_words_and_as_a_bar(task, pipe, report):
@@ -568,13 +628,14 @@ def test_an_existing_report_is_replaced_atomically(task, pipe, tmp_path):
     "kwargs, error, match",
     [
         (dict(y=[0, 1]), ValueError, "2 labels for 24 real images"),
-        (dict(y=[0, 1, 2] * 8), ValueError, "only 0 .not used. and 1"),
+        (dict(y=[0, 1, 2] * 8), ValueError, "^y must hold only 0 .not used. and 1"),
         (dict(y=np.zeros((24, 2))), ValueError, "1-d"),
         (dict(ids=["a"]), ValueError, "ids has 1 names"),
         (dict(n_candidates=0), ValueError, "n_candidates must be an integer >= 1"),
         (dict(n_candidates=2.0), ValueError, "n_candidates must be an integer >= 1; got 2.0"),
         (dict(n_hubs=True), ValueError, "n_hubs must be an integer >= 0; got True"),
-        (dict(max_rows=0), ValueError, "max_rows"),
+        (dict(max_rows=0), ValueError, "^max_rows must be an integer >= 1; got 0"),
+        (dict(max_rows=1.0), ValueError, "^max_rows must be an integer >= 1; got 1.0"),
     ],
 )
 def test_bad_inputs_are_refused_before_writing(task, pipe, tmp_path, kwargs, error, match):
@@ -585,12 +646,27 @@ def test_bad_inputs_are_refused_before_writing(task, pipe, tmp_path, kwargs, err
 
 def test_unfitted_or_wrong_models_are_refused(task, pipe, tmp_path):
     unfitted = make_fingerprint_pipeline(**TINY_VIT, k=10)
-    with pytest.raises(NotFittedError, match="not fitted"):
+    with pytest.raises(NotFittedError) as info:
         write_report(unfitted, task.X_pairs, tmp_path / "r.html")
-    with pytest.raises(TypeError, match="Pipeline"):
+    assert str(info.value) == (
+        "This pipeline is not fitted yet: call pipeline.fit(X_pairs, y) first, or load a "
+        "fitted one with skfingerprint.load_model"
+    )
+    with pytest.raises(TypeError) as info:
         write_report(pipe.named_steps["clf"], task.X_pairs, tmp_path / "r.html")
-    with pytest.raises(TypeError, match="classifier with predict_proba"):
+    assert str(info.value) == (
+        "pipeline must be a fitted sklearn Pipeline with a ViTLayerFusionEmbedder, a "
+        "FaissCandidateSelector and a classifier (e.g. from make_fingerprint_pipeline); "
+        "got LinearRelationClassifier"
+    )
+    with pytest.raises(TypeError) as info:
         write_report(pipe[:-1], task.X_pairs, tmp_path / "r.html")
+    assert str(info.value) == (
+        "write_report needs a pipeline whose last step is a classifier with predict_proba "
+        "(it gives P(used)); the last step is FaissCandidateSelector"
+    )
+    with pytest.raises(IsADirectoryError, match=r"'.*' is a folder; give a file name"):
+        write_report(pipe, task.X_pairs, tmp_path)
     with pytest.raises(TypeError, match="^X_pairs must be X_pairs built by"):
         write_report(pipe, task.X_pairs.real, tmp_path / "r.html")
     with pytest.raises(FileNotFoundError, match="does not exist"):
