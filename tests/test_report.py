@@ -337,6 +337,8 @@ def test_the_figures_draw_the_scores_the_curve_and_the_operating_point(
     op = (pred[noisy_y == 0].mean(), pred[noisy_y == 1].mean())
     assert 0 < op[0] < op[1] < 1  # the flipped labels make both rates non-trivial
     assert (point.get_xdata()[0], point.get_ydata()[0]) == pytest.approx(op)
+    assert (point.get_marker(), point.get_linestyle()) == ("o", "None")  # a dot, visible
+    assert roc.get_xlim() == (-0.01, 1.0) and roc.get_ylim() == (0.0, 1.02)  # the whole curve
     auc = roc_auc_score(noisy_y, proba)
     legend = [t.get_text() for t in roc.get_legend().get_texts()]
     assert legend == [f"ROC (AUC {auc:.3f})", "chance", "decision threshold"]
