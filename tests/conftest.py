@@ -17,7 +17,7 @@ def module_unless_fresh(fixture_name, config):
     For fixtures whose value is computed by the code under test. mutmut tries a mutant only
     against the tests that ran its function in its first pass, and a module-scoped fixture runs
     it for the first test that asks for it only: every other test of the module would go
-    unasked (pyproject.toml's ``[tool.mutmut]`` passes the option).
+    unasked (``benchmarks/mutmut_report.toml``, ``make mutate-report``, passes the option).
     """
     return "function" if config.getoption("fresh_fixtures") else "module"
 
