@@ -78,6 +78,11 @@ def tags(html, tag=None, **having):
     ]
 
 
+def one_line(html):
+    """The page with every run of whitespace one space, as a browser lays out its text."""
+    return " ".join(html.split())
+
+
 def ranked_rows(html):
     return tags(html, "tr", **{"data-rank": True})
 
@@ -98,6 +103,13 @@ def brute_force_nearest(pipe, X_pairs):
     real, lib = space_vectors(emb, pipe.named_steps["select"].spaces_[0])
     sims = real @ lib.T
     return np.argsort(-sims, axis=1, kind="stable"), sims
+
+
+def nearest_other_cosines(lib):
+    """Each unit vector's best cosine to another row, by a full matrix."""
+    sims = lib @ lib.T
+    np.fill_diagonal(sims, -np.inf)
+    return sims.max(1)
 
 
 # --- what is shown is what the pipeline computed -----------------------------------------------
@@ -123,7 +135,7 @@ def test_rows_are_ranked_by_p_used_and_show_the_pipelines_values(task, pipe, noi
 def test_header_says_what_was_audited(task, pipe, report):
     from skfingerprint import __version__
 
-    text = " ".join(report.split())
+    text = one_line(report)
     stamp = re.search(r"audit by skfingerprint (\S+), (\S+)\.</p>", text)
     assert stamp.group(1) == __version__ and f"Written by skfingerprint {__version__}." in text
     created = datetime.datetime.fromisoformat(stamp.group(2))
@@ -177,7 +189,7 @@ def test_the_candidates_space_is_named(report):
 
     from skfingerprint.report import _space_name
 
-    assert "with their pixels cosine" in " ".join(report.split())
+    assert "with their pixels cosine" in one_line(report)
     assert _space_name(SimpleNamespace()) == "ViT embedding"
     assert _space_name(SimpleNamespace(spaces_=("vit", "pixels"))) == "ViT embedding"
     assert _space_name(SimpleNamespace(spaces_=("pixels_whitened", "vit"))) == "pixels_whitened"
@@ -189,11 +201,10 @@ def test_the_threshold_shown_is_where_each_classifier_says_used(pipe):
     from skfingerprint import CANetClassifier
     from skfingerprint.report import _decision_rule
 
-    assert _decision_rule(CANetClassifier(threshold=0.7))[0] == 0.7  # P >= its threshold
+    assert _decision_rule(CANetClassifier(threshold=0.7)) == (0.7, "used when P(used) \u2265 0.7")
     t, rule = _decision_rule(pipe.named_steps["clf"])  # a sigmoid of score - threshold_
     assert t == 0.5 and f"{pipe.named_steps['clf'].threshold_:.4g}" in rule
     assert _decision_rule(LogisticRegression()) == (0.5, "used when P(used) > 0.5")  # argmax
-    assert _decision_rule(CANetClassifier(threshold=0.7))[1] == "used when P(used) \u2265 0.7"
 
 
 def test_every_image_is_an_inline_png_and_the_page_fetches_nothing(task, report):
@@ -254,7 +265,7 @@ def test_the_metrics_in_words_are_sklearns_rounded(task, pipe, noisy_y, report):
 
     pred = pipe.predict(task.X_pairs)
     proba = pipe.predict_proba(task.X_pairs)[:, 1]
-    text = " ".join(report.split())
+    text = one_line(report)
     kappa = cohen_kappa_score(noisy_y, pred)
     assert f'id="kappa" data-kappa="{kappa!r}">{kappa:.3f}</div>' in text
     auc = roc_auc_score(noisy_y, proba)
@@ -283,13 +294,13 @@ def test_labels_of_one_class_show_no_auc_no_interval_and_a_whole_confusion_matri
     assert 1 < len(idle) < len(task.y)
     X = task.X_pairs[idle]
     html = write_report(pipe, X, tmp_path / "r.html", y=np.zeros(len(idle), int)).read_text()
-    text = " ".join(html.split())
+    text = one_line(html)
     assert "undefined: the labels hold one class only" in text and "data-auc" not in html
     assert "no interval: kappa is undefined on the resamples" in text and "data-low" not in html
     got = dict(re.findall(r'data-cell="(tn|fp|fn|tp)">(\d+)<', html))
     assert {k: int(v) for k, v in got.items()} == {"tn": len(idle), "fp": 0, "fn": 0, "tp": 0}
     assert "roc" not in image_kinds(html)
-    assert f"({0} used, {len(idle)} not used: true labels known)" in text
+    assert f"(0 used, {len(idle)} not used: true labels known)" in text
 
 
 @pytest.fixture
@@ -406,7 +417,7 @@ def test_hub_rows_name_their_real_images_share_and_mean_p(task, pipe, tmp_path):
         html = write_report(pipe, X, tmp_path / "r.html", n_candidates=1).read_text()
         proba = pipe.predict_proba(X)[:, 1]
         n_pred = int(pipe.predict(X).sum())
-    text = " ".join(html.split())
+    text = one_line(html)
     assert 'id="library-diversity"' in html  # two images are enough to measure it
     order, _ = brute_force_nearest(pipe, X)
     assert "each generated image would be the nearest of 12.00 real images on average" in text
@@ -430,8 +441,9 @@ def test_hub_rows_name_their_real_images_share_and_mean_p(task, pipe, tmp_path):
     # n_hubs=1: the largest only, and the section stays
     with pytest.warns(UserWarning, match="k=10 is larger than the library"):
         html = write_report(pipe, X, tmp_path / "one.html", n_hubs=1).read_text()
-    rows = re.findall(r'<tr data-id="(\d+)" data-count="(\d+)">', html)
-    assert [(int(j), int(c)) for j, c in rows] == counts[:1] and 'href="#hubs"' in html
+    rows = tags(html, "tr", **{"data-count": True})
+    assert [(int(r["data-id"]), int(r["data-count"])) for r in rows] == counts[:1]
+    assert 'href="#hubs"' in html
 
 
 def test_a_missing_neighbour_shows_as_no_candidate_in_its_place(task, pipe, tmp_path, monkeypatch):
@@ -472,7 +484,7 @@ def test_each_row_shows_its_p_in_words_and_as_a_bar(task, pipe, report):
     cells = re.findall(
         r'data-id="([^"]+)".*?<td class="num">([0-9.]+)<div class="pbar"><span style="width: '
         r'([0-9.]+)%"></span>',
-        " ".join(report.split()),
+        one_line(report),
     )
     assert len(cells) == 24
     for rid, text, width in cells:
@@ -483,13 +495,10 @@ def test_library_diversity_is_a_brute_force_nearest_other_cosine(task, pipe, rep
     # Catches: an image counted as its own nearest other (every share 100%), the cosine taken
     # without centring on the library's mean (all near 1), or the wrong column of top_k.
     emb = pipe.named_steps["embed"].transform(task.X_pairs)
-    _, lib = space_vectors(emb, "pixels")
-    sims = lib @ lib.T
-    np.fill_diagonal(sims, -np.inf)
-    nearest_other = sims.max(1)
+    nearest_other = nearest_other_cosines(space_vectors(emb, "pixels")[1])
     cell = tags(report, "td", id="library-diversity")[0]
     assert float(cell["data-share"]) == pytest.approx(np.mean(nearest_other > NEAR_COPY))
-    assert f"median pixel cosine {np.median(nearest_other):.3f}" in " ".join(report.split())
+    assert f"median pixel cosine {np.median(nearest_other):.3f}" in one_line(report)
     assert 'id="library-repeats"' not in report  # this task's library does not repeat itself
 
 
@@ -511,7 +520,7 @@ def test_library_diversity_is_measured_at_the_embedders_pixel_size(task, tmp_pat
     X = make_pairs(task.real_images[:2], task.generated_images[:2])
     with pytest.warns(UserWarning, match="k=10 is larger than the library"):
         html = write_report(pipe16, X, tmp_path / "r.html").read_text()
-    row = re.search(r'id="library-diversity"[^>]*>(.*?)</td>', " ".join(html.split()))
+    row = re.search(r'id="library-diversity"[^>]*>(.*?)</td>', one_line(html))
     assert "(16 px)" in row.group(1)
 
 
@@ -527,7 +536,7 @@ def test_a_library_that_repeats_itself_is_flagged(task, pipe, tmp_path):
     html = write_report(pipe, repeating, tmp_path / "r.html", n_hubs=0).read_text()
     assert float(tags(html, "td", id="library-diversity")[0]["data-share"]) == 1.0
     assert 'id="library-repeats"' in html and "The library repeats itself" in html
-    text = " ".join(html.split())
+    text = one_line(html)
     assert "100.0% of the generated images have a near-copy among the others (above 10%" in text
     assert "(32 px); 100.0% of them have one above 0.98" in text
     varied = make_pairs(task.X_pairs.real, library.array[:36])
@@ -544,7 +553,7 @@ def test_a_library_at_exactly_the_repeating_share_is_not_flagged(task, pipe, tmp
     html = write_report(pipe, make_pairs(task.X_pairs.real, library), tmp_path / "r.html")
     html = html.read_text()
     assert float(tags(html, "td", id="library-diversity")[0]["data-share"]) == REPEATING_SHARE
-    assert "(32 px); 10.0% of them have one above 0.98" in " ".join(html.split())
+    assert "(32 px); 10.0% of them have one above 0.98" in one_line(html)
     assert 'id="library-repeats"' not in html
 
 
@@ -559,13 +568,10 @@ def test_library_diversity_without_a_pixel_space_uses_the_librarys_own_pixels(ta
     html = write_report(paper, task.X_pairs, tmp_path / "r.html").read_text()
     lib = pixel_vectors(task.X_pairs.library, 32)
     lib = lib - lib.mean(0)
-    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
-    sims = lib @ lib.T
-    np.fill_diagonal(sims, -np.inf)
-    nearest_other = sims.max(1)
+    nearest_other = nearest_other_cosines(lib / np.linalg.norm(lib, axis=1, keepdims=True))
     cell = tags(html, "td", id="library-diversity")[0]
     assert float(cell["data-share"]) == pytest.approx(np.mean(nearest_other > NEAR_COPY))
-    text = " ".join(html.split())
+    text = one_line(html)
     assert f"median pixel cosine {np.median(nearest_other):.3f} (32 px)" in text
 
 
