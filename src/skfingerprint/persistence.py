@@ -111,22 +111,22 @@ def save_model(
 
     if format not in FORMATS:
         raise ValueError(f"format={format!r}; use one of {FORMATS}")
-    # a key the file keeps for itself would be overwritten (a format_version: an unreadable file)
-    taken = sorted(metadata.keys() & {"format_version", "skfingerprint_version", "created"})
+    record = {
+        "format": MODEL_FORMAT,
+        "format_version": MODEL_FORMAT_VERSION,
+        "skfingerprint_version": __version__,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "estimator": estimator,
+    }
+    # metadata must not overwrite the file's record of itself (a format_version: unreadable)
+    taken = sorted(metadata.keys() & record.keys())
     if taken:
         raise ValueError(
             f"metadata {', '.join(taken)} would overwrite what the model file records about "
             "itself; give the value another name"
         )
     path = Path(path)
-    payload = {
-        "format": MODEL_FORMAT,
-        "format_version": MODEL_FORMAT_VERSION,
-        "skfingerprint_version": __version__,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "estimator": estimator,
-        **metadata,
-    }
+    payload = {**record, **metadata}
     with atomic_path(path) as tmp:
         if format == "skops":
             import skops.io
