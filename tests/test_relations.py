@@ -1,6 +1,8 @@
 """Relation features (``FaissCandidateSelector(features="relations")``), the linear head on them,
 and CANet with ``pair_features="relations"``."""
 
+import re
+
 import numpy as np
 import pytest
 import scipy.special
@@ -152,7 +154,9 @@ def test_spectral_refinement_is_refused_with_relation_scores():
 def test_selector_refuses_input_without_its_spaces():
     E = _split()
     sel = FaissCandidateSelector(k=5, features="relations").fit(E)
-    with pytest.raises(ValueError, match="pixel_size"):
+    with pytest.raises(
+        ValueError, match=re.escape("come from ViTLayerFusionEmbedder(pixel_size=...)")
+    ):
         sel.transform(PairEmbeddings(E.real, E.library, "lib"))
 
 
@@ -238,6 +242,37 @@ def test_positive_head_is_the_plain_fit_when_no_bound_binds_and_zeroes_a_contrar
     assert bounded.model_.coef_[0, 0] > 0.3
 
 
+def test_positive_head_is_the_plain_fit_on_the_scores_its_bound_keeps():
+    """Minimising with weights >= 0 where the bound holds one weight at 0 gives, for the others,
+    the plain regression on those scores alone. Two correlated scores and one that carries
+    nothing (its plain weight comes out negative). Catches the solver run without its bounds
+    and the negative weight clipped afterwards (the other weights then are those fitted beside
+    it: 0.02 off here)."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(0)
+    n = 300
+    common = rng.normal(size=(n, 1))
+    s = np.c_[common + 0.5 * rng.normal(size=(n, 2)), rng.normal(size=(n, 2))]
+    y = (s[:, 0] - 0.2 * s[:, 1] + 0.7 * s[:, 2] + rng.logistic(size=n) > 0).astype(int)
+    X = np.zeros((n, 2, 5), np.float32)
+    X[:, 0, :4] = s
+    s = X[:, 0, :4].astype(np.float64)
+    assert LinearRelationClassifier(positive=False).fit(X, y).model_.coef_[0, 3] < -0.1
+    clf = LinearRelationClassifier().fit(X, y)
+    assert clf.model_.coef_[0, 3] == 0.0
+    kept = LogisticRegression(C=0.1, tol=1e-12, max_iter=10_000).fit(s[:, :3], y)
+    np.testing.assert_allclose(clf.model_.coef_[0, :3], kept.coef_[0], atol=1e-5)
+    np.testing.assert_allclose(clf.model_.intercept_, kept.intercept_, atol=1e-5)
+    # model_ is a fitted LogisticRegression in its own right (the docs say it applies the fit)
+    model = clf.model_
+    assert model.C == 0.1 and model.n_iter_.shape == (1,) and model.n_iter_[0] > 0
+    np.testing.assert_array_equal(model.classes_, [0, 1])
+    p = scipy.special.expit(s @ model.coef_[0] + model.intercept_[0])
+    np.testing.assert_allclose(model.predict_proba(s), np.c_[1 - p, p], atol=1e-12)
+    np.testing.assert_array_equal(model.predict(s), (p > 0.5).astype(int))
+
+
 def test_linear_head_saved_before_positive_existed_loads_as_the_plain_fit_it_was():
     """A model file from before ``positive`` (no such attribute) loads with ``positive=False``,
     the fit it holds, and predicts as saved (catches get_params failing on the missing
@@ -285,7 +320,8 @@ def test_a_selector_fitted_with_fewer_relation_scores_asks_to_be_refit():
     stats = sel.relation_stats_
     for older in (5, 9):
         sel.relation_stats_ = stats[:, :, :older]
-        with pytest.raises(ValueError, match=f"fitted with {older} per-real .*computes 11"):
+        names = re.escape(f"computes 11 ({', '.join(R.PER_REAL)}): refit the pipeline")
+        with pytest.raises(ValueError, match=f"fitted with {older} per-real .*{names}"):
             sel.transform(E)
 
 
@@ -454,16 +490,33 @@ def test_raw_scores_equal_a_brute_force_reference(n, m, chunk, d, monkeypatch):
     blocks of 71 (5 dims) or 14."""
     monkeypatch.setattr(R, "_CHUNK", chunk)
     rng = np.random.default_rng(n)
-    real = rng.normal(size=(n, d))
-    lib = rng.normal(size=(m, d))
-    real /= np.linalg.norm(real, axis=1, keepdims=True)
-    lib /= np.linalg.norm(lib, axis=1, keepdims=True)
-    ids = rng.integers(0, m, size=(n, 3))
+    _assert_raw_scores_are_the_references(rng.normal(size=(n, d)), rng.normal(size=(m, d)), rng)
+
+
+def _assert_raw_scores_are_the_references(real, lib, rng):
+    real = real / np.linalg.norm(real, axis=1, keepdims=True)
+    lib = lib / np.linalg.norm(lib, axis=1, keepdims=True)
+    ids = rng.integers(0, len(lib), size=(len(real), 3))
     per_real, per_cand = R._space_raw(real.astype(np.float32), lib.astype(np.float32), ids)
     ref_real, ref_cand = _reference_raw(real, lib, ids)
     np.testing.assert_allclose(per_real, ref_real, atol=1e-5)
     np.testing.assert_allclose(per_cand, ref_cand, atol=1e-5)
     assert per_real.dtype == per_cand.dtype == np.float64
+
+
+def test_raw_scores_of_a_collapsed_generator_equal_the_brute_force_reference():
+    """A mode-collapsed generator: 40 distinct samples within ~0.1 of one image, whose
+    variance around their mean sums to ~0.3, and reals around the same image. Catches the span's
+    variance shares taken over max(total, 1) instead of the total (every direction kept, the
+    library's subspace then the whole space), which the references at unit scale cannot see."""
+    rng = np.random.default_rng(0)
+    centre = rng.normal(size=24)
+    centre /= np.linalg.norm(centre)
+    lib = centre + 0.02 * rng.normal(size=(40, 24))
+    real = centre + 0.04 * rng.normal(size=(20, 24))
+    spread = lib / np.linalg.norm(lib, axis=1, keepdims=True)
+    assert ((spread - spread.mean(0)) ** 2).sum() < 0.5
+    _assert_raw_scores_are_the_references(real, lib, rng)
 
 
 def test_hull_residual_is_zero_inside_the_affine_hull_and_the_distance_outside():
@@ -577,6 +630,9 @@ def test_split_statistics_and_standardised_layout_by_hand():
     np.testing.assert_allclose(stats[0, 0], [3.0, 2, 4, 6, 5, 2, 4, 4, 1, 4, 3])  # NaN ignored
     np.testing.assert_allclose(stats[0, 1], [2.0, 1, 1, 2, 1, 2, 3, 2, 2, 4, 1])  # spread 0 -> 1
     assert stats.shape == (1, 2, 11) and stats.dtype == np.float64
+    # a NaN adds nothing to the spread either: [1, 3, NaN] has mean 2 and spread 1
+    column = np.array([[1.0], [3.0], [np.nan]]) * np.ones((1, 11))
+    np.testing.assert_allclose(R.split_statistics([column])[0], [np.full(11, 2.0), np.ones(11)])
     empty = R.split_statistics([np.zeros((0, 11))])
     np.testing.assert_array_equal(empty[0], [np.zeros(11), np.ones(11)])
     per_cand = [np.array([[[3.0, 1, 6], [1.0, 0, np.nan]], [[2.0, 0, 8], [0.0, 1, 4]]])]
@@ -647,9 +703,10 @@ def test_within_mode_whitening_is_the_inverse_square_root_of_the_shrunk_covarian
     unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
     real, lib = unit(rng.normal(size=(7, d))), unit(rng.normal(size=(30, d)))
     for shrink in (0.5, 0.1):
-        got = R.within_mode_whiten(real, lib, shrink)
+        got = R.within_mode_whiten(real.astype(np.float32), lib.astype(np.float32), shrink)
         for a, b in zip(got, _whitened_by_hand(real, lib, shrink), strict=True):
             np.testing.assert_allclose(a, b, atol=1e-5)
+            assert a.dtype == np.float32  # the vectors' own precision, as documented
 
 
 def test_within_mode_whitening_discounts_the_directions_the_generator_varies():
@@ -668,6 +725,31 @@ def test_within_mode_whitening_discounts_the_directions_the_generator_varies():
     whitened = R.raw_relations(E, ("pixels_whitened",), 1)[2][0][:, 0]
     assert plain[0] < plain[1] - 0.01
     assert whitened[0] > whitened[1] + 0.01
+
+
+def test_within_mode_whitening_of_a_library_of_two_images():
+    # The fewest that carry a difference (each is the other's nearest): whitened like any
+    # library, not handed back as a library of one image would be.
+    rng = np.random.default_rng(0)
+    unit = lambda a: a / np.linalg.norm(a, axis=1, keepdims=True)  # noqa: E731
+    real, lib = unit(rng.normal(size=(4, 6))), unit(rng.normal(size=(2, 6)))
+    got = R.within_mode_whiten(real, np.concatenate([lib, lib[::-1]]))  # duplicates: still two
+    want = _whitened_by_hand(real, lib, R.WHITEN_SHRINK)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-5)
+    np.testing.assert_allclose(got[1], np.concatenate([want[1], want[1][::-1]]), atol=1e-5)
+    assert not np.allclose(got[0], real, atol=1e-2)
+
+
+def test_whitening_by_given_differences_finds_the_librarys_distinct_images_itself():
+    # ``_whiten_by`` without ``unique`` (as probe_covariance.py calls it) maps as with it.
+    E = _split(m=60)
+    real, lib = R.space_vectors(_library_duplicated(E), "pixels")
+    diffs = np.random.default_rng(0).normal(size=(30, lib.shape[1])).astype(np.float32)
+    given = R._whiten_by(diffs, real, lib, 0.1, np.unique(lib, axis=0, return_inverse=True))
+    found = R._whiten_by(diffs, real, lib, 0.1)
+    for a, b in zip(given, found, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert given[1].shape == lib.shape and np.array_equal(given[1][:60], given[1][60:])
 
 
 def test_within_mode_whitening_leaves_a_library_of_one_image_as_it_is():
