@@ -385,19 +385,49 @@ def test_a_pooled_copy_is_found_by_the_nearest_neighbour_search(tmp_path, rng):
 
 
 def test_pool_with_refuses_what_it_cannot_pool(tmp_path, rng):
+    def refusal(error, pool_with):
+        with pytest.raises(error) as caught:
+            load_imageclef_gans(train, pool_with=pool_with)
+        return str(caught.value)
+
     train = make_layout(tmp_path / "train", rng)
-    with pytest.raises(ValueError, match="pool_with names '.*train' itself"):
-        load_imageclef_gans(train, pool_with=tmp_path / "train")
+    assert refusal(ValueError, tmp_path / "train") == (
+        f"pool_with names '{train}' itself; pool a split with the other split's folder "
+        "(e.g. the training folder with the test folder)"
+    )
     test = make_layout(tmp_path / "test", rng, split="test")
-    with pytest.raises(ValueError, match="pool_with names a folder twice"):
-        load_imageclef_gans(train, pool_with=[test, tmp_path / "." / "test"])
+    again = tmp_path / "." / "test"
+    assert refusal(ValueError, [test, again]) == (
+        f"pool_with names a folder twice: {[str(test), str(again)]}"
+    )
     twin = make_layout(tmp_path / "other" / "test", rng, split="test")
-    with pytest.raises(ValueError, match="share a name"):
-        load_imageclef_gans(train, pool_with=[test, twin])
+    assert refusal(ValueError, [test, twin]) == (
+        "pool_with's folders share a name (['test', 'test']), which would make the pooled "
+        "images' ids ambiguous; give them distinct names"
+    )
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="'.*empty' has no generated/ sub-folder"):
-        load_imageclef_gans(train, pool_with=tmp_path / "empty")
+    empty = (tmp_path / "empty").resolve()
+    assert refusal(FileNotFoundError, tmp_path / "empty") == (
+        f"pool_with folder '{empty}' has no generated/ sub-folder (an ImageCLEF training or "
+        "test folder of the same generator is expected)"
+    )
     odd = make_layout(tmp_path / "odd", rng, split="test", size=20)
-    with pytest.raises(ValueError, match=f"Images in '{train}' and pooled '{odd}' have mixed"):
-        load_imageclef_gans(train, pool_with=odd)
+    first, other = train / "generated" / "gen_000.png", odd.resolve() / "generated" / "gen_000.png"
+    assert refusal(ValueError, odd) == (
+        f"Images in '{train}' and pooled '{odd.resolve()}' have mixed sizes: '{first}' is 16x16 "
+        f"but '{other}' is 20x20 (width x height). ImageCLEF images share one size."
+    )
+    # every pooled folder is named, in order
+    assert refusal(ValueError, [test, odd]).startswith(
+        f"Images in '{train}' and pooled '{test.resolve()}' and pooled '{odd.resolve()}' have"
+    )
+    # ids that occur twice within a pooled folder: the folder and the kind of image named
+    for sub, kind in (("generated", "generated"), ("real_unknown", "real")):
+        dup = make_layout(tmp_path / f"dup_{sub}", rng, split="test")
+        write_png(dup / sub / "twice.png", np.zeros((16, 16), np.uint8))
+        write_png(dup / sub / "twice.jpg", np.zeros((16, 16), np.uint8))
+        message = refusal(ValueError, dup)
+        assert message.startswith(
+            f"Duplicate image ids among the {kind} (of '{dup.resolve()}') images: 1 ids"
+        )
     assert len(load_imageclef_gans(train, pool_with=odd, check_sizes=False).X_pairs.library) == 8

@@ -193,6 +193,9 @@ def test_a_reference_is_shared_by_every_slice_like_the_library(pairs):
     assert pairs.reference is None and pairs[[0]].reference is None
     with pytest.raises(TypeError, match="reference must be an ImageSet or None; got ndarray"):
         PairedImages(pairs.real, pairs.library, np.ones((3, 8, 8)))
+    # a bad reference is named as the reference, not as "images"
+    with pytest.raises(ValueError, match=r"^reference: an image array must have shape"):
+        make_pairs(np.ones((4, 8, 8)), np.zeros((5, 8, 8)), reference=np.ones((3, 8)))
 
 
 def test_pair_embeddings_with_reference_rows_stack_rows_then_reference():
@@ -233,5 +236,19 @@ def test_pair_embeddings_with_reference_rows_stack_rows_then_reference():
             ref.real, lib[:4], "k", spaces={"pixels": (ref.spaces["pixels"][0], lib_px[:4])}
         ),
     ):
-        with pytest.raises(ValueError, match="reference must be a PairEmbeddings of other real"):
+        with pytest.raises(ValueError) as refused:
             PairEmbeddings(E.real, lib, "k", spaces=E.spaces, reference=bad)
+        assert str(refused.value) == (
+            "PairEmbeddings' reference must be a PairEmbeddings of other real images against "
+            "the same library (same library_key and shape), in the same spaces, without a "
+            "reference of its own"
+        )
+    # rows or reference without ids: the stacked rows have none (not a crash)
+    for rows, reference in ((E, ref), (E, ref[[0, 1]])):
+        no_ids = PairEmbeddings(rows.real, lib, "k", None, rows.spaces, reference)
+        assert no_ids.with_reference_rows().ids is None
+    unnamed_ref = PairEmbeddings(ref.real, lib, "k", None, ref.spaces)
+    assert (
+        PairEmbeddings(E.real, lib, "k", E.ids, E.spaces, unnamed_ref).with_reference_rows().ids
+        is None
+    )
