@@ -92,13 +92,15 @@ def main(argv=None) -> int:
     survivors = []
     for module in sorted(status):
         counts = collections.Counter(status[module].values())
-        killed = counts["killed"]
-        survived = [n for n, s in status[module].items() if s == "survived"]
+        # mutmut reports a test process that died on the mutant (SIGSEGV in FAISS) as
+        # "segfault": the tests did not pass, so it is detected
+        killed = counts["killed"] + counts["segfault"]
+        survived = [n for n, s in status[module].items() if s in ("survived", "suspicious")]
         # Counted as killed after a check by hand (apply, run the tests, revert), listed with
         # the reason: "crash: ..." (the test process dies on the mutant, SIGSEGV in FAISS, which
-        # mutmut's fork server can report as survived), "caught: ..." (a test mutmut cannot
-        # observe, such as one in a subprocess, fails on it) and "killed later: ..." (a test
-        # added after this run fails on it).
+        # mutmut's fork server can report as survived or suspicious), "caught: ..." (a test
+        # mutmut cannot observe, such as one in a subprocess, fails on it) and "killed later:
+        # ..." (a test added after this run fails on it).
         crashed = [
             n
             for n in survived
