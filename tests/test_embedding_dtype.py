@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from skfingerprint import ViTLayerFusionEmbedder, _runtime, _vit, clear_memory_cache
+from skfingerprint import (
+    ViTLayerFusionEmbedder,
+    _runtime,
+    _vit,
+    clear_memory_cache,
+    make_pairs,
+)
 from skfingerprint._runtime import _prefetch
 from skfingerprint.datasets import make_synthetic_leak
 
@@ -298,6 +304,44 @@ def test_the_embedder_runs_in_the_probed_precision_and_shows_it(monkeypatch, ima
     assert f"float32 {len(images):.1f} img/s, cosine 1.0000" in line and "float16" in line
     emb.transform(images[:2] // 2)  # new images, embedded in the fitted precision
     assert set(used) == {BF16}
+
+
+def test_a_probe_of_one_image_settles_nothing(monkeypatch, tmp_path):
+    # Catches: one image's tokens compared (uncentred, they agree in any precision: bf16 was
+    # chosen that way for the whole process, where 16 images rejected it at cosine 0.97), or
+    # that fp32 remembered in the process or the folder, so that no later fit measures.
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25, FP16: 0.5}, {})
+    choice, probe = _runtime.choose_dtype(
+        backbone(), CPU, lambda: torch.zeros(1, 3, 32, 32), tmp_path
+    )
+    assert (choice, calls, probe["settled"]) == (FP32, [], False)
+    why = "one image: nothing to tell apart, so no agreement to measure"
+    assert probe["bfloat16"] == probe["float16"] == {"skipped": why}
+    assert probe["float32"] == {"img_s": None, "cosine": 1.0, "note": "one image, the reference"}
+    assert _runtime.describe_probe(choice, probe).endswith(
+        ", for this fit only: the next fit with two or more images measures"
+    )
+    assert _runtime._DTYPE_CHOICES == {} and not (tmp_path / "dtype-auto").exists()
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)  # eight images
+    assert (choice, calls, "settled" in probe) == (BF16, [FP32, BF16, FP16], False)
+    assert _runtime.choose_dtype(backbone(), CPU, sample)[0] == BF16  # now remembered
+
+
+def test_one_real_image_is_probed_beside_the_generated_ones(monkeypatch, images):
+    # Catches: the probe's sample drawn from the reals alone (one real: nothing measured), or
+    # topped up past the batch size, or a fit on one image that decides for the next ones.
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25}, {}, (FP32, BF16))
+    sizes = []
+    real_pass = _runtime.probe_pass
+    monkeypatch.setattr(
+        _runtime, "probe_pass", lambda b, x, *a: (sizes.append(len(x)), real_pass(b, x, *a))[1]
+    )
+    clear_memory_cache()
+    alone = tiny_embedder().fit(images[:1])
+    assert (alone.dtype_, alone.dtype_probe_["settled"], sizes) == ("float32", False, [])
+    paired = tiny_embedder(batch_size=4).fit(make_pairs(images[:1], images[1:]))
+    assert (paired.dtype_, sizes) == ("bfloat16", [4, 4])
+    assert tiny_embedder().fit(images[:1]).dtype_ == "bfloat16"  # the measured choice
 
 
 def test_the_real_probe_times_each_candidate_and_compares_tokens(monkeypatch, images):

@@ -307,9 +307,10 @@ def choose_dtype(
     weights, device and machine (:func:`machine_signature`), and a choice found there is used
     instead of measuring: every process sharing the folder then embeds in one precision and
     reuses the others' tokens (two probes can pick differently where two precisions run about
-    as fast). Returns the dtype and the probe: per precision ``img_s`` and ``cosine``, or
-    ``skipped`` and why; ``device``; ``probe_s``, the probe's own time; ``kept_in``, the file,
-    with a ``folder``.
+    as fast). A sample of one image settles nothing (its tokens agree with fp32's in any
+    precision): fp32 is returned, not remembered, with ``settled`` False in the probe. Returns
+    the dtype and the probe: per precision ``img_s`` and ``cosine``, or ``skipped`` and why;
+    ``device``; ``probe_s``, the probe's own time; ``kept_in``, the file, with a ``folder``.
     """
     key = (backbone.digest, str(device))
     path = None if folder is None else _choice_path(folder, backbone.digest, device)
@@ -317,6 +318,8 @@ def choose_dtype(
         kept = None if path is None else _read_choice(path)
         if kept is None:
             kept = _DTYPE_CHOICES.get(key) or _probe(backbone, device, sample)
+            if not kept[1].get("settled", True):
+                return kept  # fp32 for this fit; the next fit with two images measures
             if path is not None:
                 kept = _keep_choice(path, *kept)
         _DTYPE_CHOICES[key] = kept
@@ -330,8 +333,16 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
     if len(candidates) == 1:
         probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
         choice = torch.float32
+    elif len(x := sample()) < 2:
+        # Agreement is measured on what tells the images apart (token_agreement centres them
+        # on their mean); one image has nothing to tell apart, and its raw tokens agree in any
+        # precision. So no choice is made: fp32 for this fit, not remembered.
+        probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "one image, the reference"}
+        why = "one image: nothing to tell apart, so no agreement to measure"
+        skipped = {**{dtype_name(d): why for d in candidates[1:]}, **skipped}
+        probe["settled"] = False
+        choice = torch.float32
     else:
-        x = sample()
         reference = None
         for dtype in candidates:
             seconds, tokens = probe_pass(backbone, x, device, dtype)
@@ -411,6 +422,8 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
         else:
             parts.append(f"{name} {row['img_s']:.1f} img/s, cosine {row['cosine']:.4f}")
     kept = f", kept in {probe['kept_in']}" if "kept_in" in probe else ""
+    if probe.get("settled") is False:
+        kept = ", for this fit only: the next fit with two or more images measures"
     return (
         f"dtype='auto' on {probe['device']}: {dtype_name(choice)} "
         f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)}){kept}"

@@ -135,11 +135,13 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     device : str, default="auto"
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype : {"auto", "float32", "bfloat16"}, default="auto"
-        ``"auto"`` measures, once per process and model: on the first images of ``fit`` it
-        times each precision the hardware runs natively (fp32; bf16 on GPUs and on CPUs with
-        AMX or AVX512-BF16; fp16 on GPUs) and keeps the fastest whose tokens agree with fp32's
-        (cosine >= 0.99 on every image). Where fp32 is the only candidate (a CPU without
-        native bf16) nothing is timed. The choice is ``dtype_``, the numbers ``dtype_probe_``.
+        ``"auto"`` measures, once per process and model: on the first 16 images of ``fit``
+        (reals, then generated) it times each precision the hardware runs natively (fp32;
+        bf16 on GPUs and on CPUs with AMX or AVX512-BF16; fp16 on GPUs) and keeps the fastest
+        whose tokens agree with fp32's (cosine >= 0.99 on every image, centred on their mean:
+        a fit on one image embeds in fp32 and leaves the choice to the next fit). Where fp32
+        is the only candidate (a CPU without native bf16) nothing is timed. The choice is
+        ``dtype_``, the numbers ``dtype_probe_``.
         With ``cache_dir`` the choice is kept there too (``dtype-auto/``, per weights, device
         and machine) and every later fit sharing the folder uses it instead of measuring, so
         processes sharing a cache embed in one precision and reuse each other's tokens;
@@ -304,17 +306,20 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             return device, getattr(torch, self.dtype_)
         return device, resolve_dtype(self.dtype, device)
 
-    def _choose_dtype(self, backbone, images: ImageSet) -> tuple[str, dict | None]:
+    def _choose_dtype(self, backbone, real: ImageSet, library) -> tuple[str, dict | None]:
         """``(dtype_, dtype_probe_)``: the explicit dtype, or for "auto" the fastest precision
-        whose tokens agree with fp32, probed once per process and model on the first images."""
+        whose tokens agree with fp32, probed once per process and model on the first images
+        (up to 16: the reals, then the library's, for the two the probe needs)."""
         device = resolve_device(self.device)
         if self.dtype != "auto":
             return self.dtype, None
 
         def sample():
-            n = min(self.batch_size, 16, len(images))
-            _, batch = next(images.iter_batches(n))
-            return self._model_input(batch, backbone)
+            size = min(self.batch_size, 16)
+            parts = [next(real.iter_batches(min(size, len(real))))[1]]
+            if library is not None and len(real) < size:  # the probe compares two or more
+                parts.append(next(library.iter_batches(min(size - len(real), len(library))))[1])
+            return torch.cat([self._model_input(batch, backbone) for batch in parts])
 
         choice, probe = choose_dtype(backbone, device, sample, self._cache_folder())
         if self.verbose:
@@ -489,7 +494,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         )
         self.layers_ = parse_layers(self.layers, backbone.depth)
         self.depth_ = backbone.depth
-        self.dtype_, self.dtype_probe_ = self._choose_dtype(backbone, real)
+        self.dtype_, self.dtype_probe_ = self._choose_dtype(backbone, real, library)
         if self.finetune != "none":
             from ._finetune import finetune_backbone
 
