@@ -65,8 +65,8 @@ def backbone(digest="w1"):
     return SimpleNamespace(digest=digest)
 
 
-def sample():
-    return torch.zeros(8, 3, 32, 32)
+def sample():  # eight distinct images
+    return torch.arange(8.0).view(8, 1, 1, 1).expand(8, 3, 32, 32)
 
 
 def test_the_fastest_precision_that_agrees_with_fp32_is_kept(monkeypatch):
@@ -315,16 +315,37 @@ def test_a_probe_of_one_image_settles_nothing(monkeypatch, tmp_path):
         backbone(), CPU, lambda: torch.zeros(1, 3, 32, 32), tmp_path
     )
     assert (choice, calls, probe["settled"]) == (FP32, [], False)
-    why = "one image: nothing to tell apart, so no agreement to measure"
+    why = "one distinct image: nothing to tell apart, so no agreement to measure"
     assert probe["bfloat16"] == probe["float16"] == {"skipped": why}
-    assert probe["float32"] == {"img_s": None, "cosine": 1.0, "note": "one image, the reference"}
+    assert probe["float32"] == {
+        "img_s": None,
+        "cosine": 1.0,
+        "note": "one distinct image, the reference",
+    }
     assert _runtime.describe_probe(choice, probe).endswith(
-        ", for this fit only: the next fit with two or more images measures"
+        ", for this fit only: the next fit with two distinct images measures"
     )
     assert _runtime._DTYPE_CHOICES == {} and not (tmp_path / "dtype-auto").exists()
     choice, probe = _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)  # eight images
     assert (choice, calls, "settled" in probe) == (BF16, [FP32, BF16, FP16], False)
     assert _runtime.choose_dtype(backbone(), CPU, sample)[0] == BF16  # now remembered
+
+
+def test_copies_of_one_image_settle_nothing_and_fp32_is_never_rejected(monkeypatch):
+    # Catches: identical images counted as several (their centred tokens are zeros in every
+    # precision: bf16 kept for the process on no evidence), and fp32 judged against itself:
+    # zero tokens give a cosine of 0, every candidate was rejected and ``max`` of nothing
+    # crashed the fit of a folder of blank images.
+    calls = fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25}, {}, (FP32, BF16))
+    copies = torch.ones(8, 3, 32, 32)
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, lambda: copies)
+    assert (choice, calls, probe["settled"]) == (FP32, [], False)
+    copies[7, 0, 0, 0] = 0.0  # two distinct images: measured
+    assert _runtime.choose_dtype(backbone(), CPU, lambda: copies)[0] == BF16
+
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    monkeypatch.setattr(_runtime, "token_agreement", lambda ref, tokens: 0.0)
+    assert _runtime.choose_dtype(backbone(), CPU, sample)[0] == FP32
 
 
 def test_one_real_image_is_probed_beside_the_generated_ones(monkeypatch, images):

@@ -307,8 +307,8 @@ def choose_dtype(
     weights, device and machine (:func:`machine_signature`), and a choice found there is used
     instead of measuring: every process sharing the folder then embeds in one precision and
     reuses the others' tokens (two probes can pick differently where two precisions run about
-    as fast). A sample of one image settles nothing (its tokens agree with fp32's in any
-    precision): fp32 is returned, not remembered, with ``settled`` False in the probe. Returns
+    as fast). A sample of one distinct image settles nothing (its tokens agree with fp32's in
+    any precision): fp32 is returned, not remembered, with ``settled`` False in the probe. Returns
     the dtype and the probe: per precision ``img_s`` and ``cosine``, or ``skipped`` and why;
     ``device``; ``probe_s``, the probe's own time; ``kept_in``, the file, with a ``folder``.
     """
@@ -333,12 +333,16 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
     if len(candidates) == 1:
         probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
         choice = torch.float32
-    elif len(x := sample()) < 2:
+    elif len(torch.unique((x := sample()).flatten(1), dim=0)) < 2:
         # Agreement is measured on what tells the images apart (token_agreement centres them
-        # on their mean); one image has nothing to tell apart, and its raw tokens agree in any
-        # precision. So no choice is made: fp32 for this fit, not remembered.
-        probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "one image, the reference"}
-        why = "one image: nothing to tell apart, so no agreement to measure"
+        # on their mean); one image (or copies of it) has nothing to tell apart, and its raw
+        # tokens agree in any precision. So no choice is made: fp32 for this fit, not kept.
+        probe["float32"] = {
+            "img_s": None,
+            "cosine": 1.0,
+            "note": "one distinct image, the reference",
+        }
+        why = "one distinct image: nothing to tell apart, so no agreement to measure"
         skipped = {**{dtype_name(d): why for d in candidates[1:]}, **skipped}
         probe["settled"] = False
         choice = torch.float32
@@ -349,7 +353,10 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
             reference = tokens if reference is None else reference
             cosine = token_agreement(reference, tokens)
             probe[dtype_name(dtype)] = {"img_s": len(x) / seconds, "cosine": cosine}
-        agree = [d for d in candidates if probe[dtype_name(d)]["cosine"] >= MIN_PROBE_COSINE]
+        # fp32 is the reference, kept whatever its tokens' spread (a cosine of 0/0 included)
+        agree = [torch.float32] + [
+            d for d in candidates[1:] if probe[dtype_name(d)]["cosine"] >= MIN_PROBE_COSINE
+        ]
         choice = max(agree, key=lambda d: probe[dtype_name(d)]["img_s"])
     for name, why in skipped.items():
         probe[name] = {"skipped": why}
@@ -423,7 +430,7 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
             parts.append(f"{name} {row['img_s']:.1f} img/s, cosine {row['cosine']:.4f}")
     kept = f", kept in {probe['kept_in']}" if "kept_in" in probe else ""
     if probe.get("settled") is False:
-        kept = ", for this fit only: the next fit with two or more images measures"
+        kept = ", for this fit only: the next fit with two distinct images measures"
     return (
         f"dtype='auto' on {probe['device']}: {dtype_name(choice)} "
         f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)}){kept}"
