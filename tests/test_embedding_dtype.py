@@ -322,7 +322,9 @@ def test_a_probe_of_one_image_settles_nothing(monkeypatch, tmp_path):
         "cosine": 1.0,
         "note": "one distinct image, the reference",
     }
-    assert _runtime.describe_probe(choice, probe).endswith(
+    assert _runtime.describe_probe(choice, probe) == (
+        f"dtype='auto' on cpu: float32 (probe {probe['probe_s']:.1f} s: float32 (one distinct "
+        f"image, the reference, not timed); bfloat16 skipped ({why}); float16 skipped ({why}))"
         ", for this fit only: the next fit with two distinct images measures"
     )
     assert _runtime._DTYPE_CHOICES == {} and not (tmp_path / "dtype-auto").exists()

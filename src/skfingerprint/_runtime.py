@@ -330,6 +330,7 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
     start = time.perf_counter()
     candidates, skipped = candidate_dtypes(device)
     probe: dict = {}
+    settled = True
     if len(candidates) == 1:
         probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
         choice = torch.float32
@@ -344,8 +345,7 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
         }
         why = "one distinct image: nothing to tell apart, so no agreement to measure"
         skipped = {**{dtype_name(d): why for d in candidates[1:]}, **skipped}
-        probe["settled"] = False
-        choice = torch.float32
+        choice, settled = torch.float32, False
     else:
         reference = None
         for dtype in candidates:
@@ -361,6 +361,8 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
     for name, why in skipped.items():
         probe[name] = {"skipped": why}
     probe.update(device=str(device), probe_s=time.perf_counter() - start)
+    if not settled:
+        probe["settled"] = False
     return choice, probe
 
 
