@@ -364,6 +364,11 @@ def test_one_real_image_is_probed_beside_the_generated_ones(monkeypatch, images)
     assert (alone.dtype_, alone.dtype_probe_["settled"], sizes) == ("float32", False, [])
     paired = tiny_embedder(batch_size=4).fit(make_pairs(images[:1], images[1:]))
     assert (paired.dtype_, sizes) == ("bfloat16", [4, 4])
+    for real, library, n in ((4, 1, 4), (1, 2, 3)):  # enough reals; a library too small
+        monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+        sizes.clear()
+        tiny_embedder(batch_size=4).fit(make_pairs(images[:real], images[real : real + library]))
+        assert sizes == [n, n]
     assert tiny_embedder().fit(images[:1]).dtype_ == "bfloat16"  # the measured choice
 
 

@@ -318,7 +318,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             size = min(self.batch_size, 16)
             parts = [next(real.iter_batches(min(size, len(real))))[1]]
             if library is not None and len(real) < size:  # the probe compares two or more
-                parts.append(next(library.iter_batches(min(size - len(real), len(library))))[1])
+                parts.append(next(library.iter_batches(size - len(real)))[1])
             return torch.cat([self._model_input(batch, backbone) for batch in parts])
 
         choice, probe = choose_dtype(backbone, device, sample, self._cache_folder())
