@@ -316,7 +316,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
         def sample():
             size = min(self.batch_size, 16)
-            parts = [next(real.iter_batches(min(size, len(real))))[1]]
+            parts = [next(real.iter_batches(size))[1]]  # iter_batches stops at the end
             if library is not None and len(real) < size:  # the probe compares two or more
                 parts.append(next(library.iter_batches(size - len(real)))[1])
             return torch.cat([self._model_input(batch, backbone) for batch in parts])
