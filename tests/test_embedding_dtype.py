@@ -679,21 +679,24 @@ def test_a_kept_choice_needs_its_probe_time_and_says_where_it_is(monkeypatch, tm
 def test_each_probe_pass_runs_in_its_own_precision_and_is_timed():
     # Catches: autocast on for the fp32 reference and off for bf16 (the probe would time and
     # compare each precision as the other, and keep the wrong one), autocast without its dtype
-    # (a GPU's default is fp16, not the bf16 asked for), or a time that is not a duration.
-    seen = []
+    # (a GPU's default is fp16, not the bf16 asked for), a time that is not a duration, or a
+    # warm-up of the whole sample (a full pass more per precision: the probe took 1.7x longer).
+    seen, rows = [], []
 
     class Module(torch.nn.Module):
         def forward(self, x):
             seen.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu")))
+            rows.append(len(x))
             return x * 2
 
     model = SimpleNamespace(runtime=lambda device: Module())
-    x = torch.ones(2, 3)
+    x = torch.ones(5, 3)
     for dtype in (FP32, BF16):
         seen.clear()
         seconds, out = _runtime.probe_pass(model, x, CPU, dtype)
         assert 0 <= seconds < 10 and out.dtype == np.float32
-        np.testing.assert_array_equal(out, 2 * np.ones((2, 3)))
+        np.testing.assert_array_equal(out, 2 * np.ones((5, 3)))
+        assert rows[-2:] == [2, 5]
         if dtype == FP32:  # the warm-up and the timed pass
             assert [enabled for enabled, _ in seen] == [False, False]
         else:

@@ -255,14 +255,15 @@ def candidate_dtypes(device: torch.device) -> tuple[list[torch.dtype], dict[str,
 def probe_pass(
     backbone: ProbedModel, x: torch.Tensor, device: torch.device, dtype: torch.dtype
 ) -> tuple[float, np.ndarray]:
-    """Seconds of one pass of ``x`` in ``dtype`` (timed after a warm-up pass), and its tokens."""
+    """Seconds of one pass of ``x`` in ``dtype`` (timed after a warm-up pass of two of its
+    images), and its tokens."""
     module = backbone.runtime(device)
     x = x.to(device)
     with (
         torch.inference_mode(),
         torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
     ):
-        module(x)  # warm-up: kernel selection, caches
+        module(x[:2])  # warm-up (kernel selection, caches) at a fraction of a full pass
         _synchronize(device)
         start = time.perf_counter()
         out = module(x)
@@ -300,9 +301,9 @@ def choose_dtype(
     """``dtype="auto"``: the fastest precision whose tokens agree with fp32, by measurement.
 
     Each candidate (:func:`candidate_dtypes`) embeds one batch, ``sample()`` (called only when
-    there is more than one candidate), after a warm-up pass; the fastest whose tokens have a
-    cosine >= :data:`MIN_PROBE_COSINE` with fp32's on every image (:func:`token_agreement`) is
-    kept. Measured once per process, weights and device (threads asking at once wait for one
+    there is more than one candidate), after a warm-up on two of its images; the fastest whose
+    tokens have a cosine >= :data:`MIN_PROBE_COSINE` with fp32's on every image
+    (:func:`token_agreement`) is kept. Measured once per process, weights and device (threads asking at once wait for one
     probe). With a ``folder`` (the embedder's ``cache_dir``) the choice is also kept there, per
     weights, device and machine (:func:`machine_signature`), and a choice found there is used
     instead of measuring: every process sharing the folder then embeds in one precision and
