@@ -303,15 +303,16 @@ def choose_dtype(
     Each candidate (:func:`candidate_dtypes`) embeds one batch, ``sample()`` (called only when
     there is more than one candidate), after a warm-up on two of its images; the fastest whose
     tokens have a cosine >= :data:`MIN_PROBE_COSINE` with fp32's on every image
-    (:func:`token_agreement`) is kept. Measured once per process, weights and device (threads asking at once wait for one
-    probe). With a ``folder`` (the embedder's ``cache_dir``) the choice is also kept there, per
-    weights, device and machine (:func:`machine_signature`), and a choice found there is used
-    instead of measuring: every process sharing the folder then embeds in one precision and
-    reuses the others' tokens (two probes can pick differently where two precisions run about
-    as fast). A sample of one distinct image settles nothing (its tokens agree with fp32's in
-    any precision): fp32 is returned, not remembered, with ``settled`` False in the probe. Returns
-    the dtype and the probe: per precision ``img_s`` and ``cosine``, or ``skipped`` and why;
-    ``device``; ``probe_s``, the probe's own time; ``kept_in``, the file, with a ``folder``.
+    (:func:`token_agreement`) is kept. Measured once per process, weights and device (threads
+    asking at once wait for one probe). With a ``folder`` (the embedder's ``cache_dir``) the
+    choice is also kept there, per weights, device and machine (:func:`machine_signature`), and
+    a choice found there is used instead of measuring: every process sharing the folder then
+    embeds in one precision and reuses the others' tokens (two probes can pick differently
+    where two precisions run about as fast). A sample of one distinct image settles nothing
+    (its tokens agree with fp32's in any precision): fp32 is returned, not remembered, with
+    ``settled`` False in the probe. Returns the dtype and the probe: per precision ``img_s``
+    and ``cosine``, or ``skipped`` and why; ``device``; ``probe_s``, the probe's own time;
+    ``kept_in``, the file, with a ``folder``.
     """
     key = (backbone.digest, str(device))
     path = None if folder is None else _choice_path(folder, backbone.digest, device)
