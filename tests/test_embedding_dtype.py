@@ -372,6 +372,26 @@ def test_one_real_image_is_probed_beside_the_generated_ones(monkeypatch, images)
     assert tiny_embedder().fit(images[:1]).dtype_ == "bfloat16"  # the measured choice
 
 
+def test_fine_tuned_weights_are_probed_again(monkeypatch, images):
+    # Catches: the precision measured on the weights before fine-tuning kept for the tuned
+    # ones (an untrained ViT-B keeps fp32 at cosine 0.98; after two epochs of finetune="all"
+    # its tokens agree with bf16 at 0.994, benchmarks/RESULTS_embed.md).
+    fake_probe(monkeypatch, {FP32: 1.0, BF16: 0.25}, {}, (FP32, BF16))
+    digests = []
+    measure = _runtime._probe
+
+    def probe(backbone, device, sample):
+        digests.append(backbone.digest)
+        choice, numbers = measure(backbone, device, sample)
+        return (FP32, numbers) if len(digests) == 1 else (choice, numbers)
+
+    monkeypatch.setattr(_runtime, "_probe", probe)
+    clear_memory_cache()
+    emb = tiny_embedder(finetune="all", finetune_epochs=1).fit(images)
+    assert len(set(digests)) == 2 and digests[1] == emb.backbone_.digest
+    assert emb.dtype_ == "bfloat16"
+
+
 def test_the_real_probe_times_each_candidate_and_compares_tokens(monkeypatch, images):
     # Catches: a probe pass that fails on a real model, or an fp32 reference that is not fp32.
     monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: True)
