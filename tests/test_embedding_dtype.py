@@ -323,13 +323,17 @@ def test_a_probe_of_one_image_settles_nothing(monkeypatch, tmp_path):
         "note": "one distinct image, the reference",
     }
     assert _runtime.describe_probe(choice, probe) == (
-        f"dtype='auto' on cpu: float32 (probe {probe['probe_s']:.1f} s: float32 (one distinct "
-        f"image, the reference, not timed); bfloat16 skipped ({why}); float16 skipped ({why}))"
+        f"dtype='auto' on cpu: float32 (probe of 1 image, {probe['probe_s']:.1f} s: float32 "
+        f"(one distinct image, the reference, not timed); bfloat16 skipped ({why}); float16 "
+        f"skipped ({why}))"
         ", for this fit only: the next fit with two distinct images measures"
     )
     assert _runtime._DTYPE_CHOICES == {} and not (tmp_path / "dtype-auto").exists()
     choice, probe = _runtime.choose_dtype(backbone(), CPU, sample, tmp_path)  # eight images
     assert (choice, calls, "settled" in probe) == (BF16, [FP32, BF16, FP16], False)
+    assert probe["n_images"] == 8 and "(probe of 8 images, " in _runtime.describe_probe(
+        choice, probe
+    )
     assert _runtime.choose_dtype(backbone(), CPU, sample)[0] == BF16  # now remembered
 
 

@@ -312,7 +312,8 @@ def choose_dtype(
     (its tokens agree with fp32's in any precision): fp32 is returned, not remembered, with
     ``settled`` False in the probe. Returns the dtype and the probe: per precision ``img_s``
     and ``cosine``, or ``skipped`` and why; ``device``; ``probe_s``, the probe's own time;
-    ``kept_in``, the file, with a ``folder``.
+    ``n_images``, the sample's size (where there was a choice); ``kept_in``, the file, with a
+    ``folder``.
     """
     key = (backbone.digest, str(device))
     path = None if folder is None else _choice_path(folder, backbone.digest, device)
@@ -363,6 +364,8 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
     for name, why in skipped.items():
         probe[name] = {"skipped": why}
     probe.update(device=str(device), probe_s=time.perf_counter() - start)
+    if len(candidates) > 1:
+        probe["n_images"] = len(x)
     if not settled:
         probe["settled"] = False
     return choice, probe
@@ -435,9 +438,11 @@ def describe_probe(choice: torch.dtype, probe: dict) -> str:
     kept = f", kept in {probe['kept_in']}" if "kept_in" in probe else ""
     if probe.get("settled") is False:
         kept = ", for this fit only: the next fit with two distinct images measures"
+    n = probe.get("n_images")
+    images = "" if n is None else f" of {n} image{'s' * (n != 1)},"
     return (
         f"dtype='auto' on {probe['device']}: {dtype_name(choice)} "
-        f"(probe {probe['probe_s']:.1f} s: {'; '.join(parts)}){kept}"
+        f"(probe{images} {probe['probe_s']:.1f} s: {'; '.join(parts)}){kept}"
     )
 
 

@@ -174,10 +174,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         The precision the ViT runs in (``"float32"``, ``"bfloat16"`` or ``"float16"``).
     dtype_probe_ : dict or None
         What ``dtype="auto"`` measured: per precision ``{"img_s", "cosine"}`` (cosine with
-        fp32's tokens, lowest over the probe's images) or ``{"skipped": why}``; ``"device"``;
-        ``"probe_s"``, the probe's own time; ``"kept_in"``, the file in ``cache_dir`` holding
-        the choice (the numbers are then those of the fit that measured it). None when
-        ``dtype`` was given.
+        fp32's tokens, lowest over the probe's ``"n_images"``) or ``{"skipped": why}``;
+        ``"device"``; ``"probe_s"``, the probe's own time; ``"settled": False`` where one
+        distinct image decided nothing; ``"kept_in"``, the file in ``cache_dir`` holding the
+        choice (the numbers are then those of the fit that measured it). None when ``dtype``
+        was given.
     backbone_ : Backbone
         The ViT (CPU, fp32 master copy) and its weights digest.
     fusion_ : GatedFusion
