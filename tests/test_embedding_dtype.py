@@ -346,8 +346,9 @@ def test_copies_of_one_image_settle_nothing_and_fp32_is_never_rejected(monkeypat
     copies = torch.ones(8, 3, 32, 32)
     choice, probe = _runtime.choose_dtype(backbone(), CPU, lambda: copies)
     assert (choice, calls, probe["settled"]) == (FP32, [], False)
-    copies[7, 0, 0, 0] = 0.0  # two distinct images: measured
-    assert _runtime.choose_dtype(backbone(), CPU, lambda: copies)[0] == BF16
+    copies[7, 0, 0, 0] = 0.0  # two distinct images: measured, on all eight
+    choice, probe = _runtime.choose_dtype(backbone(), CPU, lambda: copies)
+    assert (choice, probe["n_images"]) == (BF16, 8)
 
     monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
     monkeypatch.setattr(_runtime, "token_agreement", lambda ref, tokens: 0.0)
