@@ -334,10 +334,11 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
     candidates, skipped = candidate_dtypes(device)
     probe: dict = {}
     settled = True
-    if len(candidates) == 1:
+    x = sample() if len(candidates) > 1 else None
+    if x is None:
         probe["float32"] = {"img_s": None, "cosine": 1.0, "note": "the only candidate"}
         choice = torch.float32
-    elif len(torch.unique((x := sample()).flatten(1), dim=0)) < 2:
+    elif len(torch.unique(x.flatten(1), dim=0)) < 2:
         # Agreement is measured on what tells the images apart (token_agreement centres them
         # on their mean); one image (or copies of it) has nothing to tell apart, and its raw
         # tokens agree in any precision. So no choice is made: fp32 for this fit, not kept.
@@ -364,7 +365,7 @@ def _probe(backbone: ProbedModel, device: torch.device, sample) -> tuple[torch.d
     for name, why in skipped.items():
         probe[name] = {"skipped": why}
     probe.update(device=str(device), probe_s=time.perf_counter() - start)
-    if len(candidates) > 1:
+    if x is not None:
         probe["n_images"] = len(x)
     if not settled:
         probe["settled"] = False
