@@ -135,17 +135,16 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
     device : str, default="auto"
         ``"auto"`` (CUDA if available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
     dtype : {"auto", "float32", "bfloat16"}, default="auto"
-        ``"auto"`` measures, once per process and model (fine-tuned weights are a new one):
-        on the first 16 images of ``fit`` (reals, then generated) it times each precision
-        the hardware runs natively (fp32; bf16 on GPUs and on CPUs with AMX or AVX512-BF16;
-        fp16 on GPUs) and keeps the fastest whose tokens agree with fp32's (cosine >= 0.99 on
-        every image, centred on their mean: a fit on one image embeds in fp32 and leaves the
-        choice to the next fit). Where fp32 is the only candidate (a CPU without native bf16)
-        nothing is timed. The choice is ``dtype_``, the numbers ``dtype_probe_``.
-        With ``cache_dir`` the choice is kept there too (``dtype-auto/``, per weights, device
-        and machine) and every later fit sharing the folder uses it instead of measuring, so
-        processes sharing a cache embed in one precision and reuse each other's tokens;
-        delete that folder to measure again.
+        ``"auto"`` measures once per process and model (fine-tuned weights are a new one): on
+        the first 16 images of ``fit`` (reals, then generated) it times each precision the
+        hardware runs natively (fp32; bf16 on GPUs and CPUs with AMX or AVX512-BF16; fp16 on
+        GPUs) and keeps the fastest whose tokens agree with fp32's (cosine >= 0.99 on every
+        image, centred on their mean: one image decides nothing, its fit runs fp32); nothing
+        is timed where fp32 is the only candidate. The choice is ``dtype_``, its numbers
+        ``dtype_probe_``. With ``cache_dir`` the choice is kept there too (``dtype-auto/``,
+        per weights, device and machine) and every later fit sharing the folder uses it
+        instead of measuring, so processes sharing a cache embed in one precision and reuse
+        each other's tokens; delete that folder to measure again.
     cache_dir : str, Path or joblib.Memory, default=None
         Also keep the token cache on disk there (shared by processes, survives restarts), and
         the precision ``dtype="auto"`` chose.
@@ -309,8 +308,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
     def _choose_dtype(self, backbone, real: ImageSet, library) -> tuple[str, dict | None]:
         """``(dtype_, dtype_probe_)``: the explicit dtype, or for "auto" the fastest precision
-        whose tokens agree with fp32, probed once per process and model on the first images
-        (up to 16: the reals, then the library's, for the two the probe needs)."""
+        whose tokens agree with fp32, probed once per process and model on <= 16 images."""
         device = resolve_device(self.device)
         if self.dtype != "auto":
             return self.dtype, None
@@ -501,7 +499,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
 
             sets = [real] if library is None else [real, library]
             backbone = finetune_backbone(self, backbone, sets, seed)
-            # new weights: how far apart bf16 keeps the images' tokens is measured again
             self.dtype_, self.dtype_probe_ = self._choose_dtype(backbone, real, library)
         self.backbone_ = backbone
 
