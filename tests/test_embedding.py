@@ -295,7 +295,7 @@ def test_learned_gate_finds_the_block_that_carries_the_signal(monkeypatch):
         tokens = real if len(images) == 80 else lib
         return tokens[:, [v - 1 for v in self.layers_]]
 
-    monkeypatch.setattr(ViTLayerFusionEmbedder, "_vit_tokens", fake_tokens)
+    monkeypatch.setattr("skfingerprint.embedding.vit_tokens", fake_tokens)
 
     def auc(fusion):
         emb = tiny_embedder(fusion=fusion, layers=(1, 2, 3), gate_epochs=200)

@@ -488,7 +488,7 @@ def test_prefetch_hands_on_every_item_to_a_slow_consumer_none_included():
 def test_batches_are_made_ahead_for_a_gpu_and_in_turn_for_a_cpu(monkeypatch):
     # Catches: a prefetching thread started beside a CPU pass (whose own threads use every
     # core: 1.07-1.17x slower, RESULTS_embed.md), or none for a GPU pass.
-    from skfingerprint import embedding
+    from skfingerprint import _tokens
 
     def items():
         yield threading.current_thread().name
@@ -499,9 +499,7 @@ def test_batches_are_made_ahead_for_a_gpu_and_in_turn_for_a_cpu(monkeypatch):
     assert ahead == ["skfingerprint-prefetch"] * 2
     # the embedder's CPU pass goes through it, on the device it runs on
     seen = []
-    monkeypatch.setattr(
-        embedding, "prepared_for", lambda device, it: seen.append(device.type) or it
-    )
+    monkeypatch.setattr(_tokens, "prepared_for", lambda device, it: seen.append(device.type) or it)
     clear_memory_cache()
     pixels = np.random.default_rng(0).random((5, 32, 32, 3)).astype(np.float32)
     out = tiny_embedder(device="cpu", dtype="float32", batch_size=2).fit_transform(pixels)

@@ -248,7 +248,7 @@ def test_a_raw_array_with_labels_is_refused_before_any_vit_work(task, monkeypatc
 
     monkeypatch.setattr(_vit, "load_backbone", never)
     monkeypatch.setattr(_vit.Backbone, "embed_batch", never)
-    monkeypatch.setattr(ViTLayerFusionEmbedder, "_vit_tokens", never)
+    monkeypatch.setattr("skfingerprint.embedding.vit_tokens", never)
     message = (
         r"fit got labels y with an image array of shape \(40, 48, 48\), not X_pairs\. .*"
         r"X_pairs = make_pairs\(real_images, generated_images\)"

@@ -35,6 +35,7 @@ from skfingerprint import (
 )
 from skfingerprint._cache import TokenCache
 from skfingerprint._io import STALE_TEMP_SECONDS, write_once
+from skfingerprint._tokens import vit_tokens
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 from skfingerprint.images import ImageLoadError, as_image_set
@@ -475,7 +476,7 @@ def fresh_tokens(folder) -> np.ndarray:
     """Every block's tokens computed now, without any cache."""
     clear_memory_cache()
     emb = embedder(None, layers=(1, 2, 3, 4)).fit(folder)
-    return emb._vit_tokens(emb._split_input(folder)[0], emb.backbone_)
+    return vit_tokens(emb, emb._split_input(folder)[0], emb.backbone_)
 
 
 def check_cache(cache_dir, folder, n_expected):

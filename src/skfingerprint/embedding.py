@@ -20,7 +20,6 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from . import _vit
-from ._cache import TokenCache
 from ._contracts import check_binary_labels, derive_seed
 from ._fusion import (
     GatedFusion,
@@ -30,19 +29,18 @@ from ._fusion import (
     train_gate_views,
 )
 from ._lru import LRUCache, array_nbytes, seeded_fit_key
-from ._progress import Progress
 from ._runtime import (
     choose_dtype,
     describe_probe,
     dtype_name,
     load_state_arrays,
-    prepared_for,
     resolve_device,
     resolve_dtype,
     seeded_torch,
     state_arrays,
     threads_for,
 )
+from ._tokens import vit_tokens
 from ._warnings import warn_at_caller
 from .augment import augment_batch
 from .images import ImageSet, as_image_set, auto_pixel_size, pixel_vectors, to_model_input
@@ -336,109 +334,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         std = torch.tensor(backbone.std).view(1, 3, 1, 1)
         return (x - mean) / std
 
-    def _token_cache(self, backbone, dtype, tag: str = "") -> TokenCache:
-        key = hashlib.blake2b(
-            f"cls-v1|{self.model}|{backbone.digest}|{backbone.img_size}|{dtype}|{tag}".encode(),
-            digest_size=12,
-        ).hexdigest()
-        return TokenCache(key, self._cache_folder())
-
-    def _vit_tokens(
-        self, images: ImageSet, backbone, *, augment_seed: int | None = None, what: str = ""
-    ):
-        """The fused blocks' CLS tokens ``(n, len(layers_), D)`` float16, from the cache or one
-        ViT pass (which caches every block it runs: up to the deepest of ``layers_``, or all of
-        them without ``stop_early``). An entry with too few blocks goes on from the ViT state
-        its pass kept, running only the missing blocks; without one (evicted, or never kept)
-        it is computed again. ``what`` names the images in the progress line."""
-        device, dtype = self._runtime()
-        tag = "" if augment_seed is None else f"aug{augment_seed}|{self.augment_p}"
-        cache = self._token_cache(backbone, dtype, tag)
-        keys = [images.content_key(i) for i in range(len(images))]
-        needed = max(self.layers_)
-        stop = needed if self.stop_early else backbone.depth
-        first_index, resume, n_too_shallow = {}, {}, 0
-        for i, k in enumerate(keys):
-            if k in first_index or k in resume:
-                continue
-            entry = cache.get(k)
-            if entry is not None and len(entry) >= needed:
-                continue
-            state = None if entry is None else cache.get_state(k, len(entry))
-            if state is not None:
-                resume[k] = (entry, state)
-            else:
-                first_index[k] = i
-                n_too_shallow += entry is not None
-        if resume:
-            self._resume_vit(resume, cache, backbone, device, dtype, stop)
-        todo = list(first_index.values())
-        if n_too_shallow:
-            warn_at_caller(
-                f"{n_too_shallow} images were embedded by a pass that stopped before block "
-                f"{needed} and kept no ViT state to go on from (the store holds "
-                f"{cache.state_capacity(backbone.state_nbytes())} images' states): the ViT "
-                "runs over them again, every block this time. In a search over `layers`, "
-                "stop_early=False embeds each image once."
-            )
-        if todo:
-            images.check_files()  # fail on a bad file before the long pass, not in the middle
-            desc = f"ViT embedding ({what})" if what else "ViT embedding"
-            # cached, but too shallow and no state kept: other layer sets are being tried, so
-            # run every block this time and never again (a grid costs at most two passes)
-            run = stop if not n_too_shallow else backbone.depth
-            self._run_vit(
-                images, todo, keys, cache, backbone, device, dtype, augment_seed, desc, run
-            )
-        blocks = [v - 1 for v in self.layers_]
-        return np.stack([cache.get(k)[blocks] for k in keys])
-
-    def _run_vit(
-        self, images, todo, keys, cache, backbone, device, dtype, augment_seed, desc, blocks
-    ):
-        gen = None
-        if augment_seed is not None:
-            gen = torch.Generator().manual_seed(augment_seed)
-        # a pass that stops early keeps its state, if all of this call's fit, so that deeper
-        # layers later run only the missing blocks
-        keep_state = blocks < backbone.depth and cache.room_for_states(
-            len(todo), backbone.state_nbytes()
-        )
-
-        def inputs():
-            for idx, batch in images.iter_batches(self.batch_size, indices=todo):
-                yield idx, self._model_input(batch, backbone, gen, self.augment_p)
-
-        batches = prepared_for(device, inputs())
-        try:
-            with Progress(len(todo), self.verbose, desc) as progress:
-                for idx, x in batches:
-                    out = backbone.embed_batch(x, device, dtype, blocks, keep_state=keep_state)
-                    tokens, state = out if keep_state else (out, None)
-                    for j, i in enumerate(idx):
-                        cache.put(keys[i], tokens[j])
-                        if keep_state:
-                            cache.put_state(keys[i], blocks, state[j].copy())
-                    progress.update(len(idx))
-        finally:
-            batches.close()
-
-    def _resume_vit(self, entries: dict, cache, backbone, device, dtype, stop: int) -> None:
-        """Run the blocks that ``entries`` (``(cached tokens, kept state)`` by image key) lack,
-        up to block ``stop``, from their states; cache the longer tokens, and the new state
-        unless every block has run."""
-        by_depth = {}
-        for k, (tokens, _) in entries.items():
-            by_depth.setdefault(len(tokens), []).append(k)
-        for start, group in by_depth.items():
-            for b in range(0, len(group), self.batch_size):
-                batch = group[b : b + self.batch_size]
-                state = np.stack([entries[k][1] for k in batch])
-                cls, after = backbone.resume_batch(state, device, dtype, start, stop)
-                for j, k in enumerate(batch):
-                    cache.put(k, np.concatenate([entries[k][0], cls[j].astype(np.float16)]))
-                    cache.put_state(k, stop, after[j].copy() if stop < backbone.depth else None)
-
     @staticmethod
     def _split_input(X):
         """``(real ImageSet, library ImageSet or None)`` from X_pairs or plain images."""
@@ -503,10 +398,10 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         self.backbone_ = backbone
 
         names = ("images", None) if library is None else ("real images", "generated images")
-        real_tokens = self._vit_tokens(real, backbone, what=names[0])
+        real_tokens = vit_tokens(self, real, backbone, what=names[0])
         lib_tokens = None
         if library is not None:
-            lib_tokens = self._vit_tokens(library, backbone, what=names[1])
+            lib_tokens = vit_tokens(self, library, backbone, what=names[1])
         every = real_tokens if lib_tokens is None else np.concatenate([real_tokens, lib_tokens])
         sel = every.astype(np.float32)
         # Centre each block (raw CLS tokens share a large common component) and bring the blocks
@@ -526,8 +421,8 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         kept = None if memo is None else _GATES.get(memo)
         aug_tokens = None
         if trains_gate and y is None and kept is None:
-            aug_tokens = self._vit_tokens(
-                real, backbone, augment_seed=seed, what="augmented views for the gate"
+            aug_tokens = vit_tokens(
+                self, real, backbone, augment_seed=seed, what="augmented views for the gate"
             )
         every_t = self._layer_tokens(every)  # the gate's inputs: the reals, then the library
         with seeded_torch(seed):
@@ -561,7 +456,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         return self
 
     def _embed(self, images: ImageSet, what: str = "") -> np.ndarray:
-        tokens = self._vit_tokens(images, self.backbone_, what=what)
+        tokens = vit_tokens(self, images, self.backbone_, what=what)
         with torch.no_grad():
             return self.fusion_(self._layer_tokens(tokens)).numpy().astype(np.float32)
 
