@@ -461,6 +461,52 @@ def bench_threshold_grid(
     return out
 
 
+def bench_gate_denormals(n_real: int, n_lib: int, rounds: int = 3) -> dict:
+    """The gate's supervised training on the threshold grid's tokens (the ViT-B's, for the
+    task above), with the CPU's denormals flushed (what ``fit`` does,
+    ``_runtime.flush_denormals``) and without, in interleaved rounds from the same seed, on one
+    thread as ``fit`` runs it: the best time of each, and whether the two gates agree."""
+    from skfingerprint import _runtime, embedding
+    from skfingerprint._fusion import GatedFusion
+    from skfingerprint.datasets import make_synthetic_leak
+    from skfingerprint.pipeline import make_fingerprint_pipeline
+
+    task = make_synthetic_leak(
+        n_real // 2, n_real - n_real // 2, n_lib, image_size=128, random_state=0
+    )
+    pipe = make_fingerprint_pipeline("canet", features="paper", pretrained=False, random_state=0)
+    embedder = pipe.steps[0][1]
+    seen = []
+    train = embedding.train_gate_supervised
+    with contextlib.ExitStack() as stack:
+        stack.callback(setattr, embedding, "train_gate_supervised", train)
+        embedding.train_gate_supervised = lambda *a, **k: seen.append((a, k))
+        embedder.fit(task.X_pairs, task.y)
+    (_, tokens, n, y), kwargs = seen[0]
+
+    def trained(flush: bool) -> tuple[float, torch.Tensor]:
+        with _runtime.seeded_torch(0):
+            gate = GatedFusion(len(embedder.layers_), tokens.shape[-1])
+        with _runtime.one_thread(), contextlib.ExitStack() as stack:
+            if flush:
+                stack.enter_context(_runtime.flush_denormals())
+            start = time.perf_counter()
+            train(gate, tokens, n, y, **kwargs)
+            seconds = time.perf_counter() - start
+        with torch.no_grad():
+            return seconds, gate.weights(tokens)
+
+    runs = {False: [], True: []}
+    for _ in range(rounds):
+        for flush in (False, True):
+            runs[flush].append(trained(flush))
+    out = {f"{'flushed' if f else 'kept'}_s": min(s for s, _ in runs[f]) for f in runs}
+    out["kept_over_flushed"] = out["kept_s"] / out["flushed_s"]
+    out["max_weight_difference"] = float((runs[False][0][1] - runs[True][0][1]).abs().max())
+    out.update(n_tokens=tuple(tokens.shape), epochs=kwargs["epochs"], rounds=rounds)
+    return out
+
+
 HUGE_PAGES_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[1])
@@ -835,6 +881,7 @@ def write_results(results: dict, path: Path) -> None:
         f"| **grid over 3 thresholds / one fit of the pipeline** ({tg['one_fit_s']:.1f} s; "
         f"target <= 1.5) | | **{tg['grid_over_fit']:.2f}** |",
         "",
+        *_gate_denormals_lines(results.get("gate_denormals")),
         *_imageclef_grid_lines(results.get("imageclef_grids")),
         "## Peak memory embedding PNGs from disk",
         "",
@@ -854,6 +901,28 @@ def write_results(results: dict, path: Path) -> None:
         *results.get("notes", []),
     ]
     path.write_text("\n".join(lines))
+
+
+def _gate_denormals_lines(d: dict | None) -> list[str]:
+    if d is None:
+        return []
+    return [
+        "## The gate's training with the CPU's denormals flushed",
+        "",
+        f"The supervised gate training of one fit above ({d['epochs']} steps on the tokens of "
+        f"{' x '.join(map(str, d['n_tokens']))} images x blocks x width, one thread, the same "
+        "seed), with float32 denormals flushed to zero "
+        "(`_runtime.flush_denormals`, what `fit` does) and without; best of "
+        f"{d['rounds']} interleaved rounds each.",
+        "",
+        "| what | value |",
+        "|---|---|",
+        f"| denormals kept / flushed | {d['kept_s']:.2f} s / {d['flushed_s']:.2f} s = "
+        f"**{d['kept_over_flushed']:.2f}x** |",
+        f"| largest difference of the two gates' fusion weights | "
+        f"{d['max_weight_difference']:.1e} |",
+        "",
+    ]
 
 
 def _imageclef_grid_lines(ig: dict | None) -> list[str]:
@@ -1037,6 +1106,8 @@ def main() -> None:
     print(json.dumps(results["grid"], indent=1), flush=True)
     results["threshold_grid"] = bench_threshold_grid(8 if q else 48, 8 if q else 48)
     print(json.dumps(results["threshold_grid"], indent=1), flush=True)
+    results["gate_denormals"] = bench_gate_denormals(8 if q else 48, 8 if q else 48)
+    print(json.dumps(results["gate_denormals"], indent=1), flush=True)
     if args.imageclef_grids:
         n_real, n_lib = IMAGECLEF_TRAIN
         results["imageclef_grids"] = {

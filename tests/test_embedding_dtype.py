@@ -836,6 +836,49 @@ def test_small_training_steps_run_on_one_thread_and_the_count_comes_back():
         assert torch.get_num_threads() == before
 
 
+def test_denormals_are_flushed_inside_and_the_mode_comes_back():
+    # Catches: flush_denormals not flushing (the gate then ran 2-4x longer on an Intel Xeon),
+    # leaving the mode on for the rest of the process, or turning it off where the caller had
+    # it on.
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    denormal = torch.tensor([1e-39])
+    assert (denormal * 1.0).item() != 0.0
+    with _runtime.flush_denormals():
+        assert (denormal * 1.0).item() == 0.0
+    assert (denormal * 1.0).item() != 0.0
+    try:
+        torch.set_flush_denormal(True)
+        with _runtime.flush_denormals():
+            assert (denormal * 1.0).item() == 0.0
+        assert (denormal * 1.0).item() == 0.0  # the caller's own setting is kept
+    finally:
+        torch.set_flush_denormal(False)
+
+
+@pytest.mark.parametrize("labels", [True, False])
+def test_the_gate_trains_with_denormals_flushed(monkeypatch, labels):
+    # Catches: the embedder's gate training (with labels or on augmented views) run without
+    # flush_denormals, or the mode left on after the fit.
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU has no flush-to-zero mode")
+    from skfingerprint import embedding
+
+    seen = []
+    for name in ("train_gate_supervised", "train_gate_views"):
+        monkeypatch.setattr(
+            embedding, name, lambda *a, _name=name, **k: seen.append((_name, flushed()))
+        )
+    flushed = _runtime._denormals_flushed
+    task = make_synthetic_leak(6, 6, 8, image_size=32, random_state=0)
+    clear_memory_cache()
+    emb = tiny_embedder(fusion="gated", layers=(2, 4))
+    emb.fit(task.X_pairs, task.y if labels else None)
+    trained = "train_gate_supervised" if labels else "train_gate_views"
+    assert seen == [(trained, True)]
+    assert not flushed()
+
+
 def test_saved_weights_load_back_into_a_fresh_module():
     # Catches: load_state_arrays loading nothing or other arrays (a model file would restore
     # another gate or CANet).

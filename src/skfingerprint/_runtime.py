@@ -32,6 +32,7 @@ __all__ = [
     "adam",
     "choose_dtype",
     "dtype_name",
+    "flush_denormals",
     "load_state_arrays",
     "resolve_device",
     "resolve_dtype",
@@ -57,6 +58,26 @@ def threads_for(flops_per_step: float):
     """Run small training problems on one thread. Their steps take milliseconds, and with the
     other cores busy, torch's OpenMP workers spin-wait for each other: 10x slower, measured."""
     return one_thread(flops_per_step < 2e9)
+
+
+def _denormals_flushed() -> bool:
+    """Whether this thread's CPU reads a float32 denormal as zero (the DAZ mode)."""
+    return torch.tensor([1e-39]).mul(1.0).item() == 0.0
+
+
+@contextmanager
+def flush_denormals():
+    """Treat float32 denormals (below ~1.2e-38) as zero on this thread while the block runs,
+    the mode restored after. The gate's training made denormal gradients on real ViT tokens,
+    and a CPU that takes them in its arithmetic slowly (an Intel Xeon with AMX) ran it 2-4x
+    longer, for answers identical to the last bit (``benchmarks/bench_embed.py``)."""
+    if _denormals_flushed() or not torch.set_flush_denormal(True):
+        yield  # already flushed (kept as it is), or a CPU without the modes
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def fused_optimizer(optimizer: type[torch.optim.Optimizer], params, **kwargs):

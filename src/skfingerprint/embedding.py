@@ -33,6 +33,7 @@ from ._runtime import (
     choose_dtype,
     describe_probe,
     dtype_name,
+    flush_denormals,
     load_state_arrays,
     resolve_device,
     resolve_dtype,
@@ -431,7 +432,7 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
                 load_state_arrays(fusion, kept)
             elif trains_gate:
                 n_tokens = len(every) * len(self.layers_)
-                with threads_for(6 * n_tokens * backbone.embed_dim * 256):
+                with threads_for(6 * n_tokens * backbone.embed_dim * 256), flush_denormals():
                     if y is not None:
                         train_gate_supervised(
                             fusion, every_t, len(real_tokens), y,
