@@ -69,7 +69,7 @@ def _denormals_flushed() -> bool:
 def flush_denormals():
     """Treat float32 denormals (below ~1.2e-38) as zero on this thread while the block runs,
     the mode restored after. The gate's training made denormal gradients on real ViT tokens,
-    and a CPU that takes them in its arithmetic slowly (an Intel Xeon with AMX) ran it 2-4x
+    and a CPU that takes them in its arithmetic slowly (an Intel Xeon with AMX) ran it 3x
     longer, for answers identical to the last bit (``benchmarks/bench_embed.py``)."""
     if _denormals_flushed() or not torch.set_flush_denormal(True):
         yield  # already flushed (kept as it is), or a CPU without the modes
