@@ -23,6 +23,7 @@ from skfingerprint import (
     clear_memory_cache,
     make_pairs,
 )
+from skfingerprint._tokens import vit_tokens
 from skfingerprint.datasets import make_synthetic_leak
 from skfingerprint.embedding import parse_layers
 from skfingerprint.pairs import PairEmbeddings
@@ -205,6 +206,70 @@ def test_a_deeper_layer_set_runs_only_the_missing_blocks_from_the_kept_state(
         np.testing.assert_allclose(
             fitted.transform(images), ref.transform(images), rtol=1e-5, atol=1e-6
         )
+
+
+def test_a_too_shallow_image_given_twice_is_counted_once(task, vit_passes):
+    # Catches: a repeated image (the same content key) looked at again in the scan of the
+    # cache, so that the second-pass warning counts it twice and the pass runs it twice.
+    from skfingerprint import _cache
+
+    images = np.concatenate([task.real_images[:6], task.real_images[:6]])
+    emb = tiny_embedder(layers=(1,), fusion="mean").fit(images[:1])  # loads the backbone
+    _cache._STATES.resize(5 * emb.backbone_.state_nbytes())  # room for 5 of the 6
+    try:
+        clear_memory_cache()
+        before = vit_passes.images
+        emb = clone(emb).fit(images)
+        assert vit_passes.images - before == 6
+        with pytest.warns(UserWarning, match=r"^6 images .* holds 5 images' states"):
+            clone(emb).set_params(layers=(2, 3)).fit(images)
+        assert vit_passes.images - before == 12
+    finally:
+        _cache._STATES.resize(_cache.DEFAULT_STATE_LIMIT)
+
+
+def test_a_pass_over_every_block_keeps_no_state(task):
+    # Catches: a pass that ran every block keeping the images' ViT states, though no deeper
+    # block is left to go on to (for a ViT-B ~600 kB an image, for nothing).
+    from skfingerprint import _cache
+
+    clear_memory_cache()
+    emb = tiny_embedder(fusion="mean", stop_early=False).fit(task.real_images[:4])
+    assert len(_cache._STATES) == 0
+    clone(emb).set_params(stop_early=True).fit(task.real_images[4:8])  # stops at block 3
+    assert len(_cache._STATES) == 4
+
+
+def test_a_set_partly_cached_embeds_only_the_rest(task, vit_passes):
+    # Catches: the scan of the cache stopping at the first image already cached, so that the
+    # images after it are never embedded.
+    images = task.real_images[:8]
+    emb = tiny_embedder(fusion="mean").fit(images[:1])
+    clear_memory_cache()
+    vit_tokens(emb, emb._split_input(images[:3])[0], emb.backbone_)
+    before = vit_passes.images
+    got = vit_tokens(emb, emb._split_input(images)[0], emb.backbone_)
+    assert vit_passes.images - before == 5
+    clear_memory_cache()
+    np.testing.assert_array_equal(got, vit_tokens(emb, emb._split_input(images)[0], emb.backbone_))
+
+
+def test_augmented_views_are_cached_apart_from_the_plain_tokens(task):
+    # Catches: the views' cache tag dropped, so that the gate's view training would read the
+    # plain tokens back as the "augmented views" (every pair identical), or overwrite them.
+    images = task.real_images[:6]
+    emb = tiny_embedder(fusion="mean").fit(images[:1])
+    clear_memory_cache()
+    real = emb._split_input(images)[0]
+    plain = vit_tokens(emb, real, emb.backbone_)
+    views = vit_tokens(emb, real, emb.backbone_, augment_seed=3)
+    assert np.abs(plain.astype(np.float32) - views.astype(np.float32)).max() > 1e-2
+    np.testing.assert_array_equal(vit_tokens(emb, real, emb.backbone_), plain)
+    np.testing.assert_array_equal(vit_tokens(emb, real, emb.backbone_, augment_seed=3), views)
+    # and augment_p reaches the augmentation: the views differ with it (each p cached apart)
+    strong = vit_tokens(emb.set_params(augment_p=1.0), real, emb.backbone_, augment_seed=3)
+    weak = vit_tokens(emb.set_params(augment_p=0.0), real, emb.backbone_, augment_seed=3)
+    assert not np.array_equal(strong, weak)
 
 
 def test_without_a_kept_state_a_deeper_layer_set_runs_every_block_once(task, vit_passes):
