@@ -413,17 +413,9 @@ def bench_grid(n_real: int, n_lib: int, stop_early: bool) -> dict:
     }
 
 
-def bench_threshold_grid(
-    n_real: int, n_lib: int, k: int = 10, max_epochs: int = 30, against_one: bool = True
-) -> dict:
-    """The issue's grid: ``clf__threshold`` alone, with the paper's CANet head. Counts the
-    nets trained and times the grid over 3 thresholds against one fit of the pipeline and
-    (``against_one``) against the same grid over 1 threshold."""
-    from sklearn.base import clone
-    from sklearn.model_selection import GridSearchCV
-
-    from skfingerprint import clear_memory_cache, kappa_scorer
-    from skfingerprint._canet_net import _CANetNet
+def threshold_grid_task(n_real: int, n_lib: int, k: int = 10, max_epochs: int = 30):
+    """The threshold grid's images and pipeline: the paper's CANet head on an untrained ViT-B
+    (``make_fingerprint_pipeline("canet", features="paper")``)."""
     from skfingerprint.datasets import make_synthetic_leak
     from skfingerprint.pipeline import make_fingerprint_pipeline
 
@@ -438,6 +430,22 @@ def bench_threshold_grid(
         max_epochs=max_epochs,
         random_state=0,
     )
+    return task, pipe
+
+
+def bench_threshold_grid(
+    n_real: int, n_lib: int, k: int = 10, max_epochs: int = 30, against_one: bool = True
+) -> dict:
+    """The issue's grid: ``clf__threshold`` alone, with the paper's CANet head. Counts the
+    nets trained and times the grid over 3 thresholds against one fit of the pipeline and
+    (``against_one``) against the same grid over 1 threshold."""
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    from skfingerprint import clear_memory_cache, kappa_scorer
+    from skfingerprint._canet_net import _CANetNet
+
+    task, pipe = threshold_grid_task(n_real, n_lib, k, max_epochs)
     pipe.steps[0][1].fit(task.real_images[:16])  # the ViT-B and dtype probe, outside timings
     clear_memory_cache()
     start = time.perf_counter()
@@ -468,29 +476,24 @@ def bench_gate_denormals(n_real: int, n_lib: int, rounds: int = 3) -> dict:
     thread as ``fit`` runs it: the best time of each, and whether the two gates agree."""
     from skfingerprint import _runtime, clear_memory_cache, embedding
     from skfingerprint._fusion import GatedFusion
-    from skfingerprint.datasets import make_synthetic_leak
-    from skfingerprint.pipeline import make_fingerprint_pipeline
 
-    task = make_synthetic_leak(
-        n_real // 2, n_real - n_real // 2, n_lib, image_size=128, random_state=0
-    )
-    pipe = make_fingerprint_pipeline("canet", features="paper", pretrained=False, random_state=0)
+    task, pipe = threshold_grid_task(n_real, n_lib)
     embedder = pipe.steps[0][1]
     seen = []
     train = embedding.train_gate_supervised
-    with contextlib.ExitStack() as stack:
-        stack.callback(setattr, embedding, "train_gate_supervised", train)
-        embedding.train_gate_supervised = lambda *a, **k: seen.append((a, k))
+    embedding.train_gate_supervised = lambda *a, **k: seen.append((a, k))  # inputs, no training
+    try:
         clear_memory_cache()  # the threshold grid keeps this very gate: train it again
         embedder.fit(task.X_pairs, task.y)
+    finally:
+        embedding.train_gate_supervised = train
     (_, tokens, n, y), kwargs = seen[0]
 
     def trained(flush: bool) -> tuple[float, torch.Tensor]:
         with _runtime.seeded_torch(0):
             gate = GatedFusion(len(embedder.layers_), tokens.shape[-1])
-        with _runtime.one_thread(), contextlib.ExitStack() as stack:
-            if flush:
-                stack.enter_context(_runtime.flush_denormals())
+        flushed = _runtime.flush_denormals() if flush else contextlib.nullcontext()
+        with _runtime.one_thread(), flushed:
             start = time.perf_counter()
             train(gate, tokens, n, y, **kwargs)
             seconds = time.perf_counter() - start

@@ -208,15 +208,25 @@ def test_a_deeper_layer_set_runs_only_the_missing_blocks_from_the_kept_state(
         )
 
 
+@contextlib.contextmanager
+def state_store_holding(emb, n_images: int):
+    """The ViT-state store shrunk to room for ``n_images`` of ``emb``'s states, restored
+    after."""
+    from skfingerprint import _cache
+
+    _cache._STATES.resize(n_images * emb.backbone_.state_nbytes())
+    try:
+        yield
+    finally:
+        _cache._STATES.resize(_cache.DEFAULT_STATE_LIMIT)
+
+
 def test_a_too_shallow_image_given_twice_is_counted_once(task, vit_passes):
     # Catches: a repeated image (the same content key) looked at again in the scan of the
     # cache, so that the second-pass warning counts it twice and the pass runs it twice.
-    from skfingerprint import _cache
-
     images = np.concatenate([task.real_images[:6], task.real_images[:6]])
     emb = tiny_embedder(layers=(1,), fusion="mean").fit(images[:1])  # loads the backbone
-    _cache._STATES.resize(5 * emb.backbone_.state_nbytes())  # room for 5 of the 6
-    try:
+    with state_store_holding(emb, 5):  # room for 5 of the 6
         clear_memory_cache()
         before = vit_passes.images
         emb = clone(emb).fit(images)
@@ -224,8 +234,6 @@ def test_a_too_shallow_image_given_twice_is_counted_once(task, vit_passes):
         with pytest.warns(UserWarning, match=r"^6 images .* holds 5 images' states"):
             clone(emb).set_params(layers=(2, 3)).fit(images)
         assert vit_passes.images - before == 12
-    finally:
-        _cache._STATES.resize(_cache.DEFAULT_STATE_LIMIT)
 
 
 def test_a_pass_over_every_block_keeps_no_state(task):
@@ -279,8 +287,7 @@ def test_without_a_kept_state_a_deeper_layer_set_runs_every_block_once(task, vit
 
     images = task.real_images
     emb = tiny_embedder(layers=(1,), fusion="mean").fit(images[:1])  # loads the backbone
-    _cache._STATES.resize(23 * emb.backbone_.state_nbytes())  # room for 23 of the 24
-    try:
+    with state_store_holding(emb, 23):  # room for 23 of the 24
         clear_memory_cache()
         before = vit_passes.images
         emb = clone(emb).fit(images)
@@ -299,8 +306,6 @@ def test_without_a_kept_state_a_deeper_layer_set_runs_every_block_once(task, vit
         clear_memory_cache()
         ref = clone(deeper).set_params(stop_early=False).fit(images)
         np.testing.assert_array_equal(deeper.transform(images), ref.transform(images))
-    finally:
-        _cache._STATES.resize(_cache.DEFAULT_STATE_LIMIT)
 
 
 def test_model_files_from_before_stop_early_load_with_it_on(task):
