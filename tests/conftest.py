@@ -1,3 +1,6 @@
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -20,6 +23,17 @@ def module_unless_fresh(fixture_name, config):
     unasked (``benchmarks/mutmut_report.toml``, ``make mutate-report``, passes the option).
     """
     return "function" if config.getoption("fresh_fixtures") else "module"
+
+
+def points_at(warning, path) -> bool:
+    """Whether a recorded ``warning`` names ``path`` (a test's own file: the user's line).
+
+    Under mutation testing (``MUTANT_UNDER_TEST`` set) mutmut's trampoline runs between the
+    library's frames, so the first frame outside the library, the one a warning names, is the
+    trampoline's: accepted there, and only there.
+    """
+    trampoline = Path(warning.filename).parts[-3:] == ("mutmut", "mutation", "trampoline.py")
+    return warning.filename == str(path) or bool(os.environ.get("MUTANT_UNDER_TEST") and trampoline)
 
 
 def write_png(path, array):
