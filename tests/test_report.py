@@ -16,6 +16,8 @@ import pytest
 from PIL import Image
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
 from skfingerprint import load_model, save_model, write_report
 from skfingerprint.cli import main
@@ -673,6 +675,10 @@ def test_unfitted_or_wrong_models_are_refused(task, pipe, tmp_path):
         "write_report needs a pipeline whose last step is a classifier with predict_proba "
         "(it gives P(used)); the last step is FaissCandidateSelector"
     )
+    # the last of three steps is named (steps[1] would name the selector again)
+    no_proba = Pipeline([*pipe.steps[:2], ("clf", FunctionTransformer())])
+    with pytest.raises(TypeError, match=r"; the last step is FunctionTransformer$"):
+        write_report(no_proba, task.X_pairs, tmp_path / "r.html")
     with pytest.raises(IsADirectoryError, match=r"'.*' is a folder; give a file name"):
         write_report(pipe, task.X_pairs, tmp_path)
     with pytest.raises(TypeError, match="^X_pairs must be X_pairs built by"):
