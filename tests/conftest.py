@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +27,12 @@ def module_unless_fresh(fixture_name, config):
 def points_at(warning, path) -> bool:
     """Whether a recorded ``warning`` names ``path`` (a test's own file: the user's line).
 
-    Under mutation testing (``MUTANT_UNDER_TEST`` set) mutmut's trampoline runs between the
-    library's frames, so the first frame outside the library, the one a warning names, is the
-    trampoline's: accepted there, and only there.
+    Under mutation testing mutmut's trampoline (``mutmut/mutation/trampoline.py``, present only
+    then) runs between the library's frames, so the first frame outside the library, the one a
+    warning names, is the trampoline's: accepted too.
     """
     trampoline = Path(warning.filename).parts[-3:] == ("mutmut", "mutation", "trampoline.py")
-    return warning.filename == str(path) or bool(os.environ.get("MUTANT_UNDER_TEST") and trampoline)
+    return warning.filename == str(path) or trampoline
 
 
 def write_png(path, array):
