@@ -808,6 +808,31 @@ def test_the_report_renders_in_a_headless_browser(task, pipe, noisy_y, tmp_path)
     assert image.std() > 20  # a page was drawn, not a blank screen
 
 
+def test_the_report_is_utf8_whatever_the_locale(pipe, tmp_path):
+    """Written as UTF-8 even where the locale's encoding is ASCII (LC_ALL=C, UTF-8 mode off):
+    a title (or an image id) outside ASCII must not fail the write or come out garbled."""
+    import os
+    import sys
+
+    model = save_model(pipe, tmp_path / "m.skops")
+    code = (
+        "import sys; from skfingerprint import load_model, write_report\n"
+        "from skfingerprint.datasets import make_synthetic_leak\n"
+        "task = make_synthetic_leak(12, 12, 36, image_size=32, random_state=0)\n"
+        "pipe = load_model(sys.argv[1])['estimator']\n"
+        "write_report(pipe, task.X_pairs, sys.argv[2], title='audit \\u00e9')\n"
+    )
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(model), str(tmp_path / "r.html")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "<title>audit é</title>" in (tmp_path / "r.html").read_bytes().decode("utf-8")
+
+
 def test_cli_report_says_which_model_and_shows_progress(clef, pipe, capsys, tmp_path):
     """The page names the model file, the folder it was fitted on and when; -v reaches the
     pipeline; every message of the command is exact (catches the source line, the verbosity
