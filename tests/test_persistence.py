@@ -281,6 +281,14 @@ def test_metadata_cannot_overwrite_what_the_file_records_about_itself(key, tmp_p
     assert list(tmp_path.iterdir()) == []
     path = save_model(PixelNearestNeighbor(), tmp_path / "m.skops", created_by="x")
     assert load_model(path)["created_by"] == "x"  # other names are kept
+    other = "created" if key != "created" else "format_version"
+    with pytest.raises(ValueError) as info:  # every such key named, in one message
+        save_model(PixelNearestNeighbor(), tmp_path / "n.skops", **{key: "x", other: "x"})
+    taken = ", ".join(sorted([other, key]))
+    assert str(info.value) == (
+        f"metadata {taken} would overwrite what the model file records about itself; give "
+        "the value another name"
+    )
 
 
 def test_the_file_records_its_format_the_writing_version_and_when_in_utc(tmp_path):
@@ -318,3 +326,112 @@ def test_files_that_hold_no_model_are_refused_saying_what_they_hold(tmp_path):
     torn.write_bytes(b"PK\x03\x04" + b"\0" * 40)  # a zip's first bytes, then nothing
     with pytest.raises(ModelFileError, match=r"corrupt \(BadZipFile: File is not a zip file\)"):
         load_model(torn)
+
+
+def test_damaged_files_are_refused_naming_the_file_and_the_error(tmp_path):
+    # Catches: the file or the error left out of the message (``_corrupt(None, exc)``), at
+    # either step of a skops load or in a pickle's; an error with no text shown as "Type: ".
+    from skfingerprint.persistence import ModelFileError
+
+    def refusal(path, **kwargs) -> str:
+        with pytest.raises(ModelFileError) as info:
+            load_model(path, **kwargs)
+        return str(info.value)
+
+    def expected(path, error: str) -> str:
+        return (
+            f"cannot read model file '{path}': it is not a skfingerprint model file, or it is "
+            f"truncated or corrupt ({error}). Make one with 'skfingerprint fit'."
+        )
+
+    saved = save_model(PixelNearestNeighbor(), tmp_path / "m.skops", weights=np.arange(5.0))
+    with zipfile.ZipFile(saved) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    (array,) = [n for n in files if n.endswith(".npy")]
+    lost = tmp_path / "lost.skops"  # an array is gone: the check of its types fails
+    with zipfile.ZipFile(lost, "w") as z:
+        z.writestr("schema.json", files["schema.json"])
+    assert refusal(lost) == expected(
+        lost, f"KeyError: \"There is no item named '{array}' in the archive\""
+    )
+    garbled = tmp_path / "garbled.skops"  # its types check out; building its array fails
+    with zipfile.ZipFile(garbled, "w") as z:
+        z.writestr("schema.json", files["schema.json"])
+        z.writestr(array, b"garbage")
+    head, tail = expected(garbled, "ValueError: ").split("ValueError: ")
+    message = refusal(garbled)
+    assert message.startswith(head + "ValueError: ") and message.endswith(tail)
+    torn = tmp_path / "torn.joblib"  # unpickling it raises an EOFError with no text
+    torn.write_bytes(pickle.dumps({"x": list(range(100))})[:30])
+    assert refusal(torn, allow_pickle=True) == expected(torn, "EOFError")
+
+
+def test_untrusted_types_are_all_named_in_one_message(default_file, tmp_path):
+    from skfingerprint.persistence import UntrustedModelError
+
+    payload = load_model(default_file[0])
+    runs_code = _RunsCode.__new__(_RunsCode)
+    runs_code.marker = str(tmp_path / "pwned")
+    payload["note"] = [runs_code, threadpool_limits]  # two foreign types
+    path = tmp_path / "two.skops"
+    skops.io.dump(payload, path)
+    with pytest.raises(UntrustedModelError) as info:
+        load_model(path)
+    assert str(info.value) == (
+        f"model file '{path}' would build types that skfingerprint does not trust: "
+        "tests.test_persistence._RunsCode, threadpoolctl.threadpool_limits. Nothing from the "
+        "file was loaded or run. If you made this "
+        "file yourself with other estimators, load it with skops.io.load(path, trusted=[...]) "
+        "after checking those types."
+    )
+
+
+@pytest.mark.parametrize(
+    "version, writer, fix",
+    [
+        (3, {"skfingerprint_version": "9.9.0"}, "upgrade skfingerprint to read it"),
+        (1, {"skfingerprint_version": "0.1.0"}, "refit it with 'skfingerprint fit'"),
+        ("2", {}, "refit it with 'skfingerprint fit'"),  # no writer recorded: "unknown"
+    ],
+)
+def test_other_format_versions_are_refused_saying_what_to_do(version, writer, fix, tmp_path):
+    from skfingerprint import __version__
+    from skfingerprint.persistence import MODEL_FORMAT, ModelFileError
+
+    path = tmp_path / "m.skops"
+    payload = {"format": MODEL_FORMAT, "format_version": version, **writer}
+    skops.io.dump({**payload, "estimator": PixelNearestNeighbor()}, path)
+    with pytest.raises(ModelFileError) as info:
+        load_model(path)
+    assert str(info.value) == (
+        f"model file '{path}' has model format version {version!r}, written by "
+        f"skfingerprint {writer.get('skfingerprint_version', 'unknown')}; this is "
+        f"skfingerprint {__version__}, which reads format version 2: {fix}"
+    )
+
+
+def test_paths_that_hold_no_model_file_are_refused_saying_why(tmp_path):
+    # Catches: a message lost (ModelFileError(None)), or a 1-byte file called empty.
+    from skfingerprint.persistence import ModelFileError
+
+    def refusal(path) -> str:
+        with pytest.raises(ModelFileError) as info:
+            load_model(path)
+        return str(info.value)
+
+    (tmp_path / "empty.skops").write_bytes(b"")
+    (tmp_path / "one.joblib").write_bytes(b"x")
+    assert (
+        refusal(tmp_path / "gone.skops") == f"model file '{tmp_path / 'gone.skops'}' does not exist"
+    )
+    assert refusal(tmp_path) == f"model file '{tmp_path}' is not a file"
+    assert refusal(tmp_path / "empty.skops") == (
+        f"model file '{tmp_path / 'empty.skops'}' is empty (0 bytes)"
+    )
+    assert refusal(tmp_path / "one.joblib") == (
+        f"model file '{tmp_path / 'one.joblib'}' is not a skops model file; if it is a "
+        "joblib/pickle file, loading it runs any code it holds. Load it only if you trust "
+        "everyone who wrote it: load_model(path, allow_pickle=True), or --allow-pickle on the "
+        "command line. Save models with save_model(..., format='skops') (the default) to "
+        "avoid this."
+    )
