@@ -65,6 +65,12 @@ def test_default_is_the_linear_head_on_relation_scores():
     assert isinstance(clf, LinearRelationClassifier)
     untrained = make_fingerprint_pipeline(**TINY_VIT)
     assert untrained.named_steps["select"].relation_spaces == ("pixels", "pixels_whitened")
+    # trained weights from a checkpoint (or fine-tuning) count as trained without pretrained
+    for trained in (dict(checkpoint="vit.pth"), dict(finetune="all")):
+        spaces = make_fingerprint_pipeline(**TINY_VIT, **trained).named_steps["select"]
+        assert spaces.relation_spaces == ("pixels", "pixels_whitened", "vit"), trained
+    quiet = make_fingerprint_pipeline()  # no progress printed unless asked for
+    assert (quiet.verbose, quiet["embed"].verbose) == (False, 0)
     canet = make_fingerprint_pipeline("canet").named_steps["clf"]
     assert (canet.pair_features, canet.threshold) == ("relations", 0.5)
 
@@ -97,10 +103,15 @@ def test_relation_scores_do_not_learn_from_the_labels(task):
 def test_feature_choices_are_checked():
     with pytest.raises(ValueError, match="features must be one of"):
         make_fingerprint_pipeline(features="pixels")
-    with pytest.raises(ValueError, match="classifier='linear' reads relation scores"):
+    with pytest.raises(ValueError) as info:
         make_fingerprint_pipeline("linear", features="paper")
-    with pytest.raises(ValueError, match="pixel_size is None"):
+    assert str(info.value) == (
+        "classifier='linear' reads relation scores; use features='relations' (or "
+        "classifier='canet' / 'maxsim' with the paper's features)"
+    )
+    with pytest.raises(ValueError) as info:
         make_fingerprint_pipeline(pixel_size=None)
+    assert str(info.value) == ("relation_spaces names 'pixels' but pixel_size is None; give a size")
     with pytest.raises(ValueError, match="takes none"):
         make_fingerprint_pipeline("linear", max_epochs=3)
 
@@ -113,7 +124,7 @@ def test_parameters_reach_their_steps(tmp_path):
         fusion="mean",
         finetune="last",
         k=7,
-        min_similarity=None,
+        min_similarity=0.2,  # neither features' "auto" (0.6 for the paper's, None)
         threshold=0.4,
         random_state=3,
         verbose=1,
@@ -134,7 +145,7 @@ def test_parameters_reach_their_steps(tmp_path):
         "last",
     )
     assert (p["embed__cache_dir"], p["embed__batch_size"]) == (tmp_path, 8)
-    assert (p["select__k"], p["select__min_similarity"]) == (7, None)
+    assert (p["select__k"], p["select__min_similarity"]) == (7, 0.2)
     assert (p["clf__threshold"], p["clf__max_epochs"], p["clf__hidden"]) == (0.4, 2, (32, 16))
     assert p["embed__random_state"] == p["select__random_state"] == p["clf__random_state"] == 3
     assert p["embed__verbose"] == p["clf__verbose"] == 1
@@ -152,7 +163,11 @@ def test_maxsim_variant():
     [
         (dict(classifier="svm"), "classifier must be one of"),
         (dict(classifier="maxsim", max_epochs=3), "classifier='maxsim'"),
-        (dict(embedder_params=dict(k=5, layers=(1,))), "pass them directly"),
+        (
+            dict(embedder_params=dict(k=5, layers=(1,))),
+            r"^embedder_params sets \['layers'\], which make_fingerprint_pipeline takes as its "
+            r"own arguments; pass them directly$",
+        ),
     ],
 )
 def test_bad_arguments_are_refused(kwargs, match):
