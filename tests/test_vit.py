@@ -1,5 +1,7 @@
 """Checkpoint loading through timm's own file loader."""
 
+import os
+
 import pytest
 import torch
 
@@ -181,3 +183,107 @@ def test_a_batch_run_in_passes_gives_the_same_numbers(monkeypatch):
     np.testing.assert_allclose(plain[:, 1], more[:, 0], atol=1e-5)
     # an empty batch is one empty pass, as a single call was (no error joining no parts)
     assert backbone.embed_batch(x[:0], cpu, torch.float32, 2).shape == (0, 2, 32)
+
+
+def test_the_position_code_adds_each_patch_centre_to_the_patch_tokens_only():
+    # Catches: the patch centres off by half a patch, scaled by the grid instead of divided,
+    # x and y swapped or the grid read column-major; the code subtracted, or added to the CLS
+    # token; its coordinates saved with the weights (checkpoints and model files carry only the
+    # learned projection); the grid's indexing left to torch's default, which warns.
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch's meshgrid warns without its indexing
+        code = _vit.NormalisedPositionCode((2, 3), 4)
+    want = torch.tensor([[(c + 0.5) / 3, (r + 0.5) / 2] for r in range(2) for c in range(3)])
+    torch.testing.assert_close(code.coords, want)
+    assert set(code.state_dict()) == {"proj.weight", "proj.bias"}
+    with torch.no_grad():
+        code.proj.weight.copy_(torch.arange(8.0).reshape(4, 2))
+        code.proj.bias.fill_(0.5)
+    tokens = torch.randn(2, 1 + 6, 4)
+    out = code(tokens, n_prefix=1)
+    torch.testing.assert_close(out[:, :1], tokens[:, :1])
+    torch.testing.assert_close(out[:, 1:], tokens[:, 1:] + want @ code.proj.weight.T + 0.5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_going_on_from_a_kept_state_gives_one_passs_numbers_in_its_precision(dtype):
+    # Catches: the resumed blocks run in another precision than asked (autocast's dtype
+    # dropped: bf16 for fp16; enabled for float32, which torch refuses with a warning, or
+    # disabled for bf16), or past the block asked to stop at.
+    import warnings
+
+    import numpy as np
+
+    backbone = _vit.load_backbone(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        checkpoint=None,
+        model_kwargs=dict(TINY, depth=4, img_size=32),
+        seed=0,
+        position_code=False,
+    )
+    cpu = torch.device("cpu")
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        whole = backbone.embed_batch(x, cpu, dtype, 4)
+        _, state = backbone.embed_batch(x, cpu, dtype, 1, keep_state=True)
+        more, after = backbone.resume_batch(state, cpu, dtype, 1, 3)
+    assert more.shape == (5, 2, 32) and after.shape == state.shape
+    np.testing.assert_array_equal(more, whole[:, 1:3])
+
+
+def test_checkpoints_load_weights_only_and_name_what_is_wrong(tmp_path):
+    # Catches: a checkpoint unpickled with code (torch.load without weights_only): loading a
+    # file must not run what it holds; a missing file or missing keys named vaguely, or more
+    # than five keys listed.
+    marker = tmp_path / "pwned"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    state = source(32).state_dict()
+    evil = tmp_path / "evil.pth"
+    torch.save({**state, "note": RunsCode()}, evil)
+    with pytest.raises(ValueError, match=rf"^Cannot read checkpoint '{evil}': "):
+        load(evil, 32)
+    assert not marker.exists()
+    gone = tmp_path / "gone.pth"
+    with pytest.raises(FileNotFoundError) as info:
+        load(gone, 32)
+    assert str(info.value) == f"checkpoint file not found: '{gone}'"
+    dropped = sorted(k for k in state if k.startswith("blocks.1."))
+    assert len(dropped) > 5
+    partial = tmp_path / "partial.pth"
+    torch.save({k: v for k, v in state.items() if k not in dropped}, partial)
+    with pytest.raises(ValueError) as info:
+        load(partial, 32)
+    assert str(info.value) == (
+        f"checkpoint '{partial}' does not fit this model: missing {dropped[:5]}"
+    )
+
+
+def test_a_checkpoint_without_the_unused_pooling_norm_loads(tmp_path):
+    # Catches: fc_norm (a ViT pooled by averaging has one; the fingerprint reads CLS tokens
+    # of the blocks, never the pooled output) required in the file.
+    import timm
+
+    kwargs = dict(TINY, img_size=32, global_pool="avg")
+    torch.manual_seed(1)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **kwargs)
+    state = {k: v for k, v in vit.state_dict().items() if not k.startswith("fc_norm.")}
+    assert len(state) < len(vit.state_dict())  # it had one
+    path = tmp_path / "no_fc_norm.pth"
+    torch.save(state, path)
+    loaded = _vit.load_backbone(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        checkpoint=path,
+        model_kwargs=kwargs,
+        seed=0,
+        position_code=False,
+    )
+    assert torch.equal(loaded.module.vit.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)

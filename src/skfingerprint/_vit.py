@@ -386,9 +386,7 @@ def check_pretrained_available(name: str) -> None:
 def _checkpoint_keys(path: Path) -> set[str]:
     from timm.models import load_state_dict
 
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file not found: '{path}'")
-    try:
+    try:  # load_backbone checked that the file exists
         return set(load_state_dict(str(path), weights_only=True))  # "module." stripped
     except Exception as exc:
         raise ValueError(f"Cannot read checkpoint '{path}': {exc}") from exc
