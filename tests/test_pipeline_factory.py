@@ -51,6 +51,7 @@ def test_paper_features_follow_the_paper():
     assert embed.pixel_size is None
     assert isinstance(select, FaissCandidateSelector)
     assert (select.k, select.min_similarity, select.features) == (100, 0.6, "paper")
+    assert select.relation_spaces is None  # the paper's input has no relation scores
     assert isinstance(clf, CANetClassifier)
     assert (clf.threshold, clf.pair_features) == (0.6, "concat")
 
@@ -149,6 +150,7 @@ def test_parameters_reach_their_steps(tmp_path):
     assert (p["clf__threshold"], p["clf__max_epochs"], p["clf__hidden"]) == (0.4, 2, (32, 16))
     assert p["embed__random_state"] == p["select__random_state"] == p["clf__random_state"] == 3
     assert p["embed__verbose"] == p["clf__verbose"] == 1
+    assert pipe.verbose is True  # the Pipeline's own step timings too
     clone(pipe)  # every step's parameters survive sklearn's clone
 
 
