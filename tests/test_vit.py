@@ -125,6 +125,27 @@ def test_cpu_bf16_attention_is_timms_attention_and_runs_only_in_cpu_bf16_inferen
             assert torch.equal(ours(x), timms())  # training mode: timm's forward
 
 
+def test_cpu_bf16_attention_leaves_masked_and_causal_calls_to_timm():
+    # Catches: a mask, causal attention or a positional argument ignored by the bf16 path
+    # (which computes full, unmasked attention), or its own keywords (attn_mask=None,
+    # is_causal=False) sent to timm's slower path.
+    import functools
+
+    attn = sharp_attention()
+    x = torch.randn(5, 37, 64)
+    ours = functools.partial(_vit._cpu_bf16_attention, attn)
+    mask = torch.zeros(37, 37, dtype=torch.bool).fill_diagonal_(True)  # each token itself
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = type(attn).forward(attn, x)
+        for given in (dict(attn_mask=mask), dict(is_causal=True)):
+            timms = type(attn).forward(attn, x, **given)
+            assert not torch.equal(timms, plain)  # the mask matters here
+            assert torch.equal(ours(x, **given), timms), given
+        assert torch.equal(ours(x, mask), type(attn).forward(attn, x, mask))
+        fast, default = ours(x, attn_mask=None, is_causal=False), ours(x)
+    assert torch.equal(fast, default) and not torch.equal(fast, plain)  # the bf16 path ran
+
+
 def test_cpu_bf16_attention_chunks_give_the_whole_batchs_numbers(monkeypatch):
     # Catches: a chunk sliced from the wrong images (q of one, k or v of another), or the last,
     # shorter chunk dropped or repeated.
@@ -209,9 +230,9 @@ def test_the_position_code_adds_each_patch_centre_to_the_patch_tokens_only():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 def test_going_on_from_a_kept_state_gives_one_passs_numbers_in_its_precision(dtype):
-    # Catches: the resumed blocks run in another precision than asked (autocast's dtype
-    # dropped: bf16 for fp16; enabled for float32, which torch refuses with a warning, or
-    # disabled for bf16), or past the block asked to stop at.
+    # Catches: the first pass or the resumed blocks run in another precision than asked
+    # (autocast's dtype dropped: bf16 for fp16; enabled for float32, which torch refuses with a
+    # warning, or disabled for bf16), or the resume run past the block asked to stop at.
     import warnings
 
     import numpy as np
