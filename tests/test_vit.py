@@ -10,12 +10,13 @@ from skfingerprint import _vit
 TINY = dict(patch_size=8, embed_dim=32, depth=2, num_heads=2)
 
 
-def load(path, img_size):
+def load(path, img_size, **model_kwargs):
+    """A tiny ViT backbone from the checkpoint ``path`` (None: random weights, seed 0)."""
     return _vit.load_backbone(
         "vit_tiny_patch16_224",
         pretrained=False,
         checkpoint=path,
-        model_kwargs=dict(TINY, img_size=img_size),
+        model_kwargs=dict(TINY, img_size=img_size, **model_kwargs),
         seed=0,
         position_code=False,
     )
@@ -237,14 +238,7 @@ def test_going_on_from_a_kept_state_gives_one_passs_numbers_in_its_precision(dty
 
     import numpy as np
 
-    backbone = _vit.load_backbone(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        checkpoint=None,
-        model_kwargs=dict(TINY, depth=4, img_size=32),
-        seed=0,
-        position_code=False,
-    )
+    backbone = load(None, 32, depth=4)
     cpu = torch.device("cpu")
     x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with warnings.catch_warnings():
@@ -292,19 +286,18 @@ def test_a_checkpoint_without_the_unused_pooling_norm_loads(tmp_path):
     # of the blocks, never the pooled output) required in the file.
     import timm
 
-    kwargs = dict(TINY, img_size=32, global_pool="avg")
     torch.manual_seed(1)
-    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **kwargs)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224",
+        pretrained=False,
+        num_classes=0,
+        img_size=32,
+        global_pool="avg",
+        **TINY,
+    )
     state = {k: v for k, v in vit.state_dict().items() if not k.startswith("fc_norm.")}
     assert len(state) < len(vit.state_dict())  # it had one
     path = tmp_path / "no_fc_norm.pth"
     torch.save(state, path)
-    loaded = _vit.load_backbone(
-        "vit_tiny_patch16_224",
-        pretrained=False,
-        checkpoint=path,
-        model_kwargs=kwargs,
-        seed=0,
-        position_code=False,
-    )
+    loaded = load(path, 32, global_pool="avg")
     assert torch.equal(loaded.module.vit.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
