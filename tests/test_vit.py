@@ -183,6 +183,15 @@ def test_rows_per_pass_keeps_the_widest_activation_under_the_budget():
     assert backbone.rows_per_pass(torch.device("cpu")) == _vit.CPU_PASS_BYTES // per_image
     assert backbone.rows_per_pass(torch.device("meta")) >= 1 << 20  # a GPU: the whole batch
     assert [_vit._even_rows(n, 10) for n in (0, 1, 10, 11, 32)] == [1, 1, 10, 6, 8]
+    # a narrow MLP: qkv (3 x 32 wide) is the widest activation
+    narrow = load(None, 32, mlp_ratio=0.5)
+    assert narrow.rows_per_pass(torch.device("cpu")) == _vit.CPU_PASS_BYTES // (17 * 96 * 4)
+
+
+def test_rows_per_pass_is_one_image_when_one_exceeds_the_budget(monkeypatch):
+    # Catches: a floor above one image per pass, past a budget one image already exceeds.
+    monkeypatch.setattr(_vit, "CPU_PASS_BYTES", 1000)
+    assert tiny_backbone().rows_per_pass(torch.device("cpu")) == 1
 
 
 def test_a_batch_run_in_passes_gives_the_same_numbers(monkeypatch):
