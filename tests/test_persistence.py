@@ -328,16 +328,16 @@ def test_files_that_hold_no_model_are_refused_saying_what_they_hold(tmp_path):
         load_model(torn)
 
 
+def refusal(path, **kwargs) -> str:
+    """The message ``load_model(path, **kwargs)`` refuses the file with."""
+    with pytest.raises(ModelFileError) as info:
+        load_model(path, **kwargs)
+    return str(info.value)
+
+
 def test_damaged_files_are_refused_naming_the_file_and_the_error(tmp_path):
     # Catches: the file or the error left out of the message (``_corrupt(None, exc)``), at
     # either step of a skops load or in a pickle's; an error with no text shown as "Type: ".
-    from skfingerprint.persistence import ModelFileError
-
-    def refusal(path, **kwargs) -> str:
-        with pytest.raises(ModelFileError) as info:
-            load_model(path, **kwargs)
-        return str(info.value)
-
     def expected(path, error: str) -> str:
         return (
             f"cannot read model file '{path}': it is not a skfingerprint model file, or it is "
@@ -367,8 +367,6 @@ def test_damaged_files_are_refused_naming_the_file_and_the_error(tmp_path):
 
 
 def test_untrusted_types_are_all_named_in_one_message(default_file, tmp_path):
-    from skfingerprint.persistence import UntrustedModelError
-
     payload = load_model(default_file[0])
     runs_code = _RunsCode.__new__(_RunsCode)
     runs_code.marker = str(tmp_path / "pwned")
@@ -396,14 +394,12 @@ def test_untrusted_types_are_all_named_in_one_message(default_file, tmp_path):
 )
 def test_other_format_versions_are_refused_saying_what_to_do(version, writer, fix, tmp_path):
     from skfingerprint import __version__
-    from skfingerprint.persistence import MODEL_FORMAT, ModelFileError
+    from skfingerprint.persistence import MODEL_FORMAT
 
     path = tmp_path / "m.skops"
     payload = {"format": MODEL_FORMAT, "format_version": version, **writer}
     skops.io.dump({**payload, "estimator": PixelNearestNeighbor()}, path)
-    with pytest.raises(ModelFileError) as info:
-        load_model(path)
-    assert str(info.value) == (
+    assert refusal(path) == (
         f"model file '{path}' has model format version {version!r}, written by "
         f"skfingerprint {writer.get('skfingerprint_version', 'unknown')}; this is "
         f"skfingerprint {__version__}, which reads format version 2: {fix}"
@@ -412,13 +408,6 @@ def test_other_format_versions_are_refused_saying_what_to_do(version, writer, fi
 
 def test_paths_that_hold_no_model_file_are_refused_saying_why(tmp_path):
     # Catches: a message lost (ModelFileError(None)), or a 1-byte file called empty.
-    from skfingerprint.persistence import ModelFileError
-
-    def refusal(path) -> str:
-        with pytest.raises(ModelFileError) as info:
-            load_model(path)
-        return str(info.value)
-
     (tmp_path / "empty.skops").write_bytes(b"")
     (tmp_path / "one.joblib").write_bytes(b"x")
     assert (
