@@ -1,6 +1,7 @@
 """Behaviour of ``CANetClassifier``: learning, masking, determinism, persistence, sklearn API."""
 
 import contextlib
+import io
 import itertools
 import pickle
 import subprocess
@@ -114,6 +115,88 @@ def test_starts_from_the_max_cosine_logistic_baseline(data):
     assert torch.allclose(logit, 2.0 * torch.from_numpy(X[:, 0, -1]) - 0.5, atol=1e-6)
 
 
+def relation_candidates(n, n_scores=3, seed=0):
+    """Relation-score rows (``features="relations"``): ``n_scores`` scores and the cosine per
+    candidate, sorted by decreasing cosine, the last candidate of every other row masked; used
+    rows have a higher first score and best cosine."""
+    rng = np.random.default_rng(seed)
+    y = np.tile([0, 1], n // 2)
+    X = rng.normal(size=(n, K, n_scores + 1))
+    X[..., -1] = np.sort(rng.uniform(0.2, 0.8, size=(n, K)), axis=1)[:, ::-1]
+    X[y == 1, 0, 0] += 1.0
+    X[y == 1, 0, -1] += 0.15
+    X[::2, -1, :-1], X[::2, -1, -1] = 0.0, MASKED_COSINE
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("pair_features", ["concat", "relations"])
+def test_a_fit_starts_as_the_logistic_regression_on_the_standardised_skip_inputs(pair_features):
+    """What ``fit`` hands the net's skip: a logistic regression (C = 1) of y on the best cosine
+    standardised over every valid candidate's cosine, and with relation scores, before it, the
+    first candidate's scores standardised over every valid candidate (weights >= 0). With a
+    learning rate of 1e-9 the trained net is still that start (catches the statistics or the
+    scores of another candidate, the mean added, the scale multiplied)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from skfingerprint.linear_head import _positive_logistic_regression
+
+    relations = pair_features == "relations"
+    X, y = relation_candidates(60) if relations else make_candidates(60, seed=3, n_masked=2)
+    clf = CANetClassifier(
+        **{**FAST, "lr": 1e-9, "max_epochs": 1},
+        weight_decay=0.0,
+        early_stopping=False,
+        pair_features=pair_features,
+    ).fit(X, y)
+    valid = X[..., -1] >= -1
+    cosines = X[..., -1][valid]
+    z = (X[:, 0, -1] - cosines.mean()) / cosines.std()  # the first candidate has the best cosine
+    if relations:
+        scores = X[..., :-1][valid]
+        z = np.column_stack([(X[:, 0, :-1] - scores.mean(0)) / scores.std(0), z])
+        start = _positive_logistic_regression(z, y, C=1.0)
+    else:
+        start = LogisticRegression(C=1.0).fit(z[:, None], y)
+        z = z[:, None]
+    np.testing.assert_allclose(clf.predict_proba(X)[:, 1], start.predict_proba(z)[:, 1], atol=2e-4)
+
+
+def test_cosines_above_one_are_read_as_one(data):
+    """Rounding can put a cosine a little above 1; the net and the skip's start read it as 1 (a
+    start fitted on the unclipped values would differ)."""
+    X, y = data
+    X = X.copy()
+    X[:6, 0, -1] = 1.0
+    above = X.copy()
+    above[:6, 0, -1] = 1.3
+    params = {**FAST, "max_epochs": 2}
+    np.testing.assert_array_equal(
+        CANetClassifier(**params).fit(above, y).predict_proba(above),
+        CANetClassifier(**params).fit(X, y).predict_proba(X),
+    )
+
+
+def test_vectors_are_standardised_so_their_scale_does_not_matter(data):
+    """Real and candidate vectors 100 times smaller (the cosines unchanged) give the same net:
+    each dimension is divided by its standard deviation in the training rows (catches small
+    deviations left unscaled)."""
+    X, y = data
+    small = X.copy()
+    small[..., :-1] *= 0.01
+    params = {**FAST, "max_epochs": 2}
+    np.testing.assert_allclose(
+        CANetClassifier(**params).fit(small, y).predict_proba(small),
+        CANetClassifier(**params).fit(X, y).predict_proba(X),
+        atol=1e-4,
+    )
+
+
+def test_constant_features_are_left_unscaled_as_standard_scaler_leaves_them():
+    from skfingerprint.canet import _scale
+
+    np.testing.assert_array_equal(_scale([0.0, 1e-7, 0.5, 2.0]), [1.0, 1.0, 0.5, 2.0])
+
+
 def test_the_real_vector_is_mapped_once_per_row_as_every_copy_would_be(data):
     # the first layer's share of the real vector, computed once per row, gives what mapping each
     # candidate's copy gives, masked candidates in the rows (catches a slice or the bias lost)
@@ -214,7 +297,9 @@ def test_fitted_attributes_and_output_shapes(fitted, data):
     assert proba.shape == (len(X), 2)
     np.testing.assert_allclose(proba.sum(1), 1.0)
     np.testing.assert_allclose(fitted.decision_function(X), proba[:, 1] - fitted.threshold)
-    assert set(np.unique(fitted.predict(X))) <= {0, 1}
+    labels = fitted.predict(X)
+    assert set(np.unique(labels)) <= {0, 1}
+    assert labels.dtype == fitted.classes_.dtype  # labels of classes_'s type, not floats
 
 
 def test_threshold_changes_predictions_as_documented(fitted, data):
@@ -344,6 +429,8 @@ def test_training_steps_multiply_in_the_chosen_precision_and_predict_in_fp32(
         proba = clf.predict_proba(X)
     assert predict_dtypes == {"train": set(), "eval": {torch.float32}}
     assert proba.dtype == np.float64 and np.isfinite(proba).all()
+    loaded = pickle.loads(pickle.dumps(clf))  # the precision it trained in, recorded as such
+    assert loaded.dtype_ == clf.dtype_ and loaded.get_params()["dtype"] == dtype
 
 
 def test_bf16_training_learns_the_planted_signal_as_fp32_does():
@@ -397,7 +484,10 @@ def test_pickle_holds_cpu_tensors_only_and_a_cuda_fit_loads_without_cuda(fitted,
     # What a GPU fit pickles: the same CPU state dict, with the fit device recorded as CUDA.
     fitted_on_gpu = pickle.loads(pickle.dumps(fitted))
     fitted_on_gpu.device_ = "cuda:0"
+    rng = torch.random.get_rng_state()
     loaded = pickle.loads(pickle.dumps(fitted_on_gpu))
+    # rebuilding the net draws initial weights (then overwritten): not from the caller's RNG
+    assert torch.equal(torch.random.get_rng_state(), rng)
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert loaded.device_ == expected and loaded.net_.device == expected
     assert next(loaded.net_.module_.parameters()).device.type == expected
@@ -497,6 +587,45 @@ def test_contrastive_and_adversarial_terms_change_training(fitted, data, option)
     assert not np.allclose(other.predict_proba(X), fitted.predict_proba(X))
 
 
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_a_training_step_minimises_bce_plus_weighted_supcon_plus_the_fgsm_term(data, eps):
+    """The paper's hybrid loss, computed here from the module's own outputs: BCE of the logits
+    + w * SupCon of the pooled embeddings, and with FGSM the same loss again at the features
+    moved by eps * sign(gradient), masked candidates left in place (catches a term subtracted
+    or divided, the step taken against the gradient, or the step's mask as a divisor)."""
+    import torch.nn.functional as nnf
+
+    X, y = data
+    w = 0.5
+    clf = CANetClassifier(
+        **{**FAST, "max_epochs": 1},
+        dropout=0.0,
+        dtype="float32",
+        contrastive_weight=w,
+        adversarial_eps=eps,
+    ).fit(X, y)
+    Xb, yb = torch.from_numpy(X[:16]), torch.from_numpy(y[:16].astype(np.float32))
+    assert (Xb[..., -1] < -1).any()  # masked candidates in the batch
+    got = clf.net_.train_step_single((Xb, yb))["loss"]
+
+    module = clf.net_.module_.train()
+    feats, valid = module.prepare(Xb)
+    feats.requires_grad_(True)
+
+    def hybrid(features):
+        logit, pooled = module.forward_prepared(
+            features, valid, return_embedding=True, shared_real=not eps
+        )
+        bce = nnf.binary_cross_entropy_with_logits(logit, yb)
+        return bce + w * supervised_contrastive_loss(pooled, yb)
+
+    expected = hybrid(feats)
+    if eps:
+        (grad,) = torch.autograd.grad(expected, feats, retain_graph=True)
+        expected = expected + hybrid((feats + eps * grad.sign() * valid[..., None]).detach())
+    torch.testing.assert_close(got, expected)
+
+
 def test_supervised_contrastive_loss():
     z = torch.tensor([[1.0, 0.0], [1.0, 0.1], [0.0, 1.0], [0.1, 1.0]])
     together = supervised_contrastive_loss(z, torch.tensor([0, 0, 1, 1]))
@@ -505,6 +634,55 @@ def test_supervised_contrastive_loss():
     # No anchor has a positive: zero, with a gradient path.
     lone = supervised_contrastive_loss(z[:2].requires_grad_(), torch.tensor([0, 1]))
     assert lone.item() == 0.0 and lone.requires_grad
+
+
+def test_supervised_contrastive_loss_is_khosla_et_als_formula():
+    """Eq. 2 of SupCon written out anchor by anchor: for each anchor i with positives P(i),
+    -(t / t0) / |P(i)| * sum_p log(exp(z_i.z_p / t) / sum_{a != i} exp(z_i.z_a / t)) on
+    L2-normalised rows, averaged over the anchors that have a positive (the lone one, label 2,
+    is skipped). Catches the normalisation on another axis, the temperature multiplied, the
+    log-softmax's denominator on the wrong axis or added, a sum over all positives instead of a
+    mean per anchor, and the t / t0 factor inverted."""
+    gen = torch.Generator().manual_seed(0)
+    emb = torch.randn(6, 3, generator=gen, dtype=torch.float64) * torch.arange(1.0, 7.0)[:, None]
+    labels = torch.tensor([0, 0, 1, 1, 1, 2])
+    t, t0 = 0.5, 0.25
+    z = emb / emb.norm(dim=1, keepdim=True)
+    per_anchor = []
+    for i in range(6):
+        positives = [p for p in range(6) if p != i and labels[p] == labels[i]]
+        if not positives:
+            continue
+        denominator = sum(torch.exp(z[i] @ z[a] / t) for a in range(6) if a != i)
+        logs = [torch.log(torch.exp(z[i] @ z[p] / t) / denominator) for p in positives]
+        per_anchor.append(-(t / t0) * sum(logs) / len(positives))
+    expected = torch.stack(per_anchor).mean()
+    got = supervised_contrastive_loss(emb, labels, temperature=t, base_temperature=t0)
+    torch.testing.assert_close(got, expected)
+
+
+def test_the_temperature_minimises_the_validation_log_loss_within_its_bounds():
+    """``calibrate``'s T: the minimiser of the log loss of sigmoid(logit / T), searched over
+    [e^-4, e^4] (catches a wrong sign for y, T multiplying the logit, other bounds)."""
+    from skfingerprint.canet import _fit_temperature
+
+    def log_loss(logits, y, temperature):  # -log p for the used, -log(1 - p) for the rest
+        z = logits / temperature
+        return np.mean(np.where(y == 1, np.logaddexp(0.0, -z), np.logaddexp(0.0, z)))
+
+    rng = np.random.default_rng(0)
+    true = rng.normal(size=400)
+    y = (rng.random(400) < 1.0 / (1.0 + np.exp(-true))).astype(int)
+    logits = 3.0 * true  # overconfident by about 3
+    temperature = _fit_temperature(logits, y)
+    grid = np.exp(np.linspace(-4.0, 4.0, 4001))
+    best = grid[np.argmin([log_loss(logits, y, g) for g in grid])]
+    assert 2.0 < temperature < 4.5
+    assert temperature == pytest.approx(best, rel=1e-2)
+    # Separable logits want T -> 0, noise wants T -> infinity: each stops at its bound.
+    separable = np.where(y == 1, 1.0, -1.0)
+    assert _fit_temperature(separable, y) == pytest.approx(np.exp(-4.0), rel=1e-3)
+    assert _fit_temperature(-separable, y) == pytest.approx(np.exp(4.0), rel=1e-3)
 
 
 def test_uniform_dropout_keeps_1_minus_p_and_rescales_as_torchs_dropout():
@@ -581,6 +759,47 @@ def test_too_few_images_for_a_validation_split_warns_and_trains_on_all():
         clf = CANetClassifier(**{**FAST, "max_epochs": 2}, calibrate=True).fit(X, y)
     assert "valid_loss" not in clf.history_[-1] and clf.temperature_ == 1.0
     assert clf.predict_proba(X).shape == (8, 2)
+
+
+@pytest.mark.parametrize(
+    ("y", "fraction", "splits"),
+    [
+        ([0, 0, 1, 1], 0.5, True),  # 2 of each class, 2 on each side: the smallest allowed
+        ([0, 0, 0, 1, 1, 1], 0.1, False),  # 1 image to validate on
+        ([0, 0, 1, 1], 0.75, False),  # 1 image to train on
+        ([0, 1, 1, 1, 1, 1], 0.5, False),  # 1 image of a class
+    ],
+)
+def test_the_validation_split_needs_two_images_of_each_class_and_on_each_side(y, fraction, splits):
+    """The limits of the validation split, each at its edge (catches `<=` for `<`, a limit of 3,
+    `and` for `or`, `n + n_valid`), and the warning read whole."""
+    y = np.array(y)
+    clf = CANetClassifier(validation_fraction=fraction)
+    if splits:
+        train, valid = clf._split(y, seed=0)
+        assert sorted([*train, *valid]) == list(range(len(y)))
+        assert sorted(y[valid]) == [0, 1] and sorted(y[train]) == [0, 1]
+        return
+    n, smallest = len(y), int(np.bincount(y).min())
+    expected = (
+        f"y has too few images for a stratified validation split of {fraction:g} ({smallest} "
+        f"in the smallest class, {n} in all; needs >= 2 of each class and >= 2 on each side): "
+        "training on all of them without early stopping or calibration"
+    )
+    with pytest.warns(UserWarning) as caught:
+        assert clf._split(y, seed=0) is None
+    assert [str(w.message) for w in caught] == [expected]
+
+
+def test_the_validation_split_keeps_the_share_of_used_images():
+    """Stratified: 8 used of 40 with a fraction of 0.25 put exactly 2 used among the 10 held
+    out, whatever the seed (an unstratified split misses that for some seeds)."""
+    y = np.zeros(40, int)
+    y[::5] = 1
+    clf = CANetClassifier(validation_fraction=0.25)
+    for seed in range(20):
+        train, valid = clf._split(y, seed)
+        assert len(valid) == 10 and y[valid].sum() == 2 and y[train].sum() == 6
 
 
 def test_verbose_logs_every_epoch_and_a_last_line_on_stderr(data, capsys):
@@ -687,3 +906,45 @@ def test_kept_fits_need_an_int_seed_and_the_same_data_and_parameters(data, monke
     assert len(canet._FITTED) == 3
     clear_memory_cache()
     assert len(canet._FITTED) == 0
+
+
+def test_a_kept_fit_keeps_the_callers_parameters_and_shares_nothing_with_the_memo(data):
+    """A fit restored from the memo keeps the parameters the caller set (here a dtype other than
+    the default, which an old model's defaults must not overwrite), and changing what it
+    restored (its history, its standardisation) does not reach the next restore."""
+    from skfingerprint import clear_memory_cache
+
+    X, y = data
+    clear_memory_cache()
+    params = {**FAST, "max_epochs": 2, "dtype": "float32"}
+    CANetClassifier(**params).fit(X, y)
+    kept = CANetClassifier(**params).fit(X, y)  # restored
+    assert kept.get_params()["dtype"] == "float32" and kept.dtype_ == "float32"
+    loss = kept.history_[-1, "train_loss"]
+    kept.history_[-1]["train_loss"] = 99.0
+    kept._module_kwargs["cosine_mean"] = 99.0
+    again = CANetClassifier(**params).fit(X, y)
+    assert again.history_[-1, "train_loss"] == loss
+    assert again._module_kwargs["cosine_mean"] != 99.0
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize(("stream", "kept"), [(_Terminal(), True), (io.StringIO(), False)])
+def test_the_epoch_log_keeps_its_colours_on_a_terminal_only(monkeypatch, stream, kept):
+    from skfingerprint.canet import _to_stderr
+
+    monkeypatch.setattr(sys, "stderr", stream)
+    _to_stderr("1  \x1b[32m0.6931\x1b[0m")
+    assert stream.getvalue() == ("1  \x1b[32m0.6931\x1b[0m\n" if kept else "1  0.6931\n")
+
+
+def test_the_last_line_of_a_one_epoch_fit_says_epoch_and_its_train_loss(data, capsys):
+    X, y = data
+    clf = CANetClassifier(**{**FAST, "max_epochs": 1}, verbose=1).fit(X, y)
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith("CANet training: 1 epoch on 64 real images in ")
+    assert f", final train_loss {clf.history_[-1, 'train_loss']:.4f}, best" in last
