@@ -2,7 +2,6 @@
 
 import contextlib
 import io
-import itertools
 import pickle
 import subprocess
 import sys
@@ -92,7 +91,8 @@ def test_learns_planted_signal_at_least_as_well_as_max_cosine():
     assert kappa >= baseline - 0.035  # one held-out image of 120 is ~0.017 of kappa
 
 
-def test_compare_pair_features_learn_a_copy_without_the_cosine():
+@pytest.mark.parametrize("pair_features", ["compare", "both"])
+def test_compare_pair_features_learn_a_copy_without_the_cosine(pair_features):
     # Same leak, but the cosine column is noise: only the pair vectors say which real image has
     # a near-copy. [|r - c|, r * c] exposes it directly.
     X, y = make_candidates(240, noise=0.3, seed=2)
@@ -101,9 +101,75 @@ def test_compare_pair_features_learn_a_copy_without_the_cosine():
     Xtr, ytr, Xte, yte = X[:120], y[:120], X[120:], y[120:]
     assert abs(best_cosine_threshold_kappa(Xtr, ytr, Xte, yte)) < 0.3
     clf = CANetClassifier(
-        **{**FAST, "max_epochs": 30}, pair_features="compare", early_stopping=False, threshold=0.5
+        **{**FAST, "max_epochs": 30},
+        pair_features=pair_features,
+        early_stopping=False,
+        threshold=0.5,
     ).fit(Xtr, ytr)
     assert cohen_kappa_score(yte, clf.predict(Xte)) > 0.5
+
+
+def test_the_modules_defaults_are_the_papers_sizes():
+    module = CANetModule(n_features=2 * 768 + 1, n_candidates=10)
+    widths = [m.out_features for m in module.encoder if isinstance(m, torch.nn.Linear)]
+    assert widths == [1536, 1024, 512]  # 2D, then the paper's 1024 and 512
+    assert module.attention.num_heads == 8 and module.encoder[3].p == 0.6
+    assert module.head[0].out_features == 256
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"n_features": 1, "pair_features": "relations"},
+            "n_features must be >= 2 (scores + cosine); got 1",
+        ),
+        ({"n_features": 1}, "n_features must be 2D + 1 (odd, >= 3); got 1"),
+        ({"n_features": 4}, "n_features must be 2D + 1 (odd, >= 3); got 4"),
+        ({"hidden": ()}, "hidden must be a non-empty sequence of positive ints; got ()"),
+        ({"hidden": (16, 0)}, "hidden must be a non-empty sequence of positive ints; got (16, 0)"),
+        (
+            {"hidden": (8, 4, 6), "n_heads": 4},
+            "the attention width hidden[-1]=6 must be divisible by n_heads=4",
+        ),
+        (
+            {"pair_features": "sum"},
+            "pair_features must be one of ('concat', 'compare', 'both', 'relations'); got 'sum'",
+        ),
+    ],
+)
+def test_the_module_refuses_impossible_shapes_saying_which(kwargs, message):
+    with pytest.raises(ValueError) as caught:
+        CANetModule(**{"n_features": 17, "n_candidates": 5, **kwargs})
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "first_width"),
+    [
+        ({"n_features": 3}, 2),  # D = 1: the smallest pair
+        ({"n_features": 2, "pair_features": "relations"}, 16),  # one score and the cosine
+        ({"n_features": 6, "pair_features": "relations"}, 20),  # 4 (F - 1) above 16
+        ({"n_features": 17, "pair_features": "both"}, 16),
+        ({"n_features": 17, "hidden": (6, 8), "n_heads": 4}, 16),  # the last width divides
+        ({"n_features": 17, "hidden": (4, 1), "n_heads": 1}, 16),
+        ({"n_features": 17, "hidden": (8, 6, 4), "n_heads": 2}, 16),  # attention at the last
+        ({"n_features": 17, "attention": False}, 16),
+    ],
+)
+def test_the_module_takes_the_smallest_shapes_and_sizes_its_first_layer(kwargs, first_width):
+    """The first layer maps each candidate to 2D (``max(4 (F - 1), 16)`` for relation scores),
+    from its 2D + 1 inputs (4D + 1 with ``"both"``, F with relation scores)."""
+    module = CANetModule(**{"n_candidates": 5, **kwargs}).eval()
+    n_features = kwargs["n_features"]
+    dim = (n_features - 1) // 2
+    inputs = {"both": 4 * dim + 1, "relations": n_features}.get(
+        kwargs.get("pair_features"), 2 * dim + 1
+    )
+    assert (module.encoder[0].in_features, module.encoder[0].out_features) == (inputs, first_width)
+    assert (module.attention is None) == (kwargs.get("attention") is False)
+    X = torch.rand(3, 5, n_features)
+    assert module(X).shape == (3,) and torch.isfinite(module(X)).all()
 
 
 def test_starts_from_the_max_cosine_logistic_baseline(data):
@@ -197,14 +263,16 @@ def test_constant_features_are_left_unscaled_as_standard_scaler_leaves_them():
     np.testing.assert_array_equal(_scale([0.0, 1e-7, 0.5, 2.0]), [1.0, 1.0, 0.5, 2.0])
 
 
-def test_the_real_vector_is_mapped_once_per_row_as_every_copy_would_be(data):
+@pytest.mark.parametrize("pair_features", ["concat", "compare", "both"])
+def test_the_real_vector_is_mapped_once_per_row_as_every_copy_would_be(data, pair_features):
     # the first layer's share of the real vector, computed once per row, gives what mapping each
-    # candidate's copy gives, masked candidates in the rows (catches a slice or the bias lost)
+    # candidate's copy gives, masked candidates in the rows (catches a slice or the bias lost);
+    # comparison features hold no shared half, so there the shortcut must not be taken
     X = data[0].copy()
     X[0, 1:, D:-1], X[0, 1:, -1] = 0.0, MASKED_COSINE  # and a row with one valid candidate
     assert (X[1:, :, -1] < -1).any()  # masked candidates in other rows
     torch.manual_seed(0)
-    module = CANetModule(F, K, hidden=(16, 8), n_heads=2).eval()
+    module = CANetModule(F, K, hidden=(16, 8), n_heads=2, pair_features=pair_features).eval()
     torch.nn.init.normal_(module.head[-1].weight)  # not the zero start: logits read every layer
     feats, valid = module.prepare(torch.from_numpy(X))
     with torch.no_grad():
@@ -212,6 +280,42 @@ def test_the_real_vector_is_mapped_once_per_row_as_every_copy_would_be(data):
         per_copy = module.forward_prepared(feats, valid, shared_real=False)
     assert shared.std() > 0.1
     torch.testing.assert_close(shared, per_copy, rtol=1e-5, atol=1e-5)
+
+
+def test_copies_of_the_real_vector_that_differ_are_each_mapped(data):
+    """FGSM moves each candidate's copy of the real vector on its own: unshared, the first layer
+    maps every copy as it is."""
+    torch.manual_seed(0)
+    module = CANetModule(F, K, hidden=(16, 8), n_heads=2).eval()
+    feats, _ = module.prepare(torch.from_numpy(data[0]))
+    feats = feats + 0.5 * torch.randn(feats.shape)  # every copy moved its own way
+    with torch.no_grad():
+        torch.testing.assert_close(
+            module._first_layer(feats, shared_real=False), module.encoder[0](feats)
+        )
+
+
+def test_comparison_features_are_the_distance_and_product_of_the_standardised_halves():
+    """``[|r - c|, r * c]`` of the standardised vectors (``"both"``: after ``[r, c]``), then the
+    standardised cosine; masked candidates zeroed."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4, K, F)).astype(np.float32)
+    X[:, :, :D] = X[:, :1, :D]
+    X[:, :, -1] = [0.9, 0.5, 0.3, 0.1, MASKED_COSINE]
+    mean, scale = rng.normal(size=D), rng.uniform(0.5, 2.0, size=D)
+    stats = dict(feature_mean=mean, feature_scale=scale, cosine_mean=0.2, cosine_scale=0.5)
+    r, c = (X[..., :D] - mean) / scale, (X[..., D:-1] - mean) / scale
+    cosine = (X[..., -1:] - 0.2) / 0.5
+    for pair_features, parts in [
+        ("compare", [np.abs(r - c), r * c, cosine]),
+        ("both", [r, c, np.abs(r - c), r * c, cosine]),
+    ]:
+        module = CANetModule(F, K, hidden=(16, 8), n_heads=2, pair_features=pair_features, **stats)
+        feats, valid = module.prepare(torch.from_numpy(X))
+        expected = np.concatenate(parts, axis=-1)
+        expected[:, -1] = 0.0  # the masked candidate
+        np.testing.assert_allclose(feats.numpy(), expected, rtol=1e-5, atol=1e-5)
+        assert valid[:, :-1].all() and not valid[:, -1].any()
 
 
 def test_fgsm_training_maps_each_perturbed_copy_of_the_real_vector(data, monkeypatch):
@@ -236,10 +340,18 @@ def test_fgsm_training_maps_each_perturbed_copy_of_the_real_vector(data, monkeyp
 def test_rows_whose_candidates_carry_different_real_vectors_are_refused(fitted, data):
     X, y = data
     bad = X.copy()
-    row = int(np.flatnonzero(bad[:, 1, -1] > -1)[0])  # a row whose second candidate is valid
-    bad[row, 1, 0] += 1.0
-    with pytest.raises(ValueError, match=rf"X\[{row}\] holds different real-image vectors"):
+    # a row past the first whose second candidate is valid, differing in the last real column
+    row = int(np.flatnonzero(bad[:, 1, -1] > -1)[-1])
+    assert row > 0
+    bad[row, 1, D - 1] += 1.0
+    with pytest.raises(ValueError) as caught:
         CANetClassifier(**FAST).fit(bad, y)
+    assert str(caught.value) == (
+        f"X[{row}] holds different real-image vectors in its valid candidates (its first {D} "
+        "columns differ between them): each row of X is one real image's k candidates, "
+        "[real vector, candidate vector, cosine], as FaissCandidateSelector returns them "
+        "(relation scores, from features='relations', need pair_features='relations')"
+    )
     with pytest.raises(ValueError, match="relation scores.*need pair_features='relations'"):
         fitted.predict_proba(bad)  # the likely cause named
 
@@ -291,15 +403,48 @@ def test_fitted_attributes_and_output_shapes(fitted, data):
     np.testing.assert_array_equal(fitted.classes_, [0, 1])
     assert fitted.temperature_ == 1.0
     assert len(fitted.history_) >= 1 and "valid_loss" in fitted.history_[-1]
-    lrs = fitted.history_[:, "event_lr"]  # cosine annealing from lr toward eta_min
-    assert lrs[0] == FAST["lr"] and all(a > b for a, b in itertools.pairwise(lrs))
+    lrs = fitted.history_[:, "event_lr"]  # cosine annealing from lr to eta_min over max_epochs
+    eta_min, epochs = fitted.eta_min, FAST["max_epochs"]
+    cosine = [
+        eta_min + (FAST["lr"] - eta_min) * (1 + np.cos(np.pi * e / epochs)) / 2
+        for e in range(len(lrs))
+    ]
+    np.testing.assert_allclose(lrs, cosine, rtol=1e-6)
     proba = fitted.predict_proba(X)
     assert proba.shape == (len(X), 2)
+    np.testing.assert_array_equal(fitted.predict_proba(X.astype(np.float64)), proba)
     np.testing.assert_allclose(proba.sum(1), 1.0)
     np.testing.assert_allclose(fitted.decision_function(X), proba[:, 1] - fitted.threshold)
     labels = fitted.predict(X)
     assert set(np.unique(labels)) <= {0, 1}
     assert labels.dtype == fitted.classes_.dtype  # labels of classes_'s type, not floats
+
+
+def test_the_weight_decay_asked_reaches_the_optimiser(data):
+    X, y = data
+    clf = CANetClassifier(**{**FAST, "max_epochs": 1}, weight_decay=0.05).fit(X, y)
+    assert clf.net_.optimizer_.defaults["weight_decay"] == 0.05
+
+
+def test_each_epoch_draws_its_own_batches(data, monkeypatch):
+    """The training rows are shuffled into new batches every epoch (the first rows' order)."""
+    from skfingerprint._canet_net import _CANetNet
+
+    X, y = data
+    X = X.copy()
+    X[:, :, 0] = np.arange(len(X))[:, None]  # each row's number in a feature
+    firsts = []
+    step = _CANetNet.train_step_single
+
+    def spy(self, batch, **kwargs):
+        firsts.append(batch[0][:4, 0, 0].tolist())
+        return step(self, batch, **kwargs)
+
+    monkeypatch.setattr(_CANetNet, "train_step_single", spy)
+    batch = {**FAST, "max_epochs": 2, "early_stopping": False, "batch_size": 80}
+    CANetClassifier(**batch).fit(X, y)  # one batch of every row per epoch
+    assert len(firsts) == 2 and firsts[0] != firsts[1]
+    assert firsts[0] != [0.0, 1.0, 2.0, 3.0]
 
 
 def test_threshold_changes_predictions_as_documented(fitted, data):
@@ -528,6 +673,15 @@ def test_clone_get_params_set_params():
     assert clf.set_params(threshold=0.7) is clf and clf.threshold == 0.7
 
 
+def test_tags_say_3d_candidates_binary_and_deterministic_when_seeded():
+    """What scikit-learn's checks and meta-estimators read: (n, k, F) input, two classes, and
+    repeatable fits only with an int seed."""
+    tags = CANetClassifier(random_state=0).__sklearn_tags__()
+    assert tags.input_tags.three_d_array and not tags.input_tags.two_d_array
+    assert not tags.classifier_tags.multi_class and not tags.non_deterministic
+    assert CANetClassifier().__sklearn_tags__().non_deterministic
+
+
 def _kappa_by_hand(params, X, y, cv):
     """Per-fold kappa computed here: fit a CANet on each training fold, threshold its P(used)
     on the test fold by hand (strictly above), sklearn's kappa."""
@@ -700,6 +854,10 @@ def test_uniform_dropout_keeps_1_minus_p_and_rescales_as_torchs_dropout():
     drop.eval()
     assert torch.equal(drop(x), x)
     assert torch.equal(UniformDropout(0.0).train()(x), x)
+    # in bf16 too: the draw stays fp32 (a bf16 uniform keeps 0.398), the output bf16
+    half = drop.train()(torch.ones(4_000_000, dtype=torch.bfloat16))
+    assert half.dtype == torch.bfloat16
+    assert abs((half != 0).float().mean().item() - 0.4) < 0.001
     with pytest.raises(ValueError, match="dropout must be in"):
         UniformDropout(1.0)
 
@@ -733,19 +891,35 @@ def test_bad_parameters_raise_clearly(data):
         CANetClassifier(dtype="float16").fit(X, y)
     with pytest.raises(ValueError, match="must divide"):
         CANetClassifier(**{**FAST, "hidden": (16, 9)}).fit(X, y)
-    with pytest.raises(ValueError, match="positive ints"):
-        CANetClassifier(**{**FAST, "hidden": (16, 0)}).fit(X, y)
+    for hidden in [(16, 0), (16.0, 8.0), [[16, 8]], np.array([], dtype=int)]:
+        expected = f"hidden must be a non-empty sequence of positive ints; got {hidden!r}"
+        with pytest.raises(ValueError) as caught:
+            CANetClassifier(**{**FAST, "hidden": hidden}).fit(X, y)
+        assert str(caught.value) == expected
+    with pytest.raises(ValueError) as caught:  # only the last width must divide
+        CANetClassifier(**{**FAST, "hidden": (8, 4, 6), "n_heads": 4}).fit(X, y)
+    assert str(caught.value) == "n_heads=4 must divide the attention width hidden[-1]=6"
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             CANetClassifier(**{**FAST, "device": "cuda"}).fit(X, y)
+
+
+@pytest.mark.parametrize(("hidden", "n_heads"), [((8,), 2), ((6, 8), 4), ((4, 1), 1)])
+def test_any_positive_widths_whose_last_the_heads_divide_are_accepted(data, hidden, n_heads):
+    X, y = data
+    clf = CANetClassifier(**{**FAST, "max_epochs": 1, "hidden": hidden, "n_heads": n_heads})
+    assert clf.fit(X, y).predict_proba(X).shape == (len(X), 2)
 
 
 def test_predict_errors(fitted, data):
     X, _ = data
     with pytest.raises(NotFittedError):
         CANetClassifier().predict_proba(X)
-    with pytest.raises(ValueError, match="fitted with 17"):
+    with pytest.raises(ValueError) as caught:
         fitted.predict(np.concatenate([X, X[..., :2]], axis=-1))
+    assert str(caught.value) == (
+        "X has 19 features per candidate, but CANetClassifier was fitted with 17 (2D + 1 for D = 8)"
+    )
     with pytest.raises(ValueError, match="fitted with 5"):
         fitted.predict(np.concatenate([X, X[:, :1]], axis=1))
     with pytest.raises(ValueError, match="NaN"):
@@ -815,6 +989,14 @@ def test_verbose_logs_every_epoch_and_a_last_line_on_stderr(data, capsys):
     best = int(np.argmin([e["valid_loss"] for e in clf.history_])) + 1
     assert lines[-1].startswith("CANet training: 3 epochs on 64 real images in ")
     assert lines[-1].endswith(f"at epoch {best}")
+
+
+def test_early_stoppings_message_goes_to_stderr_with_the_log(data, capsys):
+    X, y = data
+    clf = CANetClassifier(**{**FAST, "max_epochs": 40}, patience=1, verbose=1).fit(X, y)
+    out, err = capsys.readouterr()
+    assert len(clf.history_) < 40  # it stopped
+    assert out == "" and "Stopping since valid_loss has not improved" in err
 
 
 def test_verbose_0_prints_nothing(data, capsys):
