@@ -123,8 +123,10 @@ class CANetClassifier(ClassifierMixin, BaseEstimator):
         deviation). 0 = off.
     calibrate : bool, default=False
         Fit a temperature ``T`` on the validation split (minimising its log loss) and divide the
-        logit by it (the paper's adaptive temperature scaling). ``T`` keeps the ranking of
-        images but moves probabilities relative to ``threshold``. Needs a validation split.
+        logit by it (the paper's adaptive temperature scaling), ``T`` searched in ``[e^-4,
+        e^4]`` (about 0.018 to 55: separable validation logits stop at the low end). ``T``
+        keeps the ranking of images but moves probabilities relative to ``threshold``. Needs a
+        validation split.
     early_stopping : bool, default=True
         Stop when the validation loss has not improved for ``patience`` epochs and keep the best
         epoch's weights.
