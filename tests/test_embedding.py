@@ -446,6 +446,78 @@ def test_finetune_last_blocks_changes_only_those(task):
     assert not np.allclose(base.transform(task.real_images), tuned.transform(task.real_images))
 
 
+def test_nt_xent_is_simclrs_loss_written_out():
+    """NT-Xent (SimCLR) at the paper's temperature 0.07: for each of the 2n L2-normalised
+    views, -log of its pair's share of exp(similarity / t) among all other views, averaged
+    (catches the rows normalised on the wrong axis, t multiplying, the pairs' targets off)."""
+    from skfingerprint._finetune import nt_xent
+
+    gen = torch.Generator().manual_seed(0)
+    z1 = torch.randn(4, 3, generator=gen, dtype=torch.float64) * 3
+    z2 = z1 + torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    z = torch.cat([z1, z2])
+    z = z / z.norm(dim=1, keepdim=True)
+    t, n = 0.07, 4
+    terms = []
+    for i in range(2 * n):
+        pair = (i + n) % (2 * n)
+        others = sum(torch.exp(z[i] @ z[k] / t) for k in range(2 * n) if k != i)
+        terms.append(-torch.log(torch.exp(z[i] @ z[pair] / t) / others))
+    torch.testing.assert_close(nt_xent(z1, z2), torch.stack(terms).mean())
+
+
+@pytest.mark.parametrize(
+    ("depth", "deepest", "trained"),
+    [
+        (4, 3, [2]),  # the last quarter (one block) up to the deepest fused block
+        (4, 1, [0]),
+        (6, 5, [4]),  # a quarter of 6 rounds down to one block
+        (12, 9, [6, 7, 8]),
+        (12, 2, [0, 1]),  # no block before the first
+    ],
+)
+def test_finetune_last_trains_the_last_quarter_of_the_blocks_up_to_the_deepest_fused(
+    depth, deepest, trained
+):
+    from skfingerprint._finetune import _trainable
+
+    class Stub(torch.nn.Module):  # what _trainable reads of a FingerprintViT
+        def __init__(self):
+            super().__init__()
+            self.vit = torch.nn.Module()
+            self.vit.blocks = torch.nn.ModuleList(torch.nn.Linear(2, 2) for _ in range(depth))
+            self.vit.head = torch.nn.Linear(2, 2)
+            self.position_code = None
+
+    module = Stub()
+    params = _trainable(module, "last", deepest)
+    blocks = [i for i, b in enumerate(module.vit.blocks) if b.weight.requires_grad]
+    assert blocks == trained and not module.vit.head.weight.requires_grad
+    assert len(params) == 2 * len(trained)
+    assert len(_trainable(Stub(), "all", deepest)) == 2 * depth + 2
+
+
+def test_finetune_steps_adamw_at_weight_decay_1e4_annealed_to_5e6(task, monkeypatch):
+    """The paper's fine-tuning optimiser: AdamW, weight decay 1e-4, every parameter group (the
+    ViT's and the projection head's) annealed by a cosine to 5e-6 at the last step."""
+    from skfingerprint import _finetune
+
+    made = []
+
+    class Recorded(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(_finetune.torch.optim, "AdamW", Recorded)
+    tiny_embedder(fusion="mean", finetune="last", finetune_epochs=2, batch_size=8).fit(
+        task.real_images
+    )
+    (opt,) = made
+    assert opt.defaults["weight_decay"] == 1e-4 and len(opt.param_groups) == 2
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-6, 5e-6])
+
+
 def test_finetune_all_with_position_code_trains_the_code(task):
     tuned = tiny_embedder(finetune="all", position_code=True, finetune_epochs=1, batch_size=16)
     tuned.fit(task.real_images)
