@@ -17,6 +17,7 @@ from torch import nn
 
 from . import _vit
 from ._progress import Progress
+from ._runtime import seeded_torch
 from .augment import augment_batch
 from .images import ImageSet, to_model_input
 
@@ -47,8 +48,17 @@ def _trainable(module: _vit.FingerprintViT, mode: str, deepest: int) -> list[nn.
 
 
 def finetune_backbone(estimator, backbone: _vit.Backbone, sets: list[ImageSet], seed: int):
-    """Return a new :class:`~skfingerprint._vit.Backbone` fine-tuned on the images of ``sets``."""
+    """Return a new :class:`~skfingerprint._vit.Backbone` fine-tuned on the images of ``sets``.
+
+    Repeats exactly for a seed: the batches' order and the views come from ``seed``, and the
+    projection head's initial weights, drawn from torch's global RNG, are drawn under it too.
+    """
     device, dtype = estimator._runtime()
+    with seeded_torch(seed, str(device)):
+        return _train(estimator, backbone, sets, seed, device, dtype)
+
+
+def _train(estimator, backbone, sets, seed, device, dtype) -> _vit.Backbone:
     module = copy.deepcopy(backbone.module).to(device).train()
     params = _trainable(module, estimator.finetune, max(estimator.layers_))
     items = [(s, i) for s in sets for i in range(len(s))]
