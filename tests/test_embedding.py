@@ -528,6 +528,20 @@ def test_finetuning_repeats_exactly_for_a_seed(task):
     assert a.backbone_.digest == b.backbone_.digest != c.backbone_.digest
 
 
+def test_finetuning_reads_the_fused_blocks_only(task):
+    """The contrastive objective reads the CLS tokens of the fused blocks: with block 1 alone
+    fused, fine-tuning every block leaves the deeper blocks untouched (they get no gradient),
+    and changes block 1 (catches another block's tokens read)."""
+    base = tiny_embedder(fusion="mean", layers=(1,)).fit(task.real_images)
+    tuned = tiny_embedder(
+        fusion="mean", layers=(1,), finetune="all", finetune_epochs=1, batch_size=8
+    ).fit(task.real_images)
+    old, new = base.backbone_.module.vit.blocks, tuned.backbone_.module.vit.blocks
+    assert not torch.equal(old[0].mlp.fc1.weight, new[0].mlp.fc1.weight)
+    for deeper in range(1, len(old)):
+        assert torch.equal(old[deeper].mlp.fc1.weight, new[deeper].mlp.fc1.weight)
+
+
 def test_finetune_all_with_position_code_trains_the_code(task):
     tuned = tiny_embedder(finetune="all", position_code=True, finetune_epochs=1, batch_size=16)
     tuned.fit(task.real_images)
