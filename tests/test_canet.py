@@ -145,28 +145,24 @@ def test_the_module_refuses_impossible_shapes_saying_which(kwargs, message):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "first_width"),
+    ("kwargs", "first_layer"),
     [
-        ({"n_features": 3}, 2),  # D = 1: the smallest pair
-        ({"n_features": 2, "pair_features": "relations"}, 16),  # one score and the cosine
-        ({"n_features": 6, "pair_features": "relations"}, 20),  # 4 (F - 1) above 16
-        ({"n_features": 17, "pair_features": "both"}, 16),
-        ({"n_features": 17, "hidden": (6, 8), "n_heads": 4}, 16),  # the last width divides
-        ({"n_features": 17, "hidden": (4, 1), "n_heads": 1}, 16),
-        ({"n_features": 17, "hidden": (8, 6, 4), "n_heads": 2}, 16),  # attention at the last
-        ({"n_features": 17, "attention": False}, 16),
+        ({"n_features": 3}, (3, 2)),  # D = 1: the smallest pair
+        ({"n_features": 2, "pair_features": "relations"}, (2, 16)),  # one score, the cosine
+        ({"n_features": 6, "pair_features": "relations"}, (6, 20)),  # 4 (F - 1) above 16
+        ({"n_features": 17, "pair_features": "both"}, (33, 16)),  # 4D + 1 inputs
+        ({"n_features": 17, "hidden": (6, 8), "n_heads": 4}, (17, 16)),  # the last width divides
+        ({"n_features": 17, "hidden": (4, 1), "n_heads": 1}, (17, 16)),
+        ({"n_features": 17, "hidden": (8, 6, 4), "n_heads": 2}, (17, 16)),  # attention at the last
+        ({"n_features": 17, "attention": False}, (17, 16)),
     ],
 )
-def test_the_module_takes_the_smallest_shapes_and_sizes_its_first_layer(kwargs, first_width):
+def test_the_module_takes_the_smallest_shapes_and_sizes_its_first_layer(kwargs, first_layer):
     """The first layer maps each candidate to 2D (``max(4 (F - 1), 16)`` for relation scores),
     from its 2D + 1 inputs (4D + 1 with ``"both"``, F with relation scores)."""
     module = CANetModule(**{"n_candidates": 5, **kwargs}).eval()
     n_features = kwargs["n_features"]
-    dim = (n_features - 1) // 2
-    inputs = {"both": 4 * dim + 1, "relations": n_features}.get(
-        kwargs.get("pair_features"), 2 * dim + 1
-    )
-    assert (module.encoder[0].in_features, module.encoder[0].out_features) == (inputs, first_width)
+    assert (module.encoder[0].in_features, module.encoder[0].out_features) == first_layer
     assert (module.attention is None) == (kwargs.get("attention") is False)
     X = torch.rand(3, 5, n_features)
     assert module(X).shape == (3,) and torch.isfinite(module(X)).all()
@@ -818,11 +814,10 @@ def test_supervised_contrastive_loss_is_khosla_et_als_formula():
 def test_the_temperature_minimises_the_validation_log_loss_within_its_bounds():
     """``calibrate``'s T: the minimiser of the log loss of sigmoid(logit / T), searched over
     [e^-4, e^4] (catches a wrong sign for y, T multiplying the logit, other bounds)."""
-    from skfingerprint.canet import _fit_temperature
+    from scipy.special import expit
+    from sklearn.metrics import log_loss
 
-    def log_loss(logits, y, temperature):  # -log p for the used, -log(1 - p) for the rest
-        z = logits / temperature
-        return np.mean(np.where(y == 1, np.logaddexp(0.0, -z), np.logaddexp(0.0, z)))
+    from skfingerprint.canet import _fit_temperature
 
     rng = np.random.default_rng(0)
     true = rng.normal(size=400)
@@ -830,7 +825,7 @@ def test_the_temperature_minimises_the_validation_log_loss_within_its_bounds():
     logits = 3.0 * true  # overconfident by about 3
     temperature = _fit_temperature(logits, y)
     grid = np.exp(np.linspace(-4.0, 4.0, 4001))
-    best = grid[np.argmin([log_loss(logits, y, g) for g in grid])]
+    best = grid[np.argmin([log_loss(y, expit(logits / g)) for g in grid])]
     assert 2.0 < temperature < 4.5
     assert temperature == pytest.approx(best, rel=1e-2)
     # Separable logits want T -> 0, noise wants T -> infinity: each stops at its bound.
