@@ -1,5 +1,6 @@
 import contextlib
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -23,9 +24,11 @@ from skfingerprint import (
     clear_memory_cache,
     make_pairs,
 )
+from skfingerprint import embedding as embedding_module
 from skfingerprint._tokens import vit_tokens
+from skfingerprint.augment import augment_batch
 from skfingerprint.datasets import make_synthetic_leak
-from skfingerprint.embedding import parse_layers
+from skfingerprint.embedding import _format_sizes, parse_layers
 from skfingerprint.pairs import PairEmbeddings
 
 from .conftest import points_at, write_png
@@ -53,10 +56,12 @@ def test_outputs_on_pairs_and_plain_images(task):
     assert out.real.dtype == np.float32 and out.ids == task.ids
     plain = emb.transform(task.real_images)
     np.testing.assert_allclose(plain, out.real, atol=1e-6)
+    assert plain.dtype == np.float32  # catches the fused tokens' cast dropped (float64)
     assert emb.layers_ == (1, 2, 3) and emb.depth_ == 4 and emb.n_features_out_ == 32
     concat = tiny_embedder(fusion="concat").fit(task.X_pairs, task.y)
     assert concat.transform(task.real_images).shape == (24, 3 * 32)
-    assert concat.get_feature_names_out().shape == (96,)
+    names = concat.get_feature_names_out()
+    assert names.dtype == object and list(names[[0, 95]]) == ["vitfusion0", "vitfusion95"]
 
 
 def test_same_library_key_for_same_library_and_model(task):
@@ -323,6 +328,40 @@ def test_model_files_from_before_stop_early_load_with_it_on(task):
     old.__setstate__(state)
     assert old.get_params()["stop_early"] is True
     np.testing.assert_array_equal(old.transform(task.real_images), emb.transform(task.real_images))
+
+
+@pytest.mark.parametrize("fusion", ["gated", "concat"])
+def test_a_pickled_embedder_transforms_as_the_original(task, fusion):
+    # Catches: the fusion module rebuilt on unpickling without the fitted fusion mode (a concat
+    # embedder would load as gated, with D features instead of L * D).
+    emb = tiny_embedder(fusion=fusion).fit(task.X_pairs, task.y)
+    loaded = pickle.loads(pickle.dumps(emb))
+    expected = emb.transform(task.real_images)
+    np.testing.assert_array_equal(loaded.transform(task.real_images), expected)
+    assert loaded.token_mean_.dtype == torch.float32
+
+
+def test_an_unfitted_embedder_pickles(task):
+    # Catches: unpickling requiring the fitted fusion state, so an unfitted embedder (in a
+    # pickled, not yet fitted Pipeline or a joblib worker's copy) could not be loaded.
+    loaded = pickle.loads(pickle.dumps(tiny_embedder(fusion="concat")))
+    assert loaded.get_params() == tiny_embedder(fusion="concat").get_params()
+    assert not hasattr(loaded, "fusion_")
+
+
+def test_the_gates_augmented_views_follow_augment_p_and_the_vits_patches(task, monkeypatch):
+    # Catches: the views masked in 16-pixel squares whatever the ViT's patches (8 here), or
+    # augment_p not reaching the augmentation.
+    calls = []
+
+    def spy(x, gen, **kwargs):
+        calls.append(kwargs)
+        return augment_batch(x, gen, **kwargs)
+
+    monkeypatch.setattr(embedding_module, "augment_batch", spy)
+    clear_memory_cache()  # views cached by an earlier test would not be drawn again
+    tiny_embedder(augment_p=0.3, gate_epochs=2).fit(task.real_images[:6])  # no y: views
+    assert calls and all(kw == {"p": 0.3, "patch_size": 8} for kw in calls)
 
 
 def test_disk_cache_survives_the_process_and_writes_atomically(task, tmp_path, vit_passes):
@@ -684,6 +723,8 @@ def test_verbose_prints_one_line_per_vit_pass_off_a_terminal(task, capsys):
     assert all(line.endswith("images/s)") for line in lines)
     emb.transform(task.real_images[:5] // 2)  # new images: one more pass
     assert capsys.readouterr().err.startswith("ViT embedding: 5 images in ")
+    emb.transform(make_pairs(task.real_images, task.generated_images[:7] // 2))  # a new library
+    assert capsys.readouterr().err.startswith("ViT embedding (generated images): 7 images in ")
 
 
 def test_verbose_0_prints_nothing(task, capsys):
@@ -721,10 +762,40 @@ def test_a_new_size_warns_once_per_call_with_how_many_images(task):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         emb.transform(small)
-    assert [str(w.message).split(": they")[0] for w in caught] == [
-        "the embedder was fitted on 48x48 images; these are 40x40 (24 of 48 images)"
+    assert [str(w.message) for w in caught] == [
+        "the embedder was fitted on 48x48 images; these are 40x40 (24 of 48 images): they are "
+        "resized to the ViT's 32x32 input, and their scores may not be comparable with those "
+        "of the images it was fitted on. Fit on images of the size you audit."
     ]
     assert points_at(caught[0], __file__)
+
+
+def test_an_embedder_fitted_before_sizes_were_recorded_transforms_without_a_warning(task):
+    # Catches: a fitted embedder without image_sizes_ (saved by a version that did not record
+    # them) failing with AttributeError, or warning about every image.
+    emb = tiny_embedder().fit(task.X_pairs, task.y)
+    with pytest.warns(UserWarning, match="fitted on 48x48 images; these are 40x40"):
+        expected = emb.transform(task.real_images[:, :40, :40])
+    del emb.image_sizes_
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(emb.transform(task.real_images[:, :40, :40]), expected)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "text"),
+    [
+        ([(48, 64)], "64x48"),
+        ([(48, 64), (32, 32)], "64x48 and 32x32"),
+        ([(1, 2), (3, 4), (5, 6), (7, 8)], "2x1, 4x3, 6x5 and 8x7"),
+        ([(1, 2), (3, 4), (5, 6), (7, 8), (9, 10)], "2x1, 4x3, 6x5 and 2 other sizes"),
+        ([(i, i + 1) for i in range(1, 7)], "2x1, 3x2, 4x3 and 3 other sizes"),
+    ],
+)
+def test_sizes_in_messages_read_width_x_height_and_list_at_most_four(sizes, text):
+    # Catches: height and width swapped, the cut at four sizes moved, the count of the others
+    # off, or the list joined without its last "and".
+    assert _format_sizes(sizes) == text
 
 
 @pytest.mark.parametrize(
@@ -754,21 +825,28 @@ def test_auto_pixel_size_is_the_smallest_fitted_side_capped_at_64(
     assert tiny_embedder(pixel_size=16).fit(pairs).pixel_size_ == 16  # an int is kept as given
 
 
-@pytest.mark.parametrize("as_folder", [False, True])
-def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, as_folder, vit_passes):
+@pytest.mark.parametrize("given_as", ["array", "folder", "paths"])
+def test_labels_with_plain_images_are_refused_before_the_vit(task, tmp_path, given_as, vit_passes):
     # Catches: y silently dropped for plain images (the ViT then runs, and a pipeline's next
     # step refuses them only afterwards), or a message that does not say what was given.
-    X, given = task.real_images, r"an image array of shape \(24, 48, 48\)"
-    if as_folder:
-        for i, img in enumerate(task.real_images[:3]):
-            write_png(tmp_path / f"r{i}.png", img)
-        X, given = tmp_path, "the 3 images of '.*'"
+    paths = [write_png(tmp_path / f"r{i}.png", img) for i, img in enumerate(task.real_images[:3])]
+    X, given = {
+        "array": (task.real_images, "an image array of shape (24, 48, 48)"),
+        "folder": (tmp_path, f"the 3 images of '{tmp_path}'"),
+        "paths": ([str(p) for p in paths], "3 image files"),
+    }[given_as]
     before = vit_passes.images
-    with pytest.raises(ValueError, match=f"fit got labels y with {given}, not X_pairs.*make_pairs"):
-        tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
+    with pytest.raises(ValueError) as refused:
+        tiny_embedder().fit(X, task.y[: 24 if given_as == "array" else 3])
+    assert str(refused.value) == (
+        f"fit got labels y with {given}, not X_pairs. y says which real images were used to "
+        "train the generator, so the real images must come paired with the library of images "
+        "it generated: X_pairs = make_pairs(real_images, generated_images) (folders, path "
+        "lists or arrays), or load_imageclef_gans(folder).X_pairs, then fit(X_pairs, y). "
+        "(For a later step that uses y on the embeddings of plain images, such as a "
+        "classifier, set ViTLayerFusionEmbedder(labels='ignore').)"
+    )
     assert vit_passes.images == before
-    with pytest.raises(ValueError, match=r"labels='ignore'"):  # the way out for a featurizer
-        tiny_embedder().fit(X, task.y[: 3 if as_folder else 24])
     tiny_embedder(gate_epochs=2).fit(X)  # without y, plain images are fine
 
 
