@@ -364,6 +364,43 @@ def test_the_gates_augmented_views_follow_augment_p_and_the_vits_patches(task, m
     assert calls and all(kw == {"p": 0.3, "patch_size": 8} for kw in calls)
 
 
+def test_an_embedder_saved_before_pixel_size_and_label_tracking_transforms_as_its_parameters_say(
+    task,
+):
+    # Catches: a model saved before pixel_size_ or learned_from_labels_ existed failing with
+    # AttributeError, losing its pixel space (pixel_size=16 given), or flagged as having learned
+    # the labels (which is unknown, so nothing downstream should warn).
+    emb = tiny_embedder(pixel_size=16).fit(task.X_pairs, task.y)
+    assert emb.learned_from_labels_ is True and emb.pixel_size_ == 16
+    del emb.pixel_size_, emb.learned_from_labels_
+    out = emb.transform(task.X_pairs)
+    assert [a.shape for a in out.spaces["pixels"]] == [(24, 256), (24, 256)]
+    assert out.learned_from_labels is False
+
+
+def test_fits_repeat_only_for_a_fixed_random_state_and_the_tags_say_so(task, tmp_path):
+    # Catches: the tags calling an embedder with pretrained weights and random_state=None
+    # deterministic: its weights are fixed, but the gate's start and training are not (shown
+    # here with fixed weights from a checkpoint), so sklearn's idempotence checks would fail.
+    src = tiny_embedder(fusion="mean").fit(task.real_images)
+    path = tmp_path / "tiny.pth"
+    torch.save(src.backbone_.module.vit.state_dict(), path)
+    fits = [
+        tiny_embedder(checkpoint=path, random_state=None).fit(task.X_pairs, task.y)
+        for _ in range(2)
+    ]
+    assert fits[0].backbone_.digest == fits[1].backbone_.digest  # the same weights
+    a, b = (fit.transform(task.real_images) for fit in fits)
+    assert np.abs(a - b).max() > 1e-3  # yet another gate
+    for pretrained in (False, True):
+        unseeded = ViTLayerFusionEmbedder("vit_tiny_patch16_224", pretrained=pretrained)
+        assert unseeded.__sklearn_tags__().non_deterministic
+    tags = tiny_embedder(random_state=0).__sklearn_tags__()
+    assert not tags.non_deterministic
+    assert tags.input_tags.three_d_array and not tags.input_tags.two_d_array
+    assert tags.requires_fit
+
+
 def test_disk_cache_survives_the_process_and_writes_atomically(task, tmp_path, vit_passes):
     clear_memory_cache()
     tiny_embedder(cache_dir=tmp_path).fit(task.X_pairs, task.y)
@@ -723,8 +760,14 @@ def test_verbose_prints_one_line_per_vit_pass_off_a_terminal(task, capsys):
     assert all(line.endswith("images/s)") for line in lines)
     emb.transform(task.real_images[:5] // 2)  # new images: one more pass
     assert capsys.readouterr().err.startswith("ViT embedding: 5 images in ")
-    emb.transform(make_pairs(task.real_images, task.generated_images[:7] // 2))  # a new library
+    new_lib = task.generated_images[:7] // 2
+    emb.transform(make_pairs(task.real_images, new_lib))  # a new library
     assert capsys.readouterr().err.startswith("ViT embedding (generated images): 7 images in ")
+    emb.transform(make_pairs(task.real_images[:3] // 3, new_lib, reference=task.real_images // 4))
+    assert [line.split(" in ")[0] for line in capsys.readouterr().err.splitlines()] == [
+        "ViT embedding (reference real images): 24 images",
+        "ViT embedding (real images): 3 images",
+    ]
 
 
 def test_verbose_0_prints_nothing(task, capsys):
