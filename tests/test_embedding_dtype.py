@@ -415,6 +415,24 @@ def test_a_model_fitted_on_another_kind_of_device_falls_back_to_the_static_rule(
     assert emb._runtime()[1] == _runtime.resolve_dtype("auto", CPU)
 
 
+def test_a_model_fitted_before_the_probe_existed_uses_the_static_rule(images):
+    # Catches: a model saved without dtype_probe_ failing with AttributeError when it embeds.
+    emb = tiny_embedder().fit(images)
+    del emb.dtype_probe_
+    assert emb._runtime()[1] == _runtime.resolve_dtype("auto", CPU)
+    assert emb.transform(images[:2]).shape == (2, 32)
+
+
+def test_the_probe_embeds_at_most_16_images_of_the_fit(monkeypatch):
+    # Catches: a larger probe sample than the 16 images the docs promise (each costs a pass per
+    # precision), or a smaller batch size not limiting it.
+    monkeypatch.setattr(_runtime, "cpu_has_fast_bf16", lambda: True)
+    many = make_synthetic_leak(10, 10, 20, image_size=32, random_state=1).real_images
+    assert tiny_embedder().fit(many).dtype_probe_["n_images"] == 16
+    monkeypatch.setattr(_runtime, "_DTYPE_CHOICES", {})
+    assert tiny_embedder(batch_size=5).fit(many).dtype_probe_["n_images"] == 5
+
+
 def test_token_agreement_sees_past_the_tokens_common_component():
     # Catches: comparing raw CLS tokens, whose shared component makes any two sets agree.
     rng = np.random.default_rng(0)
