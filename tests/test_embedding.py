@@ -414,6 +414,41 @@ def test_disk_cache_survives_the_process_and_writes_atomically(task, tmp_path, v
     assert emb.transform(task.real_images).shape == (24, 32)
 
 
+def test_transform_refuses_embeddings_and_bad_images_naming_x(task):
+    # Catches: the refusal of already embedded input or of a bad image array not saying what X
+    # was, or naming another argument.
+    emb = tiny_embedder(fusion="mean").fit(task.real_images)
+    with pytest.raises(TypeError) as refused:
+        emb.transform(emb.transform(task.X_pairs))
+    assert str(refused.value) == "X is already embedded (PairEmbeddings); pass images or X_pairs"
+    with pytest.raises(ValueError) as refused:
+        emb.transform(np.zeros(5))
+    assert str(refused.value) == (
+        "X: an image array must have shape (n, H, W) or (n, H, W, C); got shape (5,)"
+    )
+
+
+class _MemoryLike:
+    """Passes the parameter check (it has ``cache``) without being a usable joblib.Memory."""
+
+    def __init__(self, **attrs):
+        self.__dict__.update(attrs)
+
+    def cache(self, func):
+        return func
+
+
+@pytest.mark.parametrize(
+    ("cache_dir", "got"), [(_MemoryLike(location=3), "int"), (_MemoryLike(), "_MemoryLike")]
+)
+def test_a_cache_dir_without_a_folder_is_refused_saying_what_it_got(task, cache_dir, got):
+    # Catches: a Memory-like object whose location is not a folder (or that has none) used as
+    # one, or a message that does not say what was given.
+    with pytest.raises(TypeError) as refused:
+        tiny_embedder(cache_dir=cache_dir).fit(task.real_images)
+    assert str(refused.value) == f"cache_dir must be a folder path or a joblib.Memory; got {got}"
+
+
 def test_corrupt_cache_entry_is_recomputed_with_a_warning(task, tmp_path, vit_passes):
     clear_memory_cache()
     emb = tiny_embedder(cache_dir=tmp_path, fusion="mean").fit(task.X_pairs, task.y)
