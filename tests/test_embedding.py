@@ -428,6 +428,23 @@ def test_transform_refuses_embeddings_and_bad_images_naming_x(task):
     )
 
 
+def test_after_a_fit_that_failed_on_an_image_the_embedder_is_still_unfitted(task, tmp_path):
+    # Catches: transform or get_feature_names_out checking for any fitted attribute instead of
+    # the ones they read: a fit stopped by a damaged file has set some (the layers, the depth),
+    # and they would then fail with an AttributeError instead of NotFittedError.
+    paths = [write_png(tmp_path / f"r{i}.png", img) for i, img in enumerate(task.real_images[:4])]
+    data = paths[2].read_bytes()
+    paths[2].write_bytes(data[: len(data) // 2])  # its header (and size) still read
+    emb = tiny_embedder()
+    with pytest.raises(ImageLoadError, match="r2.png"):
+        emb.fit([str(p) for p in paths])
+    assert hasattr(emb, "layers_")  # what makes the case: a fit that stopped half-way
+    with pytest.raises(NotFittedError):
+        emb.transform(task.real_images[:2])
+    with pytest.raises(NotFittedError):
+        emb.get_feature_names_out()
+
+
 class _MemoryLike:
     """Passes the parameter check (it has ``cache``) without being a usable joblib.Memory."""
 
