@@ -43,6 +43,13 @@ def tiny_embedder(**params):
     )
 
 
+def write_checkpoint(images, path):
+    """Save the ViT weights of a tiny embedder fitted on ``images`` to ``path``; return it."""
+    fitted = tiny_embedder(fusion="mean").fit(images)
+    torch.save(fitted.backbone_.module.vit.state_dict(), path)
+    return fitted
+
+
 @pytest.fixture(scope="module")
 def task():
     return make_synthetic_leak(12, 12, 24, image_size=48, random_state=0)
@@ -382,9 +389,8 @@ def test_fits_repeat_only_for_a_fixed_random_state_and_the_tags_say_so(task, tmp
     # Catches: the tags calling an embedder with pretrained weights and random_state=None
     # deterministic: its weights are fixed, but the gate's start and training are not (shown
     # here with fixed weights from a checkpoint), so sklearn's idempotence checks would fail.
-    src = tiny_embedder(fusion="mean").fit(task.real_images)
     path = tmp_path / "tiny.pth"
-    torch.save(src.backbone_.module.vit.state_dict(), path)
+    write_checkpoint(task.real_images, path)
     fits = [
         tiny_embedder(checkpoint=path, random_state=None).fit(task.X_pairs, task.y)
         for _ in range(2)
@@ -677,9 +683,8 @@ def test_finetune_all_with_position_code_trains_the_code(task):
 
 
 def test_checkpoint_loads_local_weights(task, tmp_path):
-    src = tiny_embedder(fusion="mean").fit(task.real_images)
     path = tmp_path / "tiny.pth"
-    torch.save(src.backbone_.module.vit.state_dict(), path)
+    src = write_checkpoint(task.real_images, path)
     other = tiny_embedder(fusion="mean", checkpoint=path, random_state=123).fit(task.real_images)
     assert other.backbone_.digest == src.backbone_.digest
     wrong = tmp_path / "wrong.pth"
