@@ -717,6 +717,7 @@ def test_unreachable_hub_fails_fast(task, monkeypatch):
     ("model", "kwargs", "error", "match"),
     [
         ("vit_tiny_patch16_22", None, ValueError, "Unknown timm model.*vit_tiny_patch16_224"),
+        ("vit_tiny_patch16_224.in1k", None, ValueError, "Unknown tag 'in1k'.*augreg_in21k"),
         (
             "vit_tiny_patch16_224",
             {**TINY, "class_token": False, "global_pool": "avg"},

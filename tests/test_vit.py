@@ -291,3 +291,144 @@ def test_a_checkpoint_without_the_unused_pooling_norm_loads(tmp_path):
     torch.save(state, path)
     loaded = load(path, 32, global_pool="avg")
     assert torch.equal(loaded.module.vit.blocks[1].mlp.fc2.weight, vit.blocks[1].mlp.fc2.weight)
+
+
+def test_a_model_name_with_an_unknown_tag_is_refused_naming_its_tags():
+    """timm's own error for a bad tag is a RuntimeError from deep in create_model that names no
+    tag; an architecture timm only builds has no tag to offer. Valid tags, timm's "untrained"
+    tag of such an architecture and a bare name pass."""
+    with pytest.raises(ValueError) as err:
+        _vit._check_model_name("vit_tiny_patch16_224.augreg_in21")
+    assert str(err.value) == (
+        "Unknown tag 'augreg_in21' for timm model 'vit_tiny_patch16_224' "
+        "(its tags: augreg_in21k, augreg_in21k_ft_in1k)"
+    )
+    with pytest.raises(ValueError) as err:
+        _vit._check_model_name("vit_small_patch16_18x2_224.in1k")
+    assert str(err.value) == (
+        "Unknown tag 'in1k' for timm model 'vit_small_patch16_18x2_224' "
+        "(it has no pretrained weights)"
+    )
+    for name in (
+        "vit_tiny_patch16_224",
+        "vit_tiny_patch16_224.augreg_in21k",
+        "vit_small_patch16_18x2_224.untrained",
+    ):
+        _vit._check_model_name(name)
+
+
+@pytest.fixture
+def no_weights_cached(monkeypatch, tmp_path):
+    """An empty Hugging Face and torch hub cache; a hub that, if asked, must not be."""
+    import huggingface_hub
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a: asked.append(a))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setenv("HF_HOME", "/data/hf-cache")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(_vit, "_hub_reachable", lambda: pytest.fail("the hub was asked"))
+    return asked
+
+
+def test_an_architecture_without_weights_is_refused_without_asking_for_a_network(
+    no_weights_cached,
+):
+    """Its config (tag "untrained") points nowhere: advice to fetch them would be wrong."""
+    with pytest.raises(ValueError) as err:
+        _vit.check_pretrained_available("vit_small_patch16_18x2_224")
+    assert str(err.value) == (
+        "timm has no pretrained weights for 'vit_small_patch16_18x2_224'; use pretrained=False"
+    )
+
+
+@pytest.mark.parametrize(
+    "filename", ["model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"]
+)
+def test_weights_in_the_hub_cache_need_no_network(no_weights_cached, monkeypatch, filename):
+    import huggingface_hub
+
+    def cached(repo, name):
+        no_weights_cached.append((repo, name))
+        return f"/cache/{repo}/{name}" if name == filename else None
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", cached)
+    _vit.check_pretrained_available("vit_tiny_patch16_224.augreg_in21k")
+    assert no_weights_cached[-1] == ("timm/vit_tiny_patch16_224.augreg_in21k", filename)
+
+
+def test_a_cache_entry_recording_a_missing_file_is_not_weights(no_weights_cached, monkeypatch):
+    """huggingface_hub answers a sentinel object, not a path, for a file known to be absent."""
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a: object())
+    with pytest.raises(_vit.WeightsUnavailableError, match="HF_HUB_OFFLINE is set"):
+        _vit.check_pretrained_available("vit_tiny_patch16_224.augreg_in21k")
+
+
+def test_weights_from_a_url_are_looked_for_in_torch_hubs_checkpoints(
+    no_weights_cached, monkeypatch, tmp_path
+):
+    import timm.models
+    from timm.models import PretrainedCfg
+
+    cfg = PretrainedCfg(url="https://example.org/weights/B_16.npz")
+    monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: cfg)
+    with pytest.raises(_vit.WeightsUnavailableError):
+        _vit.check_pretrained_available("vit_base_patch16_224")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "B_16.npz").write_bytes(b"weights")
+    _vit.check_pretrained_available("vit_base_patch16_224")
+    assert no_weights_cached == []  # a URL's weights are not looked for on the hub
+
+
+@pytest.mark.parametrize("offline", ["1", "true", "YES"])
+def test_offline_without_cached_weights_says_so_with_every_fix(
+    no_weights_cached, monkeypatch, offline
+):
+    monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    with pytest.raises(_vit.WeightsUnavailableError) as err:
+        _vit.check_pretrained_available("vit_tiny_patch16_224.augreg_in21k")
+    assert str(err.value) == (
+        "Pretrained weights for 'vit_tiny_patch16_224.augreg_in21k' are not in the local cache "
+        "and HF_HUB_OFFLINE is set. Fix: run once with a network (timm caches them under "
+        "/data/hf-cache), copy that cache from a machine that has them, or pass "
+        "checkpoint='path/to/weights' (a .safetensors/.pth file) or pretrained=False."
+    )
+
+
+@pytest.mark.parametrize("offline", [None, "0", "no"])
+def test_online_the_hub_is_asked_and_only_an_unreachable_one_fails(
+    no_weights_cached, monkeypatch, offline
+):
+    if offline is None:
+        monkeypatch.delenv("HF_HUB_OFFLINE")
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    monkeypatch.setattr(_vit, "_hub_reachable", lambda: True)
+    _vit.check_pretrained_available("vit_tiny_patch16_224.augreg_in21k")  # timm will download
+    monkeypatch.setattr(_vit, "_hub_reachable", lambda: False)
+    with pytest.raises(
+        _vit.WeightsUnavailableError, match=r"and huggingface\.co cannot be reached"
+    ):
+        _vit.check_pretrained_available("vit_tiny_patch16_224.augreg_in21k")
+
+
+def test_the_hub_is_reachable_when_a_connection_to_its_https_port_opens(monkeypatch):
+    import contextlib
+
+    calls = []
+
+    def connect(address, timeout):
+        calls.append((address, timeout))
+        return contextlib.nullcontext()
+
+    monkeypatch.setattr(_vit.socket, "create_connection", connect)
+    assert _vit._hub_reachable() is True
+    assert calls == [(("huggingface.co", 443), 3.0)]
+
+    def refuse(address, timeout):
+        raise ConnectionRefusedError(address)
+
+    monkeypatch.setattr(_vit.socket, "create_connection", refuse)
+    assert _vit._hub_reachable() is False

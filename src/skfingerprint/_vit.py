@@ -340,11 +340,17 @@ _BACKBONES_LOCK = threading.RLock()
 def _check_model_name(name: str) -> None:
     import timm
 
-    arch = name.split(".")[0]
+    arch, _, tag = name.partition(".")
     if not timm.is_model(arch):
         close = difflib.get_close_matches(arch, timm.list_models(), n=5, cutoff=0.6)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"Unknown timm model {name!r}.{hint}")
+    try:  # timm itself checks a tag deep in create_model, with a RuntimeError naming none
+        timm.models.get_pretrained_cfg(name)
+    except RuntimeError:
+        tags = [n.partition(".")[2] for n in timm.list_pretrained(f"{arch}.*")]
+        known = f"its tags: {', '.join(tags)}" if tags else "it has no pretrained weights"
+        raise ValueError(f"Unknown tag {tag!r} for timm model {arch!r} ({known})") from None
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -361,7 +367,8 @@ def check_pretrained_available(name: str) -> None:
     from huggingface_hub import try_to_load_from_cache
 
     cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None:
+    # an architecture timm only builds (tag "untrained") has a config that points nowhere
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
         raise ValueError(f"timm has no pretrained weights for {name!r}; use pretrained=False")
     if cfg.hf_hub_id:
         for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
