@@ -724,7 +724,18 @@ def test_unreachable_hub_fails_fast(task, monkeypatch):
             ValueError,
             "no CLS token",
         ),
-        ("resnet18", {}, ValueError, "not a Vision Transformer"),
+        (
+            "resnet18",
+            {},
+            ValueError,
+            r"^timm model 'resnet18' is not a Vision Transformer \(no patch_embed and no blocks\)$",
+        ),
+        (  # blocks, but no patch embedding (and no CLS token)
+            "mixer_s16_224",
+            {"img_size": 32},
+            ValueError,
+            r"^timm model 'mixer_s16_224' is not a Vision Transformer \(no patch_embed\)$",
+        ),
         ("vit_tiny_patch16_224", {"no_such_arg": 1}, ValueError, "model_kwargs"),
     ],
 )

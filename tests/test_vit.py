@@ -432,3 +432,85 @@ def test_the_hub_is_reachable_when_a_connection_to_its_https_port_opens(monkeypa
 
     monkeypatch.setattr(_vit.socket, "create_connection", refuse)
     assert _vit._hub_reachable() is False
+
+
+def build(pretrained=False, seed=0, position_code=False):
+    """A tiny ViT backbone built afresh (load_backbone would hand back a kept one)."""
+    kwargs = dict(TINY, img_size=32)
+    return _vit._build_backbone(
+        "vit_tiny_patch16_224", pretrained, None, kwargs, seed, position_code
+    )
+
+
+def test_the_state_a_batch_keeps_is_the_size_the_state_cache_plans_for():
+    # Catches: state_nbytes counting another width than float32's 4 bytes, so the token
+    # cache's capacity in images (and its warning) would be wrong.
+    import numpy as np
+
+    backbone = build()
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    _, state = backbone.embed_batch(x, torch.device("cpu"), torch.bfloat16, 1, keep_state=True)
+    assert state.dtype == np.float32
+    assert state[0].nbytes == backbone.state_nbytes() == 17 * 32 * 4
+
+
+def test_building_leaves_the_callers_rng_and_a_trained_position_code_survives_pickling():
+    # Catches: the wrapper (its position code's projection, drawn then zeroed) built outside
+    # the seeded block, which moves the caller's torch RNG; the position code dropped from
+    # the Backbone or from its unpickled copy.
+    import pickle
+
+    import numpy as np
+
+    before = torch.random.get_rng_state()
+    backbone = build(position_code=True)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    with torch.no_grad():  # as fine-tuning leaves it: zero-initialised, it would add nothing
+        weight = backbone.module.position_code.proj.weight
+        weight.copy_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(1)))
+    copy = pickle.loads(pickle.dumps(backbone))
+    assert copy.position_code is True
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    cpu = torch.device("cpu")
+    trained = backbone.embed_batch(x, cpu, torch.float32)
+    np.testing.assert_array_equal(copy.embed_batch(x, cpu, torch.float32), trained)
+    assert not np.allclose(build().embed_batch(x, cpu, torch.float32), trained, atol=1e-3)
+
+
+def test_pretrained_weights_are_asked_of_timm_only_after_the_offline_check(monkeypatch):
+    # Catches: pretrained=True passed to timm as a falsy value (random weights, silently).
+    import timm
+
+    calls = []
+    monkeypatch.setattr(_vit, "check_pretrained_available", lambda name: calls.append(name))
+    create = timm.create_model
+
+    def create_offline(name, pretrained, **kwargs):
+        calls.append((name, pretrained))
+        return create(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", create_offline)
+    build(pretrained=True)
+    assert calls == ["vit_tiny_patch16_224", ("vit_tiny_patch16_224", True)]
+    calls.clear()
+    build(pretrained=False)
+    assert calls == [("vit_tiny_patch16_224", False)]
+
+
+def test_a_vit_without_any_cls_token_attribute_is_refused(monkeypatch):
+    # Catches: the CLS token read without a default (AttributeError for a model that lacks the
+    # attribute instead of the error with its advice).
+    from torch import nn
+
+    class NoCls(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.patch_embed, self.blocks = nn.Identity(), nn.ModuleList()
+
+    monkeypatch.setattr(_vit, "_create_vit", lambda *a, **k: NoCls())
+    with pytest.raises(ValueError) as err:
+        build()
+    assert str(err.value) == (
+        "timm model 'vit_tiny_patch16_224' has no CLS token; the embedder fuses CLS tokens, "
+        "so pick a ViT with one (for example vit_base_patch16_224)"
+    )

@@ -458,8 +458,11 @@ def _build_backbone(name, pretrained, checkpoint, kwargs, seed, position_code) -
     else:
         vit = _create_vit(name, pretrained=use_hub, kwargs=kwargs, seed=seed)
     with seeded_torch(seed):
-        if not hasattr(vit, "blocks") or not hasattr(vit, "patch_embed"):
-            raise ValueError(f"timm model {name!r} is not a Vision Transformer (no blocks)")
+        missing = [part for part in ("patch_embed", "blocks") if not hasattr(vit, part)]
+        if missing:
+            raise ValueError(
+                f"timm model {name!r} is not a Vision Transformer (no {' and no '.join(missing)})"
+            )
         if getattr(vit, "cls_token", None) is None:
             raise ValueError(
                 f"timm model {name!r} has no CLS token; the embedder fuses CLS tokens, so pick "
