@@ -514,3 +514,21 @@ def test_a_vit_without_any_cls_token_attribute_is_refused(monkeypatch):
         "timm model 'vit_tiny_patch16_224' has no CLS token; the embedder fuses CLS tokens, "
         "so pick a ViT with one (for example vit_base_patch16_224)"
     )
+
+
+def test_an_unknown_model_name_is_refused_with_at_most_five_close_names():
+    # Catches: the suggestions' number, order (best first) or separator changed, a hint
+    # printed with nothing in it, or the closeness cut-off loosened to any name.
+    import timm
+
+    with pytest.raises(ValueError) as err:
+        _vit._check_model_name("vit_tiny_patch16_22")
+    head, _, names = str(err.value).partition(" Did you mean: ")
+    assert head == "Unknown timm model 'vit_tiny_patch16_22'."
+    assert names.endswith("?")
+    names = names[:-1].split(", ")
+    assert names[0] == "vit_tiny_patch16_224" and len(names) == 5
+    assert all(timm.is_model(name) for name in names)
+    with pytest.raises(ValueError) as err:
+        _vit._check_model_name("qqqqqqqq")
+    assert str(err.value) == "Unknown timm model 'qqqqqqqq'."
