@@ -532,3 +532,17 @@ def test_an_unknown_model_name_is_refused_with_at_most_five_close_names():
     with pytest.raises(ValueError) as err:
         _vit._check_model_name("qqqqqqqq")
     assert str(err.value) == "Unknown timm model 'qqqqqqqq'."
+
+
+def test_a_vit_whose_blocks_hold_parallel_attentions_builds_and_embeds():
+    # Catches: every block assumed to hold one `attn` (timm's parallel blocks hold `attns`: an
+    # AttributeError when routing attention). A smoke test of that model beyond the build.
+    import numpy as np
+
+    backbone = _vit._build_backbone(
+        "vit_small_patch16_18x2_224", False, None, dict(TINY, img_size=32), 0, False
+    )
+    assert not hasattr(backbone.module.vit.blocks[0], "attn")
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    out = backbone.embed_batch(x, torch.device("cpu"), torch.bfloat16, 2)
+    assert out.shape == (2, 2, 32) and np.isfinite(out).all()
