@@ -20,8 +20,11 @@ def gabor_noise(
 ) -> torch.Tensor:
     """Directional Gabor noise ``(n, 1, H, W)``.
 
-    ``G = exp(-(x'^2 + g^2 y'^2) / 2 s^2) cos(2 pi x' / l)`` with random angle, wavelength,
-    width and centre per image (paper, equation 2).
+    ``G = a exp(-(x'^2 + g^2 y'^2) / 2 s^2) cos(2 pi x' / l)`` (paper, equation 2) on pixel
+    coordinates spanning [-1, 1] across the image, where ``(x', y')`` are the coordinates
+    rotated by ``theta`` about the centre ``(cx, cy)`` and ``g = 0.5``. Per image, uniformly:
+    ``theta`` in [0, pi), wavelength ``l`` in [0.05, 0.3], width ``s`` in [0.3, 1], centre
+    anywhere in the image; ``a`` is ``amplitude``.
     """
     ys = torch.linspace(-1.0, 1.0, height).view(1, height, 1)
     xs = torch.linspace(-1.0, 1.0, width).view(1, 1, width)
@@ -38,7 +41,9 @@ def gabor_noise(
 
 
 def _random_warp_grid(n: int, height: int, width: int, generator: torch.Generator, strength: float):
-    """Sampling grids for a random rotation (+-15 deg) combined with a perspective distortion."""
+    """Sampling grids for a random rotation (+-15 deg) combined with a perspective distortion:
+    output pixel ``(x, y)`` (in [-1, 1]) reads the input at ``R (x, y) / (1 + px x + py y)``,
+    ``px`` and ``py`` uniform in [-strength, strength]."""
     u = torch.rand((n, 5), generator=generator) * 2 - 1
     angle = u[:, 0] * math.radians(15)
     cos, sin = torch.cos(angle), torch.sin(angle)
@@ -71,7 +76,9 @@ def augment_batch(
     generator : torch.Generator
         Source of randomness (CPU), so augmentations repeat for a seed.
     p : float, default=0.6
-        Probability that an image is warped and brightness-jittered.
+        Probability that an image is warped (rotated by up to +-15 degrees and tilted in
+        perspective by up to 0.2, :func:`_random_warp_grid`) and its brightness scaled by 0.8 to
+        1.2.
     mask_ratio : float, default=0.2
         Fraction of ``patch_size`` patches blanked to mid-grey.
     patch_size : int, default=16
