@@ -183,6 +183,8 @@ def test_rows_per_pass_keeps_the_widest_activation_under_the_budget():
     backbone = tiny_backbone()
     per_image = 17 * 128 * 4  # 16 patches + CLS, MLP hidden 4 x 32, float32
     assert backbone.rows_per_pass(torch.device("cpu")) == _vit.CPU_PASS_BYTES // per_image
+    one_block = load(None, 32, depth=1)  # the width is read off the first (and only) block
+    assert one_block.rows_per_pass(torch.device("cpu")) == _vit.CPU_PASS_BYTES // per_image
     assert backbone.rows_per_pass(torch.device("meta")) >= 1 << 20  # a GPU: the whole batch
     assert [_vit._even_rows(n, 10) for n in (0, 1, 10, 11, 32)] == [1, 1, 10, 6, 8]
     # a narrow MLP: qkv (3 x 32 wide) is the widest activation
@@ -382,18 +384,23 @@ def test_weights_from_a_url_are_looked_for_in_torch_hubs_checkpoints(
     assert no_weights_cached == []  # a URL's weights are not looked for on the hub
 
 
-@pytest.mark.parametrize("offline", ["1", "true", "YES"])
+@pytest.mark.parametrize(
+    ("offline", "hf_home"),
+    [("1", "/data/hf-cache"), ("true", None), ("YES", "/data/hf-cache")],
+)
 def test_offline_without_cached_weights_says_so_with_every_fix(
-    no_weights_cached, monkeypatch, offline
+    no_weights_cached, monkeypatch, offline, hf_home
 ):
     monkeypatch.setenv("HF_HUB_OFFLINE", offline)
+    if hf_home is None:
+        monkeypatch.delenv("HF_HOME")
     with pytest.raises(_vit.WeightsUnavailableError) as err:
         _vit.check_pretrained_available("vit_tiny_patch16_224.augreg_in21k")
     assert str(err.value) == (
         "Pretrained weights for 'vit_tiny_patch16_224.augreg_in21k' are not in the local cache "
         "and HF_HUB_OFFLINE is set. Fix: run once with a network (timm caches them under "
-        "/data/hf-cache), copy that cache from a machine that has them, or pass "
-        "checkpoint='path/to/weights' (a .safetensors/.pth file) or pretrained=False."
+        f"{hf_home or '~/.cache/huggingface'}), copy that cache from a machine that has them, "
+        "or pass checkpoint='path/to/weights' (a .safetensors/.pth file) or pretrained=False."
     )
 
 
@@ -546,3 +553,17 @@ def test_a_vit_whose_blocks_hold_parallel_attentions_builds_and_embeds():
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     out = backbone.embed_batch(x, torch.device("cpu"), torch.bfloat16, 2)
     assert out.shape == (2, 2, 32) and np.isfinite(out).all()
+
+
+def test_a_pickled_backbone_holds_weights_as_arrays_and_no_device_copies():
+    # Catches: the weights pickled as the torch module (model files hold no torch objects),
+    # or the device copies made by a run pickled along and restored.
+    import pickle
+
+    backbone = build()
+    backbone.embed_batch(torch.rand(1, 3, 32, 32), torch.device("cpu"), torch.float32)
+    assert backbone._runtime  # the run made its CPU copy
+    data = pickle.dumps(backbone)
+    assert b"torch" not in data
+    copy = pickle.loads(data)
+    assert copy._runtime == {} and copy.digest == _vit.weights_digest(copy.module)
