@@ -567,3 +567,89 @@ def test_a_pickled_backbone_holds_weights_as_arrays_and_no_device_copies():
     assert b"torch" not in data
     copy = pickle.loads(data)
     assert copy._runtime == {} and copy.digest == _vit.weights_digest(copy.module)
+
+
+def test_cpu_bf16_attention_leaves_float16_autocast_and_gated_attention_to_timm():
+    # Catches: the conditions joined so that only both together send the call to timm (fp16
+    # autocast or timm's optional output gate would then run the bf16 path).
+    import functools
+
+    attn = sharp_attention()
+    x = torch.randn(5, 37, 64)
+    ours = functools.partial(_vit._cpu_bf16_attention, attn)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.float16):
+            assert torch.equal(ours(x), type(attn).forward(attn, x))
+        attn.gate = torch.nn.Identity()  # what the bf16 path does not compute
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert torch.equal(ours(x), type(attn).forward(attn, x))
+
+
+def test_the_pass_stops_after_the_deepest_block_asked():
+    # Catches: the forward run through every block (the same numbers, at the cost of the
+    # blocks no fused layer reads).
+    backbone = load(None, 32, depth=4)
+    ran = []
+    for i, block in enumerate(backbone.module.vit.blocks):
+        block.register_forward_hook(lambda *_, i=i: ran.append(i))
+    backbone.embed_batch(torch.rand(2, 3, 32, 32), torch.device("cpu"), torch.float32, 2)
+    assert ran == [0, 1]
+    ran.clear()
+    backbone.embed_batch(torch.rand(2, 3, 32, 32), torch.device("cpu"), torch.float32)
+    assert ran == [0, 1, 2, 3]
+
+
+def test_another_device_gets_its_own_copy_and_the_cpu_module_stays():
+    backbone = build()
+    copy = backbone.runtime(torch.device("meta"))
+    assert copy is not backbone.module and copy is backbone.runtime(torch.device("meta"))
+    assert next(copy.parameters()).device.type == "meta"
+    assert next(backbone.module.parameters()).device.type == "cpu"
+    assert not any(p.requires_grad for p in copy.parameters())
+    assert backbone.runtime(torch.device("cpu")) is backbone.module
+
+
+def test_load_backbone_shares_one_backbone_per_model_weights_and_file(tmp_path, monkeypatch):
+    # Catches: nothing kept (a ViT loaded per clone), kept under a key that ignores whether
+    # weights are pretrained, or one that ignores which checkpoint file (two files of the same
+    # size and time would share a backbone).
+    import timm
+
+    built = []
+    build_backbone = _vit._build_backbone
+    monkeypatch.setattr(
+        _vit, "_build_backbone", lambda *a: built.append(a[1:3]) or build_backbone(*a)
+    )
+    monkeypatch.setattr(_vit, "check_pretrained_available", lambda name: None)
+    create = timm.create_model
+
+    def create_offline(name, pretrained, **kwargs):  # "pretrained" weights: another seed's
+        if pretrained:
+            torch.manual_seed(7)
+        return create(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", create_offline)
+    _vit._BACKBONES.clear()
+    random = load(None, 32)
+    assert load(None, 32) is random and len(built) == 1
+    pretrained = _vit.load_backbone(
+        "vit_tiny_patch16_224",
+        pretrained=True,
+        checkpoint=None,
+        model_kwargs=dict(TINY, img_size=32),
+        seed=0,
+        position_code=False,
+    )
+    assert pretrained.digest != random.digest and len(built) == 2
+    monkeypatch.setattr(timm, "create_model", create)  # checkpoints load through timm
+    files = [tmp_path / "a" / "w.pth", tmp_path / "b" / "w.pth"]
+    for shift, path in enumerate(files):
+        path.parent.mkdir()
+        weights = source(32).state_dict()
+        weights["blocks.0.mlp.fc1.bias"] += shift  # the same size, other weights
+        torch.save(weights, path)
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    first, second = load(files[0], 32), load(files[1], 32)
+    assert files[0].stat().st_size == files[1].stat().st_size
+    assert first.digest != second.digest
+    _vit._BACKBONES.clear()
