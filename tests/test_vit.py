@@ -543,13 +543,16 @@ def test_an_unknown_model_name_is_refused_with_at_most_five_close_names():
 
 def test_a_vit_whose_blocks_hold_parallel_attentions_builds_and_embeds():
     # Catches: every block assumed to hold one `attn` (timm's parallel blocks hold `attns`: an
-    # AttributeError when routing attention). A smoke test of that model beyond the build.
+    # AttributeError when routing attention), or their hidden width, which has no mlp.fc1 to
+    # read, assumed other than 4 x the token width. A smoke test of that model beyond these.
     import numpy as np
 
     backbone = _vit._build_backbone(
         "vit_small_patch16_18x2_224", False, None, dict(TINY, img_size=32), 0, False
     )
     assert not hasattr(backbone.module.vit.blocks[0], "attn")
+    # no mlp.fc1 to read the hidden width from: the usual 4 x width is assumed
+    assert backbone.rows_per_pass(torch.device("cpu")) == _vit.CPU_PASS_BYTES // (17 * 128 * 4)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     out = backbone.embed_batch(x, torch.device("cpu"), torch.bfloat16, 2)
     assert out.shape == (2, 2, 32) and np.isfinite(out).all()
