@@ -560,7 +560,8 @@ def test_a_vit_whose_blocks_hold_parallel_attentions_builds_and_embeds():
 
 def test_a_pickled_backbone_holds_weights_as_arrays_and_no_device_copies():
     # Catches: the weights pickled as the torch module (model files hold no torch objects),
-    # or the device copies made by a run pickled along and restored.
+    # the device copies made by a run pickled along and restored, or the skeleton the weights
+    # load into built unseeded (unpickling would move the caller's torch RNG).
     import pickle
 
     backbone = build()
@@ -568,7 +569,9 @@ def test_a_pickled_backbone_holds_weights_as_arrays_and_no_device_copies():
     assert backbone._runtime  # the run made its CPU copy
     data = pickle.dumps(backbone)
     assert b"torch" not in data
+    before = torch.random.get_rng_state()
     copy = pickle.loads(data)
+    assert torch.equal(torch.random.get_rng_state(), before)  # the skeleton is built seeded
     assert copy._runtime == {} and copy.digest == _vit.weights_digest(copy.module)
 
 
@@ -652,7 +655,9 @@ def test_load_backbone_shares_one_backbone_per_model_weights_and_file(tmp_path, 
         weights["blocks.0.mlp.fc1.bias"] += shift  # the same size, other weights
         torch.save(weights, path)
         os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = torch.random.get_rng_state()
     first, second = load(files[0], 32), load(files[1], 32)
+    assert torch.equal(torch.random.get_rng_state(), before)  # built seeded, from the files
     assert files[0].stat().st_size == files[1].stat().st_size
     assert first.digest != second.digest
     _vit._BACKBONES.clear()
