@@ -138,3 +138,39 @@ def test_the_chosen_images_are_warped_at_a_perspective_strength_of_0_2(monkeypat
     out = augment_batch(x, gen(3), p=0.6, mask_ratio=0.0, gabor_amplitude=0.0)
     changed = int((out != 0.5).flatten(1).any(1).sum())
     assert asked == [(changed, 8, 12, 0.2)]
+
+
+def test_a_zero_warp_is_the_identity_up_to_the_brightness(monkeypatch):
+    # Catches: the grid's -1 and 1 read as the image's edges (align_corners=False) while
+    # linspace puts them on the corner pixels' centres: the border pixels halved, a zoom.
+    from skfingerprint import augment
+
+    def no_warp(n, height, width, generator, strength):
+        ys = torch.linspace(-1.0, 1.0, height).view(1, height, 1).expand(n, height, width)
+        xs = torch.linspace(-1.0, 1.0, width).view(1, 1, width).expand(n, height, width)
+        return torch.stack([xs, ys], dim=-1)
+
+    monkeypatch.setattr(augment, "_random_warp_grid", no_warp)
+    x = 0.1 + 0.7 * torch.rand(5, 3, 12, 10, generator=gen(0))
+    out = augment_batch(x, gen(1), p=1.0, mask_ratio=0.0, gabor_amplitude=0.0)
+    ratio = out / x
+    torch.testing.assert_close(ratio, ratio[:, :1, :1, :1].expand_as(ratio))
+    assert ((ratio[:, 0, 0, 0] >= 0.8) & (ratio[:, 0, 0, 0] <= 1.2)).all()
+
+
+def test_the_documented_defaults_are_the_defaults():
+    # Catches: a default changed in the signature but not in the docstring (or the reverse):
+    # the gate's views and fine-tuning use the defaults the docs promise.
+    import inspect
+    import re
+
+    for function in (augment_batch,):
+        documented = dict(re.findall(r"^    (\w+) : .*default=([^\s,]+)", function.__doc__, re.M))
+        actual = {
+            name: repr(parameter.default)
+            for name, parameter in inspect.signature(function).parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+        }
+        assert documented == actual
+    noise = gabor_noise(400, 9, 9, gen(1))  # the paper's amplitude, 0.05, by default
+    assert 0.045 < noise.abs().max() <= 0.05

@@ -294,6 +294,23 @@ def test_augmented_views_are_cached_apart_from_the_plain_tokens(task):
     assert not np.array_equal(strong, weak)
 
 
+def test_views_of_another_augmentation_version_are_not_read_from_the_cache(task, monkeypatch):
+    # Catches: the augmentation's version left out of the views' cache tag, so that a cache
+    # written before the augmentation changed hands back the old views.
+    from skfingerprint import _tokens
+
+    images = task.real_images[:4]
+    emb = tiny_embedder(fusion="mean").fit(images[:1])
+    clear_memory_cache()
+    real = emb._split_input(images)[0]
+    views = vit_tokens(emb, real, emb.backbone_, augment_seed=3)
+    monkeypatch.setattr(_tokens, "AUGMENT_VERSION", _tokens.AUGMENT_VERSION + 1)
+    monkeypatch.setattr(embedding_module, "augment_batch", lambda x, gen, **kwargs: x)
+    plain = vit_tokens(emb, real, emb.backbone_)
+    np.testing.assert_array_equal(vit_tokens(emb, real, emb.backbone_, augment_seed=3), plain)
+    assert not np.array_equal(views, plain)
+
+
 def test_without_a_kept_state_a_deeper_layer_set_runs_every_block_once(task, vit_passes):
     """A call whose states do not all fit in the state store keeps none (they would evict one
     another): a deeper layer set then runs the ViT again over every block, once."""

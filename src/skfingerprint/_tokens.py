@@ -18,6 +18,7 @@ from ._cache import TokenCache
 from ._progress import Progress
 from ._runtime import prepared_for
 from ._warnings import warn_at_caller
+from .augment import VERSION as AUGMENT_VERSION
 from .images import ImageSet
 
 __all__ = ["vit_tokens"]
@@ -41,7 +42,9 @@ def vit_tokens(
     kept, running only the missing blocks; without one (evicted, or never kept) it is computed
     again. ``what`` names the images in the progress line."""
     device, dtype = embedder._runtime()
-    tag = "" if augment_seed is None else f"aug{augment_seed}|{embedder.augment_p}"
+    tag = (
+        "" if augment_seed is None else f"aug{augment_seed}|{embedder.augment_p}|v{AUGMENT_VERSION}"
+    )
     cache = token_cache(embedder, backbone, dtype, tag)
     keys = [images.content_key(i) for i in range(len(images))]
     needed = max(embedder.layers_)

@@ -14,6 +14,12 @@ import torch.nn.functional as F
 
 __all__ = ["augment_batch", "gabor_noise"]
 
+#: Changes whenever the views for a seed change, so that token caches on disk (keyed by it) do
+#: not hand back views of an older augmentation. 2: a zero warp is the identity (the sampling
+#: grid's -1 and 1 are the corner pixels' centres; they were the image's edges, which halved
+#: the border pixels and zoomed by W / (W - 1)).
+VERSION = 2
+
 
 def gabor_noise(
     n: int, height: int, width: int, generator: torch.Generator, amplitude: float = 0.05
@@ -91,8 +97,9 @@ def augment_batch(
     if chosen.any():
         idx = chosen.nonzero().flatten()
         grid = _random_warp_grid(len(idx), h, w, generator, strength=0.2)
+        # the grid's -1 and 1 are the corner pixels' centres, as linspace(-1, 1) makes them
         warped = F.grid_sample(
-            out[idx], grid, mode="bilinear", padding_mode="zeros", align_corners=False
+            out[idx], grid, mode="bilinear", padding_mode="zeros", align_corners=True
         )
         brightness = 0.8 + 0.4 * torch.rand((len(idx), 1, 1, 1), generator=generator)
         out[idx] = warped * brightness
