@@ -93,6 +93,10 @@ def test_masking_blanks_whole_patches_to_mid_grey_at_the_asked_ratio():
     assert len({tuple(row.tolist()) for row in blank}) > 150  # each image its own mask
     everything = augment_batch(x[:2], gen(), p=0.0, mask_ratio=1.0, gabor_amplitude=0.0)
     assert torch.equal(everything, torch.full_like(everything, 0.5))
+    # an image of one patch is masked whole or not at all
+    one_patch = augment_batch(x[:, :, :16, :16], gen(5), p=0.0, mask_ratio=0.5, gabor_amplitude=0)
+    whole = (one_patch == 0.5).flatten(1).all(1)
+    assert torch.equal(one_patch[~whole], x[~whole, :, :16, :16]) and whole.any()
 
 
 def test_warping_and_brightness_hit_the_asked_share_of_images_within_20_percent():
@@ -109,13 +113,21 @@ def test_warping_and_brightness_hit_the_asked_share_of_images_within_20_percent(
     assert (out[changed] == 0).any()  # some corner turned out of the image reads black
 
 
-def test_gabor_noise_is_added_and_the_result_stays_an_image():
-    x = torch.full((50, 3, 32, 32), 0.97)
-    out = augment_batch(x, gen(6), p=0.0, mask_ratio=0.0, gabor_amplitude=0.05)
-    delta = out - x
-    assert out.max() <= 1.0 and (out == 1.0).any()  # clamped where the noise pushed past 1
-    assert (delta < -0.02).any()  # and added, not only clamped
-    assert torch.equal(delta[:, 0], delta[:, 2])  # one noise for every channel
+def test_gabor_noise_is_added_after_the_other_draws_and_the_result_stays_an_image():
+    # Catches: the noise subtracted, drawn at another amplitude or before the other draws,
+    # one noise per channel, or the result clamped on one side only.
+    n, amplitude = 50, 0.1
+    x = torch.full((n, 3, 32, 32), 0.5)
+    out = augment_batch(x, gen(6), p=0.0, mask_ratio=0.0, gabor_amplitude=amplitude)
+    g = gen(6)
+    torch.rand(n, generator=g)  # which images to warp (none)
+    want = (x + gabor_noise(n, 32, 32, g, amplitude)).clamp(0.0, 1.0)
+    torch.testing.assert_close(out, want)
+    for level in (0.97, 0.03):
+        x = torch.full((n, 3, 32, 32), level)
+        out = augment_batch(x, gen(6), p=0.0, mask_ratio=0.0, gabor_amplitude=0.05)
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        assert ((out == 1.0) if level > 0.5 else (out == 0.0)).any()  # clamped where pushed
 
 
 def test_augmentations_repeat_for_a_seed_only():
