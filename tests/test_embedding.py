@@ -1182,3 +1182,105 @@ def test_reference_reals_are_embedded_in_every_space_as_rows_would_be(task):
     np.testing.assert_allclose(out.real, rows_alone.real, atol=1e-6)
     assert len(out) == 10 and out.reference.library_key == out.library_key
     assert emb.transform(task.X_pairs).reference is None
+
+
+def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(task, monkeypatch):
+    """What one step of contrastive fine-tuning feeds where (catches: the views drawn without
+    augment_p or the ViT's patch size, a third view drawn, the views normalised the wrong way
+    round, the loss comparing a view with itself, the projection head without its hidden layer,
+    its GELU or at another width, bf16 autocast not following the embedder's precision)."""
+    from skfingerprint import _finetune, _vit
+
+    seen = {"views": [], "inputs": [], "losses": [], "autocast": []}
+
+    def views(x, gen, **kwargs):  # two known views: the batch, then the batch dimmed
+        view = x * (1.0 - 0.2 * (len(seen["views"]) % 2))
+        seen["views"].append((view, kwargs))
+        return view
+
+    nt_xent = _finetune.nt_xent
+
+    def loss(z1, z2):
+        seen["losses"].append((z1, z2))
+        return nt_xent(z1, z2)
+
+    forward = _vit.FingerprintViT.forward
+
+    def spied(self, x, *args, **kwargs):
+        if self.training:
+            seen["inputs"].append(x.clone())
+            autocast = torch.is_autocast_enabled("cpu")
+            seen["autocast"].append(torch.get_autocast_dtype("cpu") if autocast else None)
+        return forward(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(_finetune, "augment_batch", views)
+    monkeypatch.setattr(_finetune, "nt_xent", loss)
+    sequences = []
+
+    class Sequential(torch.nn.Sequential):  # the projection head is one
+        def __init__(self, *modules):
+            super().__init__(*modules)
+            sequences.append(self)
+
+    monkeypatch.setattr(_finetune.nn, "Sequential", Sequential)
+    monkeypatch.setattr(_vit.FingerprintViT, "forward", spied)
+    made = []
+
+    class Recorded(torch.optim.AdamW):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(_finetune.torch.optim, "AdamW", Recorded)
+    for dtype in ("float32", "bfloat16"):
+        for key in ("views", "inputs", "losses", "autocast"):
+            seen[key].clear()
+        emb = tiny_embedder(
+            fusion="mean", finetune="last", finetune_epochs=1, batch_size=4, augment_p=0.3
+        )
+        emb.set_params(dtype=dtype).fit(task.real_images[:4])  # one batch of 4
+        assert [kwargs for _, kwargs in seen["views"]] == [{"p": 0.3, "patch_size": 8}] * 2
+        backbone = emb.backbone_
+        mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
+        std = torch.tensor(backbone.std).view(1, 3, 1, 1)
+        assert len(seen["inputs"]) == 2
+        for (x, _), given in zip(seen["views"], seen["inputs"], strict=True):
+            torch.testing.assert_close(given, (x - mean) / std)
+        ((z1, z2),) = seen["losses"]
+        assert z1.shape == (4, 128) and not torch.equal(z1, z2)
+        assert seen["autocast"] == [torch.bfloat16 if dtype == "bfloat16" else None] * 2
+    head = [tuple(p.shape) for p in made[-1].param_groups[1]["params"]]
+    assert head == [(32, 32), (32,), (128, 32), (128,)]
+    (head,) = [
+        m
+        for m in sequences
+        if any(p is made[-1].param_groups[1]["params"][0] for p in m.parameters())
+    ]
+    assert [type(m) for m in head] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
+
+
+def test_fine_tuning_steps_on_batches_of_two_and_names_its_epochs(task, monkeypatch):
+    # Catches: batches smaller than 3 skipped or merged (a batch of two still has a negative
+    # for NT-Xent), the progress line's total, plural or units wrong.
+    from skfingerprint import _finetune
+
+    shown, losses = [], []
+
+    class Shown(_finetune.Progress):
+        def __init__(self, total, verbose, desc, **kwargs):
+            shown.append((total, desc, kwargs))
+            super().__init__(total, verbose, desc, **kwargs)
+
+    nt_xent = _finetune.nt_xent
+    monkeypatch.setattr(_finetune, "Progress", Shown)
+    monkeypatch.setattr(_finetune, "nt_xent", lambda *z: losses.append(1) or nt_xent(*z))
+    for epochs in (1, 2):
+        tiny_embedder(fusion="mean", finetune="last", finetune_epochs=epochs, batch_size=2).fit(
+            task.real_images[:4]
+        )
+    assert len(losses) == 2 + 4  # every batch of two trained, in each epoch
+    units = {"noun": "batches", "unit": "batch"}
+    assert shown == [
+        (2, "fine-tuning the ViT (1 epoch)", units),
+        (4, "fine-tuning the ViT (2 epochs)", units),
+    ]
