@@ -648,9 +648,9 @@ def test_finetune_last_trains_the_last_quarter_of_the_blocks_up_to_the_deepest_f
     assert len(_trainable(Stub(), "all", deepest)) == 2 * depth + 2
 
 
-def test_finetune_steps_adamw_at_weight_decay_1e4_annealed_to_5e6(task, monkeypatch):
-    """The paper's fine-tuning optimiser: AdamW, weight decay 1e-4, every parameter group (the
-    ViT's and the projection head's) annealed by a cosine to 5e-6 at the last step."""
+@pytest.fixture
+def fine_tuning_optimizers(monkeypatch):
+    """Every AdamW fine-tuning makes, in order."""
     from skfingerprint import _finetune
 
     made = []
@@ -661,10 +661,16 @@ def test_finetune_steps_adamw_at_weight_decay_1e4_annealed_to_5e6(task, monkeypa
             made.append(self)
 
     monkeypatch.setattr(_finetune.torch.optim, "AdamW", Recorded)
+    return made
+
+
+def test_finetune_steps_adamw_at_weight_decay_1e4_annealed_to_5e6(task, fine_tuning_optimizers):
+    """The paper's fine-tuning optimiser: AdamW, weight decay 1e-4, every parameter group (the
+    ViT's and the projection head's) annealed by a cosine to 5e-6 at the last step."""
     tiny_embedder(fusion="mean", finetune="last", finetune_epochs=2, batch_size=8).fit(
         task.real_images
     )
-    (opt,) = made
+    (opt,) = fine_tuning_optimizers
     assert opt.defaults["weight_decay"] == 1e-4 and len(opt.param_groups) == 2
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-6, 5e-6])
 
@@ -1184,7 +1190,9 @@ def test_reference_reals_are_embedded_in_every_space_as_rows_would_be(task):
     assert emb.transform(task.X_pairs).reference is None
 
 
-def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(task, monkeypatch):
+def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(
+    task, monkeypatch, fine_tuning_optimizers
+):
     """What one step of contrastive fine-tuning feeds where (catches: the views drawn without
     augment_p or the ViT's patch size, a third view drawn, the views normalised the wrong way
     round, the loss comparing a view with itself, the projection head without its hidden layer,
@@ -1224,14 +1232,6 @@ def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(task, mo
 
     monkeypatch.setattr(_finetune.nn, "Sequential", Sequential)
     monkeypatch.setattr(_vit.FingerprintViT, "forward", spied)
-    made = []
-
-    class Recorded(torch.optim.AdamW):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            made.append(self)
-
-    monkeypatch.setattr(_finetune.torch.optim, "AdamW", Recorded)
     for dtype in ("float32", "bfloat16"):
         for key in ("views", "inputs", "losses", "autocast"):
             seen[key].clear()
@@ -1249,12 +1249,12 @@ def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(task, mo
         ((z1, z2),) = seen["losses"]
         assert z1.shape == (4, 128) and not torch.equal(z1, z2)
         assert seen["autocast"] == [torch.bfloat16 if dtype == "bfloat16" else None] * 2
-    head = [tuple(p.shape) for p in made[-1].param_groups[1]["params"]]
+    head = [tuple(p.shape) for p in fine_tuning_optimizers[-1].param_groups[1]["params"]]
     assert head == [(32, 32), (32,), (128, 32), (128,)]
     (head,) = [
         m
         for m in sequences
-        if any(p is made[-1].param_groups[1]["params"][0] for p in m.parameters())
+        if any(p is fine_tuning_optimizers[-1].param_groups[1]["params"][0] for p in m.parameters())
     ]
     assert [type(m) for m in head] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
 
