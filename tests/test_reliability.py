@@ -649,6 +649,33 @@ def test_write_once_keeps_the_first_data_and_cleans_up_after_killed_writers(
     assert sorted(p.name for p in tmp_path.iterdir()) == [fresh.name, path.name]  # no own temp
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_written_atomically_get_the_permissions_a_plain_write_would(
+    tmp_path, monkeypatch, umask
+):
+    # Catches: the temporary file's 0600 kept, or the mode built from other bits than
+    # 0666 minus the umask (an executable bit, or every bit the umask clears set instead).
+    from skfingerprint import _io
+
+    monkeypatch.setattr(_io, "_UMASK", umask)
+    with _io.atomic_path(tmp_path / "a.json") as tmp:
+        tmp.write_bytes(b"{}")
+    assert write_once(tmp_path / "b.json", b"{}") is True
+    for name in ("a.json", "b.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_the_umask_is_read_without_changing_it():
+    from skfingerprint import _io
+
+    before = os.umask(0o027)
+    try:
+        assert _io._read_umask() == 0o027
+        assert os.umask(0o027) == 0o027  # left as it was
+    finally:
+        os.umask(before)
+
+
 @pytest.mark.slow  # a new Python process (imports torch): seconds
 def test_two_processes_share_one_cache_dir(folder, tmp_path, monkeypatch, vit_passes):
     """Another process and this one embed the same images into one cache_dir, in opposite
