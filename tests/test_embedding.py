@@ -1196,10 +1196,11 @@ def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(
     """What one step of contrastive fine-tuning feeds where (catches: the views drawn without
     augment_p or the ViT's patch size, a third view drawn, the views normalised the wrong way
     round, the loss comparing a view with itself, the projection head without its hidden layer,
-    its GELU or at another width, bf16 autocast not following the embedder's precision)."""
+    its GELU or at another width, bf16 autocast not following the embedder's precision, the
+    blocks past the deepest fused one run for nothing)."""
     from skfingerprint import _finetune, _vit
 
-    seen = {"views": [], "inputs": [], "losses": [], "autocast": []}
+    seen = {"views": [], "inputs": [], "losses": [], "autocast": [], "blocks": []}
 
     def views(x, gen, **kwargs):  # two known views: the batch, then the batch dimmed
         view = x * (1.0 - 0.2 * (len(seen["views"]) % 2))
@@ -1217,6 +1218,7 @@ def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(
     def spied(self, x, *args, **kwargs):
         if self.training:
             seen["inputs"].append(x.clone())
+            seen["blocks"].append(args[0] if args else kwargs.get("blocks"))
             autocast = torch.is_autocast_enabled("cpu")
             seen["autocast"].append(torch.get_autocast_dtype("cpu") if autocast else None)
         return forward(self, x, *args, **kwargs)
@@ -1233,7 +1235,7 @@ def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(
     monkeypatch.setattr(_finetune.nn, "Sequential", Sequential)
     monkeypatch.setattr(_vit.FingerprintViT, "forward", spied)
     for dtype in ("float32", "bfloat16"):
-        for key in ("views", "inputs", "losses", "autocast"):
+        for key in ("views", "inputs", "losses", "autocast", "blocks"):
             seen[key].clear()
         emb = tiny_embedder(
             fusion="mean", finetune="last", finetune_epochs=1, batch_size=4, augment_p=0.3
@@ -1244,6 +1246,7 @@ def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(
         mean = torch.tensor(backbone.mean).view(1, 3, 1, 1)
         std = torch.tensor(backbone.std).view(1, 3, 1, 1)
         assert len(seen["inputs"]) == 2
+        assert emb.layers_ == (1, 2, 3) and seen["blocks"] == [3, 3]  # of 4: stops at the 3rd
         for (x, _), given in zip(seen["views"], seen["inputs"], strict=True):
             torch.testing.assert_close(given, (x - mean) / std)
         ((z1, z2),) = seen["losses"]

@@ -60,7 +60,8 @@ def finetune_backbone(estimator, backbone: _vit.Backbone, sets: list[ImageSet], 
 
 def _train(estimator, backbone, sets, seed, device, dtype) -> _vit.Backbone:
     module = copy.deepcopy(backbone.module).to(device).train()
-    params = _trainable(module, estimator.finetune, max(estimator.layers_))
+    deepest = max(estimator.layers_)
+    params = _trainable(module, estimator.finetune, deepest)
     items = [(s, i) for s in sets for i in range(len(s))]
     bs = max(2, min(estimator.batch_size, len(items)))
     steps = estimator.finetune_epochs * math.ceil(len(items) / bs)
@@ -105,7 +106,8 @@ def _train(estimator, backbone, sets, seed, device, dtype) -> _vit.Backbone:
                 with torch.autocast(
                     device.type, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16
                 ):
-                    z = [head(module(v)[:, layers].mean(dim=1)) for v in views]
+                    # the blocks past the deepest fused one cannot reach the loss: not run
+                    z = [head(module(v, deepest)[:, layers].mean(dim=1)) for v in views]
                 loss = nt_xent(z[0].float(), z[1].float())
                 opt.zero_grad()
                 loss.backward()
