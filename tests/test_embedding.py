@@ -666,12 +666,14 @@ def fine_tuning_optimizers(monkeypatch):
 
 def test_finetune_steps_adamw_at_weight_decay_1e4_annealed_to_5e6(task, fine_tuning_optimizers):
     """The paper's fine-tuning optimiser: AdamW, weight decay 1e-4, every parameter group (the
-    ViT's and the projection head's) annealed by a cosine to 5e-6 at the last step."""
-    tiny_embedder(fusion="mean", finetune="last", finetune_epochs=2, batch_size=8).fit(
-        task.real_images
-    )
+    ViT's and the projection head's) starting at finetune_lr, annealed by a cosine to 5e-6 at
+    the last step."""
+    tiny_embedder(
+        fusion="mean", finetune="last", finetune_epochs=2, batch_size=8, finetune_lr=3e-4
+    ).fit(task.real_images)
     (opt,) = fine_tuning_optimizers
     assert opt.defaults["weight_decay"] == 1e-4 and len(opt.param_groups) == 2
+    assert opt.defaults["lr"] == 3e-4  # finetune_lr, for both groups
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([5e-6, 5e-6])
 
 
@@ -685,17 +687,18 @@ def test_finetuning_repeats_exactly_for_a_seed(task):
     assert a.backbone_.digest == b.backbone_.digest != c.backbone_.digest
 
 
-def test_finetuning_reads_the_fused_blocks_only(task):
-    """The contrastive objective reads the CLS tokens of the fused blocks: with block 1 alone
-    fused, fine-tuning every block leaves the deeper blocks untouched (they get no gradient),
-    and changes block 1 (catches another block's tokens read)."""
-    base = tiny_embedder(fusion="mean", layers=(1,)).fit(task.real_images)
+@pytest.mark.parametrize("fused", [1, 2])
+def test_finetuning_reads_the_fused_blocks_only(task, fused):
+    """The contrastive objective reads the CLS tokens of the fused blocks: with one block
+    fused, fine-tuning every block changes it and leaves the deeper blocks untouched (they get
+    no gradient) (catches another block's tokens read, one before or after)."""
+    base = tiny_embedder(fusion="mean", layers=(fused,)).fit(task.real_images)
     tuned = tiny_embedder(
-        fusion="mean", layers=(1,), finetune="all", finetune_epochs=1, batch_size=8
+        fusion="mean", layers=(fused,), finetune="all", finetune_epochs=1, batch_size=8
     ).fit(task.real_images)
     old, new = base.backbone_.module.vit.blocks, tuned.backbone_.module.vit.blocks
-    assert not torch.equal(old[0].mlp.fc1.weight, new[0].mlp.fc1.weight)
-    for deeper in range(1, len(old)):
+    assert not torch.equal(old[fused - 1].mlp.fc1.weight, new[fused - 1].mlp.fc1.weight)
+    for deeper in range(fused, len(old)):
         assert torch.equal(old[deeper].mlp.fc1.weight, new[deeper].mlp.fc1.weight)
 
 
