@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_embed import machine, synthetic_images
+from bench_embed import cpu_flags, machine, synthetic_images
 
 from skfingerprint import ViTLayerFusionEmbedder, _vit, clear_memory_cache
 
@@ -70,11 +70,8 @@ def main(argv=None) -> int:
             seconds, digests[every_block] = fit(images, args.mode, every_block)
             times[every_block].append(seconds)
     skip, every = statistics.median(times[False]), statistics.median(times[True])
-    flags = (
-        set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
-    )
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-    print(f"Machine: {machine()}; CPU flags: {' '.join(f for f in wanted if f in flags) or '?'}")
+    flags = " ".join(flag for flag, present in cpu_flags().items() if present) or "?"
+    print(f"Machine: {machine()}; CPU flags: {flags}")
     print(f"ViT-B/16, untrained, float32, finetune={args.mode!r}, {args.images} images of 224,")
     print("1 epoch, batch 8, default layers (deepest fused block 9 of 12); whole fit() timed")
     print(f"every block run:           {every:.1f} s (rounds {times[True]})")

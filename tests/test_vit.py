@@ -484,8 +484,11 @@ def test_building_leaves_the_callers_rng_and_a_trained_position_code_survives_pi
     assert not np.allclose(build().embed_batch(x, cpu, torch.float32), trained, atol=1e-3)
 
 
-def test_pretrained_weights_are_asked_of_timm_only_after_the_offline_check(monkeypatch):
-    # Catches: pretrained=True passed to timm as a falsy value (random weights, silently).
+@pytest.fixture
+def hub_weights_offline(monkeypatch):
+    """timm's "pretrained" hub weights without a network: another seed's random weights. Records
+    the offline check's model names and timm's (name, pretrained) calls; a local checkpoint
+    (a file overlay) still loads through timm itself."""
     import timm
 
     calls = []
@@ -494,9 +497,19 @@ def test_pretrained_weights_are_asked_of_timm_only_after_the_offline_check(monke
 
     def create_offline(name, pretrained, **kwargs):
         calls.append((name, pretrained))
+        if "pretrained_cfg_overlay" in kwargs:
+            return create(name, pretrained=pretrained, **kwargs)
+        if pretrained:
+            torch.manual_seed(7)
         return create(name, pretrained=False, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", create_offline)
+    return calls
+
+
+def test_pretrained_weights_are_asked_of_timm_only_after_the_offline_check(hub_weights_offline):
+    # Catches: pretrained=True passed to timm as a falsy value (random weights, silently).
+    calls = hub_weights_offline
     build(pretrained=True)
     assert calls == ["vit_tiny_patch16_224", ("vit_tiny_patch16_224", True)]
     calls.clear()
@@ -615,26 +628,17 @@ def test_another_device_gets_its_own_copy_and_the_cpu_module_stays():
     assert backbone.runtime(torch.device("cpu")) is backbone.module
 
 
-def test_load_backbone_shares_one_backbone_per_model_weights_and_file(tmp_path, monkeypatch):
+def test_load_backbone_shares_one_backbone_per_model_weights_and_file(
+    tmp_path, monkeypatch, hub_weights_offline
+):
     # Catches: nothing kept (a ViT loaded per clone), kept under a key that ignores whether
     # weights are pretrained, or one that ignores which checkpoint file (two files of the same
     # size and time would share a backbone).
-    import timm
-
     built = []
     build_backbone = _vit._build_backbone
     monkeypatch.setattr(
         _vit, "_build_backbone", lambda *a: built.append(a[1:3]) or build_backbone(*a)
     )
-    monkeypatch.setattr(_vit, "check_pretrained_available", lambda name: None)
-    create = timm.create_model
-
-    def create_offline(name, pretrained, **kwargs):  # "pretrained" weights: another seed's
-        if pretrained:
-            torch.manual_seed(7)
-        return create(name, pretrained=False, **kwargs)
-
-    monkeypatch.setattr(timm, "create_model", create_offline)
     _vit._BACKBONES.clear()
     random = load(None, 32)
     assert load(None, 32) is random and len(built) == 1
@@ -647,7 +651,6 @@ def test_load_backbone_shares_one_backbone_per_model_weights_and_file(tmp_path, 
         position_code=False,
     )
     assert pretrained.digest != random.digest and len(built) == 2
-    monkeypatch.setattr(timm, "create_model", create)  # checkpoints load through timm
     files = [tmp_path / "a" / "w.pth", tmp_path / "b" / "w.pth"]
     for shift, path in enumerate(files):
         path.parent.mkdir()
