@@ -66,11 +66,13 @@ def test_nothing_at_verbose_0(monkeypatch, capsys, term):
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.04, "0.0 s"), (12.34, "12.3 s"), (59.96, "1 min 00 s"), (245, "4 min 05 s"),
-     (3720, "1 h 02 min")],
+    [(0.04, "0.0 s"), (12.34, "12.3 s"), (59.94, "59.9 s"), (59.95, "1 min 00 s"),
+     (59.96, "1 min 00 s"), (245, "4 min 05 s"), (3599.4, "59 min 59 s"),
+     (3600, "1 h 00 min"), (3720, "1 h 02 min")],
 )  # fmt: skip
 def test_format_seconds(seconds, text):
-    # Catches: "60.0 s" or "245.0 s" where minutes read better.
+    # Catches: "60.0 s" or "245.0 s" where minutes read better, and each boundary moved by one
+    # (`<=` for `<`: "60.0 s" at 59.95, "60 min 00 s" at an hour).
     assert format_seconds(seconds) == text
 
 
@@ -87,6 +89,45 @@ def test_a_terminal_without_width_gets_plain_lines():
             assert stream.isatty() and not is_interactive(stream)
             fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
             assert is_interactive(stream)
+            # one column is narrow but a width all the same (catches `> 1` for `> 0`)
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 1, 0, 0))
+            assert is_interactive(stream)
     finally:
         os.close(master)
         os.close(slave)
+
+
+class NotebookStream(io.StringIO):
+    """What a Jupyter kernel puts in sys.stderr: no terminal, but tqdm.auto draws a widget."""
+
+
+NotebookStream.__module__ = "ipykernel.iostream"
+
+
+class NoIsatty:
+    def write(self, text):
+        return len(text)
+
+
+def test_a_notebook_is_interactive_and_a_file_or_pipe_is_not():
+    # Catches: a notebook given plain lines (the module test dropped, `return False`, another
+    # prefix), and a stream that is not a terminal, has no isatty or is closed taken for one
+    # (`return True` for `return False`).
+    assert is_interactive(NotebookStream())
+    assert not is_interactive(io.StringIO())
+    assert not is_interactive(NoIsatty())
+    closed = io.StringIO()
+    closed.close()
+    assert not is_interactive(closed)
+
+
+def test_each_plain_line_is_flushed_as_it_is_written(monkeypatch):
+    # Catches: print without flush=True: a buffered stderr (a log file, a pipe) would hold the
+    # line until the process ends, so a watched log shows nothing while the pass runs.
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=False)
+    stream.isatty = lambda: False
+    monkeypatch.setattr(sys, "stderr", stream)
+    with Progress(2, 1, "step", noun="batches") as progress:
+        progress.update(2)
+    assert raw.getvalue().decode().startswith("step: 2 batches in ")
