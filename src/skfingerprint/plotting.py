@@ -118,8 +118,9 @@ def _steps_between(model: Any, embedder, clf) -> list:
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
-    """A float ``(H, W, C)`` image as ``(H, W)`` grayscale for ``imshow``."""
-    return img[..., 0] if img.shape[-1] == 1 else img.mean(axis=-1)
+    """A float ``(H, W, C)`` image as ``(H, W)`` grayscale for ``imshow``: the mean of its
+    channels (of one channel, that channel), as the pixel space reads it."""
+    return img.mean(axis=-1)
 
 
 def plot_leak_candidates(
