@@ -131,3 +131,83 @@ def test_each_plain_line_is_flushed_as_it_is_written(monkeypatch):
     with Progress(2, 1, "step", noun="batches") as progress:
         progress.update(2)
     assert raw.getvalue().decode().startswith("step: 2 batches in ")
+
+
+class Clock:
+    """``time.perf_counter`` for ``_progress``, moved by hand."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    import types
+
+    import skfingerprint._progress as progress_module
+
+    clock = Clock()
+    monkeypatch.setattr(progress_module, "time", types.SimpleNamespace(perf_counter=clock))
+    return clock
+
+
+def test_so_far_lines_come_each_interval_with_the_rate_since_the_start(clock, capsys):
+    # Catches: the elapsed time or the rate computed wrong (`+ start`, `* elapsed`), a line
+    # missed when exactly one interval has passed (`>` for `>=`), the last line's time not
+    # kept (the next update fails or repeats it), a "so far" line once every unit is done
+    # (`<=`), and a default step other than one unit.
+    with Progress(10, 1, "step", noun="batches") as progress:
+        clock.now = 130.0
+        progress.update(3)  # 30 s: no line yet
+        clock.now = 160.0
+        progress.update(3)  # 60 s: a line
+        clock.now = 190.0
+        progress.update()  # 30 s after that line: none
+        clock.now = 220.0
+        progress.update()  # 60 s after it: a line
+        clock.now = 300.0
+        progress.update(2)  # all done: the end line only
+    assert capsys.readouterr().err.splitlines() == [
+        "step: 6/10 batches after 1 min 00 s (0.1 batches/s)",
+        "step: 8/10 batches after 2 min 00 s (0.1 batches/s)",
+        "step: 10 batches in 3 min 20 s (0.1 batches/s)",
+    ]
+
+
+def test_the_end_line_gives_the_time_and_rate_and_comes_once(clock, capsys):
+    # Catches: `+ start` or `* elapsed` in the end line, the default noun, a rate divided by a
+    # zero time (`or True`, `>= 0`), text in place of no rate, and a second close printing
+    # again (`enabled = True`).
+    progress = Progress(40, 1, "ViT embedding")
+    clock.now = 112.5
+    progress.update(40)
+    progress.close()
+    progress.close()
+    instant = Progress(2, 1, "cached")
+    instant.update(2)
+    instant.close()
+    assert capsys.readouterr().err.splitlines() == [
+        "ViT embedding: 40 images in 12.5 s (3.2 images/s)",
+        "cached: 2 images in 0.0 s",
+    ]
+
+
+def test_silent_at_verbose_0_even_when_an_interval_has_passed(clock, capsys):
+    # Catches: `or` for `and` in update (a "so far" line at verbose 0).
+    progress = Progress(10, 0, "step")
+    clock.now = 1000.0
+    progress.update(3)
+    progress.close()
+    assert capsys.readouterr() == ("", "")
+
+
+def test_the_bar_counts_images(monkeypatch):
+    # Catches: the bar's unit dropped (tqdm's "it/s").
+    term = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    with Progress(4, 1, "ViT embedding") as progress:
+        progress.update(4)
+    assert "img/s" in term.getvalue() and "it/s" not in term.getvalue()
