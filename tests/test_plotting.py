@@ -226,3 +226,42 @@ def test_a_new_figure_is_drawn_and_saved_at_the_asked_size(rgb, tmp_path):
         plt.close(fig)
     with Image.open(path) as saved:
         assert saved.info["dpi"] == pytest.approx((110, 110), abs=0.5)
+
+
+def test_a_real_image_title_gives_p_used_and_the_label_together(rgb):
+    # Catches: the two facts joined with anything but ", ".
+    y = np.zeros(N_REAL, dtype=int)
+    y[1] = 1
+    proba = np.linspace(0.0, 1.0, N_REAL)
+    fig = plot_leak_candidates(
+        rgb.X, rgb.pair, y=y, proba=proba, rows=[1], n_candidates=1, fig=Figure()
+    )
+    assert fig.axes[0].get_title() == f"real: {rgb.X.real.ids[1]}\nP(used) {proba[1]:.2f}, used"
+
+
+def test_a_missing_neighbour_is_an_empty_panel_and_the_next_one_still_shows(rgb, monkeypatch):
+    # Catches: the empty panel untitled or left with axes, and `break` for `continue` (the
+    # candidates after a missing one not drawn).
+    from skfingerprint.plotting import _AppliedModel
+
+    exact = _AppliedModel.nearest
+
+    def with_a_gap(self, rows=None, k=1):
+        sims, idx = exact(self, rows, k)
+        idx = idx.copy()
+        idx[:, 1] = -1
+        return sims, idx
+
+    monkeypatch.setattr(_AppliedModel, "nearest", with_a_gap)
+    X, pair, E = rgb.X, rgb.pair, rgb.E
+    fig = plot_leak_candidates(X, pair, rows=[0, 5], n_candidates=3, fig=Figure())
+    axes = np.asarray(fig.axes).reshape(2, 4)
+    nearest = np.argsort(-_cosines(E), axis=1, kind="stable")
+    for r, row in enumerate([0, 5]):
+        gap = axes[r, 2]
+        assert gap.get_title() == "(no candidate)" and not gap.axison and not gap.get_images()
+        third = axes[r, 3]
+        assert third.get_title().startswith(f"#3 {X.library.ids[nearest[row, 2]]}\n")
+        np.testing.assert_allclose(
+            _shown(third), rgb.library[nearest[row, 2]].mean(axis=-1) / 255, atol=1e-6
+        )

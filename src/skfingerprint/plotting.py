@@ -228,7 +228,7 @@ def plot_leak_candidates(
         import matplotlib.pyplot as plt
 
         fig = plt.figure(figsize=(2.1 * (1 + idx.shape[1]), 2.35 * len(rows) + 0.6))
-    axes = np.atleast_2d(fig.subplots(len(rows), 1 + idx.shape[1], squeeze=False))
+    axes = fig.subplots(len(rows), 1 + idx.shape[1], squeeze=False)  # 2-D, even for one row
     real, library = X_pairs.real, X_pairs.library
     for r, row in enumerate(rows):
         ax = axes[r, 0]
