@@ -111,7 +111,10 @@ def test_p_used_given_orders_the_rows_ties_in_input_order_and_is_read_as_numbers
     first_09 = [i for i in range(N_REAL) if i % 3 == 1][:6]
     assert [t[0] for t in titles] == [f"real: {X.real.ids[i]}" for i in first_09]
     assert all(t[1] == "P(used) 0.90" for t in titles)
-    assert "highest P(used)" in fig.get_suptitle()
+    assert fig.get_suptitle() == (
+        "Real images (highest P(used), left) and their 1 most similar generated images "
+        "(embedding cosine)"
+    )
 
 
 def test_rows_may_be_given_as_whole_floats_or_counted_from_the_end(rgb):
@@ -265,3 +268,54 @@ def test_a_missing_neighbour_is_an_empty_panel_and_the_next_one_still_shows(rgb,
         np.testing.assert_allclose(
             _shown(third), rgb.library[nearest[row, 2]].mean(axis=-1) / 255, atol=1e-6
         )
+
+
+def test_a_model_that_is_not_an_embedder_and_a_selector_is_refused_with_what_it_got(rgb):
+    # Catches: a two-item string or dict taken for an (embedder, selector) pair (`or` for
+    # `and`), either half of the pair left unchecked (`and` for `or`), a pipeline without an
+    # embedder or with no step at all failing with StopIteration or IndexError instead of the
+    # message, and the messages' words.
+    from sklearn.pipeline import Pipeline
+
+    embedder, selector = rgb.pair
+    not_a_model = (
+        "model must be a fitted Pipeline with a ViTLayerFusionEmbedder and a "
+        "FaissCandidateSelector step (e.g. from make_fingerprint_pipeline), or a tuple "
+        "(fitted embedder, selector); got "
+    )
+    needs = "model needs a ViTLayerFusionEmbedder and a FaissCandidateSelector; got "
+    cases = [
+        ("ab", not_a_model + "str"),
+        ({"embed": embedder, "select": selector}, not_a_model + "dict"),
+        ((embedder, "index"), needs + "ViTLayerFusionEmbedder and str"),
+        (("embedder", selector), needs + "str and FaissCandidateSelector"),
+        (Pipeline([("select", selector)]), needs + "NoneType and FaissCandidateSelector"),
+        (Pipeline([("embed", embedder)]), needs + "ViTLayerFusionEmbedder and NoneType"),
+        (Pipeline([("nothing", "passthrough")]), needs + "NoneType and NoneType"),
+    ]
+    for model, message in cases:
+        with pytest.raises(TypeError) as info:
+            plot_leak_candidates(rgb.X, model, fig=Figure())
+        assert str(info.value) == message
+
+
+def test_passthrough_steps_are_skipped(rgb):
+    # Catches: a "passthrough" step kept among the steps between the selector and the
+    # classifier (its transform called).
+    from sklearn.pipeline import Pipeline
+
+    from skfingerprint import MaxSimilarityClassifier
+
+    embedder, selector = rgb.pair
+    pipe = Pipeline(
+        [("embed", embedder), ("select", selector), ("noop", "passthrough"),
+         ("clf", MaxSimilarityClassifier())]
+    )  # fmt: skip
+    y = (np.arange(N_REAL) < N_LIB // 2).astype(int)  # the reals with a copy in the library
+    pipe.fit(rgb.X, y)
+    proba = pipe.predict_proba(rgb.X)[:, 1]
+    fig = plot_leak_candidates(rgb.X, pipe, n_rows=2, n_candidates=1, fig=Figure())
+    top = np.argsort(-proba, kind="stable")[:2]
+    assert [fig.axes[2 * r].get_title() for r in range(2)] == [
+        f"real: {rgb.X.real.ids[i]}\nP(used) {proba[i]:.2f}" for i in top
+    ]
