@@ -43,6 +43,23 @@ def write_png(path, array):
 
 
 @pytest.fixture
+def second_neighbour_missing(monkeypatch):
+    """Every real image's second nearest generated image comes back missing (index -1), as an
+    approximate index can return it, for the figure and the report."""
+    from skfingerprint.plotting import _AppliedModel
+
+    exact = _AppliedModel.nearest
+
+    def with_a_gap(self, rows=None, k=1):
+        sims, idx = exact(self, rows, k)
+        idx = idx.copy()
+        idx[:, 1] = -1
+        return sims, idx
+
+    monkeypatch.setattr(_AppliedModel, "nearest", with_a_gap)
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(0)
 

@@ -242,20 +242,10 @@ def test_a_real_image_title_gives_p_used_and_the_label_together(rgb):
     assert fig.axes[0].get_title() == f"real: {rgb.X.real.ids[1]}\nP(used) {proba[1]:.2f}, used"
 
 
-def test_a_missing_neighbour_is_an_empty_panel_and_the_next_one_still_shows(rgb, monkeypatch):
+@pytest.mark.usefixtures("second_neighbour_missing")
+def test_a_missing_neighbour_is_an_empty_panel_and_the_next_one_still_shows(rgb):
     # Catches: the empty panel untitled or left with axes, and `break` for `continue` (the
     # candidates after a missing one not drawn).
-    from skfingerprint.plotting import _AppliedModel
-
-    exact = _AppliedModel.nearest
-
-    def with_a_gap(self, rows=None, k=1):
-        sims, idx = exact(self, rows, k)
-        idx = idx.copy()
-        idx[:, 1] = -1
-        return sims, idx
-
-    monkeypatch.setattr(_AppliedModel, "nearest", with_a_gap)
     X, pair, E = rgb.X, rgb.pair, rgb.E
     fig = plot_leak_candidates(X, pair, rows=[0, 5], n_candidates=3, fig=Figure())
     axes = np.asarray(fig.axes).reshape(2, 4)

@@ -448,20 +448,10 @@ def test_hub_rows_name_their_real_images_share_and_mean_p(task, pipe, tmp_path):
     assert 'href="#hubs"' in html
 
 
-def test_a_missing_neighbour_shows_as_no_candidate_in_its_place(task, pipe, tmp_path, monkeypatch):
+@pytest.mark.usefixtures("second_neighbour_missing")
+def test_a_missing_neighbour_shows_as_no_candidate_in_its_place(task, pipe, tmp_path):
     """An approximate index can return -1 for a neighbour: that cell says so, the cells after
     it still show their images."""
-    from skfingerprint.plotting import _AppliedModel
-
-    exact = _AppliedModel.nearest
-
-    def with_a_gap(self, rows=None, k=1):
-        sims, idx = exact(self, rows, k)
-        idx = idx.copy()
-        idx[:, 1] = -1
-        return sims, idx
-
-    monkeypatch.setattr(_AppliedModel, "nearest", with_a_gap)
     html = write_report(pipe, task.X_pairs, tmp_path / "r.html", n_candidates=3).read_text()
     assert html.count("#2 no candidate") == 24 and "#2 gen_" not in html
     assert image_kinds(html)["candidate"] == 48  # the first and third of each row
