@@ -14,11 +14,11 @@ from PIL import Image
 from skfingerprint import FaissCandidateSelector, ViTLayerFusionEmbedder, make_pairs
 from skfingerprint.pipeline import TINY_VIT
 
-mpl = pytest.importorskip("matplotlib")
-from matplotlib.colors import to_rgba  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+pytest.importorskip("matplotlib")
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
 
-from skfingerprint.plotting import plot_leak_candidates  # noqa: E402
+from skfingerprint.plotting import plot_leak_candidates
 
 N_REAL, N_LIB = 40, 24
 
@@ -80,6 +80,7 @@ def test_each_panel_shows_its_image_in_grey(rgb):
 
 
 def test_a_grey_image_is_shown_as_it_is():
+    # Catches: a one-channel image shown as anything but its one channel.
     real, library = _images(1, seed=1)
     X, pair, _ = _fitted_pair(real[:6], library)
     fig = plot_leak_candidates(X, pair, rows=[4], n_candidates=1, fig=Figure())
