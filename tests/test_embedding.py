@@ -1255,13 +1255,9 @@ def test_each_fine_tuning_step_trains_two_normalised_views_of_its_batch(
         ((z1, z2),) = seen["losses"]
         assert z1.shape == (4, 128) and not torch.equal(z1, z2)
         assert seen["autocast"] == [torch.bfloat16 if dtype == "bfloat16" else None] * 2
-    head = [tuple(p.shape) for p in fine_tuning_optimizers[-1].param_groups[1]["params"]]
-    assert head == [(32, 32), (32,), (128, 32), (128,)]
-    (head,) = [
-        m
-        for m in sequences
-        if any(p is fine_tuning_optimizers[-1].param_groups[1]["params"][0] for p in m.parameters())
-    ]
+    head_params = fine_tuning_optimizers[-1].param_groups[1]["params"]
+    assert [tuple(p.shape) for p in head_params] == [(32, 32), (32,), (128, 32), (128,)]
+    (head,) = [m for m in sequences if any(p is head_params[0] for p in m.parameters())]
     assert [type(m) for m in head] == [torch.nn.Linear, torch.nn.GELU, torch.nn.Linear]
 
 

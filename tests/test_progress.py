@@ -16,7 +16,8 @@ class FakeTerminal(io.StringIO):
 
 
 def test_a_terminal_gets_a_bar_that_updates_and_stays(monkeypatch):
-    # Catches: leave=False (the finished bar erased), or no bar at all on a terminal.
+    # Catches: leave=False (the finished bar erased), no bar at all on a terminal, or the
+    # bar's unit dropped (tqdm's "it/s").
     term = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", term)
     with Progress(10, 1, "ViT embedding", noun="images") as progress:
@@ -26,6 +27,7 @@ def test_a_terminal_gets_a_bar_that_updates_and_stays(monkeypatch):
     assert "\r" in text  # repainted in place while it runs
     last = text.rstrip("\n").rsplit("\r", 1)[-1]
     assert last.startswith("ViT embedding: 100%") and "10/10" in last  # left on screen
+    assert "img/s" in text and "it/s" not in text
 
 
 def test_a_log_gets_one_plain_line_when_the_step_ends(capsys):
@@ -202,12 +204,3 @@ def test_silent_at_verbose_0_even_when_an_interval_has_passed(clock, capsys):
     progress.update(3)
     progress.close()
     assert capsys.readouterr() == ("", "")
-
-
-def test_the_bar_counts_images(monkeypatch):
-    # Catches: the bar's unit dropped (tqdm's "it/s").
-    term = FakeTerminal()
-    monkeypatch.setattr(sys, "stderr", term)
-    with Progress(4, 1, "ViT embedding") as progress:
-        progress.update(4)
-    assert "img/s" in term.getvalue() and "it/s" not in term.getvalue()
