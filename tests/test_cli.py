@@ -446,6 +446,28 @@ def test_predict_writes_ranked_scores(data, model, capsys, tmp_path):
     )
 
 
+def test_predict_with_scores_selects_candidates_once(data, model, capsys, tmp_path, monkeypatch):
+    """--scores reads the labels and the scores from one pass of the pipeline's steps: the
+    selector's transform runs once, as without --scores (it ran twice, and warned twice, when the
+    scores were a second ``predict_proba`` of the whole pipeline)."""
+    from skfingerprint import FaissCandidateSelector
+
+    calls = []
+    transform = FaissCandidateSelector.transform
+
+    def counting(self, X):
+        calls.append(len(X))
+        return transform(self, X)
+
+    monkeypatch.setattr(FaissCandidateSelector, "transform", counting)
+    root, sub = data[0], tmp_path / "sub.csv"
+    assert run(capsys, "predict", model, root / "test", "-o", sub)[0] == 0
+    assert calls == [20]
+    scores = tmp_path / "scores.csv"
+    assert run(capsys, "predict", model, root / "test", "-o", sub, "--scores", scores)[0] == 0
+    assert calls == [20, 20]
+
+
 def test_swapped_arguments_are_named(data, model, capsys, tmp_path):
     """Before: "model file '<folder>' is not a file". After: says the two were swapped."""
     test_dir = data[0] / "test"
@@ -739,6 +761,12 @@ def test_a_model_that_is_not_a_pipeline(data, capsys, tmp_path):
     expect_error(capsys, 2, "error: the model file holds a StandardScaler, which does not "
                  "predict; save a fitted pipeline (what 'skfingerprint fit' writes)\n",
                  "predict", scaler, root / "test", "-o", sub, "--allow-pickle")  # fmt: skip
+    # labels without probabilities: --scores is refused before anything is written
+    new_sub = tmp_path / "new.csv"
+    expect_error(capsys, 2, "error: --scores: the model's FlagFirstHalf gives no probabilities; "
+                 "leave --scores out\n", "predict", path, root / "test", "-o", new_sub,
+                 "--scores", tmp_path / "p.csv", "--allow-pickle")  # fmt: skip
+    assert not new_sub.exists() and not (tmp_path / "p.csv").exists()
 
 
 def test_evaluate_says_optimistic_only_on_the_folder_fitted_on(data, model, capsys, tmp_path):

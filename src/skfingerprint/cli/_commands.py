@@ -167,7 +167,12 @@ def _work_errors():
         raise CLIError(str(exc)) from exc
 
 
-def _predict(model: dict, data, log: _Log, verbose: int):
+def _predict(model: dict, data, log: _Log, verbose: int, *, scores: bool = False):
+    """The labels, and with ``scores`` each real image's P(used) beside them. A pipeline's
+    steps before the classifier run once for both (embedding, selection and its warnings are
+    not repeated for the scores)."""
+    from sklearn.pipeline import Pipeline
+
     est = model["estimator"]
     if not hasattr(est, "predict"):
         raise CLIError(
@@ -177,9 +182,19 @@ def _predict(model: dict, data, log: _Log, verbose: int):
         )
     if hasattr(est, "named_steps") and "embed" in est.named_steps:
         _set_verbosity(est, verbose)
+    final = est.steps[-1][1] if isinstance(est, Pipeline) else est
+    if scores and not hasattr(final, "predict_proba"):
+        raise CLIError(
+            f"--scores: the model's {type(final).__name__} gives no probabilities; leave "
+            "--scores out",
+            EXIT_USAGE,
+        )
     log(f"predicting {_describe(data)}")
     with _work_errors():
-        return est.predict(data.X_pairs)
+        if not scores:
+            return est.predict(data.X_pairs), None
+        X = est[:-1].transform(data.X_pairs) if isinstance(est, Pipeline) else data.X_pairs
+        return final.predict(X), final.predict_proba(X)[:, 1]
 
 
 def _refuse_swapped(model: str, folder: str) -> None:
@@ -208,11 +223,10 @@ def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
             f"{args.test_dir} is a training layout: predicting all its real images and ignoring "
             f"their labels (use '{PROG} evaluate' to score against them)"
         )
-    pred = _predict(model, data, log, args.verbose)
+    pred, proba = _predict(model, data, log, args.verbose, scores=scores_out is not None)
     with _work_errors():
         write_submission(data.ids, pred, out)
         if scores_out is not None:
-            proba = model["estimator"].predict_proba(data.X_pairs)[:, 1]
             write_scores(data.ids, proba, scores_out)
     n, used = len(pred), int(pred.sum())
     print(f"wrote {n} predictions to {out}")
@@ -229,7 +243,7 @@ def _cmd_evaluate(args: argparse.Namespace, log: _Log) -> int:
     model = load_model(args.model, allow_pickle=args.allow_pickle)
     data = _load_split(args.data_dir, want="train", command="evaluate", pool_with=args.pool_with)
     _pooling_note(model, args, log)
-    pred = _predict(model, data, log, args.verbose)
+    pred, _ = _predict(model, data, log, args.verbose)
     report = membership_report(data.y, pred, output_dict=True)
     name = type(
         model["estimator"][-1] if hasattr(model["estimator"], "steps") else model["estimator"]
