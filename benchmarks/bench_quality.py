@@ -92,6 +92,8 @@ from realgen.task import (  # noqa: E402
 from scipy.stats import bootstrap  # noqa: E402
 from sklearn.metrics import cohen_kappa_score, roc_auc_score, roc_curve  # noqa: E402
 
+from skfingerprint.metrics import tpr_at_fpr  # noqa: E402
+
 RESULTS = BENCH / "RESULTS.md"
 FIGURES = BENCH / "figures"
 #: The paper's layers 6/12/18 of a 24-block ViT, mapped to TINY_VIT's 4 blocks.
@@ -302,18 +304,12 @@ def control_deals_interval(deals: list[dict], n_resamples: int) -> tuple[float, 
     return kappa_interval(y, pred, seed_id, n_resamples)
 
 
-def tpr_at(y: np.ndarray, score: np.ndarray, fpr_level: float) -> float:
-    """TPR at a false-positive rate (the ROC curve's TPR interpolated at ``fpr_level``)."""
-    fpr, tpr, _ = roc_curve(y, score)
-    return float(np.interp(fpr_level, fpr, tpr))
-
-
 def seed_metrics(y: np.ndarray, m: dict) -> dict:
     return dict(
         kappa=cohen_kappa_score(y, m["pred"]),
         auc=roc_auc_score(y, m["score"]),
-        tpr1=tpr_at(y, m["score"], 0.01),
-        tpr10=tpr_at(y, m["score"], 0.10),
+        tpr1=tpr_at_fpr(y, m["score"], 0.01),
+        tpr10=tpr_at_fpr(y, m["score"], 0.10),
         seconds=m["seconds"],
     )
 

@@ -36,8 +36,9 @@ PY
   trap - EXIT
   case $result in *failed*) ;; *) status=1; echo "    NOT CAUGHT" ;; esac
 }
-mutate "pred = _predict(model, data, log, args.verbose)
-    with _work_errors():" "pred = _predict(model, data, log, args.verbose) * 0
+mutate "    pred, proba = _predict(model, data, log, args.verbose)
+    with _work_errors():" "    pred, proba = _predict(model, data, log, args.verbose)
+    pred = pred * 0
     with _work_errors():" tests/test_cli.py::test_predict_writes_the_submission
 mutate "kappa_scorer = make_scorer(cohen_kappa_score)" "kappa_scorer = make_scorer(accuracy_score)" \
   tests/test_metrics.py::test_kappa_scorer_is_kappa_not_accuracy

@@ -232,13 +232,6 @@ def test_kappa_interval_brackets_the_value_and_is_zero_against_itself():
     assert diff[1] > 0  # perfect predictions beat noisy ones, with an interval above 0
 
 
-def test_tpr_at_fpr_reads_the_roc_curve():
-    y = np.array([0] * 10 + [1] * 10)
-    score = np.r_[np.arange(10), np.arange(5, 15)].astype(float)  # positives 5..14
-    assert bench_quality.tpr_at(y, score, 0.0) == pytest.approx(0.5)  # 10..14 above every negative
-    assert bench_quality.tpr_at(y, score, 0.1) >= 0.5
-
-
 @pytest.mark.slow
 def test_quick_run_writes_every_table_and_the_control_row(tmp_path):
     for name in ("fashion", "kanji"):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import skops.io
 from sklearn.base import BaseEstimator
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
 from skfingerprint import (
     clear_memory_cache,
@@ -19,6 +19,7 @@ from skfingerprint import (
     load_model,
     membership_report,
     read_submission,
+    tpr_at_fpr,
 )
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
@@ -80,14 +81,20 @@ def test_fit_writes_a_model_and_prints_training_metrics(data, capsys, tmp_path):
     assert payload["format"] == "skfingerprint-model"
     assert payload["estimator"].named_steps["embed"].layers_ == (2, 4)
     # the stored and printed training metrics are sklearn's on the saved model's predictions
+    # and scores
     split = load_imageclef_gans(root / "train")
+    saved = payload["estimator"]
     expected = membership_report(
-        split.y, payload["estimator"].predict(split.X_pairs), output_dict=True
+        split.y,
+        saved.predict(split.X_pairs),
+        y_score=saved.predict_proba(split.X_pairs)[:, 1],
+        output_dict=True,
     )
     assert payload["train_metrics"] == pytest.approx(expected)
-    for metric in ("kappa", "accuracy", "precision", "recall", "f1"):
+    rows = ("kappa", "accuracy", "precision", "recall", "f1", "auc", "TPR@1%FPR")
+    for metric, key in zip(rows, [*rows[:-1], "tpr_at_1pct_fpr"], strict=True):
         line = next(x for x in out.splitlines() if x.startswith(metric))
-        assert line.split()[-1] == f"{expected[metric]:.3f}", metric
+        assert line.split()[-1] == f"{expected[key]:.3f}", metric
     assert [p.name for p in tmp_path.iterdir()] == ["model.skops"]  # no temporary file left
 
 
@@ -148,6 +155,12 @@ def test_evaluate_prints_the_metrics(data, model, capsys):
     kappa_line = next(line for line in out.splitlines() if line.startswith("kappa"))
     assert kappa_line.split()[-1] == f"{kappa:.3f}"
     assert payload["train_metrics"]["kappa"] == pytest.approx(kappa)  # what fit stored
+    # the model gives P(used): AUC and the TPR at 1% FPR of those scores are printed
+    proba = payload["estimator"].predict_proba(split.X_pairs)[:, 1]
+    auc_line = next(line for line in out.splitlines() if line.startswith("auc"))
+    assert auc_line.split()[-1] == f"{roc_auc_score(split.y, proba):.3f}"
+    tpr_line = next(line for line in out.splitlines() if line.startswith("TPR@1%FPR"))
+    assert tpr_line.split()[-1] == f"{tpr_at_fpr(split.y, proba, 0.01):.3f}"
     assert "LinearRelationClassifier" in out  # the default classifier
     assert "optimistic" in out  # the folder it was fitted on
 
@@ -212,6 +225,10 @@ def test_demo_quick(tmp_path, capsys):
     assert code == 0, err
     for name in ("Default", "CANet+ViT", "MaxSim+ViT", "PixelNN", "kappa", "f1"):
         assert name in out
+    # every method gives P(used): its AUC and TPR at 1% FPR in the table (all four in [0, 1])
+    for row in ("auc", "TPR@1%FPR"):
+        values = next(x for x in out.splitlines() if x.startswith(row)).split()[1:]
+        assert len(values) == 4 and all(0 <= float(v) <= 1 for v in values), row
     ids, _ = read_submission(out_dir / "submission.csv")
     assert len(ids) == 48
     assert (out_dir / "leak_candidates.png").stat().st_size > 10_000
@@ -479,9 +496,20 @@ def test_swapped_arguments_are_named(data, model, capsys, tmp_path):
 def test_demo_reads_its_own_table():
     from skfingerprint.cli._demo import _demo_verdict
 
-    won = _demo_verdict({"Default": 0.8, "CANet+ViT": 0.3, "MaxSim+ViT": 0.4, "PixelNN": 0.7})
-    assert won.startswith("The default pipeline beats") and "0.700 for PixelNN" in won
-    lost = _demo_verdict({"Default": 0.2, "CANet+ViT": 0.3, "MaxSim+ViT": 0.4, "PixelNN": 0.7})
+    kappa = {"Default": 0.8, "CANet+ViT": 0.3, "MaxSim+ViT": 0.4, "PixelNN": 0.7}
+    auc = {"Default": 0.9, "CANet+ViT": 0.6, "MaxSim+ViT": 0.95, "PixelNN": 0.85}
+    won = _demo_verdict(kappa, {**auc, "MaxSim+ViT": 0.7})
+    assert won == (
+        "The default pipeline beats every other method on kappa here (0.800 vs 0.700 for PixelNN)."
+    )
+    # another method ranks as well or better: the lead is the threshold's, and it is said
+    tie = _demo_verdict(kappa, {**auc, "MaxSim+ViT": 0.9})
+    assert tie.endswith(
+        " MaxSim+ViT ranks the images as well (AUC 0.900 vs 0.900): there the default's lead "
+        "is where it cuts, not what it sees."
+    )
+    assert _demo_verdict(kappa, auc).startswith(won + " MaxSim+ViT ranks the images as well")
+    lost = _demo_verdict({**kappa, "Default": 0.2}, auc)
     assert lost.startswith("PixelNN beats the default") and "--checkpoint" in lost
 
 

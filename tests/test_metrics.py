@@ -136,3 +136,99 @@ def test_the_table_is_laid_out_exactly():
     table = format_reports({"a": {"kappa": 0.5}, "long_name": {"kappa": -0.25}})
     header = "metric" + " " * 4 + " " * 9 + "a" + " long_name"
     assert table == header + "\n" + "kappa" + " " * 10 + "0.500" + " " * 4 + "-0.250"
+
+
+# --- with scores: ROC AUC and the TPR at 1% FPR ---------------------------------------------
+
+
+def test_scores_add_auc_and_tpr_at_1pct_fpr_computed_by_hand():
+    # 4 used, 4 not used; the used scores 0.9, 0.8, 0.35, 0.2, the unused 0.7, 0.3, 0.25, 0.1.
+    # Pairs (used > unused): 0.9 and 0.8 beat all 4, 0.35 beats 3, 0.2 beats 1 -> AUC 12/16.
+    # ROC: (0, 0.5) once 0.9 and 0.8 are flagged, then (0.25, 0.5) at 0.7: the TPR at 1% FPR
+    # lies on the first segment, 0.5.
+    y = [1, 1, 1, 1, 0, 0, 0, 0]
+    score = [0.9, 0.8, 0.35, 0.2, 0.7, 0.3, 0.25, 0.1]
+    pred = [1, 1, 0, 0, 1, 0, 0, 0]
+    r = membership_report(y, pred, y_score=score, output_dict=True)
+    assert r["auc"] == pytest.approx(12 / 16)
+    assert r["tpr_at_1pct_fpr"] == pytest.approx(0.5)
+    assert r["kappa"] == membership_report(y, pred, output_dict=True)["kappa"]  # unchanged
+    table = membership_report(y, pred, y_score=score)
+    assert [line.split() for line in table.splitlines()[-2:]] == [
+        ["auc", "0.750"],
+        ["TPR@1%FPR", "0.500"],
+    ]
+
+
+def test_tpr_at_fpr_interpolates_the_roc_curve_between_its_points():
+    """With 4 unused images the curve's points sit at FPR 0, 0.25, ...: 1% FPR lies between the
+    first two, read on the straight line (a mixed detector), not rounded down to the first."""
+    from skfingerprint import tpr_at_fpr
+
+    y = [1, 1, 1, 1, 0, 0, 0, 0]
+    # the top score is unused: the curve starts (0, 0) -> (0.25, 0) -> (0.25, 1) -> (1, 1)
+    assert tpr_at_fpr(y, [0.8, 0.7, 0.6, 0.5, 0.9, 0.1, 0.2, 0.3], 0.01) == 0.0
+    assert tpr_at_fpr(y, [0.8, 0.7, 0.6, 0.5, 0.9, 0.1, 0.2, 0.3], 0.25) == 1.0
+    # one used above everything: (0, 0.25); then an unused: (0.25, 0.25); then the rest
+    s = [0.9, 0.6, 0.5, 0.4, 0.7, 0.1, 0.2, 0.3]
+    assert tpr_at_fpr(y, s, 0.01) == pytest.approx(0.25)
+    assert tpr_at_fpr(y, s, 0.0) == pytest.approx(0.25)
+    assert tpr_at_fpr(y, s, 0.5) == pytest.approx(1.0)
+    # 100 unused, 2 used: one used above every unused one, one below 3 of them (0.97-0.99):
+    # (0, 0.5) -> (0.03, 0.5) -> (0.03, 1)
+    y2 = [1, 1] + [0] * 100
+    s2 = np.r_[2.0, 0.965, np.linspace(0, 0.99, 100)]
+    assert tpr_at_fpr(y2, s2, 0.01) == pytest.approx(0.5)
+    assert tpr_at_fpr(y2, s2, 0.029) == pytest.approx(0.5)
+    assert tpr_at_fpr(y2, s2, 0.031) == pytest.approx(1.0)
+
+
+def test_tpr_at_fpr_matches_the_benchmarks_definition_on_random_scores():
+    from sklearn.metrics import roc_curve
+
+    from skfingerprint import tpr_at_fpr
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    s = rng.normal(size=300) + y
+    fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+    for level in (0.0, 0.01, 0.05, 0.1, 0.5, 1.0):
+        assert tpr_at_fpr(y, s, level) == pytest.approx(np.interp(level, fpr, tpr))
+
+
+def test_scores_of_one_class_give_nan_auc_not_an_error():
+    r = membership_report([1, 1, 1], [1, 0, 1], y_score=[0.2, 0.5, 0.9], output_dict=True)
+    assert np.isnan(r["auc"]) and np.isnan(r["tpr_at_1pct_fpr"])
+    assert r["recall"] == pytest.approx(2 / 3)
+
+
+@pytest.mark.parametrize(
+    ("score", "match"),
+    [
+        ([0.1, 0.2], r"one score per real image \(3\); got shape \(2,\)"),
+        ([[0.1, 0.2, 0.3]], r"one score per real image \(3\); got shape \(1, 3\)"),
+        ([0.1, np.nan, np.inf], "y_score holds 2 non-finite values"),
+        (["a", "b", "c"], "y_score must be numbers; got dtype <U1"),
+    ],
+)
+def test_bad_scores_are_refused(score, match):
+    with pytest.raises(ValueError, match=match):
+        membership_report([1, 0, 1], [1, 0, 0], y_score=score)
+
+
+def test_tpr_at_fpr_refuses_what_has_no_curve():
+    from skfingerprint import tpr_at_fpr
+
+    with pytest.raises(ValueError, match="y_true holds one class"):
+        tpr_at_fpr([0, 0], [0.1, 0.2])
+    for bad in (-0.01, 1.01):
+        with pytest.raises(ValueError, match=r"fpr must be in \[0, 1\]"):
+            tpr_at_fpr([0, 1], [0.1, 0.2], bad)
+
+
+def test_the_table_shows_auc_only_when_every_method_has_it():
+    a = membership_report([1, 0], [1, 0], y_score=[0.9, 0.1], output_dict=True)
+    b = membership_report([1, 0], [1, 0], output_dict=True)
+    assert "auc" in format_reports({"a": a, "a2": a})
+    assert "auc" not in format_reports({"a": a, "b": b})
+    assert "TPR@1%FPR" not in format_reports({"a": a, "b": b})

@@ -19,7 +19,7 @@ from sklearn.metrics import cohen_kappa_score, confusion_matrix, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-from skfingerprint import load_model, save_model, write_report
+from skfingerprint import load_model, save_model, tpr_at_fpr, write_report
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 from skfingerprint.pairs import make_pairs
@@ -272,6 +272,8 @@ def test_the_metrics_in_words_are_sklearns_rounded(task, pipe, noisy_y, report):
     assert f'id="kappa" data-kappa="{kappa!r}">{kappa:.3f}</div>' in text
     auc = roc_auc_score(noisy_y, proba)
     assert re.search(rf'id="auc" data-auc="[0-9.e-]+">{auc:.3f}</div>', text)
+    tpr = tpr_at_fpr(noisy_y, proba, 0.01)
+    assert f'id="tpr-1pct" data-tpr="{tpr!r}">TPR at 1% FPR: {tpr:.3f}</div>' in text
     rates = {
         "Accuracy": accuracy_score(noisy_y, pred),
         "Precision": precision_score(noisy_y, pred),
@@ -298,6 +300,7 @@ def test_labels_of_one_class_show_no_auc_no_interval_and_a_whole_confusion_matri
     html = write_report(pipe, X, tmp_path / "r.html", y=np.zeros(len(idle), int)).read_text()
     text = one_line(html)
     assert "undefined: the labels hold one class only" in text and "data-auc" not in html
+    assert "tpr-1pct" not in html
     assert "no interval: kappa is undefined on the resamples" in text and "data-low" not in html
     got = dict(re.findall(r'data-cell="(tn|fp|fn|tp)">(\d+)<', html))
     assert {k: int(v) for k, v in got.items()} == {"tn": len(idle), "fp": 0, "fn": 0, "tp": 0}

@@ -41,6 +41,7 @@ _LAZY = {
     "format_reports": "metrics",
     "kappa_scorer": "metrics",
     "membership_report": "metrics",
+    "tpr_at_fpr": "metrics",
     "PairedImages": "pairs",
     "PairEmbeddings": "pairs",
     "make_pairs": "pairs",

@@ -434,12 +434,13 @@ def _bootstrap_kappa(
 
 
 def _label_section(y: np.ndarray, pred: np.ndarray, proba: np.ndarray) -> dict:
-    from sklearn.metrics import confusion_matrix, roc_auc_score
+    from sklearn.metrics import confusion_matrix
 
-    report = membership_report(y, pred, output_dict=True)
+    report = membership_report(y, pred, y_score=proba, output_dict=True)
     interval = _bootstrap_kappa(y, pred)
     both = np.unique(y).size == 2
-    auc = float(roc_auc_score(y, proba)) if both else None
+    auc = report["auc"] if both else None
+    tpr = report["tpr_at_1pct_fpr"]
     (tn, fp), (fn, tp) = confusion_matrix(y, pred, labels=[0, 1])
     return dict(
         n_used=int(y.sum()),
@@ -451,6 +452,8 @@ def _label_section(y: np.ndarray, pred: np.ndarray, proba: np.ndarray) -> dict:
         n_bootstrap=N_BOOTSTRAP,
         auc=None if auc is None else repr(auc),
         auc_text=None if auc is None else f"{auc:.3f}",
+        tpr_1pct=repr(tpr),
+        tpr_1pct_text=f"{tpr:.3f}",
         accuracy=f"{report['accuracy']:.3f}",
         precision=f"{report['precision']:.3f}",
         recall=f"{report['recall']:.3f}",

@@ -126,8 +126,8 @@ def _cmd_fit(args: argparse.Namespace, log: _Log) -> int:
     with _work_errors():
         pipe.fit(data.X_pairs, data.y)
         log("scoring the training images")
-        pred = pipe.predict(data.X_pairs)
-    report = membership_report(data.y, pred, output_dict=True)
+        pred, proba = _labels_and_scores(pipe, data.X_pairs)
+    report = membership_report(data.y, pred, y_score=proba, output_dict=True)
     options = {
         k: v for k, v in vars(args).items() if k not in ("func", "command", "output", "verbose")
     }
@@ -167,12 +167,24 @@ def _work_errors():
         raise CLIError(str(exc)) from exc
 
 
-def _predict(model: dict, data, log: _Log, verbose: int, *, scores: bool = False):
-    """The labels, and with ``scores`` each real image's P(used) beside them. A pipeline's
-    steps before the classifier run once for both (embedding, selection and its warnings are
-    not repeated for the scores)."""
-    from sklearn.pipeline import Pipeline
+def _final_step(est: Any) -> Any:
+    """A pipeline's classifier, or the estimator itself."""
+    return est.steps[-1][1] if hasattr(est, "steps") else est
 
+
+def _labels_and_scores(est: Any, X_pairs) -> tuple[Any, Any]:
+    """``est.predict(X_pairs)``, and P(used) beside it where the classifier gives it (else
+    None), from one pass of a pipeline's steps before the classifier: the embedding, the
+    selection and their warnings are not repeated for the scores."""
+    final = _final_step(est)
+    if not hasattr(final, "predict_proba"):
+        return est.predict(X_pairs), None
+    X = est[:-1].transform(X_pairs) if hasattr(est, "steps") and len(est.steps) > 1 else X_pairs
+    return final.predict(X), final.predict_proba(X)[:, 1]
+
+
+def _predict(model: dict, data, log: _Log, verbose: int):
+    """The labels and, where the model gives them, the scores (:func:`_labels_and_scores`)."""
     est = model["estimator"]
     if not hasattr(est, "predict"):
         raise CLIError(
@@ -182,19 +194,9 @@ def _predict(model: dict, data, log: _Log, verbose: int, *, scores: bool = False
         )
     if hasattr(est, "named_steps") and "embed" in est.named_steps:
         _set_verbosity(est, verbose)
-    final = est.steps[-1][1] if isinstance(est, Pipeline) else est
-    if scores and not hasattr(final, "predict_proba"):
-        raise CLIError(
-            f"--scores: the model's {type(final).__name__} gives no probabilities; leave "
-            "--scores out",
-            EXIT_USAGE,
-        )
     log(f"predicting {_describe(data)}")
     with _work_errors():
-        if not scores:
-            return est.predict(data.X_pairs), None
-        X = est[:-1].transform(data.X_pairs) if isinstance(est, Pipeline) else data.X_pairs
-        return final.predict(X), final.predict_proba(X)[:, 1]
+        return _labels_and_scores(est, data.X_pairs)
 
 
 def _refuse_swapped(model: str, folder: str) -> None:
@@ -216,6 +218,13 @@ def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
     if scores_out is not None and scores_out.resolve() == out.resolve():
         raise CLIError("--scores and -o name the same file; give two", EXIT_USAGE)
     model = load_model(args.model, allow_pickle=args.allow_pickle)
+    final = _final_step(model["estimator"])
+    if scores_out is not None and not hasattr(final, "predict_proba"):
+        raise CLIError(
+            f"--scores: the model's {type(final).__name__} gives no probabilities; leave "
+            "--scores out",
+            EXIT_USAGE,
+        )
     data = _load_split(args.test_dir, command="predict", pool_with=args.pool_with)
     _pooling_note(model, args, log)
     if data.split == "train":
@@ -223,7 +232,7 @@ def _cmd_predict(args: argparse.Namespace, log: _Log) -> int:
             f"{args.test_dir} is a training layout: predicting all its real images and ignoring "
             f"their labels (use '{PROG} evaluate' to score against them)"
         )
-    pred, proba = _predict(model, data, log, args.verbose, scores=scores_out is not None)
+    pred, proba = _predict(model, data, log, args.verbose)
     with _work_errors():
         write_submission(data.ids, pred, out)
         if scores_out is not None:
@@ -243,11 +252,9 @@ def _cmd_evaluate(args: argparse.Namespace, log: _Log) -> int:
     model = load_model(args.model, allow_pickle=args.allow_pickle)
     data = _load_split(args.data_dir, want="train", command="evaluate", pool_with=args.pool_with)
     _pooling_note(model, args, log)
-    pred, _ = _predict(model, data, log, args.verbose)
-    report = membership_report(data.y, pred, output_dict=True)
-    name = type(
-        model["estimator"][-1] if hasattr(model["estimator"], "steps") else model["estimator"]
-    ).__name__
+    pred, proba = _predict(model, data, log, args.verbose)
+    report = membership_report(data.y, pred, y_score=proba, output_dict=True)
+    name = type(_final_step(model["estimator"])).__name__
     print(f"Membership metrics on {args.data_dir} ({_describe(data)})")
     print(format_reports({name: report}))
     train_dir = model.get("train_dir")

@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="score a model on a labelled folder",
         description=(
             "Predict the real images of a labelled (training-layout) folder and print Cohen's\n"
-            "kappa (the official metric), accuracy, precision, recall and F1."
+            "kappa (the official metric), accuracy, precision, recall and F1; with a model that\n"
+            "gives P(used), also ROC AUC and the true-positive rate at 1% false positives."
         ),
         epilog=(
             f"example:\n  {PROG} evaluate model.skops data/validation\n\n"
