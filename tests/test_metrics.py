@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -197,7 +199,9 @@ def test_tpr_at_fpr_matches_the_benchmarks_definition_on_random_scores():
 
 
 def test_scores_of_one_class_give_nan_auc_not_an_error():
-    r = membership_report([1, 1, 1], [1, 0, 1], y_score=[0.2, 0.5, 0.9], output_dict=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nor scikit-learn's warning for an undefined AUC
+        r = membership_report([1, 1, 1], [1, 0, 1], y_score=[0.2, 0.5, 0.9], output_dict=True)
     assert np.isnan(r["auc"]) and np.isnan(r["tpr_at_1pct_fpr"])
     assert r["recall"] == pytest.approx(2 / 3)
 
@@ -219,8 +223,13 @@ def test_bad_scores_are_refused(score, match):
 def test_tpr_at_fpr_refuses_what_has_no_curve():
     from skfingerprint import tpr_at_fpr
 
-    with pytest.raises(ValueError, match="y_true holds one class"):
+    with pytest.raises(ValueError) as one_class:
         tpr_at_fpr([0, 0], [0.1, 0.2])
+    assert str(one_class.value) == (
+        "y_true holds one class: the ROC curve needs used and not-used images"
+    )
+    with pytest.raises(ValueError, match=r"^y_true must hold only 0 \(not used\) and 1"):
+        tpr_at_fpr([0, 2], [0.1, 0.2])
     for bad in (-0.01, 1.01):
         with pytest.raises(ValueError, match=r"fpr must be in \[0, 1\]"):
             tpr_at_fpr([0, 1], [0.1, 0.2], bad)
