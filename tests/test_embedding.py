@@ -1,6 +1,7 @@
 import contextlib
 import os
 import pickle
+import re
 import subprocess
 import sys
 import time
@@ -906,6 +907,93 @@ def test_a_new_size_warns_once_per_call_with_how_many_images(task):
         "of the images it was fitted on. Fit on images of the size you audit."
     ]
     assert points_at(caught[0], __file__)
+
+
+def _as_bits(images, bits: int) -> np.ndarray:
+    """8-bit images as integers of ``bits`` bits, in uint8 (8 bits) or uint16 (more)."""
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.round(_as_float(images) * (2**bits - 1)).astype(dtype)
+
+
+def _as_float(images) -> np.ndarray:
+    """8-bit images as floats in [0, 1]."""
+    assert images.dtype == np.uint8
+    return images / 255.0
+
+
+def test_reals_stored_as_12_bit_in_16_bit_files_against_8_bit_generated_images_warn(task):
+    """Both sets are scaled by their type's range, so 12-bit reals in uint16 read 16x darker
+    than 8-bit generated images: one warning per transform naming the darker set, both
+    medians of the brightest pixel, the factor, and what to do. Catches: no check, the sets
+    swapped in the message, a warning per image set, the ratio's direction."""
+    emb = tiny_embedder(fusion="mean", pixel_size=16).fit(task.X_pairs, task.y)
+    real12 = _as_bits(task.real_images, 12)
+    lib8 = _as_bits(task.generated_images, 8)
+    out = emb.transform(make_pairs(_as_bits(task.real_images, 8), lib8))
+    real_peak = float(np.median(out.spaces["pixels"][0].max(axis=1)))
+    lib_peak = float(np.median(out.spaces["pixels"][1].max(axis=1)))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb.transform(make_pairs(real12, lib8))
+    scaled = real_peak * 4095 / 65535  # the same pixels, 16x darker (up to 8-bit rounding)
+    message = str(caught[0].message) if caught else ""
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    assert message.startswith(
+        "the real images are 16x darker than the generated ones (their brightest pixel: "
+    ), message
+    low, high = (float(v) for v in re.findall(r"(\d\.\d{3}) against (\d\.\d{3})", message)[0])
+    assert low == pytest.approx(scaled, abs=2e-3) and high == pytest.approx(lib_peak, abs=1e-3)
+    assert message.endswith(
+        ", medians over each set on a 0-1 scale): they are not on one intensity scale, and "
+        "their similarities would compare brightness, not content. 12-bit data stored in "
+        "16-bit files reads 16x darker than 8-bit images; rescale one set to the other's range "
+        "before the audit."
+    )
+    assert points_at(caught[0], __file__)
+    # the other way round: the generated images are the darker ones
+    with pytest.warns(UserWarning, match="^the generated images are 16x darker than the real "):
+        emb.transform(
+            make_pairs(_as_bits(task.real_images, 8), _as_bits(task.generated_images, 12))
+        )
+
+
+def test_sets_on_one_intensity_scale_do_not_warn_whatever_their_type(task):
+    """8-bit against 8-bit, 16-bit (full range) against 8-bit, floats against 8-bit, and a
+    library at half the brightness (a dim generator: inside the 4x margin) all pass quietly."""
+    emb = tiny_embedder(fusion="mean", pixel_size=16).fit(task.X_pairs, task.y)
+    lib8 = _as_bits(task.generated_images, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for real in (_as_bits(task.real_images, 8), _as_bits(task.real_images, 16),
+                     _as_float(task.real_images)):  # fmt: skip
+            emb.transform(make_pairs(real, lib8))
+        emb.transform(make_pairs(task.real_images, _as_float(task.generated_images) * 0.5))
+        emb.transform(_as_float(task.real_images) * 0.01)  # plain images: nothing to compare
+
+
+@pytest.mark.parametrize(("margin", "warns"), [(1.01, False), (0.99, True), (0.0, True)])
+def test_the_intensity_warning_starts_at_a_4x_difference(task, margin, warns):
+    """The library dimmed to ``margin`` times the brightness at which the medians of the
+    brightest pixel differ 4x (pixels scale linearly): 1% short of it is quiet, 1% past it
+    warns, and a black library is infinitely darker. Catches: the margin's constant or
+    comparison changed, the median for the mean or another statistic."""
+    from skfingerprint.embedding import INTENSITY_MISMATCH_RATIO
+
+    assert INTENSITY_MISMATCH_RATIO == 4.0
+    emb = tiny_embedder(fusion="mean", pixel_size=16).fit(task.X_pairs, task.y)
+    lib = _as_float(task.generated_images)
+    spaces = emb.transform(make_pairs(task.real_images, lib)).spaces["pixels"]
+    real_peak, lib_peak = (float(np.median(v.max(axis=1))) for v in spaces)
+    factor = margin * real_peak / (4.0 * lib_peak)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        emb.transform(make_pairs(task.real_images, lib * factor))
+    assert len(caught) == int(warns)
+    if margin == 0.0:
+        assert str(caught[0].message).startswith(
+            "the generated images are infinitely darker than the real ones (their brightest "
+            "pixel: 0.000 against "
+        )
 
 
 def test_an_embedder_fitted_before_sizes_were_recorded_transforms_without_a_warning(task):
