@@ -278,6 +278,27 @@ def test_evaluate_and_fit_refuse_a_test_layout(data, model, capsys, tmp_path):
     expect_error(capsys, 2, "test layout", "fit", test_dir, "-o", tmp_path / "m.skops", "--tiny")
 
 
+def test_fit_on_12_bit_reals_in_16_bit_files_warns_that_the_sets_differ(data, tmp_path, capsys):
+    """Real PNGs holding 12-bit values in 16 bits beside 8-bit generated PNGs: fit still runs,
+    and says on stderr that the real images read 16x darker (an audit that would otherwise
+    answer near chance without a word: benchmarks/RESULTS_bitdepth.md)."""
+    from PIL import Image
+
+    folder = tmp_path / "train"
+    shutil.copytree(data[0] / "train", folder)
+    for sub in ("real_used", "real_not_used"):
+        for png in (folder / sub).iterdir():
+            pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float64)
+            Image.fromarray(np.round(pixels / 255 * 4095).astype(np.uint16)).save(png)
+    code, _, err = run(capsys, "fit", folder, "-o", tmp_path / "m.skops", *FIT_FAST)
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert warned and all(
+        line.startswith("warning: the real images are 16x darker than the generated ones")
+        for line in warned
+    ), err
+
+
 def test_unreadable_image_is_a_failure(data, tmp_path, capsys):
     folder = tmp_path / "train"
     shutil.copytree(data[0] / "train", folder)
