@@ -18,6 +18,8 @@ from skfingerprint.datasets import make_synthetic_leak
 from skfingerprint.pairs import PairEmbeddings
 from skfingerprint.selection import MASKED_COSINE, FaissCandidateSelector
 
+from .conftest import points_at
+
 
 def candidates(cosines):
     """A (n, k, 3) candidate array (D = 1) with the given cosines in the last column."""
@@ -260,6 +262,33 @@ def test_pixel_nn_reads_the_library_once(easy_task, monkeypatch):
     assert len(reads) == len(library)
     clf.set_params(image_size=32).fit(X, easy_task.y)  # another size: computed again, once
     assert len(reads) == 2 * len(library)
+
+
+def test_pixel_nn_warns_when_reals_and_library_are_on_different_intensity_scales(easy_task):
+    """12-bit reals in uint16 against the 8-bit library: each call that compares them warns,
+    naming the darker set and 16x, the library's peak read from the cached library (a second
+    call reads no image of it again); the same images on one scale pass quietly."""
+    import warnings
+
+    from skfingerprint import make_pairs
+
+    real8, lib8 = easy_task.real_images, easy_task.generated_images
+    real12 = np.round(real8 / 255.0 * 4095).astype(np.uint16)
+    clf = PixelNearestNeighbor(image_size=16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.fit(make_pairs(real8, lib8), easy_task.y)
+    dark = make_pairs(real12, lib8)
+    for call in (clf.predict, clf.score_samples):
+        with pytest.warns(UserWarning) as caught:
+            call(dark)
+        assert len(caught) == 1
+        assert str(caught[0].message).startswith(
+            "the real images are 16x darker than the generated ones (their brightest pixel: "
+        )
+        assert points_at(caught[0], __file__)
+    with pytest.warns(UserWarning, match="^the generated images are 16x darker than the real"):
+        clf.predict(make_pairs(real8, np.round(lib8 / 255.0 * 4095).astype(np.uint16)))
 
 
 def test_pixel_nn_pickle_round_trip(easy_task):

@@ -977,7 +977,7 @@ def test_the_intensity_warning_starts_at_a_4x_difference(task, margin, warns):
     brightest pixel differ 4x (pixels scale linearly): 1% short of it is quiet, 1% past it
     warns, and a black library is infinitely darker. Catches: the margin's constant or
     comparison changed, the median for the mean or another statistic."""
-    from skfingerprint.embedding import INTENSITY_MISMATCH_RATIO
+    from skfingerprint.images import INTENSITY_MISMATCH_RATIO
 
     assert INTENSITY_MISMATCH_RATIO == 4.0
     emb = tiny_embedder(fusion="mean", pixel_size=16).fit(task.X_pairs, task.y)

@@ -30,7 +30,7 @@ from ._contracts import (
     check_training_labels,
     cohen_kappa,
 )
-from .images import pixel_vectors
+from .images import intensity_peak, pixel_vectors, warn_on_intensity_mismatch
 from .pairs import PairedImages, _l2_normalize, check_pairs
 
 __all__ = [
@@ -388,8 +388,9 @@ class PixelNearestNeighbor(_ThresholdMixin, ClassifierMixin, BaseEstimator):
     def _vectors(self, images) -> np.ndarray:
         return pixel_vectors(images, self.image_size, self.batch_size)
 
-    def _library(self, library) -> tuple[np.ndarray, faiss.Index]:
-        """``(mean image, FAISS index)`` of ``library``, computed once per library object."""
+    def _library(self, library) -> tuple[np.ndarray, faiss.Index, float]:
+        """``(mean image, FAISS index, intensity peak)`` of ``library``, computed once per
+        library object."""
         cache = self.__dict__.setdefault("_library_cache", OrderedDict())
         key = (id(library), self.image_size)
         entry = cache.get(key)
@@ -398,12 +399,13 @@ class PixelNearestNeighbor(_ThresholdMixin, ClassifierMixin, BaseEstimator):
             mean = vectors.mean(axis=0)
             index = faiss.IndexFlatIP(vectors.shape[1])
             index.add(np.ascontiguousarray(_l2_normalize(vectors - mean)))
-            entry = (library, mean, index)  # holding the library keeps its id() unique
+            # holding the library keeps its id() unique
+            entry = (library, mean, index, intensity_peak(vectors))
             cache[key] = entry
             while len(cache) > _MAX_CACHED_LIBRARIES:
                 cache.popitem(last=False)
         cache.move_to_end(key)
-        return entry[1], entry[2]
+        return entry[1:]
 
     def kneighbors(self, X: PairedImages) -> tuple[np.ndarray, np.ndarray]:
         """Cosine to, and index of, each real image's nearest library image in pixel space.
@@ -419,8 +421,10 @@ class PixelNearestNeighbor(_ThresholdMixin, ClassifierMixin, BaseEstimator):
             Rows of ``X.library``.
         """
         X = check_pairs(X)
-        mean, index = self._library(X.library)
-        real = np.ascontiguousarray(_l2_normalize(self._vectors(X.real) - mean))
+        mean, index, library_peak = self._library(X.library)
+        real_vectors = self._vectors(X.real)
+        warn_on_intensity_mismatch(intensity_peak(real_vectors), library_peak)
+        real = np.ascontiguousarray(_l2_normalize(real_vectors - mean))
         sims, ids = index.search(real, 1)
         return np.clip(sims[:, 0].astype(np.float64), -1.0, 1.0), ids[:, 0]
 

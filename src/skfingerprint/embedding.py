@@ -44,7 +44,15 @@ from ._runtime import (
 from ._tokens import vit_tokens
 from ._warnings import warn_at_caller
 from .augment import augment_batch
-from .images import ImageSet, as_image_set, auto_pixel_size, pixel_vectors, to_model_input
+from .images import (
+    ImageSet,
+    as_image_set,
+    auto_pixel_size,
+    intensity_peak,
+    pixel_vectors,
+    to_model_input,
+    warn_on_intensity_mismatch,
+)
 from .pairs import PairedImages, PairEmbeddings
 
 # Trained gates of seeded fits, keyed by everything their training reads (seeded_fit_key): a
@@ -498,7 +506,9 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
             reference = embeddings(reference, "reference real images")
         out = embeddings(real, "real images", reference)
         if pixels is not None:
-            _warn_on_intensity_mismatch(out.spaces["pixels"][0], pixels)
+            warn_on_intensity_mismatch(
+                intensity_peak(out.spaces["pixels"][0]), intensity_peak(pixels)
+            )
         return out
 
     def _warn_on_new_sizes(self, real: ImageSet, library: ImageSet | None) -> None:
@@ -568,32 +578,6 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         # pretrained weights are fixed, but the gate's start and training draw from the seed
         tags.non_deterministic = self.random_state is None
         return tags
-
-
-#: The real and generated images' typical brightest pixels differing by this factor or more
-#: mean the two sets are not on one intensity scale: 12-bit data in 16-bit files reads 16x
-#: darker than 8-bit data (both are scaled to 0-1 by their type's range), while two sets of one
-#: modality, or a generator's output and its training images, differ by far less.
-INTENSITY_MISMATCH_RATIO = 4.0
-
-
-def _warn_on_intensity_mismatch(real_pixels: np.ndarray, library_pixels: np.ndarray) -> None:
-    """One warning when the reals and the library are on different intensity scales (pixel
-    similarities would then compare brightness, not content)."""
-    real_peak = float(np.median(real_pixels.max(axis=1)))
-    library_peak = float(np.median(library_pixels.max(axis=1)))
-    low, high = sorted((real_peak, library_peak))
-    if high <= 0.0 or high < INTENSITY_MISMATCH_RATIO * low:
-        return
-    darker, brighter = ("real", "generated") if real_peak < library_peak else ("generated", "real")
-    ratio = f"{high / low:.0f}x" if low > 0 else "infinitely"
-    warn_at_caller(
-        f"the {darker} images are {ratio} darker than the {brighter} ones (their brightest "
-        f"pixel: {low:.3f} against {high:.3f}, medians over each set "
-        "on a 0-1 scale): they are not on one intensity scale, and their similarities would "
-        "compare brightness, not content. 12-bit data stored in 16-bit files reads 16x darker "
-        "than 8-bit images; rescale one set to the other's range before the audit."
-    )
 
 
 def _image_sizes(real: ImageSet, library: ImageSet | None) -> list[tuple[int, int]]:

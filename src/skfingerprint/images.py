@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ._lru import LRUCache
+from ._warnings import warn_at_caller
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageLoadError", "ImageSet", "as_image_set", "to_model_input"]
 
@@ -498,6 +499,37 @@ def gray_vectors(images: list[np.ndarray], size: int) -> np.ndarray:
     mean of the colour channels (of a colour image), resized as :func:`to_model_input` does."""
     gray = [img.mean(axis=2, keepdims=True) if img.shape[2] != 1 else img for img in images]
     return to_model_input(gray, size)[:, 0].reshape(len(images), -1).numpy()
+
+
+#: The real and generated images' typical brightest pixels differing by this factor or more
+#: mean the two sets are not on one intensity scale: 12-bit data in 16-bit files reads 16x
+#: darker than 8-bit data (both are scaled to 0-1 by their type's range), while two sets of one
+#: modality, or a generator's output and its training images, differ by far less.
+INTENSITY_MISMATCH_RATIO = 4.0
+
+
+def intensity_peak(vectors: np.ndarray) -> float:
+    """The typical brightest pixel of a set of :func:`pixel_vectors`: the median over its
+    images of each one's maximum."""
+    return float(np.median(vectors.max(axis=1)))
+
+
+def warn_on_intensity_mismatch(real_peak: float, library_peak: float) -> None:
+    """One warning when the reals and the library (their :func:`intensity_peak`) are on
+    different intensity scales: pixel similarities would then compare brightness, not content
+    (``benchmarks/RESULTS_bitdepth.md``)."""
+    low, high = sorted((real_peak, library_peak))
+    if high <= 0.0 or high < INTENSITY_MISMATCH_RATIO * low:
+        return
+    darker, brighter = ("real", "generated") if real_peak < library_peak else ("generated", "real")
+    ratio = f"{high / low:.0f}x" if low > 0 else "infinitely"
+    warn_at_caller(
+        f"the {darker} images are {ratio} darker than the {brighter} ones (their brightest "
+        f"pixel: {low:.3f} against {high:.3f}, medians over each set "
+        "on a 0-1 scale): they are not on one intensity scale, and their similarities would "
+        "compare brightness, not content. 12-bit data stored in 16-bit files reads 16x darker "
+        "than 8-bit images; rescale one set to the other's range before the audit."
+    )
 
 
 #: ``auto_pixel_size`` never goes above this: on 64 px images the scores at 64 px beat 32 px; on
