@@ -780,6 +780,34 @@ class FlagFirstHalf(BaseEstimator):
         return (np.arange(n) < n // 2).astype(int)
 
 
+def test_labels_and_scores_are_the_pipelines_own_from_one_pass():
+    """``_labels_and_scores`` (predict, evaluate, fit and the demo read labels and scores with
+    it) gives what ``predict`` and ``predict_proba`` give, for a pipeline of two steps (the
+    first transforms), of one step, and a bare estimator; None for scores where there are
+    none. Catches: the first step skipped or run on a one-step pipeline (which has nothing to
+    transform), or another column of the probabilities."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from skfingerprint.cli._commands import _labels_and_scores
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] + 0.5 * rng.normal(size=40) > 0).astype(int)
+    shift = FunctionTransformer(lambda a: a * 3.0 + 1.0)
+    for est in (
+        Pipeline([("shift", shift), ("clf", LogisticRegression())]).fit(X, y),
+        Pipeline([("clf", LogisticRegression())]).fit(X, y),
+        LogisticRegression().fit(X, y),
+    ):
+        pred, proba = _labels_and_scores(est, X)
+        np.testing.assert_array_equal(pred, est.predict(X))
+        np.testing.assert_array_equal(proba, est.predict_proba(X)[:, 1])
+    pred, proba = _labels_and_scores(FlagFirstHalf(), X)
+    assert proba is None and pred.tolist() == [1] * 20 + [0] * 20
+
+
 def test_a_model_that_is_not_a_pipeline(data, capsys, tmp_path):
     """Any saved estimator that predicts ``X_pairs`` works with predict and evaluate (named by
     its type); one that does not predict is refused with its type named."""

@@ -238,3 +238,51 @@ def test_a_grayscale_image_gives_the_input_of_its_rgb_copy():
         b = to_model_input([rgb], size, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
         assert a.shape == b.shape == (1, 3, *((size, size) if isinstance(size, int) else size))
         assert torch.equal(a, b)
+
+
+# --- the intensity check (real and generated images on one scale) --------------------------
+
+
+def test_intensity_peak_is_the_median_of_each_images_brightest_pixel():
+    from skfingerprint.images import intensity_peak
+
+    vectors = np.array([[0.1, 0.9, 0.2], [0.3, 0.2, 0.1], [0.5, 0.4, 0.6], [1.0, 0.0, 0.0]])
+    assert intensity_peak(vectors) == pytest.approx(np.median([0.9, 0.3, 0.6, 1.0]))  # 0.75
+
+
+@pytest.mark.parametrize(
+    ("real", "library", "message"),
+    [
+        (0.25, 1.0, "the real images are 4x darker than the generated ones (their brightest "
+         "pixel: 0.250 against 1.000"),  # exactly 4x: warns
+        (1.0, 0.0625, "the generated images are 16x darker than the real ones (their brightest "
+         "pixel: 0.062 against 1.000"),
+        (0.0, 0.5, "the real images are infinitely darker than the generated ones (their "
+         "brightest pixel: 0.000 against 0.500"),
+        (0.2501, 1.0, None),  # inside the margin
+        (1.0, 0.2501, None),
+        (0.0, 0.0, None),  # both black: nothing to compare, no "infinitely"
+        (0.5, 0.5, None),
+    ],
+)  # fmt: skip
+def test_warn_on_intensity_mismatch_at_and_around_4x(real, library, message):
+    """The whole message, the darker set and the factor, at exactly 4x (warns), just inside
+    it either way (quiet), and with black sets. Catches: ``<`` / ``<=`` at the margin, the
+    sets swapped, a warning for two black sets, a changed or lost part of the message."""
+    import warnings
+
+    from skfingerprint.images import warn_on_intensity_mismatch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_on_intensity_mismatch(real, library)
+    if message is None:
+        assert caught == []
+        return
+    assert [str(w.message) for w in caught] == [
+        message + ", medians over each set on a 0-1 scale): they are not on one intensity "
+        "scale, and their similarities would compare brightness, not content. 12-bit data "
+        "stored in 16-bit files reads 16x darker than 8-bit images; rescale one set to the "
+        "other's range before the audit."
+    ]
+    assert caught[0].category is UserWarning
