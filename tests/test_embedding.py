@@ -518,7 +518,8 @@ def _tokens_with_signal_in_block(n_real, n_lib, depth, dim, signal_block, rng):
 def test_learned_gate_finds_the_block_that_carries_the_signal(monkeypatch):
     rng = np.random.default_rng(0)
     real, lib, y = _tokens_with_signal_in_block(80, 200, 4, 32, signal_block=2, rng=rng)
-    X = make_pairs(np.zeros((80, 8, 8), np.uint8), np.ones((200, 8, 8), np.uint8))
+    # placeholder images of one grey (the tokens are faked; one grey: no intensity warning)
+    X = make_pairs(np.full((80, 8, 8), 128, np.uint8), np.full((200, 8, 8), 128, np.uint8))
 
     def fake_tokens(self, images, backbone, **kwargs):
         tokens = real if len(images) == 80 else lib
@@ -955,6 +956,45 @@ def test_reals_stored_as_12_bit_in_16_bit_files_against_8_bit_generated_images_w
         emb.transform(
             make_pairs(_as_bits(task.real_images, 8), _as_bits(task.generated_images, 12))
         )
+
+
+def test_an_embedder_without_pixels_checks_the_intensities_on_a_sample(task, monkeypatch):
+    """The paper's configuration (no ``pixel_size``) feeds the ViT alone, whose tokens may all
+    come from the cache: the check reads up to 32 images of each set instead, and warns as the
+    pixel path does. Catches: no check without pixels, the whole sets read."""
+    from skfingerprint.images import ImageSet
+
+    emb = tiny_embedder(fusion="mean").fit(task.X_pairs, task.y)
+    assert emb.pixel_size_ is None
+    library = _as_bits(np.concatenate([task.generated_images] * 4), 8)  # 96 images
+    reals = make_pairs(_as_bits(task.real_images, 12), library)
+    with pytest.warns(UserWarning, match="darker"):
+        emb.transform(reals)  # the tokens of these images cached: the next call reads no image
+    reads = []
+    original = ImageSet.iter_batches
+
+    def counting(self, *args, **kwargs):
+        for idx, batch in original(self, *args, **kwargs):
+            reads.append(len(batch))
+            yield idx, batch
+
+    monkeypatch.setattr(ImageSet, "iter_batches", counting)
+    with pytest.warns(UserWarning, match="^the real images are 16x darker than the generated "):
+        emb.transform(reals)
+    assert sum(reads) == 24 + 32  # the 24 reals, 32 of the 96 generated images
+
+
+def test_sampled_intensity_peak_reads_32_images_spread_over_the_set():
+    from skfingerprint.images import as_image_set, sampled_intensity_peak
+
+    # image i is uniform at i/99: 32 evenly spaced images have the median max of the whole set
+    ramp = np.linspace(0, 1, 100, dtype=np.float32)
+    images = as_image_set(np.repeat(ramp[:, None, None], 8, axis=1).repeat(8, axis=2))
+    assert sampled_intensity_peak(images) == pytest.approx(0.5, abs=0.02)
+    assert sampled_intensity_peak(images[:1]) == 0.0
+    # the last 40 (0.61-1.0), from the top: their median, not the first 32's
+    top = sampled_intensity_peak(images[::-1][:40])
+    assert top == pytest.approx(np.median(ramp[60:]), abs=0.02)
 
 
 def test_sets_on_one_intensity_scale_do_not_warn_whatever_their_type(task):

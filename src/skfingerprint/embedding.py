@@ -50,6 +50,7 @@ from .images import (
     auto_pixel_size,
     intensity_peak,
     pixel_vectors,
+    sampled_intensity_peak,
     to_model_input,
     warn_on_intensity_mismatch,
 )
@@ -505,10 +506,11 @@ class ViTLayerFusionEmbedder(TransformerMixin, BaseEstimator, auto_wrap_output_k
         if reference is not None:
             reference = embeddings(reference, "reference real images")
         out = embeddings(real, "real images", reference)
-        if pixels is not None:
-            warn_on_intensity_mismatch(
-                intensity_peak(out.spaces["pixels"][0]), intensity_peak(pixels)
-            )
+        if pixels is not None:  # the relation scores' pixels, exact
+            peaks = intensity_peak(out.spaces["pixels"][0]), intensity_peak(pixels)
+        else:  # the ViT's input alone: a sample of each set
+            peaks = sampled_intensity_peak(real), sampled_intensity_peak(library)
+        warn_on_intensity_mismatch(*peaks)
         return out
 
     def _warn_on_new_sizes(self, real: ImageSet, library: ImageSet | None) -> None:

@@ -514,6 +514,14 @@ def intensity_peak(vectors: np.ndarray) -> float:
     return float(np.median(vectors.max(axis=1)))
 
 
+def sampled_intensity_peak(images: ImageSet, n: int = 32, size: int = 32) -> float:
+    """:func:`intensity_peak` of up to ``n`` images spread evenly over ``images``, read at
+    ``size`` px: a cheap estimate where the pixel vectors are not computed anyway (an embedder
+    without ``pixel_size``, whose ViT tokens may all come from its cache)."""
+    idx = np.unique(np.linspace(0, len(images) - 1, min(n, len(images))).round().astype(int))
+    return intensity_peak(pixel_vectors(images[idx], size))
+
+
 def warn_on_intensity_mismatch(real_peak: float, library_peak: float) -> None:
     """One warning when the reals and the library (their :func:`intensity_peak`) are on
     different intensity scales: pixel similarities would then compare brightness, not content
