@@ -42,6 +42,20 @@ def write_png(path, array):
     return path
 
 
+def spy_on(monkeypatch, owner, name: str) -> list[tuple]:
+    """Record the positional arguments of every call to ``owner.name`` (a method: ``self``
+    first), which still runs; returns the list the calls are appended to."""
+    calls = []
+    original = getattr(owner, name)
+
+    def spy(*args, **kwargs):
+        calls.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls
+
+
 @pytest.fixture
 def second_neighbour_missing(monkeypatch):
     """Every real image's second nearest generated image comes back missing (index -1), as an

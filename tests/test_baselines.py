@@ -18,7 +18,7 @@ from skfingerprint.datasets import make_synthetic_leak
 from skfingerprint.pairs import PairEmbeddings
 from skfingerprint.selection import MASKED_COSINE, FaissCandidateSelector
 
-from .conftest import points_at
+from .conftest import points_at, spy_on
 
 
 def candidates(cosines):
@@ -103,18 +103,11 @@ def test_prior_threshold_marks_the_training_used_fraction():
 
 
 def test_both_baselines_use_the_one_threshold_helper(monkeypatch):
-    calls = []
-    original = baselines.learn_kappa_threshold
-
-    def spy(scores, y):
-        calls.append(len(scores))
-        return original(scores, y)
-
-    monkeypatch.setattr(baselines, "learn_kappa_threshold", spy)
+    calls = spy_on(monkeypatch, baselines, "learn_kappa_threshold")
     MaxSimilarityClassifier().fit(candidates([[0.9], [0.1]]), [1, 0])
     task = make_synthetic_leak(6, 6, 12, image_size=32, distortion=0.0, random_state=0)
     PixelNearestNeighbor(image_size=16).fit(task.X_pairs, task.y)
-    assert calls == [2, 12]
+    assert [len(scores) for scores, _ in calls] == [2, 12]
 
 
 # --- MaxSimilarityClassifier ---------------------------------------------------------------

@@ -24,6 +24,8 @@ from skfingerprint import (
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 
+from .conftest import spy_on
+
 # A small fast fit: tiny random ViT, 10 candidates, the default (linear) classifier.
 FIT_FAST = ["--tiny", "--k", "10", "--seed", "0"]  # the default classifier (linear head)
 CANET = ["--classifier", "canet"]
@@ -490,20 +492,13 @@ def test_predict_with_scores_selects_candidates_once(data, model, capsys, tmp_pa
     scores were a second ``predict_proba`` of the whole pipeline)."""
     from skfingerprint import FaissCandidateSelector
 
-    calls = []
-    transform = FaissCandidateSelector.transform
-
-    def counting(self, X):
-        calls.append(len(X))
-        return transform(self, X)
-
-    monkeypatch.setattr(FaissCandidateSelector, "transform", counting)
+    calls = spy_on(monkeypatch, FaissCandidateSelector, "transform")
     root, sub = data[0], tmp_path / "sub.csv"
     assert run(capsys, "predict", model, root / "test", "-o", sub)[0] == 0
-    assert calls == [20]
+    assert [len(X) for _, X in calls] == [20]
     scores = tmp_path / "scores.csv"
     assert run(capsys, "predict", model, root / "test", "-o", sub, "--scores", scores)[0] == 0
-    assert calls == [20, 20]
+    assert [len(X) for _, X in calls] == [20, 20]
 
 
 def test_swapped_arguments_are_named(data, model, capsys, tmp_path):
