@@ -27,7 +27,7 @@ from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
 from skfingerprint.relations import space_vectors
 from skfingerprint.report import N_BOOTSTRAP, NEAR_COPY, REPEATING_SHARE, _bootstrap_kappa
 
-from .conftest import module_unless_fresh
+from .conftest import module_unless_fresh, points_at
 
 PNG_URI = "data:image/png;base64,"
 
@@ -568,6 +568,31 @@ def test_library_diversity_without_a_pixel_space_uses_the_librarys_own_pixels(ta
     assert float(cell["data-share"]) == pytest.approx(np.mean(nearest_other > NEAR_COPY))
     text = one_line(html)
     assert f"median pixel cosine {np.median(nearest_other):.3f} (32 px)" in text
+
+
+def test_what_the_pipeline_warns_while_scoring_is_in_the_report(task, pipe, tmp_path):
+    """12-bit reals in uint16 beside the 8-bit library: the embedder's intensity warning is
+    still raised (once, at the caller's line) and is written in the report, where an auditor
+    reads it; a report of images on one scale has no such box. Catches: the warnings dropped
+    from the report, or swallowed (not shown again) by the report's capture."""
+    real12 = np.round(task.real_images / 255.0 * 4095).astype(np.uint16)
+    dark = make_pairs(real12, task.generated_images)
+    with pytest.warns(UserWarning) as shown:
+        html = write_report(pipe, dark, tmp_path / "r.html").read_text(encoding="utf-8")
+    messages = [str(w.message) for w in shown]
+    assert len(messages) == 1
+    assert re.match(r"the real images are 1[56]x darker than the generated ones", messages[0])
+    assert points_at(shown[0], __file__)
+    assert [a["id"] for a in tags(html, "div", id=True)].count("scoring-warnings") == 1
+    text = one_line(html)
+    assert (
+        "<b>Warnings while scoring these images</b> (check them before trusting the ranking)"
+        in text
+    )
+    # autoescaped, the message's apostrophe as an entity
+    assert f"<li>{messages[0].replace(chr(39), '&#39;')}</li>" in text
+    clean = write_report(pipe, task.X_pairs, tmp_path / "c.html").read_text(encoding="utf-8")
+    assert "scoring-warnings" not in clean
 
 
 def test_thumbnails_keep_colour_and_shrink_large_images_to_128_px():

@@ -3,7 +3,9 @@
 :func:`write_report` applies a fitted pipeline to ``X_pairs`` and writes, in one file with every
 image inline (base64 PNG ``data:`` URIs; no network, no server, no external CSS or JS):
 
-- what was audited (model, data, decision threshold, numbers of images);
+- what was audited (model, data, decision threshold, numbers of images), and what the pipeline
+  warned while scoring the images (real and generated images on different intensity scales,
+  sizes it was not fitted on, ...);
 - the real images ranked by P(used), each beside its nearest generated images and their
   similarities (the candidates the pipeline scored, as :func:`~skfingerprint.plot_leak_candidates`
   finds them);
@@ -11,8 +13,8 @@ image inline (base64 PNG ``data:`` URIs; no network, no server, no external CSS 
 - the "hubs": generated images that are the nearest generated image of many real images;
 - the library's diversity: how close each generated image is to its nearest other one, with a
   warning when the generator repeats itself (collapsed onto few modes);
-- with true labels: Cohen's kappa with a bootstrap 95% interval, ROC AUC, the confusion matrix
-  and the ROC curve.
+- with true labels: Cohen's kappa with a bootstrap 95% interval, ROC AUC and the TPR at 1% FPR,
+  the confusion matrix and the ROC curve.
 
 The page is rendered from the Jinja2 template ``templates/report.html.j2`` with autoescaping on
 (image ids come from file names) and written atomically.
@@ -24,6 +26,7 @@ import base64
 import datetime
 import io
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,10 +192,17 @@ def write_report(
             f"cannot write the report '{path}': folder '{folder}' does not exist"
         )
 
-    applied = _AppliedModel(pipeline, X_pairs)
-    proba = applied.proba()
-    pred = applied.predict()
-    sims, idx = applied.nearest(k=n_candidates)
+    # what the pipeline warns while scoring these images (intensity scales, image sizes, k)
+    # belongs in the report an auditor reads; each warning is still shown as usual after
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        applied = _AppliedModel(pipeline, X_pairs)
+        proba = applied.proba()
+        pred = applied.predict()
+        sims, idx = applied.nearest(k=n_candidates)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+    scoring_warnings = list(dict.fromkeys(str(w.message) for w in caught))
     threshold, rule = _decision_rule(applied.clf)
     order = np.argsort(-proba, kind="stable")
     shown = order if max_rows is None else order[:max_rows]
@@ -265,6 +275,7 @@ def write_report(
         hub_sentence=HUB_SENTENCE,
         expected_per_generated=f"{n / m:.2f}",
         diversity=diversity,
+        scoring_warnings=scoring_warnings,
         labels=None if y is None else _label_section(y, pred, proba),
     )
     html = _render(context)
