@@ -12,13 +12,17 @@ ViT tokens, no pixels) on ``TINY_VIT`` and ``TINY_CANET`` (the demo's), three se
 arm both sets are the 8-bit images, in the other the real images (train and test) are the same
 pixels as 12-bit values in uint16. Test kappa and AUC, and the embedder's intensity warnings::
 
-    .venv/bin/python benchmarks/probe_bitdepth.py
+    .venv/bin/python benchmarks/probe_bitdepth.py [--cache-dir DIR]
 
-writes ``benchmarks/RESULTS_bitdepth.md``.
+writes ``benchmarks/RESULTS_bitdepth.md``. With ``--cache-dir`` (``bench_quality.py``'s), it
+also lists, for every task folder there, the two sets' typical brightest pixels (the numbers the
+warning compares) and their ratio: how far from the warning's 4x margin trained generators'
+samples sit.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 import warnings
@@ -27,7 +31,9 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
+from skfingerprint import load_imageclef_gans
 from skfingerprint.datasets import make_synthetic_leak
+from skfingerprint.images import intensity_peak, pixel_vectors
 from skfingerprint.pairs import make_pairs
 from skfingerprint.pipeline import TINY_CANET, TINY_VIT, make_fingerprint_pipeline
 
@@ -68,7 +74,21 @@ def run_arm(seed: int, convert, pipeline: str) -> dict:
     )
 
 
+def cached_task_peaks(cache_dir: Path) -> list[str]:
+    """Table rows: each cached task split's real and generated peaks (32 px) and their ratio."""
+    rows = []
+    for split in sorted(p for p in (cache_dir / "tasks").rglob("*") if (p / "generated").is_dir()):
+        X = load_imageclef_gans(split).X_pairs
+        real, lib = (intensity_peak(pixel_vectors(s, 32)) for s in (X.real, X.library))
+        name = split.relative_to(cache_dir / "tasks")
+        rows.append(f"| {name} | {real:.3f} | {lib:.3f} | {max(real, lib) / min(real, lib):.2f} |")
+    return rows
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args()
     start = time.time()
     rows = {
         (pipeline, name): [run_arm(seed, convert, pipeline) for seed in range(3)]
@@ -109,6 +129,19 @@ def main() -> None:
             else f"The {pipeline} pipeline printed no warning."
         )
         lines.append("")
+    if args.cache_dir is not None:
+        lines += [
+            f"## The membership suite's trained generators (`--cache-dir {args.cache_dir}`)",
+            "",
+            "Each task folder's typical brightest pixel (the median over its images of each "
+            "one's maximum, at 32 px) for its real and its generated images, and the ratio the "
+            "warning compares with 4:",
+            "",
+            "| task folder | real | generated | ratio |",
+            "|:---|---:|---:|---:|",
+            *cached_task_peaks(args.cache_dir),
+            "",
+        ]
     text = "\n".join(lines)
     out = HERE / "RESULTS_bitdepth.md"
     out.write_text(text)
