@@ -855,9 +855,9 @@ def test_evaluate_says_optimistic_only_on_the_folder_fitted_on(data, model, caps
 
 
 def test_pool_with_judges_both_splits_against_both_libraries(data, model, capsys, tmp_path):
-    """Catches: --pool-with not reaching the loader at fit or predict time (the counts and the
-    submission would be the unpooled ones), not saved with the model's options, and the note
-    on a model fitted one way and used the other lost."""
+    """Catches: --pool-with not reaching the loader at fit, predict or evaluate time (the counts
+    and the submission would be the unpooled ones), not saved with the model's options, and the
+    note on a model fitted one way and used the other lost."""
     root = data[0]
     train, test = root / "train", root / "test"
     pooled = tmp_path / "pooled.skops"
@@ -888,9 +888,15 @@ def test_pool_with_judges_both_splits_against_both_libraries(data, model, capsys
         "note: this model was fitted with --pool-with (one library for both splits); pool "
         "this folder too (e.g. --pool-with TRAIN_DIR) to judge it the same way"
     )
-    code, _, err = run(capsys, "evaluate", model, train, "--pool-with", test)
+    code, out, err = run(capsys, "evaluate", model, train, "--pool-with", test)
     assert code == 0, err
     assert "note: this model was fitted without --pool-with; this folder is pooled" in err
+    # and the folder is scored pooled (--pool-with reaching evaluate's loader)
+    assert out.splitlines()[0] == (
+        f"Membership metrics on {train} (24 real images (12 used, 12 not used) and 66 generated "
+        f"images (36 its own, 30 pooled from '{test.resolve()}'; their 20 real images join the "
+        "scores, unlabelled))"
+    )
     expect_error(
         capsys, 2, f"--pool-with folder '{tmp_path / 'nowhere'}' does not exist",
         "predict", pooled, test, "-o", sub, "--pool-with", tmp_path / "nowhere",
