@@ -42,6 +42,14 @@ def write_png(path, array):
     return path
 
 
+def as_bits(images, bits: int) -> np.ndarray:
+    """8-bit images as the same intensities in ``bits`` bits, in uint8 (8 bits) or uint16
+    (more): ``as_bits(x, 12)`` is what a 12-bit export into 16-bit files holds."""
+    assert images.dtype == np.uint8
+    dtype = np.uint8 if bits == 8 else np.uint16
+    return np.round(images / 255.0 * (2**bits - 1)).astype(dtype)
+
+
 def spy_on(monkeypatch, owner, name: str) -> list[tuple]:
     """Record the positional arguments of every call to ``owner.name`` (a method: ``self``
     first), which still runs; returns the list the calls are appended to."""

@@ -18,7 +18,7 @@ from skfingerprint.datasets import make_synthetic_leak
 from skfingerprint.pairs import PairEmbeddings
 from skfingerprint.selection import MASKED_COSINE, FaissCandidateSelector
 
-from .conftest import points_at, spy_on
+from .conftest import as_bits, points_at, spy_on
 
 
 def candidates(cosines):
@@ -266,7 +266,7 @@ def test_pixel_nn_warns_when_reals_and_library_are_on_different_intensity_scales
     from skfingerprint import make_pairs
 
     real8, lib8 = easy_task.real_images, easy_task.generated_images
-    real12 = np.round(real8 / 255.0 * 4095).astype(np.uint16)
+    real12 = as_bits(real8, 12)
     clf = PixelNearestNeighbor(image_size=16)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -281,7 +281,7 @@ def test_pixel_nn_warns_when_reals_and_library_are_on_different_intensity_scales
         )
         assert points_at(caught[0], __file__)
     with pytest.warns(UserWarning, match="^the generated images are 16x darker than the real"):
-        clf.predict(make_pairs(real8, np.round(lib8 / 255.0 * 4095).astype(np.uint16)))
+        clf.predict(make_pairs(real8, as_bits(lib8, 12)))
 
 
 def test_pixel_nn_pickle_round_trip(easy_task):

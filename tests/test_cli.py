@@ -24,7 +24,7 @@ from skfingerprint import (
 from skfingerprint.cli import main
 from skfingerprint.datasets import make_synthetic_leak, write_imageclef_layout
 
-from .conftest import spy_on
+from .conftest import as_bits, spy_on
 
 # A small fast fit: tiny random ViT, 10 candidates, the default (linear) classifier.
 FIT_FAST = ["--tiny", "--k", "10", "--seed", "0"]  # the default classifier (linear head)
@@ -290,8 +290,7 @@ def test_fit_on_12_bit_reals_in_16_bit_files_warns_that_the_sets_differ(data, tm
     shutil.copytree(data[0] / "train", folder)
     for sub in ("real_used", "real_not_used"):
         for png in (folder / sub).iterdir():
-            pixels = np.asarray(Image.open(png).convert("L"), dtype=np.float64)
-            Image.fromarray(np.round(pixels / 255 * 4095).astype(np.uint16)).save(png)
+            Image.fromarray(as_bits(np.asarray(Image.open(png).convert("L")), 12)).save(png)
     code, _, err = run(capsys, "fit", folder, "-o", tmp_path / "m.skops", *FIT_FAST)
     assert code == 0, err
     warned = [line for line in err.splitlines() if line.startswith("warning: ")]

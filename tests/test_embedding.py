@@ -32,7 +32,7 @@ from skfingerprint.datasets import make_synthetic_leak
 from skfingerprint.embedding import _format_sizes, parse_layers
 from skfingerprint.pairs import PairEmbeddings
 
-from .conftest import points_at, write_png
+from .conftest import as_bits, points_at, write_png
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=32, depth=4, num_heads=2)
 
@@ -910,12 +910,6 @@ def test_a_new_size_warns_once_per_call_with_how_many_images(task):
     assert points_at(caught[0], __file__)
 
 
-def _as_bits(images, bits: int) -> np.ndarray:
-    """8-bit images as integers of ``bits`` bits, in uint8 (8 bits) or uint16 (more)."""
-    dtype = np.uint8 if bits == 8 else np.uint16
-    return np.round(_as_float(images) * (2**bits - 1)).astype(dtype)
-
-
 def _as_float(images) -> np.ndarray:
     """8-bit images as floats in [0, 1]."""
     assert images.dtype == np.uint8
@@ -928,9 +922,9 @@ def test_reals_stored_as_12_bit_in_16_bit_files_against_8_bit_generated_images_w
     medians of the brightest pixel, the factor, and what to do. Catches: no check, the sets
     swapped in the message, a warning per image set, the ratio's direction."""
     emb = tiny_embedder(fusion="mean", pixel_size=16).fit(task.X_pairs, task.y)
-    real12 = _as_bits(task.real_images, 12)
-    lib8 = _as_bits(task.generated_images, 8)
-    out = emb.transform(make_pairs(_as_bits(task.real_images, 8), lib8))
+    real12 = as_bits(task.real_images, 12)
+    lib8 = as_bits(task.generated_images, 8)
+    out = emb.transform(make_pairs(as_bits(task.real_images, 8), lib8))
     real_peak = float(np.median(out.spaces["pixels"][0].max(axis=1)))
     lib_peak = float(np.median(out.spaces["pixels"][1].max(axis=1)))
     with warnings.catch_warnings(record=True) as caught:
@@ -953,9 +947,7 @@ def test_reals_stored_as_12_bit_in_16_bit_files_against_8_bit_generated_images_w
     assert points_at(caught[0], __file__)
     # the other way round: the generated images are the darker ones
     with pytest.warns(UserWarning, match="^the generated images are 16x darker than the real "):
-        emb.transform(
-            make_pairs(_as_bits(task.real_images, 8), _as_bits(task.generated_images, 12))
-        )
+        emb.transform(make_pairs(as_bits(task.real_images, 8), as_bits(task.generated_images, 12)))
 
 
 def test_an_embedder_without_pixels_checks_the_intensities_on_a_sample(task, monkeypatch):
@@ -966,8 +958,8 @@ def test_an_embedder_without_pixels_checks_the_intensities_on_a_sample(task, mon
 
     emb = tiny_embedder(fusion="mean").fit(task.X_pairs, task.y)
     assert emb.pixel_size_ is None
-    library = _as_bits(np.concatenate([task.generated_images] * 4), 8)  # 96 images
-    reals = make_pairs(_as_bits(task.real_images, 12), library)
+    library = as_bits(np.concatenate([task.generated_images] * 4), 8)  # 96 images
+    reals = make_pairs(as_bits(task.real_images, 12), library)
     with pytest.warns(UserWarning, match="darker"):
         emb.transform(reals)  # the tokens of these images cached: the next call reads no image
     reads = []
@@ -1001,10 +993,10 @@ def test_sets_on_one_intensity_scale_do_not_warn_whatever_their_type(task):
     """8-bit against 8-bit, 16-bit (full range) against 8-bit, floats against 8-bit, and a
     library at half the brightness (a dim generator: inside the 4x margin) all pass quietly."""
     emb = tiny_embedder(fusion="mean", pixel_size=16).fit(task.X_pairs, task.y)
-    lib8 = _as_bits(task.generated_images, 8)
+    lib8 = as_bits(task.generated_images, 8)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for real in (_as_bits(task.real_images, 8), _as_bits(task.real_images, 16),
+        for real in (as_bits(task.real_images, 8), as_bits(task.real_images, 16),
                      _as_float(task.real_images)):  # fmt: skip
             emb.transform(make_pairs(real, lib8))
         emb.transform(make_pairs(task.real_images, _as_float(task.generated_images) * 0.5))

@@ -27,7 +27,7 @@ from skfingerprint.pipeline import TINY_VIT, make_fingerprint_pipeline
 from skfingerprint.relations import space_vectors
 from skfingerprint.report import N_BOOTSTRAP, NEAR_COPY, REPEATING_SHARE, _bootstrap_kappa
 
-from .conftest import module_unless_fresh, points_at
+from .conftest import as_bits, module_unless_fresh, points_at
 
 PNG_URI = "data:image/png;base64,"
 
@@ -575,7 +575,7 @@ def test_what_the_pipeline_warns_while_scoring_is_in_the_report(task, pipe, tmp_
     still raised (once, at the caller's line) and is written in the report, where an auditor
     reads it; a report of images on one scale has no such box. Catches: the warnings dropped
     from the report, or swallowed (not shown again) by the report's capture."""
-    real12 = np.round(task.real_images / 255.0 * 4095).astype(np.uint16)
+    real12 = as_bits(task.real_images, 12)
     dark = make_pairs(real12, task.generated_images)
     with pytest.warns(UserWarning) as shown:
         html = write_report(pipe, dark, tmp_path / "r.html").read_text(encoding="utf-8")
