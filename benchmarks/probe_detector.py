@@ -89,25 +89,33 @@ def rknn_scores(real: np.ndarray, lib: np.ndarray, ks=(3, 10)) -> np.ndarray:
     return np.stack(out, 1)
 
 
-def _shifted(images: np.ndarray) -> list[np.ndarray]:
-    """The 9 copies of ``(n, S, S)`` images shifted by -1..1 pixel (edges repeated)."""
-    padded = np.pad(images, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    return [padded[:, 1 + dy : 1 + dy + SIZE, 1 + dx : 1 + dx + SIZE] for dy in (-1, 0, 1)
-            for dx in (-1, 0, 1)]  # fmt: skip
+def _shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """``(n, s, s)`` images moved by ``dy`` rows and ``dx`` columns, the edges repeated."""
+    s = images.shape[1]
+    m = max(abs(dy), abs(dx))
+    padded = np.pad(images, ((0, 0), (m, m), (m, m)), mode="edge")
+    return padded[:, m - dy : m - dy + s, m - dx : m - dx + s]
 
 
-def shift_scores(real_px: np.ndarray, lib_px: np.ndarray) -> np.ndarray:
+def shift_scores(
+    real_px: np.ndarray, lib_px: np.ndarray, size: int = SIZE, reach: int = 1
+) -> np.ndarray:
+    """``(n, 2)``: the best cosine to the library and that minus the best to another real,
+    each over every shift of the real image within ``reach`` pixels (centred on the
+    library's mean, unit length)."""
     mean = lib_px.mean(0, keepdims=True)
     lib = _l2_normalize(lib_px - mean)
     real_unit = _l2_normalize(real_px - mean)
+    real3 = real_px.reshape(-1, size, size)
     best = np.full(len(real_px), -np.inf)
     best_real = np.full(len(real_px), -np.inf)
-    for shifted in _shifted(real_px.reshape(-1, SIZE, SIZE)):
-        v = _l2_normalize(shifted.reshape(len(real_px), -1) - mean)
-        best = np.maximum(best, (v @ lib.T).max(1))
-        rr = v @ real_unit.T
-        np.fill_diagonal(rr, -np.inf)
-        best_real = np.maximum(best_real, rr.max(1))
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            v = _l2_normalize(_shifted(real3, dy, dx).reshape(len(real3), -1) - mean)
+            best = np.maximum(best, (v @ lib.T).max(1))
+            rr = v @ real_unit.T
+            np.fill_diagonal(rr, -np.inf)
+            best_real = np.maximum(best_real, rr.max(1))
     return np.stack([best, best - best_real], 1)
 
 

@@ -39,11 +39,11 @@ in the library.
 
 writes ``benchmarks/RESULTS_shift.md``.
 
-**Not new, found after the run:** round 1 (``probe_detector.py``, its ``shift_scores``) tried the
-1 px form, the same two scores, against the default of then (8 scores) and dropped it (all tasks
-+0.006 [-0.006, +0.018] with the prior cut, seeds 0-2; -0.000 [-0.008, +0.009] over 6 seeds).
-This round asks it again of the round-18 default (26 scores, a whitened space among them), and
-adds 2 px and the gain.
+**Not new, found after the run:** round 1 (``probe_detector.py``, whose ``shift_scores`` this
+round calls with a reach) tried the 1 px form, the same two scores, against the default of then
+(8 scores) and dropped it (all tasks +0.006 [-0.006, +0.018] with the prior cut, seeds 0-2;
+-0.000 [-0.008, +0.009] over 6 seeds). This round asks it again of the round-18 default (26
+scores, a whitened space among them), and adds 2 px and the gain.
 
 Outcome (seeds 84-86): **all three dropped.** Over all tasks +0.000 [-0.003, +0.003] (1 px),
 -0.003 [-0.006, +0.000] (2 px), +0.000 [-0.004, +0.004] (gain); on kanji and the DDPM the head
@@ -58,44 +58,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 from probe_covariance import round18_reference  # noqa: E402
+from probe_detector import shift_scores  # noqa: E402
 from probe_manifold import _positive_logreg, variants_main  # noqa: E402
 
 from skfingerprint import relations as R  # noqa: E402
 from skfingerprint.images import auto_pixel_size, pixel_vectors  # noqa: E402
 from skfingerprint.relations import _l2_normalize  # noqa: E402
-
-
-def shifted(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``(n, s, s)`` images moved by ``dy`` rows and ``dx`` columns, the edges repeated."""
-    s = images.shape[1]
-    m = max(abs(dy), abs(dx))
-    padded = np.pad(images, ((0, 0), (m, m), (m, m)), mode="edge")
-    return padded[:, m - dy : m - dy + s, m - dx : m - dx + s]
-
-
-def shift_scores(real_px: np.ndarray, lib_px: np.ndarray, size: int, reach: int) -> np.ndarray:
-    """``(n, 2)``: the best cosine to the library and that minus the best to another real,
-    each over every shift of the real image within ``reach`` pixels."""
-    mean = lib_px.mean(0, keepdims=True)
-    lib = _l2_normalize(lib_px - mean)
-    real = _l2_normalize(real_px - mean)
-    real3 = real_px.reshape(-1, size, size)
-    to_lib = np.full(len(real_px), -np.inf)
-    to_real = np.full(len(real_px), -np.inf)
-    for dy in range(-reach, reach + 1):
-        for dx in range(-reach, reach + 1):
-            moved = _l2_normalize(shifted(real3, dy, dx).reshape(len(real3), -1) - mean)
-            to_lib = np.maximum(to_lib, (moved @ lib.T).max(1))
-            rr = moved @ real.T
-            np.fill_diagonal(rr, -np.inf)
-            to_real = np.maximum(to_real, rr.max(1))
-    return np.stack([to_lib, to_lib - to_real], 1)
 
 
 def split_scores(pairs) -> dict:
