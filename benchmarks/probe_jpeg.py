@@ -87,6 +87,7 @@ def suite_rows(cache_dir: Path, seeds: list[int], quality: int, n_resamples: int
             test = load_imageclef_gans(folder / "test")
             y.append(_test_labels(folder, test.ids))
             sid.append(np.full(len(test.ids), seed))
+            libraries = [library_array(s) for s in (train, test)]  # read once for both arms
             for q in (None, quality):
                 pipe = make_fingerprint_pipeline(
                     **TINY_VIT,
@@ -94,15 +95,16 @@ def suite_rows(cache_dir: Path, seeds: list[int], quality: int, n_resamples: int
                     random_state=seed,
                     embedder_params=FULL["embed"] or None,
                 )
-                train_lib, test_lib = (as_jpeg(library_array(s), q) for s in (train, test))
+                train_lib, test_lib = (as_jpeg(lib, q) for lib in libraries)
                 pipe.fit(make_pairs(train.X_pairs.real, train_lib), train.y)
                 X = make_pairs(test.X_pairs.real, test_lib)
                 pred[q].append(pipe.predict(X))
                 score[q].append(pipe.predict_proba(X)[:, 1])
         y, sid = np.concatenate(y), np.concatenate(sid)
         p = {q: np.concatenate(v) for q, v in pred.items()}
-        auc = {q: np.mean([roc_auc_score(y[sid == s], np.concatenate(score[q])[sid == s])
-                           for s in seeds]) for q in pred}  # fmt: skip
+        s_all = {q: np.concatenate(v) for q, v in score.items()}
+        auc = {q: np.mean([roc_auc_score(y[sid == s], s_all[q][sid == s]) for s in seeds])
+               for q in pred}  # fmt: skip
         png = kappa_interval(y, p[None], sid, n_resamples)[0]
         jpg = kappa_interval(y, p[quality], sid, n_resamples)[0]
         diff = kappa_interval(y, p[quality], sid, n_resamples, reference=p[None])
