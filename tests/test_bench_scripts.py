@@ -233,3 +233,67 @@ def test_bench_canet_arms_switch_what_they_name_and_put_it_back():
     with attention_kernel_torch_picks():
         assert flash in kernels()
     assert kernels() == math
+
+
+def _look_text(date: str, seeds: str, verdicts: dict) -> str:
+    """A ``bench_quality.py`` summary with the given verdict per task: ``(word, diff, lo, hi)``."""
+    lines = ["# Membership benchmark suite", f"Date: {date} UTC  ", f"Seeds [{seeds}] (a seed)"]
+    for task, (word, diff, lo, hi) in verdicts.items():
+        lines.append(
+            f"- **{task}**: best baseline PixelNN, prior cut (kappa +0.100 [+0.060, +0.140]); "
+            f"the default pipeline {word} by {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]; pooled ..."
+        )
+        lines.append(f"Verdict: best baseline PixelNN (kappa ...); the default pipeline {word} by")
+    return "\n".join(lines)
+
+
+def test_summarise_looks_reads_each_verdict_and_tallies_only_the_current_defaults_looks():
+    # Catches: a tie or a loss counted as a win, the "Verdict:" repeat counted twice, a look
+    # that met +0.10 only to two decimals counted, a tie above +0.10 counted as met, the z
+    # interval in place of Student's t over few looks, or looks before the default's adoption
+    # mixed into its summary.
+    from datetime import datetime
+
+    import summarise_looks as S
+
+    ties = "ties with it (interval contains 0)"
+    lost = {"kanji / dcgan-long": ("LOSES to it", -0.05, -0.09, -0.01)}
+    old = S.parse_look(_look_text("2026-12-01 10:00", "0, 1, 2", lost), "old")
+    looks = [old] + [
+        S.parse_look(
+            _look_text(
+                f"2026-12-0{5 + i} 10:00",
+                f"{3 * i}, {3 * i + 1}, {3 * i + 2}",
+                {
+                    "kanji / dcgan-long": ("BEATS it", d, d - 0.04, d + 0.04),
+                    "fashion / ddpm": (ties, 0.12, -0.01, 0.25),
+                },
+            ),
+            f"look{i}",
+        )
+        for i, d in enumerate([0.100, 0.099, 0.050])
+    ]
+    assert looks[1]["tasks"]["kanji / dcgan-long"] == ("PixelNN, prior cut", "won", 0.1, 0.06, 0.14)
+    assert looks[1]["seeds"] == [0, 1, 2] and old["date"] == datetime(2026, 12, 1, 10, 0)
+    since = datetime(2026, 12, 4)
+    summary = S.summarise([x for x in looks if x["date"] >= since], ["kanji / dcgan-long"])
+    kanji = summary["kanji / dcgan-long"]
+    assert (kanji["looks"], kanji["won"], kanji["tied"], kanji["lost"], kanji["met"]) == (
+        3,
+        3,
+        0,
+        0,
+        1,
+    )
+    diffs = np.array([0.100, 0.099, 0.050])
+    half = 4.302653 * diffs.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 df)
+    assert kanji["mean"] == pytest.approx(diffs.mean())
+    assert kanji["interval"] == pytest.approx((diffs.mean() - half, diffs.mean() + half), rel=1e-5)
+    fashion = S.summarise(looks, ["fashion / ddpm"])["fashion / ddpm"]
+    assert (fashion["tied"], fashion["met"]) == (3, 0)
+    page = S.report(looks, since=since)
+    assert "## Today's default: 3 looks since 2026-12-04 00:00 UTC (9 draws)" in page
+    assert "12 draws, 7 task x look pairs: 3 won, 3 tied, 1 lost" in page
+    assert "| old | 2026-12-01 10:00 | 0-2 | -0.050! |  |" in page
+    with pytest.raises(ValueError, match="notes.md: not a bench_quality.py summary"):
+        S.parse_look("# just notes\n", "notes.md")
