@@ -297,3 +297,20 @@ def test_summarise_looks_reads_each_verdict_and_tallies_only_the_current_default
     assert "| old | 2026-12-01 10:00 | 0-2 | -0.050! |  |" in page
     with pytest.raises(ValueError, match="notes.md: not a bench_quality.py summary"):
         S.parse_look("# just notes\n", "notes.md")
+
+
+def test_probe_prevalence_deals_the_asked_fraction_and_marks_the_top_share():
+    # Catches: a deal that keeps the even mix or draws with replacement (a fraction the probe
+    # then only claims), and "told the fraction" marking the lowest scores or a rounded-off
+    # share.
+    from probe_prevalence import N_KEPT, deal, top_fraction
+
+    y = np.r_[np.ones(400, int), np.zeros(400, int)]
+    rng = np.random.default_rng(0)
+    for fraction, n_used in [(0.25, 133), (0.5, 266), (0.75, 400)]:
+        keep = deal(y, fraction, rng)
+        assert len(np.unique(keep)) == len(keep) == N_KEPT
+        assert y[keep].sum() == n_used
+    scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2, 0.3, 0.8, 0.0])
+    assert top_fraction(scores, 0.25).tolist() == [0, 1, 0, 0, 0, 0, 1, 0]
+    assert top_fraction(scores, 0.5).tolist() == [0, 1, 1, 1, 0, 0, 1, 0]
