@@ -299,18 +299,23 @@ def test_summarise_looks_reads_each_verdict_and_tallies_only_the_current_default
         S.parse_look("# just notes\n", "notes.md")
 
 
-def test_probe_prevalence_deals_the_asked_fraction_and_marks_the_top_share():
-    # Catches: a deal that keeps the even mix or draws with replacement (a fraction the probe
-    # then only claims), and "told the fraction" marking the lowest scores or a rounded-off
+def test_probe_prevalence_deals_whole_groups_at_the_asked_fraction_and_marks_the_top_share():
+    # Catches: a deal that keeps the even mix, draws a row twice, or splits a group (thinning a
+    # patient's slices moves the scores taken against the nearest other reals by itself: the
+    # probe's first run), and "told the fraction" marking the lowest scores or a rounded-off
     # share.
     from probe_prevalence import N_KEPT, deal, top_fraction
 
     y = np.r_[np.ones(400, int), np.zeros(400, int)]
+    singletons, patients = np.arange(800), np.arange(800) // 4  # one class per patient
     rng = np.random.default_rng(0)
     for fraction, n_used in [(0.25, 133), (0.5, 266), (0.75, 400)]:
-        keep = deal(y, fraction, rng)
+        keep = deal(y, singletons, fraction, rng)
         assert len(np.unique(keep)) == len(keep) == N_KEPT
         assert y[keep].sum() == n_used
+        keep = deal(y, patients, fraction, rng)
+        assert np.all(np.bincount(patients[keep])[np.unique(patients[keep])] == 4)
+        assert abs(y[keep].sum() - n_used) < 4 and abs(len(keep) - N_KEPT) < 8
     scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2, 0.3, 0.8, 0.0])
     assert top_fraction(scores, 0.25).tolist() == [0, 1, 0, 0, 0, 0, 1, 0]
     assert top_fraction(scores, 0.5).tolist() == [0, 1, 1, 1, 0, 0, 1, 0]
