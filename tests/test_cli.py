@@ -417,6 +417,7 @@ def test_unexpected_errors_are_reported_as_bugs(monkeypatch, capsys):
     "option, context, param, value",
     [
         (["--threshold", "0.3"], CANET, "clf__threshold", 0.3),
+        (["--used-fraction", "0.3"], [], "clf__used_fraction", 0.3),
         (["--min-similarity", "0.4"], [], "select__min_similarity", 0.4),
         (["--min-similarity", "none"], PAPER, "select__min_similarity", None),
         (["--finetune", "last"], [], "embed__finetune", "last"),

@@ -201,7 +201,9 @@ def test_linear_head_is_a_logistic_regression_on_every_score_but_the_cosine():
 
     X, y = _planted(200, 2, lambda X: X[:, 0, -2] > 0)  # the signal in the last score column
     clf = LinearRelationClassifier(C=0.01, threshold=0.3, positive=False).fit(X, y)
-    assert clf.get_params() == {"C": 0.01, "threshold": 0.3, "positive": False}
+    assert clf.get_params() == {
+        "C": 0.01, "threshold": 0.3, "used_fraction": None, "positive": False
+    }  # fmt: skip
     assert clf.threshold_ == 0.3
     ref = LogisticRegression(C=0.01, max_iter=2000).fit(X[:, 0, :-1], y)
     np.testing.assert_allclose(clf.score_samples(X), ref.decision_function(X[:, 0, :-1]))
@@ -282,8 +284,10 @@ def test_linear_head_saved_before_positive_existed_loads_as_the_plain_fit_it_was
     X, y = _planted(120, 2, lambda X: X[:, 0, 0] > 0)
     old = LinearRelationClassifier(positive=False).fit(X, y)
     del old.positive  # as a file written by the earlier version
+    del old.used_fraction  # nor had that one
     loaded = pickle.loads(pickle.dumps(old))
     assert loaded.get_params()["positive"] is False
+    assert loaded.get_params()["used_fraction"] is None
     np.testing.assert_array_equal(loaded.predict(X), old.predict(X))
 
 
@@ -308,6 +312,31 @@ def test_linear_head_cuts_at_the_training_splits_used_fraction_by_default():
     assert kappa.threshold_ != clf.threshold_
     with pytest.raises(ValueError, match="threshold"):
         LinearRelationClassifier(threshold="median").fit(X, y)
+
+
+def test_linear_head_told_the_used_fraction_marks_that_share_of_any_split():
+    """``used_fraction`` moves the prior cut to the training quantile that marks that share
+    (catches ``quantile(f)`` for ``quantile(1 - f)``, which marks the complement, and the
+    option ignored); on standardised scores of another split it marks about that share there
+    too, which is what makes it the test split's share; with another threshold rule it is an
+    error, not silently dropped."""
+    X, _ = _planted(400, 5, lambda X: X[:, 0, 1] > 0)
+    y = (X[:, 0, 1] + np.random.default_rng(6).normal(scale=1.5, size=400) > 0).astype(int)
+    plain = LinearRelationClassifier().fit(X, y)
+    for fraction in (0.2, 0.7):
+        clf = LinearRelationClassifier(used_fraction=fraction).fit(X, y)
+        np.testing.assert_array_equal(clf.model_.coef_, plain.model_.coef_)  # the same fit
+        scores = clf.score_samples(X)
+        assert clf.threshold_ == np.quantile(scores, 1 - fraction)
+        assert clf.predict(X).mean() == pytest.approx(fraction, abs=1 / 400)
+        assert clf.train_kappa_ == pytest.approx(cohen_kappa_score(y, clf.predict(X)))
+        other, _ = _planted(2000, 7, lambda X: X[:, 0, 1] > 0)
+        assert clf.predict(other).mean() == pytest.approx(fraction, abs=0.04)
+    with pytest.raises(ValueError, match="threshold='kappa' cuts elsewhere"):
+        LinearRelationClassifier(used_fraction=0.3, threshold="kappa").fit(X, y)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match="used_fraction"):
+            LinearRelationClassifier(used_fraction=bad).fit(X, y)
 
 
 def test_a_selector_fitted_with_fewer_relation_scores_asks_to_be_refit():

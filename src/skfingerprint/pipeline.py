@@ -16,6 +16,7 @@ candidate, cosine]`` input; ``classifier="maxsim"`` is the max-cosine baseline
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Any
 
 from sklearn.pipeline import Pipeline
@@ -75,6 +76,7 @@ def make_fingerprint_pipeline(
     k: int = 100,
     min_similarity: float | str | None = "auto",
     threshold: float | str = "auto",
+    used_fraction: float | None = None,
     pixel_size: int | str | None = "auto",
     relation_spaces: tuple[str, ...] | str = "auto",
     random_state=None,
@@ -145,6 +147,10 @@ def make_fingerprint_pipeline(
         0.5 with relation scores. Ignored by ``"linear"`` (which cuts where its training scores
         mark the training split's used fraction) and ``"maxsim"`` (the kappa-maximising
         threshold); both learn theirs in ``fit``.
+    used_fraction : float in (0, 1) or None, default=None
+        The linear head's ``used_fraction``: the share of a test split expected to be used,
+        where it is known and differs from the training split's (None: mark the training
+        split's share). Only with ``classifier="linear"``.
     pixel_size : int, None or "auto", default="auto"
         Side of the grayscale pixel space the embedder adds for the relation scores
         (``ViTLayerFusionEmbedder(pixel_size=...)``): ``"auto"`` is, with relation features,
@@ -210,6 +216,16 @@ def make_fingerprint_pipeline(
         raise ValueError(f"classifier must be one of {CLASSIFIERS}; got {classifier!r}")
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES}; got {features!r}")
+    if used_fraction is not None:
+        if classifier != "linear":
+            raise ValueError(
+                f"used_fraction sets where the linear head cuts; classifier={classifier!r} "
+                "has no such cut. Use classifier='linear'"
+            )
+        if isinstance(used_fraction, bool) or not (
+            isinstance(used_fraction, Real) and 0 < used_fraction < 1
+        ):
+            raise ValueError(f"used_fraction must be a number in (0, 1); got {used_fraction!r}")
     if classifier == "linear" and features != "relations":
         raise ValueError(
             "classifier='linear' reads relation scores; use features='relations' (or "
@@ -265,5 +281,8 @@ def make_fingerprint_pipeline(
                 f"CANet parameters {sorted(canet_params)} were given with "
                 f"classifier={classifier!r}, which takes none (it learns its threshold in fit)"
             )
-        clf = LinearRelationClassifier() if classifier == "linear" else MaxSimilarityClassifier()
+        if classifier == "linear":
+            clf = LinearRelationClassifier(used_fraction=used_fraction)
+        else:
+            clf = MaxSimilarityClassifier()
     return Pipeline([("embed", embed), ("select", select), ("clf", clf)], verbose=bool(verbose))

@@ -57,6 +57,7 @@ def _pipeline_from_args(args: argparse.Namespace):
             k=args.k,
             min_similarity=args.min_similarity,
             threshold=args.threshold,
+            used_fraction=args.used_fraction,
             random_state=args.seed,
             cache_dir=args.cache_dir,
             **canet,

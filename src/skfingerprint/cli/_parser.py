@@ -257,6 +257,15 @@ def build_parser() -> argparse.ArgumentParser:
         "0.5 with relations); the other classifiers learn theirs",
     )
     fit.add_argument(
+        "--used-fraction",
+        type=_float_in(0.0, 1.0),
+        default=None,
+        metavar="F",
+        help="the share of the images to judge that you know to be used, where it differs "
+        "from the training split's: the linear head marks that share (default: the training "
+        "split's)",
+    )
+    fit.add_argument(
         "--epochs", type=_positive_int, metavar="N", help="CANet training epochs (default 50)"
     )
     fit.add_argument(
