@@ -230,13 +230,15 @@ def main(argv=None) -> int:
     parser.add_argument("--output", type=Path, default=BENCH / "RESULTS_prevalence.md")
     args = parser.parse_args(argv)
     start = time.perf_counter()
+    default_output = parser.get_default("output")
+    output = "" if args.output == default_output else f" --output {args.output}"
     lines = [
         "# Test splits of another used fraction (`benchmarks/probe_prevalence.py`)",
         "",
         "Rewritten by the probe; edits are lost. " + __doc__.split("\n\n")[1].replace("\n", " "),
         "",
         "Command: `.venv/bin/python benchmarks/probe_prevalence.py --cache-dir "
-        f"{args.cache_dir} --seeds {' '.join(map(str, args.seeds))}`  ",
+        f"{args.cache_dir} --seeds {' '.join(map(str, args.seeds))}{output}`  ",
         "MACHINE",
         "",
         f"Test kappa [paired bootstrap 95% CI over the dealt images of {len(args.seeds)} seeds x "
