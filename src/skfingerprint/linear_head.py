@@ -47,7 +47,7 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         unseen seeds (``benchmarks/RESULTS_detector_seeds345.md``), but only +0.005 [-0.003,
         +0.013] on six later draws (``benchmarks/RESULTS_detector_6seeds.md``): its benefit
         depends on the draw. It assumes a test split's used fraction is near the training
-        split's.
+        split's (where another is known, give ``used_fraction``).
     used_fraction : float in (0, 1) or None, default=None
         The share of a test split expected to be used, where it is known (an organiser's
         statement, an auditor's prior) and differs from the training split's. With
