@@ -11,7 +11,7 @@ issue's +0.10. It replaces the tally once counted by hand.
 Two groups: every look (the tally of task x look pairs won, tied and lost), and the looks taken
 with today's default, from the commit that adopted round 18's span scores (2026-12-04 11:45
 UTC, 5bdfde4; nothing since has changed the offline default's answers, so the looks after it
-measure the same method).
+measure the same method). Move ``CURRENT_DEFAULT_SINCE`` when a change to those answers lands.
 
     .venv/bin/python benchmarks/summarise_looks.py
 
