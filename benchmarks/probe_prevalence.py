@@ -128,7 +128,7 @@ def deal(
     return np.sort(np.concatenate(keep))
 
 
-def test_split_groups(folder: Path, source: str, seed: int) -> np.ndarray:
+def groups_of_test_split(folder: Path, source: str, seed: int) -> np.ndarray:
     """The group (patient, garment, character) of each test real image of a task folder,
     dealt again as ``realgen.task.build_task`` dealt it (checked against the saved labels)."""
     config = json.loads((folder / "config.json").read_text())
@@ -164,7 +164,7 @@ def run_seed(folder: Path, source: str, seed: int) -> list[dict]:
         f: clone(default[-1]).set_params(used_fraction=f).fit(train_features, train.y)
         for f in FRACTIONS
     }
-    groups = test_split_groups(folder, source, seed)
+    groups = groups_of_test_split(folder, source, seed)
     rng = np.random.default_rng(seed)
     records = []
     for fraction in FRACTIONS:
