@@ -55,11 +55,10 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
         marks that share: the relation scores are standardised within each split, so a
         quantile of the training split marks about the same share of any split. None: the
         training split's own share. On the membership benchmark's test splits dealt to a used
-        fraction of 0.25 (whole groups, seeds 87-89, ``benchmarks/RESULTS_prevalence.md``) the
-        default marked about half of each split whatever it held; given 0.25 it marked
-        0.23-0.28 and gained +0.046 to +0.107 kappa on three of five tasks (intervals apart),
-        +0.006 and +0.022 on the others; at 0.75 it moved kappa by -0.021 to +0.038, inside
-        the intervals.
+        fraction of 0.25 or 0.75 (whole groups, seeds 87-92,
+        ``benchmarks/RESULTS_prevalence*.md``) the default marked about half of each split
+        whatever it held; given the share it marked it, and moved test kappa by -0.020 to
+        +0.113 (paired; 9 of 20 task x fraction intervals above 0, none below).
     positive : bool, default=True
         Keep every weight >= 0 (the intercept is free). Every relation score is built so that
         a higher value means "more likely used", and several are correlated (the best
