@@ -186,7 +186,6 @@ def run_seed(folder: Path, source: str, seed: int) -> list[dict]:
                     "fraction": fraction,
                     "draw": draw,
                     "y": y_test[keep],
-                    "n": len(keep),
                     "Default pipeline": default[-1].predict(features),
                     "Default, told the fraction": top_fraction(proba, fraction),
                     "Default, used_fraction given": told[fraction].predict(features),
@@ -202,8 +201,9 @@ def _cell(v) -> str:
 
 
 def task_rows(name: str, records: list[dict]) -> list[str]:
-    """The task's table rows: per fraction, each method's kappa, marked share, and the
-    default's margin over the better baseline at that fraction."""
+    """The task's table rows: per fraction, each method's kappa and marked share, the
+    default's margin over the better baseline at that fraction, and the default given the
+    fraction minus the default (paired)."""
     rows = []
     for fraction in FRACTIONS:
         recs = [r for r in records if r["fraction"] == fraction]
