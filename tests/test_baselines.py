@@ -91,6 +91,13 @@ def test_prior_threshold_marks_the_training_used_fraction():
     t = baselines.prior_threshold(scores, y)
     assert t == pytest.approx(np.quantile(scores, 0.75))
     assert (np.asarray(scores) > t).sum() == 2
+    # a given share replaces mean(y) (catches it ignored, or its complement marked)
+    given = baselines.prior_threshold(scores, y, used_fraction=0.5)
+    assert given == pytest.approx(np.quantile(scores, 0.5))
+    assert (np.asarray(scores) > given).sum() == 4
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError, match="used_fraction must be in \\(0, 1\\)"):
+            baselines.prior_threshold(scores, y, used_fraction=bad)
     with pytest.raises(ValueError, match="differ in length"):
         baselines.prior_threshold([0.1, 0.2], [0, 1, 1])
     with pytest.raises(ValueError, match=r"only 0 \(not used\) and 1 \(used\); found \[2\]"):

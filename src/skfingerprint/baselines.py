@@ -115,12 +115,16 @@ class _ThresholdMixin:
     def _check_y(self, y: Any, n: int) -> np.ndarray:
         return check_training_labels(y, n, type(self).__name__)
 
-    def _fit_threshold(self, scores: np.ndarray, y: np.ndarray) -> None:
+    def _fit_threshold(
+        self, scores: np.ndarray, y: np.ndarray, used_fraction: float | None = None
+    ) -> None:
+        """``used_fraction``: the share the ``"prior"`` cut marks (None: the training rows')."""
         self.classes_ = np.array([0, 1])
         if self.threshold is None or self.threshold == "kappa":
             self.threshold_, self.train_kappa_ = learn_kappa_threshold(scores, y)
         elif self.threshold == "prior":
-            self.threshold_, self.train_kappa_ = _kappa_at(scores, y, prior_threshold(scores, y))
+            cut = prior_threshold(scores, y, used_fraction)
+            self.threshold_, self.train_kappa_ = _kappa_at(scores, y, cut)
         else:
             self.threshold_ = float(self.threshold)
             _, self.train_kappa_ = _kappa_at(scores, y, self.threshold_)
@@ -173,10 +177,11 @@ class _ThresholdMixin:
         return self.classes_[(self.decision_function(X) > 0).astype(np.int64)]
 
 
-def prior_threshold(scores, y) -> float:
+def prior_threshold(scores, y, used_fraction: float | None = None) -> float:
     """The cut on ``scores`` that marks the training rows' used fraction as used.
 
-    The quantile ``1 - mean(y)`` of the training scores. On weak signals the kappa-maximising
+    The quantile ``1 - mean(y)`` of the training scores (``1 - used_fraction`` where that
+    share is given instead: a test split's, known to differ). On weak signals the kappa-maximising
     cut of ~200 scores is a noisy estimate that drifts to the extremes; this one only assumes
     that a test split's used fraction is near the training split's, and with scores
     standardised within each split (the relation features) it marks about that fraction of the
@@ -188,6 +193,8 @@ def prior_threshold(scores, y) -> float:
         Higher means "more likely used".
     y : array-like of 0/1, shape (n,)
         Membership labels (1 = used).
+    used_fraction : float in (0, 1) or None, default=None
+        The share to mark; None: ``mean(y)``.
 
     Returns
     -------
@@ -201,7 +208,11 @@ def prior_threshold(scores, y) -> float:
     2.5
     """
     s, y = _scores_and_labels(scores, y)
-    return float(np.quantile(s, 1.0 - y.mean()))
+    if used_fraction is None:
+        return float(np.quantile(s, 1.0 - y.mean()))
+    if not 0 < used_fraction < 1:
+        raise ValueError(f"used_fraction must be in (0, 1); got {used_fraction!r}")
+    return float(np.quantile(s, 1.0 - used_fraction))
 
 
 def _kappa_at(scores: np.ndarray, y: np.ndarray, threshold: float) -> tuple[float, float]:

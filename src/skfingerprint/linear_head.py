@@ -23,7 +23,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from ._contracts import check_candidates
-from .baselines import _kappa_at, _ThresholdMixin
+from .baselines import _ThresholdMixin
 
 __all__ = ["LinearRelationClassifier"]
 
@@ -153,11 +153,7 @@ class LinearRelationClassifier(_ThresholdMixin, ClassifierMixin, BaseEstimator):
             self.model_ = _positive_logistic_regression(scores, y, self.C)
         else:
             self.model_ = LogisticRegression(C=self.C, max_iter=2000).fit(scores, y)
-        decisions = self.model_.decision_function(scores)
-        self._fit_threshold(decisions, y)
-        if self.used_fraction is not None:
-            cut = float(np.quantile(decisions, 1.0 - self.used_fraction))
-            self.threshold_, self.train_kappa_ = _kappa_at(decisions, y, cut)
+        self._fit_threshold(self.model_.decision_function(scores), y, self.used_fraction)
         return self
 
     def score_samples(self, X: Any) -> np.ndarray:
