@@ -136,17 +136,17 @@ def deal(
     return np.sort(np.concatenate(keep))
 
 
-def groups_of_test_split(folder: Path, source: str, seed: int) -> np.ndarray:
+def groups_of_test_split(folder: Path, source: str, seed: int, y_test: np.ndarray) -> np.ndarray:
     """The group (patient, garment, character) of each test real image of a task folder,
-    dealt again as ``realgen.task.build_task`` dealt it (checked against the saved labels)."""
+    dealt again as ``realgen.task.build_task`` dealt it (checked against ``y_test``, the
+    folder's saved labels in the split's order)."""
     config = json.loads((folder / "config.json").read_text())
     sizes = [config[c] for c in _CELLS]
     real = load_source(source, sum(sizes), seed=seed)
     _, _, test_used, test_not = _deal(real.group, sizes, np.random.default_rng(seed))
     rows = np.random.default_rng([seed, 1]).permutation(np.concatenate([test_used, test_not]))
     labels = np.isin(rows, test_used).astype(int)
-    test = load_imageclef_gans(folder / "test")
-    if not np.array_equal(labels, _test_labels(folder, test.ids)):
+    if not np.array_equal(labels, y_test):
         raise RuntimeError(f"{folder}: the test split dealt again does not match its labels")
     return real.group[rows]
 
@@ -172,7 +172,7 @@ def run_seed(folder: Path, source: str, seed: int) -> list[dict]:
         f: clone(default[-1]).set_params(used_fraction=f).fit(train_features, train.y)
         for f in FRACTIONS
     }
-    groups = groups_of_test_split(folder, source, seed)
+    groups = groups_of_test_split(folder, source, seed, y_test)
     rng = np.random.default_rng(seed)
     records = []
     for fraction in FRACTIONS:
