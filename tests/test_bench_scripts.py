@@ -319,3 +319,32 @@ def test_probe_prevalence_deals_whole_groups_at_the_asked_fraction_and_marks_the
     scores = np.array([0.1, 0.9, 0.5, 0.7, 0.2, 0.3, 0.8, 0.0])
     assert top_fraction(scores, 0.25).tolist() == [0, 1, 0, 0, 0, 0, 1, 0]
     assert top_fraction(scores, 0.5).tolist() == [0, 1, 1, 1, 0, 0, 1, 0]
+
+
+def test_probe_ceiling_today_fits_noise_on_shuffled_labels_and_leaves_the_default_head_alone():
+    # Catches: the noise fit trained on the true labels or scored against them (either reads
+    # ~0 here, where one score carries the true labels strongly, instead of what a head gains
+    # by fitting noise), the two heads' columns swapped, and head_on_scores refitting the
+    # pipeline's own fitted head in place (the "default" row would then be scored by a head
+    # fitted on the test labels).
+    from probe_ceiling_today import SHUFFLES, head_on_scores, noise_fit
+
+    from skfingerprint import LinearRelationClassifier
+
+    rng = np.random.default_rng(0)
+    y = rng.permutation(np.r_[np.ones(100, int), np.zeros(100, int)])
+    scores = rng.normal(size=(200, 40))
+    scores[:, 0] += 3.0 * y  # a real signal, which shuffled labels must not see
+    relations = np.concatenate([scores, np.zeros((200, 1))], axis=1)[:, None, :]
+    default_head = LinearRelationClassifier().fit(relations, y)
+    weights = default_head.model_.coef_.copy()
+    head = head_on_scores(default_head)
+    kappas = np.asarray(noise_fit(head, relations, scores, y, seed=0))
+    assert kappas.shape == (SHUFFLES, 2)
+    own, any_linear = kappas.mean(0)
+    # 40 weights fit 200 noise labels: the sign-constrained, shrunk head less than the
+    # unconstrained one (measured over 5 seeds: 0.26-0.30 and 0.36-0.39); a bug reads ~0
+    assert 0.15 < own < any_linear
+    np.testing.assert_array_equal(default_head.model_.coef_, weights)
+    fit_scores, other_scores = head(relations[:100], y[:100], relations[100:])
+    assert fit_scores.shape == (100,) and other_scores.shape == (100,)
