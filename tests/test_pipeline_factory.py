@@ -119,11 +119,13 @@ def test_feature_choices_are_checked():
 
 def test_used_fraction_reaches_the_linear_head_and_nothing_else():
     # Catches: the factory dropping used_fraction (the head then marks the training split's
-    # share, silently), or accepting it for a head that cannot cut there.
+    # share, silently), or accepting it for a head that cannot cut there, or refusing it
+    # without naming the head that can.
     assert make_fingerprint_pipeline()["clf"].used_fraction is None
     assert make_fingerprint_pipeline(used_fraction=0.3)["clf"].used_fraction == 0.3
     for classifier in ("canet", "maxsim"):
-        with pytest.raises(ValueError, match=f"classifier='{classifier}' has no such cut"):
+        remedy = f"classifier='{classifier}' has no such cut. Use classifier='linear'"
+        with pytest.raises(ValueError, match=remedy):
             make_fingerprint_pipeline(classifier, used_fraction=0.3)
     for bad in (0, 1.0, True, "0.3"):
         with pytest.raises(ValueError, match="used_fraction must be a number in \\(0, 1\\)"):
