@@ -126,6 +126,11 @@ GRID_NOTES = {
     "a speckled background; none is its nearest used character or any real character.",
     "fashion / ddpm": "Looked at: clothing, bags and boots, grainy and over-bright in places, "
     "some shapeless; the nearest used image shares the silhouette, not the item.",
+    "fashion / dcgan-short": "Looked at: garments, trousers, shoes and boots after 100 epochs, "
+    "over-bright, torn and smeared, some no more than a blot; the nearest used image has the "
+    "kind and rough outline, never the item.",
+    "kanji / dcgan-short": "Looked at: glyph-like blends of strokes and radicals, broken and "
+    "speckled; the nearest used character often shares a radical or the layout, none is a copy.",
 }
 
 
