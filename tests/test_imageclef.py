@@ -157,8 +157,9 @@ def test_scores_file_is_ranked_highest_first_with_stable_ties(tmp_path):
 @pytest.mark.parametrize(
     ("ids", "scores", "match"),
     [
-        (["a", "b"], [0.1], r"2 ids but scores of shape \(1,\)"),
-        (["a"], [[0.1]], "give one per id"),
+        (["a", "b"], [0.1], r"scores must hold one score per real image \(2\); got shape \(1,\)"),
+        (["a"], [[0.1]], r"got shape \(1, 1\)"),
+        (["a", "b"], ["0.1", "0.2"], "scores must be numbers; got dtype <U3"),
         (["a", "b"], [0.1, np.nan], "finite"),
         (["a", "b"], [0.1, np.inf], "finite"),
         (["a", "a"], [0.1, 0.2], r"duplicated: \['a'\]"),
@@ -302,7 +303,7 @@ def test_scores_and_submission_messages_exactly(tmp_path):
 
     with pytest.raises(ValueError, match=r"^no scores to write: ids is empty$"):
         write_scores([], [], tmp_path / "s.csv")
-    with pytest.raises(ValueError, match=r"^scores must be finite numbers \(NaN or infinity"):
+    with pytest.raises(ValueError, match=r"^scores holds 1 non-finite values \(NaN or infinity\)$"):
         write_scores(["a"], [np.nan], tmp_path / "s.csv")
     bad = tmp_path / "bad.csv"
     bad.write_text("a,1\n  b;0  \n")

@@ -6,6 +6,7 @@ One home for each rule that several modules apply, so that they cannot drift apa
   last; a masked candidate has cosine :data:`MASKED_COSINE`, i.e. ``cosine < -1``; the first
   candidate of a row always counts as valid where a consumer needs one) and its validation;
 - binary membership labels (1 = used), and the training rule that both classes be present;
+- a score per real image (higher = more likely used), as the metrics and the scores file read;
 - the integer seed a ``random_state`` gives;
 - the paper's layer notation ``"L6+12+18"``;
 - Cohen's kappa with its degenerate case (one class in labels and predictions alike) as 0.
@@ -151,6 +152,20 @@ def check_training_labels(y, n: int, estimator: str) -> np.ndarray:
             "both used (1) and not used (0) real images"
         )
     return y
+
+
+def check_scores(scores, n: int, name: str) -> np.ndarray:
+    """``scores`` as float64, one finite number per real image (``n`` of them)."""
+    arr = np.asarray(scores)
+    if arr.ndim != 1 or arr.size != n:
+        raise ValueError(f"{name} must hold one score per real image ({n}); got shape {arr.shape}")
+    if arr.dtype.kind not in "iufb":  # text that happens to parse as numbers is refused too
+        raise ValueError(f"{name} must be numbers; got dtype {arr.dtype}")
+    arr = arr.astype(np.float64)
+    bad = int((~np.isfinite(arr)).sum())
+    if bad:
+        raise ValueError(f"{name} holds {bad} non-finite values (NaN or infinity)")
+    return arr
 
 
 def derive_seed(random_state, size: int | None = None):

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils import Bunch
 
-from ._contracts import check_binary_labels
+from ._contracts import check_binary_labels, check_scores
 from ._io import atomic_path
 from .images import ImageSet, list_image_files
 from .pairs import PairedImages
@@ -308,7 +308,7 @@ def write_scores(ids: Sequence[str], scores, path: str | os.PathLike) -> Path:
     ------
     ValueError
         Empty input, lengths that differ, duplicate or malformed ids, scores that are not
-        finite numbers.
+        finite numbers (text is refused, even where it would parse as one).
 
     Examples
     --------
@@ -318,11 +318,7 @@ def write_scores(ids: Sequence[str], scores, path: str | os.PathLike) -> Path:
     ids = _check_ids(ids)
     if not ids:
         raise ValueError("no scores to write: ids is empty")
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 1 or len(ids) != len(scores):
-        raise ValueError(f"{len(ids)} ids but scores of shape {scores.shape}; give one per id")
-    if not np.isfinite(scores).all():
-        raise ValueError("scores must be finite numbers (NaN or infinity found)")
+    scores = check_scores(scores, len(ids), "scores")
     order = np.argsort(-scores, kind="stable")
     lines = ["rank,id,p_used\n"]
     lines += [f"{r},{ids[i]},{scores[i]:.6f}\n" for r, i in enumerate(order, start=1)]

@@ -23,7 +23,7 @@ from sklearn.metrics import (
     roc_curve,
 )
 
-from ._contracts import check_binary_labels, cohen_kappa
+from ._contracts import check_binary_labels, check_scores, cohen_kappa
 
 __all__ = [
     "METRIC_NAMES",
@@ -93,7 +93,7 @@ def membership_report(
         "n": int(yt.size),
     }
     if y_score is not None:
-        ys = _check_scores(y_score, yt.size)
+        ys = check_scores(y_score, yt.size, "y_score")
         one_class = np.unique(yt).size < 2
         scores["auc"] = np.nan if one_class else float(roc_auc_score(yt, ys))
         scores["tpr_at_1pct_fpr"] = np.nan if one_class else tpr_at_fpr(yt, ys, 0.01)
@@ -127,25 +127,13 @@ def tpr_at_fpr(y_true, y_score, fpr: float = 0.01) -> float:
     0.5
     """
     yt = check_binary_labels(y_true, "y_true")
-    ys = _check_scores(y_score, yt.size)
+    ys = check_scores(y_score, yt.size, "y_score")
     if not 0.0 <= fpr <= 1.0:
         raise ValueError(f"fpr must be in [0, 1]; got {fpr!r}")
     if np.unique(yt).size < 2:
         raise ValueError("y_true holds one class: the ROC curve needs used and not-used images")
     curve_fpr, curve_tpr, _ = roc_curve(yt, ys)
     return float(np.interp(fpr, curve_fpr, curve_tpr))
-
-
-def _check_scores(y_score, n: int) -> np.ndarray:
-    arr = np.asarray(y_score)
-    if arr.ndim != 1 or arr.size != n:
-        raise ValueError(f"y_score must hold one score per real image ({n}); got shape {arr.shape}")
-    if arr.dtype.kind not in "iufb":
-        raise ValueError(f"y_score must be numbers; got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"y_score holds {int((~np.isfinite(arr)).sum())} non-finite values")
-    return arr
 
 
 def format_reports(reports: Mapping[str, Mapping[str, float]]) -> str:
