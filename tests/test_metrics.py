@@ -216,8 +216,12 @@ def test_scores_of_one_class_give_nan_auc_not_an_error():
     ],
 )
 def test_bad_scores_are_refused(score, match):
+    from skfingerprint import tpr_at_fpr
+
     with pytest.raises(ValueError, match=match):
         membership_report([1, 0, 1], [1, 0, 0], y_score=score)
+    with pytest.raises(ValueError, match=match):  # the same rule, naming the same argument
+        tpr_at_fpr([1, 0, 1], score)
 
 
 def test_tpr_at_fpr_refuses_what_has_no_curve():
