@@ -291,8 +291,9 @@ def test_bench_quality_runs_the_suite_unless_tasks_are_named():
         ("fashion", "ddpm"),
     ]
     assert resolve_tasks(["ct-phantom/ddpm"]) == [("ct-phantom", "ddpm")]  # an unseen pairing
-    with pytest.raises(ValueError, match=r"unknown tasks \['fashion/dcgan-short'\]"):
-        resolve_tasks(["fashion/dcgan-short"])
+    assert resolve_tasks(["kanji/dcgan-short"]) == [("kanji", "dcgan-short")]  # and another
+    with pytest.raises(ValueError, match=r"unknown tasks \['fashion/dcgan-medium'\]"):
+        resolve_tasks(["fashion/dcgan-medium"])
 
 
 def test_library_size_probe_grows_each_library_with_new_samples_of_its_generator(

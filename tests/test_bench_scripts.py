@@ -120,7 +120,7 @@ def test_probes_run_the_named_tasks_instead_of_their_own(tmp_path):
         probe_detector.main(argv, run=fake_run, methods=["a"], tasks=[("kanji", "dcgan-long")])
     assert seen == ["ct-phantom-64-dcgan-long"]
     with pytest.raises(SystemExit) as exc:
-        probe_detector.main(["--tasks", "fashion/dcgan-short"], run=fake_run, methods=["a"])
+        probe_detector.main(["--tasks", "fashion/dcgan-medium"], run=fake_run, methods=["a"])
     assert exc.value.code == 2 and seen == ["ct-phantom-64-dcgan-long"]
 
 
