@@ -111,7 +111,7 @@ QUICK = dict(
     control_deals=2,
 )  # fmt: skip
 CONTROL_CELLS = ("n_train_used", "n_train_not_used", "n_test_used", "n_test_not_used")
-#: One line per task on what its seed-0 sample grid (``figures/samples_<task>.png``) shows,
+#: One line per task on what its first seed's sample grid (``figures/samples_<task>.png``) shows,
 #: written by a person who looked at it; the run prints it beside the grid's path.
 GRID_NOTES = {
     "ct-phantom / dcgan-long": "Looked at: CT-like ovals with both lungs, spine and table, "
@@ -648,7 +648,8 @@ def main(argv=None) -> int:
             stem = grids[t["name"]].stem.removeprefix("samples_")
             note = GRID_NOTES.get(t["name"], "(not yet looked at)")
             lines.append(
-                f"![ROC]({figures.name}/roc_{stem}.png)\n\nSamples of seed 0, each row followed "
+                f"![ROC]({figures.name}/roc_{stem}.png)\n\nSamples of seed {seeds[0]} (the "
+                "first), each row followed "
                 f"by their nearest used real images: [{grids[t['name']].name}]"
                 f"({figures.name}/{grids[t['name']].name}). {note}"
             )

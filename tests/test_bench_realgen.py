@@ -239,11 +239,13 @@ def test_quick_run_writes_every_table_and_the_control_row(tmp_path):
     out = tmp_path / "q.md"
     code = bench_quality.main(
         ["--quick", "--output", str(out), "--figures", str(tmp_path / "fig"),
-         "--cache-dir", str(tmp_path / "cache"), "--n-jobs", "1"]
+         "--cache-dir", str(tmp_path / "cache"), "--n-jobs", "1", "--first-seed", "3"]
     )  # fmt: skip
     assert code == 0
     text = out.read_text()
     assert "QUICK SMOKE RUN" in text and "## Summary" in text
+    # the sample grids are the first seed's, and say which (not "seed 0" whatever was run)
+    assert text.count("Samples of seed 3 (the first)") == len(bench_quality.TASKS)
     for source, generator in bench_quality.TASKS:
         name = f"{source} / {generator}"
         assert f"## {name}" in text and f"**{name}**" in text
