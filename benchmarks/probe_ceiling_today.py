@@ -91,11 +91,12 @@ def _any_linear(f_fit, y_fit, f_other):
 def noise_fit(head, relations, scores, y, seed) -> list[tuple[float, float]]:
     """In-sample kappa of the default's head and of any linear head on shuffled labels."""
     rng = np.random.default_rng(seed)
+    z = _z(scores)
     out = []
     for _ in range(SHUFFLES):
         y_shuffled = rng.permutation(y)
         s_own = head(relations, y_shuffled, relations)[0]
-        s_any = _any_linear(_z(scores), y_shuffled, _z(scores))[0]
+        s_any = _any_linear(z, y_shuffled, z)[0]
         out.append(
             tuple(
                 cohen_kappa_score(y_shuffled, _prior_cut(s, y_shuffled, s)[1])
@@ -118,7 +119,8 @@ def run(folder: Path) -> dict:
     aucs = [roc_auc_score(y, c) if c.std() > 0 else 0.5 for c in scores.T]
     best = scores[:, int(np.argmax(aucs))]
     s_all = head(relations, y, relations)[0]
-    s_any = _any_linear(_z(scores), y, _z(scores))[0]
+    z = _z(scores)
+    s_any = _any_linear(z, y, z)[0]
     task = folder.parent.name
     NOISE_FIT.setdefault(task, []).extend(noise_fit(head, relations, scores, y, seed))
     return {
@@ -150,18 +152,14 @@ def noise_fit_section() -> str:
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    status = main(
-        argv,
-        run=run,
-        methods=METHODS,
-        doc=__doc__,
-        script="probe_ceiling_today.py",
-        default_output=BENCH / "RESULTS_ceiling_today.md",
-        legend=LEGEND,
+    raise SystemExit(
+        main(
+            run=run,
+            methods=METHODS,
+            doc=__doc__,
+            script="probe_ceiling_today.py",
+            default_output=BENCH / "RESULTS_ceiling_today.md",
+            legend=LEGEND,
+            footer=noise_fit_section,
+        )
     )
-    output = Path(argv[argv.index("--output") + 1]) if "--output" in argv else None
-    output = output or BENCH / "RESULTS_ceiling_today.md"
-    with output.open("a") as f:
-        f.write(noise_fit_section())
-    raise SystemExit(status)

@@ -198,10 +198,11 @@ def run(folder: Path) -> dict:
 
 def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detector.py",
          default_output=BENCH / "RESULTS_detector.md", legend=None,
-         tasks=TASKS) -> int:  # fmt: skip
+         tasks=TASKS, footer=None) -> int:  # fmt: skip
     """Run ``run`` on every task's seeds and write the comparison of ``methods`` (the first is
     the reference). Other probes call it with their own ``run``, ``methods``, ``doc`` and
-    ``legend`` (the text that explains the table's rows), and ``tasks`` (default the suite's)."""
+    ``legend`` (the text that explains the table's rows), ``tasks`` (default the suite's), and
+    ``footer``, a function called after the runs whose text ends the file."""
     parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_ROOT)
     parser.add_argument("--output", type=Path, default=default_output)
@@ -320,7 +321,7 @@ def main(argv=None, *, run=run, methods=None, doc=__doc__, script="probe_detecto
     ]
     for name in methods:
         lines.append(f"| {name} | " + " | ".join(f"{k:+.3f}" for k in thin[name]) + " |")
-    args.output.write_text("\n".join(lines) + "\n")
+    args.output.write_text("\n".join(lines) + "\n" + (footer() if footer else ""))
     print(f"wrote {args.output}")
     return 0
 
