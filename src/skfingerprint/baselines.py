@@ -209,8 +209,8 @@ def prior_threshold(scores, y, used_fraction: float | None = None) -> float:
     """
     s, y = _scores_and_labels(scores, y)
     if used_fraction is None:
-        return float(np.quantile(s, 1.0 - y.mean()))
-    if not 0 < used_fraction < 1:
+        used_fraction = y.mean()
+    elif not 0 < used_fraction < 1:
         raise ValueError(f"used_fraction must be in (0, 1); got {used_fraction!r}")
     return float(np.quantile(s, 1.0 - used_fraction))
 
