@@ -3,7 +3,7 @@
 Everything is measured side by side in one run (the machine is shared and noisy), and the
 results are rewritten into ``benchmarks/RESULTS_embed.md``.
 
-    python benchmarks/bench_embed.py            # full run, ~10 minutes on 2 CPU cores
+    python benchmarks/bench_embed.py            # full run, ~20 minutes on 2 CPU cores
     python benchmarks/bench_embed.py --quick    # smaller counts, a smoke test
 
 1. Throughput of ``ViTLayerFusionEmbedder`` (``dtype="auto"``) against a naive timm fp32
@@ -13,8 +13,9 @@ results are rewritten into ``benchmarks/RESULTS_embed.md``.
    (passes within glibc's mmap ceiling; bf16 attention) against a plain timm pass, arm by arm.
 3. The embedder with torch's CPU buffers on transparent huge pages and without, in fresh
    processes side by side.
-4. A GridSearchCV over 4 layer sets x 3 thresholds x 3 folds: ViT passes counted, and its time
-   against one fit.
+4. A GridSearchCV over 4 layer sets x 3 thresholds x 3 folds (ViT passes counted), and one over
+   the CANet head's threshold (nets counted): each against one fit, in 3 rounds in turn, each
+   ratio the median of the rounds' own.
 5. Peak RSS while embedding 10,000 256x256 PNGs from disk, above the RSS with the model loaded.
    This uses a ViT as wide and deep as ViT-B (768 x 12 blocks, so the token cache per image is
    the same) but on 64 px input with 32 px patches, so 10,000 images take minutes, not hours.
@@ -27,6 +28,7 @@ import contextlib
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -264,8 +266,8 @@ def bench_throughput(n_images: int, n_bf16: int, rounds: int, peaks: dict) -> di
     }
     res["auto_fraction_of_roofline"] = res["embedder_auto_img_s"] / res["roofline_img_s"]
     res["forward_fraction_of_roofline"] = res["forward_img_s"] / res["roofline_img_s"]
-    probe_cos = (emb.dtype_probe_ or {}).get(name, {}).get("cosine")
-    res["auto_vs_fp32_cos"] = 1.0 if dtype == torch.float32 else probe_cos
+    # the embeddings dtype="auto" gives against fp32's (the probe's cosine is of centred tokens)
+    res["auto_vs_fp32_cos"] = 1.0 if dtype == torch.float32 else res["bf16_vs_fp32_cos_min"]
     if "embed_bf16" in times:
         bf16_img_s = n_images / min(times["embed_bf16"])
         res["forced_bf16"] = {
@@ -339,10 +341,11 @@ def bench_compile(dtype_name: str, blocks: int, rounds: int = 5) -> dict:
     return res
 
 
-def bench_grid(n_real: int, n_lib: int, stop_early: bool) -> dict:
+def bench_grid(n_real: int, n_lib: int, stop_early: bool, rounds: int = 1) -> dict:
     """One fit of the pipeline and the grid over layer sets and thresholds, with the
     embedder's ``stop_early`` as given (the default True; False as the docs advise for a
-    grid over layers)."""
+    grid over layers); ``rounds`` times in turn, the ratio the median of the rounds' ratios
+    (the machine drifts between two timings tens of seconds apart)."""
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import Pipeline
 
@@ -380,25 +383,27 @@ def bench_grid(n_real: int, n_lib: int, stop_early: bool) -> dict:
 
     # build the ViT-B (same seed, so the same cached backbone) outside both timings
     pipe().steps[0][1].fit(task.real_images[:16])  # and the dtype probe, on 16 images
-    clear_memory_cache()
-    with count_vit_images() as passes_fit:
-        start = time.perf_counter()
-        pipe().fit(task.X_pairs, task.y)
-        t_fit = time.perf_counter() - start
-    clear_memory_cache()
-    grid = GridSearchCV(
-        pipe(),
-        {
-            "embed__layers": [(3, 6, 9), (6, 9, 12), (2, 4, 6, 8), (12,)],
-            "clf__threshold": [0.3, 0.5, 0.7],
-        },
-        cv=3,
-        scoring=kappa_scorer,
-    )
-    with count_vit_images() as passes_grid:
-        start = time.perf_counter()
-        grid.fit(task.X_pairs, task.y)
-        t_grid = time.perf_counter() - start
+    t_fit, t_grid = [], []
+    for _ in range(rounds):
+        clear_memory_cache()
+        with count_vit_images() as passes_fit:
+            start = time.perf_counter()
+            pipe().fit(task.X_pairs, task.y)
+            t_fit.append(time.perf_counter() - start)
+        clear_memory_cache()
+        grid = GridSearchCV(
+            pipe(),
+            {
+                "embed__layers": [(3, 6, 9), (6, 9, 12), (2, 4, 6, 8), (12,)],
+                "clf__threshold": [0.3, 0.5, 0.7],
+            },
+            cv=3,
+            scoring=kappa_scorer,
+        )
+        with count_vit_images() as passes_grid:
+            start = time.perf_counter()
+            grid.fit(task.X_pairs, task.y)
+            t_grid.append(time.perf_counter() - start)
     deepest_default = max(parse_layers(pipe().steps[0][1].layers, VIT_B_DEPTH))
     return {
         "blocks_one_fit": deepest_default if stop_early else VIT_B_DEPTH,
@@ -407,10 +412,19 @@ def bench_grid(n_real: int, n_lib: int, stop_early: bool) -> dict:
         "vit_images_one_fit": passes_fit["n"],
         "vit_images_grid": passes_grid["n"],
         "n_candidates_fitted": 4 * 3 * 3 + 1,
-        "one_fit_s": t_fit,
-        "grid_s": t_grid,
-        "grid_over_fit": t_grid / t_fit,
+        "rounds": rounds,
+        "one_fit_s": statistics.median(t_fit),
+        "grid_s": statistics.median(t_grid),
+        **paired_ratio("grid_over_fit", t_grid, t_fit),
     }
+
+
+def paired_ratio(name: str, numerators: list, denominators: list) -> dict:
+    """``{name}_rounds``: each round's ratio of two timings taken side by side, and ``name``:
+    their median (not the ratio of the medians, which would pair a fast minute's numerator
+    with a slow minute's denominator)."""
+    rounds = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    return {f"{name}_rounds": rounds, name: statistics.median(rounds)}
 
 
 def threshold_grid_task(n_real: int, n_lib: int, k: int = 10, max_epochs: int = 30):
@@ -434,11 +448,17 @@ def threshold_grid_task(n_real: int, n_lib: int, k: int = 10, max_epochs: int = 
 
 
 def bench_threshold_grid(
-    n_real: int, n_lib: int, k: int = 10, max_epochs: int = 30, against_one: bool = True
+    n_real: int,
+    n_lib: int,
+    k: int = 10,
+    max_epochs: int = 30,
+    against_one: bool = True,
+    rounds: int = 1,
 ) -> dict:
     """The issue's grid: ``clf__threshold`` alone, with the paper's CANet head. Counts the
     nets trained and times the grid over 3 thresholds against one fit of the pipeline and
-    (``against_one``) against the same grid over 1 threshold."""
+    (``against_one``) against the same grid over 1 threshold; ``rounds`` times in turn, each
+    ratio the median of the rounds' ratios."""
     from sklearn.base import clone
     from sklearn.model_selection import GridSearchCV
 
@@ -447,26 +467,28 @@ def bench_threshold_grid(
 
     task, pipe = threshold_grid_task(n_real, n_lib, k, max_epochs)
     pipe.steps[0][1].fit(task.real_images[:16])  # the ViT-B and dtype probe, outside timings
-    clear_memory_cache()
-    start = time.perf_counter()
-    clone(pipe).fit(task.X_pairs, task.y)
-    out = {"one_fit_s": time.perf_counter() - start}
-    for thresholds in ([0.5], [0.3, 0.5, 0.7]) if against_one else ([0.3, 0.5, 0.7],):
+    grids = ([0.5], [0.3, 0.5, 0.7]) if against_one else ([0.3, 0.5, 0.7],)
+    times, nets_trained = {"one_fit": [], **{len(t): [] for t in grids}}, {}
+    for _ in range(rounds):
         clear_memory_cache()
-        grid = GridSearchCV(pipe, {"clf__threshold": thresholds}, cv=3, scoring=kappa_scorer)
-        # _CANetNet.fit runs only to train (a restored net is initialised, not fitted)
-        with count_calls(_CANetNet, "fit") as nets:
-            start = time.perf_counter()
-            grid.fit(task.X_pairs, task.y)
-            out[len(thresholds)] = {
-                "s": time.perf_counter() - start,
-                "fits": 3 * len(thresholds) + 1,
-                "nets_trained": nets["n"],
-            }
+        start = time.perf_counter()
+        clone(pipe).fit(task.X_pairs, task.y)
+        times["one_fit"].append(time.perf_counter() - start)
+        for thresholds in grids:
+            clear_memory_cache()
+            grid = GridSearchCV(pipe, {"clf__threshold": thresholds}, cv=3, scoring=kappa_scorer)
+            # _CANetNet.fit runs only to train (a restored net is initialised, not fitted)
+            with count_calls(_CANetNet, "fit") as nets:
+                start = time.perf_counter()
+                grid.fit(task.X_pairs, task.y)
+                times[len(thresholds)].append(time.perf_counter() - start)
+            nets_trained[len(thresholds)] = nets["n"]
+    out = {"rounds": rounds, "one_fit_s": statistics.median(times["one_fit"])}
+    for n, trained in nets_trained.items():
+        out[n] = {"s": statistics.median(times[n]), "fits": 3 * n + 1, "nets_trained": trained}
     if against_one:
-        out["ratio"] = out[3]["s"] / out[1]["s"]
-    out["grid_over_fit"] = out[3]["s"] / out["one_fit_s"]
-    return out
+        out["ratio"] = paired_ratio("ratio", times[3], times[1])["ratio"]
+    return {**out, **paired_ratio("grid_over_fit", times[3], times["one_fit"])}
 
 
 def bench_gate_denormals(n_real: int, n_lib: int, rounds: int = 3) -> dict:
@@ -847,7 +869,7 @@ def write_results(results: dict, path: Path) -> None:
         "first candidate runs 9 blocks and keeps each image's ViT state, from which the "
         "second, deeper, runs blocks 10-12 alone; "
         "``stop_early=False`` (what the docs advise for a grid over layers) runs every block "
-        "in the first fit.",
+        f"in the first fit. {_rounds_text(g[True]['rounds'])}",
         "",
         "| what | stop_early=True | stop_early=False |",
         "|---|---|---|",
@@ -860,7 +882,7 @@ def write_results(results: dict, path: Path) -> None:
         + " | ".join(f"{x['one_fit_s']:.1f} s / {x['grid_s']:.1f} s" for x in g.values())
         + " |",
         "| **grid / one fit** (target <= 1.5) | "
-        + " | ".join(f"**{x['grid_over_fit']:.2f}**" for x in g.values())
+        + " | ".join(_ratio_cell(x) for x in g.values())
         + " |",
         "| blocks run per image: one fit / whole grid | "
         + " | ".join(f"{x['blocks_one_fit']} / {x['blocks_grid']}" for x in g.values())
@@ -874,7 +896,7 @@ def write_results(results: dict, path: Path) -> None:
         "untrained, k = 10, 30 epochs), 3 folds, the same images as above; against the same "
         "grid over one threshold, and against one fit of the pipeline (no cross-validation): "
         "the grid trains a net per fold and the refit, 4 in all, whatever the number of "
-        "thresholds, if the fitted net is reused.",
+        f"thresholds, if the fitted net is reused. {_rounds_text(tg['rounds'])}",
         "",
         "| what | 1 threshold | 3 thresholds |",
         "|---|---|---|",
@@ -883,7 +905,7 @@ def write_results(results: dict, path: Path) -> None:
         f"| time | {tg[1]['s']:.1f} s | {tg[3]['s']:.1f} s |",
         f"| **grid over 3 thresholds / grid over 1** | | **{tg['ratio']:.2f}** |",
         f"| **grid over 3 thresholds / one fit of the pipeline** ({tg['one_fit_s']:.1f} s; "
-        f"target <= 1.5) | | **{tg['grid_over_fit']:.2f}** |",
+        f"target <= 1.5) | | {_ratio_cell(tg)} |",
         "",
         *_gate_denormals_lines(results.get("gate_denormals")),
         *_imageclef_grid_lines(results.get("imageclef_grids")),
@@ -905,6 +927,22 @@ def write_results(results: dict, path: Path) -> None:
         *results.get("notes", []),
     ]
     path.write_text("\n".join(lines))
+
+
+def _rounds_text(rounds: int) -> str:
+    if rounds == 1:
+        return "One round: one fit, then the grid."
+    return (
+        f"{rounds} rounds in turn, each one fit then the grids (the machine drifts between "
+        "two timings tens of seconds apart): the times are the rounds' medians, each ratio "
+        "the median of the rounds' ratios, every round's ratio to one fit in brackets."
+    )
+
+
+def _ratio_cell(x: dict) -> str:
+    rounds = x.get("grid_over_fit_rounds", [])
+    each = f" ({', '.join(f'{r:.2f}' for r in rounds)})" if len(rounds) > 1 else ""
+    return f"**{x['grid_over_fit']:.2f}**{each}"
 
 
 def _gate_denormals_lines(d: dict | None) -> list[str]:
@@ -1104,11 +1142,12 @@ def main() -> None:
         print(json.dumps(results["compile"], indent=1), flush=True)
     if args.only_throughput:
         return
+    rounds = 1 if q else 3
     results["grid"] = {
-        stop: bench_grid(8 if q else 48, 8 if q else 48, stop) for stop in (True, False)
+        stop: bench_grid(8 if q else 48, 8 if q else 48, stop, rounds) for stop in (True, False)
     }
     print(json.dumps(results["grid"], indent=1), flush=True)
-    results["threshold_grid"] = bench_threshold_grid(8 if q else 48, 8 if q else 48)
+    results["threshold_grid"] = bench_threshold_grid(8 if q else 48, 8 if q else 48, rounds=rounds)
     print(json.dumps(results["threshold_grid"], indent=1), flush=True)
     results["gate_denormals"] = bench_gate_denormals(8 if q else 48, 8 if q else 48)
     print(json.dumps(results["gate_denormals"], indent=1), flush=True)

@@ -64,6 +64,21 @@ def test_imageclef_grid_rows_put_each_ratio_beside_its_own_timings():
     assert _imageclef_grid_lines(None) == []
 
 
+def test_grid_ratios_pair_each_round_with_its_own_fit():
+    # Catches: the ratio of the medians (a fast minute's grid over a slow minute's fit) instead
+    # of the median of the rounds' ratios; rounds paired out of order; a list of rounds of
+    # another length paired silently.
+    from bench_embed import _ratio_cell, paired_ratio
+
+    out = paired_ratio("grid_over_fit", [30.0, 20.0, 25.0], [20.0, 10.0, 20.0])
+    assert out["grid_over_fit_rounds"] == [1.5, 2.0, 1.25]
+    assert out["grid_over_fit"] == 1.5  # the ratio of the medians: 25 / 20 = 1.25
+    assert _ratio_cell(out) == "**1.50** (1.50, 2.00, 1.25)"
+    assert _ratio_cell(paired_ratio("grid_over_fit", [3.0], [2.0])) == "**1.50**"
+    with pytest.raises(ValueError):
+        paired_ratio("ratio", [1.0], [1.0, 2.0])
+
+
 def _unit_rows(seed: int, n_real: int, n_lib: int, dim: int):
     """Random unit reals and library."""
     rng = np.random.default_rng(seed)
