@@ -131,6 +131,11 @@ GRID_NOTES = {
     "kind and rough outline, never the item.",
     "kanji / dcgan-short": "Looked at: glyph-like blends of strokes and radicals, broken and "
     "speckled; the nearest used character often shares a radical or the layout, none is a copy.",
+    "ct-phantom / ddpm": "Looked at: CT-like ovals with both lungs, spine and table, most smooth, "
+    "a few buried in speckle (25 sampling steps); the smooth ones close in layout and "
+    "brightness to their nearest used slice.",
+    "kanji / ddpm": "Looked at: sharp kanji-like glyphs with plausible radicals, some broken or "
+    "speckled; the nearest used character shares a radical or the layout, none is a copy.",
 }
 
 
