@@ -487,8 +487,9 @@ def bench_threshold_grid(
     for n, trained in nets_trained.items():
         out[n] = {"s": statistics.median(times[n]), "fits": 3 * n + 1, "nets_trained": trained}
     if against_one:
-        out["ratio"] = paired_ratio("ratio", times[3], times[1])["ratio"]
-    return {**out, **paired_ratio("grid_over_fit", times[3], times["one_fit"])}
+        out.update(paired_ratio("ratio", times[3], times[1]))
+    out.update(paired_ratio("grid_over_fit", times[3], times["one_fit"]))
+    return out
 
 
 def bench_gate_denormals(n_real: int, n_lib: int, rounds: int = 3) -> dict:
